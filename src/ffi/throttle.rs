@@ -1,0 +1,565 @@
+//! `mpt_throttle`: making, running and freeing a throttle, taking fuel,
+//! emitting and the kill flag.
+
+use super::{Failure, MptStatus, guard, non_null, write, write_opt};
+use crate::clock::monotonic_ns;
+use crate::config::{self, Config, Options};
+use crate::schedule::Hardcap;
+use crate::throttle::{Summary, Throttle};
+
+/// Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
+pub const MPT_FOREVER: f64 = -1.0;
+
+/// The `version` of `mpt_options` this library knows.
+pub const MPT_OPTIONS_VERSION: u32 = 1;
+
+/// `mpt_options.auto_emit`: on exactly when `as_throttle` is on (as in
+/// mp_throttle).
+pub const MPT_AUTO_EMIT_DEFAULT: i32 = -1;
+
+/// Tank capacity: what the schedule guarantees (DESIGN.md, "Hardcap").
+/// Let T = per / max_n; the tank starts empty at start, its first unit is
+/// there at the start instant, then one every T.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MptHardcap {
+    /// Default, as mp_throttle's 'limit': a token bucket of capacity max_n
+    /// and rate max_n/per.
+    Limit = 0,
+    /// As mp_throttle's 'one': the tank holds at most 1; grants at least T
+    /// apart, never more than max_n in any window of length per.
+    One = 1,
+    /// As mp_throttle's other values: unbounded; grants by time t never
+    /// exceed 1 + floor((t - t0)/T) over running time, slow phases are
+    /// caught up.
+    None = 2,
+    /// Exact sliding window: never more than max_n grants in any half-open
+    /// window of length per, and no grant waits when the window allows it.
+    /// max_n is at most 4194304 (the ring keeps max_n grant times).
+    Window = 3,
+}
+
+/// Options of `mpt_throttle_new`: mp_throttle's keyword arguments.
+/// Fill with `mpt_options_init`, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MptOptions {
+    /// `MPT_OPTIONS_VERSION`, set by `mpt_options_init`.
+    pub version: u32,
+    /// 1 (default): ration fuel. 0: fuel is always available, counting only.
+    pub as_throttle: u32,
+    /// 1 (default): a monitor thread keeps statistics. 0: the statistics
+    /// calls return `MPT_STATUS_MONITOR_OFF`.
+    pub as_monitor: u32,
+    /// 1: each unit of fuel taken counts an emission. 0: workers call
+    /// `mpt_emit` themselves. `MPT_AUTO_EMIT_DEFAULT` (default): as
+    /// `as_throttle`.
+    pub auto_emit: i32,
+    /// An `mpt_hardcap` value (default `MPT_HARDCAP_LIMIT`).
+    pub hardcap: u32,
+    /// Seconds between monitor refreshes (mp_throttle's rf_rate; default
+    /// 0.01; finite and at least 1e-6).
+    pub refresh_s: f64,
+}
+
+impl Default for MptOptions {
+    fn default() -> Self {
+        let o = Options::default();
+        Self {
+            version: MPT_OPTIONS_VERSION,
+            as_throttle: u32::from(o.as_throttle),
+            as_monitor: u32::from(o.as_monitor),
+            auto_emit: MPT_AUTO_EMIT_DEFAULT,
+            hardcap: o.hardcap as u32,
+            refresh_s: o.refresh_s,
+        }
+    }
+}
+
+impl TryFrom<&MptOptions> for Options {
+    type Error = Failure;
+
+    fn try_from(o: &MptOptions) -> Result<Self, Failure> {
+        if o.version != MPT_OPTIONS_VERSION {
+            return Err(Failure::invalid(format!(
+                "options.version is {}, this library knows {MPT_OPTIONS_VERSION}: \
+                 fill the options with mpt_options_init",
+                o.version
+            )));
+        }
+        let flag = |v: u32, name: &str| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Failure::invalid(format!("options.{name} must be 0 or 1 (got {v})"))),
+        };
+        let auto_emit = match o.auto_emit {
+            MPT_AUTO_EMIT_DEFAULT => None,
+            0 => Some(false),
+            1 => Some(true),
+            v => {
+                return Err(Failure::invalid(format!(
+                    "options.auto_emit must be 0, 1 or MPT_AUTO_EMIT_DEFAULT (got {v})"
+                )));
+            }
+        };
+        let hardcap = Hardcap::try_from(o.hardcap).map_err(|v| {
+            Failure::invalid(format!("options.hardcap must be an mpt_hardcap value 0..3 (got {v})"))
+        })?;
+        Ok(Options {
+            as_throttle: flag(o.as_throttle, "as_throttle")?,
+            as_monitor: flag(o.as_monitor, "as_monitor")?,
+            auto_emit,
+            hardcap,
+            refresh_s: o.refresh_s,
+        })
+    }
+}
+
+/// What `mpt_stop` reports: mp_throttle's `stop()` tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MptSummary {
+    /// Running time of all runs so far, in seconds (pauses excluded).
+    pub runtime_s: f64,
+    /// Emissions counted so far, by every process.
+    pub total: u64,
+    /// Mean seconds between emissions (0 if none).
+    pub mean_seconds_between: f64,
+    /// Mean emissions per second (0 if none).
+    pub mean_per_second: f64,
+}
+
+impl From<Summary> for MptSummary {
+    fn from(s: Summary) -> Self {
+        Self {
+            runtime_s: s.runtime_s,
+            total: s.total,
+            mean_seconds_between: s.mean_seconds_between,
+            mean_per_second: s.mean_per_second,
+        }
+    }
+}
+
+const HANDLE_MAGIC: u64 = 0x6d70_745f_7468_726f; // "mpt_thro"
+
+/// A throttle handle: opaque to C.
+pub struct MptThrottle {
+    magic: u64,
+    throttle: Throttle,
+}
+
+/// The throttle behind a handle, or `NULL_POINTER` / `BAD_HANDLE`.
+///
+/// # Safety
+/// `p` must be NULL or a pointer from `mpt_throttle_new` that has not been
+/// freed (a freed one is usually caught by the magic word, but not always).
+pub(super) unsafe fn handle<'a>(p: *const MptThrottle) -> Result<&'a Throttle, Failure> {
+    non_null(p, "throttle")?;
+    // SAFETY: non-NULL and, per the contract, a live MptThrottle; the
+    // borrow lasts for one boundary call, during which C must not free it.
+    let h = unsafe { &*p };
+    if h.magic != HANDLE_MAGIC {
+        return Err(Failure::new(
+            MptStatus::BadHandle,
+            "throttle is not a live mpt_throttle (freed, or never one)",
+        ));
+    }
+    Ok(&h.throttle)
+}
+
+/// Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
+/// as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
+/// `MPT_HARDCAP_LIMIT`, refresh_s 0.01.
+///
+/// - `out_options`: not NULL; written on success.
+/// - `version`: pass `MPT_OPTIONS_VERSION`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT` for a version this library does not know.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `out_options` must be NULL or valid for writing one `mpt_options`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_options_init(out_options: *mut MptOptions, version: u32) -> MptStatus {
+    guard(|| {
+        non_null(out_options, "out_options")?;
+        if version != MPT_OPTIONS_VERSION {
+            return Err(Failure::invalid(format!(
+                "options version {version} is unknown; this library knows {MPT_OPTIONS_VERSION}"
+            )));
+        }
+        // SAFETY: checked non-NULL; valid per the caller's contract.
+        unsafe { write(out_options, MptOptions::default()) };
+        Ok(())
+    })
+}
+
+/// Makes a throttle of `max_n` units of fuel per `per_s` seconds, and its
+/// shared state. Nothing runs until `mpt_start`.
+///
+/// The shared state lives in a `MAP_SHARED` anonymous mapping: a handle made
+/// before `fork()` works in every child.
+///
+/// - `max_n`: at least 1 (at most 4194304 with `MPT_HARDCAP_WINDOW`).
+/// - `per_s`: finite, > 0, at least 1 ns.
+/// - `options`: NULL for the defaults, or options filled by
+///   `mpt_options_init` (borrowed for the call).
+/// - `out_throttle`: not NULL; receives the new handle on success, which the
+///   caller owns and frees with `mpt_throttle_free` (once per process).
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT` (max_n 0, per not a finite positive number,
+/// a bad option, as_throttle and as_monitor both 0); `MPT_STATUS_SYSTEM` (no
+/// memory for the mapping); `MPT_STATUS_UNSUPPORTED` (no 128-bit atomics).
+///
+/// Thread safety: safe. Fork safety: safe in a child (the child owns the new
+/// throttle). Blocking: never. Since: 0.1.0.
+///
+/// # Safety
+/// `options` must be NULL or valid for reading one `mpt_options`;
+/// `out_throttle` NULL or valid for writing one pointer.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_new(
+    max_n: u64,
+    per_s: f64,
+    options: *const MptOptions,
+    out_throttle: *mut *mut MptThrottle,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_throttle, "out_throttle")?;
+        let options = if options.is_null() {
+            Options::default()
+        } else {
+            // SAFETY: non-NULL and readable per the caller's contract.
+            Options::try_from(unsafe { &*options })?
+        };
+        let config = Config::new(max_n, per_s, &options)?;
+        let throttle = Throttle::new(config)?;
+        let handle = Box::into_raw(Box::new(MptThrottle {
+            magic: HANDLE_MAGIC,
+            throttle,
+        }));
+        // SAFETY: checked non-NULL; valid per the caller's contract.
+        unsafe { write(out_throttle, handle) };
+        Ok(())
+    })
+}
+
+/// Releases this process's handle. NULL is a no-op.
+///
+/// The shared state lives on while any other process (a forked child) still
+/// uses it. Freeing does not stop the throttle: a running throttle keeps
+/// serving the other processes, and if this process runs its monitor thread,
+/// that thread ends by itself when the run is stopped.
+///
+/// - `throttle`: NULL, or a handle from `mpt_throttle_new`; invalid after
+///   the call. Free each handle exactly once per process (a forked child
+///   that wants to release its copy frees it in the child too).
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_BAD_HANDLE` (caught best-effort for
+/// a handle already freed).
+///
+/// Thread safety: not with any other call on the same handle; the caller
+/// must ensure no other thread uses it. Fork safety: safe in a child.
+/// Blocking: never. Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle that no other thread uses.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_free(throttle: *mut MptThrottle) -> MptStatus {
+    guard(|| {
+        if throttle.is_null() {
+            return Ok(());
+        }
+        // SAFETY: non-NULL, live per the contract.
+        unsafe { handle(throttle)? };
+        // SAFETY: a live handle made by Box::into_raw in mpt_throttle_new;
+        // the magic is cleared first so a second free is usually caught.
+        unsafe {
+            (*throttle).magic = 0;
+            drop(Box::from_raw(throttle));
+        }
+        Ok(())
+    })
+}
+
+/// Starts (or resumes) the throttle: clears the kill flag, opens the tank
+/// (empty: its first unit is there at once, then one every T) and, with
+/// as_monitor, starts the monitor thread in the calling process.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (already running, or
+/// another process is starting or stopping it); `MPT_STATUS_SYSTEM` (no
+/// thread could be started; the throttle stays stopped).
+///
+/// Thread safety: safe; of concurrent starts one succeeds.
+/// Fork safety: safe in a child; the monitor then runs in the child.
+/// Blocking: never. Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_start(throttle: *const MptThrottle) -> MptStatus {
+    // SAFETY: NULL or live, per the contract.
+    guard(|| Ok(unsafe { handle(throttle)? }.start()?))
+}
+
+/// Stops (pauses) the throttle: sets the kill flag, wakes every waiter in
+/// every process (each returns `MPT_STATUS_KILLED`), ends the monitor thread
+/// and reports the totals. Runtime and totals carry over a later
+/// `mpt_start`: stop/start is pause/resume, as in mp_throttle.
+///
+/// - `out_summary`: may be NULL; receives runtime, total emissions, mean
+///   time between emissions and mean emissions per second.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER` (throttle);
+/// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (not running: never
+/// started, or stopped already).
+///
+/// Thread safety: safe; of concurrent stops one succeeds.
+/// Fork safety: safe in a child: the monitor thread, in the process that
+/// started the run, ends by itself within one refresh interval.
+/// Blocking: joins this process's monitor thread (about a millisecond).
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_summary` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_stop(
+    throttle: *const MptThrottle,
+    out_summary: *mut MptSummary,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let summary = unsafe { handle(throttle)? }.stop()?;
+        // SAFETY: NULL or valid, per the contract.
+        unsafe { write_opt(out_summary, summary.into()) };
+        Ok(())
+    })
+}
+
+/// Blocks until a unit of fuel is granted, the timeout passes, or the kill
+/// flag is set.
+///
+/// Waiters are served first come, first served: each reserves its unit on
+/// arrival and sleeps to its grant time. Before `mpt_start` (and while
+/// stopped without the kill flag) it waits for the start. With auto_emit,
+/// the unit counts as one emission at its grant time.
+///
+/// - `timeout_s`: seconds to wait at most, finite and >= 0 (0: do not
+///   sleep), or `MPT_FOREVER`. A waiter whose unit would come only after its
+///   timeout reserves nothing and returns `MPT_STATUS_TIMEOUT` when the
+///   timeout passes (earlier `MPT_STATUS_KILLED` if stopped or killed).
+/// - `out_grant_ns`: may be NULL; receives the grant time, in
+///   `CLOCK_MONOTONIC` nanoseconds (see `mpt_clock_now`): the instant the
+///   library decided this waiter may go. It returns at or just after it.
+///
+/// Returns: `MPT_STATUS_OK` (a unit was taken); `MPT_STATUS_TIMEOUT`;
+/// `MPT_STATUS_KILLED` (nothing taken: finish); `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT` (NaN, infinite,
+/// or negative timeout other than `MPT_FOREVER`); `MPT_STATUS_CORRUPT`.
+///
+/// Thread safety: safe from any number of threads and processes.
+/// Fork safety: safe in a child. Blocking: yes, on a futex shared between
+/// processes with an absolute deadline; woken at once by `mpt_kill`,
+/// `mpt_stop` and `mpt_start` from any process. Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_await_fuel(
+    throttle: *const MptThrottle,
+    timeout_s: f64,
+    out_grant_ns: *mut i64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let throttle = unsafe { handle(throttle)? };
+        let timeout = config::timeout_ns(timeout_s)?;
+        let grant = throttle.await_fuel(timeout)?;
+        // SAFETY: NULL or valid, per the contract.
+        unsafe { write_opt(out_grant_ns, grant) };
+        Ok(())
+    })
+}
+
+/// Takes a unit of fuel if the tank holds one now; never blocks. With
+/// auto_emit, the unit counts as one emission.
+///
+/// - `out_grant_ns`: may be NULL; receives the grant time (now), in
+///   `CLOCK_MONOTONIC` nanoseconds.
+///
+/// Returns: `MPT_STATUS_OK` (a unit was taken); `MPT_STATUS_NO_FUEL` (the
+/// tank is empty, or not started: nothing taken); `MPT_STATUS_KILLED`;
+/// `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_CORRUPT`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
+/// system call. Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_has_fuel(
+    throttle: *const MptThrottle,
+    out_grant_ns: *mut i64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let grant = unsafe { handle(throttle)? }.has_fuel()?;
+        // SAFETY: NULL or valid, per the contract.
+        unsafe { write_opt(out_grant_ns, grant) };
+        Ok(())
+    })
+}
+
+/// Counts one emission now. For throttles made with auto_emit 0.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_WRONG_STATE` (auto_emit is on);
+/// `MPT_STATUS_NOT_RUNNING` (not started: nothing counted);
+/// `MPT_STATUS_KILLED` (stopped or killed: nothing counted);
+/// `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
+/// system call. Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_emit(throttle: *const MptThrottle) -> MptStatus {
+    // SAFETY: NULL or live, per the contract.
+    guard(|| Ok(unsafe { handle(throttle)? }.emit(None)?))
+}
+
+/// Counts one emission at the caller's timestamp (mp_throttle's
+/// `emit(timestamp)`). For throttles made with auto_emit 0.
+///
+/// - `timestamp_ns`: `CLOCK_MONOTONIC` nanoseconds (see `mpt_clock_now`),
+///   >= 0.
+///
+/// Returns: as `mpt_emit`, and `MPT_STATUS_INVALID_ARGUMENT` for a negative
+/// timestamp.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_emit_at(throttle: *const MptThrottle, timestamp_ns: i64) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let throttle = unsafe { handle(throttle)? };
+        if timestamp_ns < 0 {
+            return Err(Failure::invalid(format!(
+                "timestamp_ns must be CLOCK_MONOTONIC nanoseconds >= 0 (got {timestamp_ns})"
+            )));
+        }
+        Ok(throttle.emit(Some(timestamp_ns))?)
+    })
+}
+
+/// Sets the kill flag: every waiter in every process returns
+/// `MPT_STATUS_KILLED` at once, and so does every later call that takes
+/// fuel, until the next `mpt_start`. The throttle stays running (its runtime
+/// counts) until `mpt_stop`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child (a child can stop the
+/// whole group). Blocking: never; one system call only if someone sleeps.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_kill(throttle: *const MptThrottle) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        unsafe { handle(throttle)? }.kill();
+        Ok(())
+    })
+}
+
+/// Whether the kill flag is set (mp_throttle's `kill_flag.is_set()`).
+///
+/// - `out_is_set`: not NULL; receives true or false.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_is_set` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_kill_flag_is_set(
+    throttle: *const MptThrottle,
+    out_is_set: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_is_set, "out_is_set")?;
+        // SAFETY: NULL or live, per the contract.
+        let set = unsafe { handle(throttle)? }.kill_flag_is_set();
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_is_set, set) };
+        Ok(())
+    })
+}
+
+/// Whether the throttle is running (started and not stopped).
+///
+/// - `out_is_running`: not NULL; receives true or false.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_is_running` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_is_running(
+    throttle: *const MptThrottle,
+    out_is_running: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_is_running, "out_is_running")?;
+        // SAFETY: NULL or live, per the contract.
+        let running = unsafe { handle(throttle)? }.is_running();
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_is_running, running) };
+        Ok(())
+    })
+}
+
+/// The current time of the library's clock, `CLOCK_MONOTONIC`, in
+/// nanoseconds: the clock of grant times and of `mpt_emit_at`.
+///
+/// - `out_ns`: not NULL; receives the time.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `out_ns` must be NULL or valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_clock_now(out_ns: *mut i64) -> MptStatus {
+    guard(|| {
+        non_null(out_ns, "out_ns")?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_ns, monotonic_ns()) };
+        Ok(())
+    })
+}

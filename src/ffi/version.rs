@@ -1,0 +1,40 @@
+//! The library's version, to compare with the header's `MPT_VERSION_*`.
+
+use super::{MptStatus, guard, non_null, write};
+
+fn part(s: &str) -> u32 {
+    s.parse().unwrap_or(0)
+}
+
+/// The version of the library actually linked (compare with the header's
+/// `MPT_VERSION_MAJOR` / `_MINOR` / `_PATCH`; `MPT_ABI_VERSION` is the
+/// SONAME's number).
+///
+/// - `out_major`, `out_minor`, `out_patch`: not NULL.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// Each pointer must be NULL or valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_version(
+    out_major: *mut u32,
+    out_minor: *mut u32,
+    out_patch: *mut u32,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_major, "out_major")?;
+        non_null(out_minor, "out_minor")?;
+        non_null(out_patch, "out_patch")?;
+        // SAFETY: all three checked non-NULL; valid per the contract.
+        unsafe {
+            write(out_major, part(env!("CARGO_PKG_VERSION_MAJOR")));
+            write(out_minor, part(env!("CARGO_PKG_VERSION_MINOR")));
+            write(out_patch, part(env!("CARGO_PKG_VERSION_PATCH")));
+        }
+        Ok(())
+    })
+}

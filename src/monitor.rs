@@ -1,0 +1,131 @@
+//! The monitor thread: drains the emission lanes of the shared state, keeps
+//! the [`stats::Engine`](crate::stats::Engine) and publishes its figures into
+//! the shared state, where every process reads them without a lock.
+//!
+//! It runs in the process that called `start`, one per run, and ends by
+//! itself when the run ends (whichever process stops it). It takes no lock
+//! that a forked child could need: its only private state is its own.
+
+use crate::clock::monotonic_ns;
+use crate::process;
+use crate::shm::layout::{
+    LANE_LEN, Lane, MONITOR_IDLE, MONITOR_PANICKED, MONITOR_RUNNING, Phase, Published, Shared,
+};
+use crate::shm::Mapping;
+use crate::stats::Engine;
+use crate::wait;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+/// Refreshes an unwritten lane entry may stay unwritten before the monitor
+/// gives it up (its emitter died between claiming and writing it).
+const STUCK_ROUNDS: u32 = 3;
+
+/// Starts the monitor of run `run_id`.
+pub fn spawn(map: Arc<Mapping>, run_id: u32, refresh_ns: u64) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("mpt-monitor".into())
+        .spawn(move || {
+            let sh = map.shared();
+            // AssertUnwindSafe: the thread's own state is dropped with it, and
+            // the shared state holds only atomics, each always valid.
+            if catch_unwind(AssertUnwindSafe(|| run(sh, run_id, refresh_ns))).is_err() {
+                sh.published.status.store(MONITOR_PANICKED, Ordering::SeqCst);
+            }
+        })
+}
+
+fn run(sh: &Shared, run_id: u32, refresh_ns: u64) {
+    let c = &sh.control;
+    let p = &sh.published;
+    let refresh = i64::try_from(refresh_ns).unwrap_or(i64::MAX);
+    let mut engine = Engine::new(refresh.saturating_mul(2));
+    engine.new_run(c.run_start_ns.load(Ordering::Acquire));
+    let mut stuck = [(0u64, 0u32); crate::shm::layout::LANES];
+    p.status.store(MONITOR_RUNNING, Ordering::SeqCst);
+    c.monitor_pid.store(process::id(), Ordering::SeqCst);
+    loop {
+        let epoch = c.epoch.load(Ordering::SeqCst);
+        let running = Phase::unpack(c.run.load(Ordering::SeqCst))
+            .is_some_and(|(phase, _)| phase == Phase::Running)
+            && c.run_id.load(Ordering::SeqCst) == run_id;
+        drain(sh, &mut engine, &mut stuck, p);
+        let now = monotonic_ns();
+        if !running {
+            engine.finish();
+            publish(p, 0, &engine);
+            break;
+        }
+        engine.settle(now);
+        let latest = engine.latest(now);
+        publish(p, latest, &engine);
+        c.waiters.fetch_add(1, Ordering::SeqCst);
+        wait::wait(&c.epoch, epoch, Some(now.saturating_add(refresh)));
+        c.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+    if c.monitor_pid.load(Ordering::SeqCst) == process::id() {
+        c.monitor_pid.store(0, Ordering::SeqCst);
+        p.status.store(MONITOR_IDLE, Ordering::SeqCst);
+    }
+}
+
+fn publish(p: &Published, latest: u64, engine: &Engine) {
+    p.latest.store(latest, Ordering::Release);
+    p.lo_ns.store(engine.lo().unwrap_or(-1), Ordering::Release);
+    p.hi_ns.store(engine.hi().unwrap_or(-1), Ordering::Release);
+}
+
+/// Moves every timestamp the lanes hold into the engine.
+fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)], p: &Published) {
+    for (lane, stuck) in sh.lanes.iter().zip(stuck.iter_mut()) {
+        let lost = drain_lane(lane, engine, stuck);
+        if lost > 0 {
+            p.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Drains one lane; returns how many timestamps were lost to overruns or to
+/// emitters that died mid-write.
+fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
+    let len = LANE_LEN as u64;
+    let head = lane.head.load(Ordering::Acquire);
+    let mut tail = lane.tail.load(Ordering::Acquire).min(head);
+    let mut lost = 0;
+    if head - tail > len {
+        lost += head - tail - len;
+        tail = head - len;
+    }
+    while tail < head {
+        let raw = lane.ring[(tail % len) as usize].load(Ordering::Acquire);
+        let (tag, ts) = ((raw >> 64) as u64, raw as u64 as i64);
+        if tag == tail + 1 {
+            engine.add(ts);
+        } else if tag > tail + 1 {
+            lost += 1; // overwritten by a later lap
+        } else if *stuck == (tail, STUCK_ROUNDS) {
+            lost += 1; // claimed but never written: its emitter died
+        } else {
+            *stuck = if stuck.0 == tail { (tail, stuck.1 + 1) } else { (tail, 1) };
+            break;
+        }
+        tail += 1;
+    }
+    lane.tail.store(tail, Ordering::Release);
+    lost
+}
+
+/// Records one emission at `ts` in the calling thread's lane.
+pub fn push(sh: &Shared, ts: i64) {
+    let lane = &sh.lanes[process::lane(sh.lanes.len())];
+    let seq = lane.head.fetch_add(1, Ordering::AcqRel);
+    let entry = (u128::from(seq.wrapping_add(1)) << 64) | u128::from(ts as u64);
+    lane.ring[(seq % LANE_LEN as u64) as usize].store(entry, Ordering::Release);
+}
+
+/// Emissions ever counted, over all lanes.
+pub fn total(sh: &Shared) -> u64 {
+    sh.lanes.iter().map(|l| l.head.load(Ordering::Acquire)).fold(0, u64::wrapping_add)
+}

@@ -1,0 +1,191 @@
+//! The `#[repr(C)]` layout of the shared state.
+//!
+//! Every field is an atomic, so no process ever holds a `&` to memory that
+//! another process may write non-atomically, and zeroed memory (what `mmap`
+//! hands out) is a valid value of every type here. Words written by every
+//! grant sit on cache lines of their own. Values read from here may have been
+//! written by a buggy, dead or hostile process: users validate them first.
+//!
+//! Bump [`LAYOUT_VERSION`] on any change.
+
+#![forbid(unsafe_code)]
+
+use portable_atomic::AtomicU128;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
+
+/// First word of every mapping: "MPTHRTL\0" read little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
+/// Version of this layout.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Emission lanes; a thread emits into one lane, so emitters rarely share one.
+pub const LANES: usize = 16;
+/// Emission timestamps one lane holds until the monitor reads them.
+pub const LANE_LEN: usize = 4096;
+
+/// A value alone on its cache line.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct Line<T>(pub T);
+
+impl<T> Deref for Line<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Configuration, written once by the creator before the state is shared.
+#[repr(C)]
+#[derive(Default)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: AtomicU32,
+    /// The hardcap (`schedule::Hardcap` as u32).
+    pub hardcap: AtomicU32,
+    /// Size of the whole mapping in bytes.
+    pub size: AtomicU64,
+    /// Units of fuel per period.
+    pub max_n: AtomicU64,
+    /// The period in nanoseconds.
+    pub per_ns: AtomicU64,
+    /// Monitor refresh interval in nanoseconds.
+    pub refresh_ns: AtomicU64,
+    /// `FLAG_*` bits.
+    pub flags: AtomicU32,
+    /// Entries of the `WINDOW` ring that follows [`Shared`] (0 for others).
+    pub ring_len: AtomicU64,
+}
+
+/// [`Header::flags`]: fuel is rationed (off: always available).
+pub const FLAG_THROTTLE: u32 = 1;
+/// [`Header::flags`]: a monitor keeps statistics.
+pub const FLAG_MONITOR: u32 = 2;
+/// [`Header::flags`]: taking fuel counts an emission.
+pub const FLAG_AUTO_EMIT: u32 = 4;
+
+/// Where a throttle is in its life. Stored in [`Control::run`] with the pid
+/// of the process making a transition, so survivors can tell a dead one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Phase {
+    /// Not started, or stopped.
+    Stopped = 0,
+    /// Fuel accrues.
+    Running = 1,
+    /// A process is starting it.
+    Starting = 2,
+    /// A process is stopping it.
+    Stopping = 3,
+}
+
+impl Phase {
+    /// `(phase, pid)` from a [`Control::run`] word; `None` if corrupt.
+    pub fn unpack(word: u64) -> Option<(Phase, u32)> {
+        let phase = match word as u32 {
+            0 => Phase::Stopped,
+            1 => Phase::Running,
+            2 => Phase::Starting,
+            3 => Phase::Stopping,
+            _ => return None,
+        };
+        Some((phase, (word >> 32) as u32))
+    }
+
+    /// A [`Control::run`] word.
+    pub fn pack(self, pid: u32) -> u64 {
+        (u64::from(pid) << 32) | self as u64
+    }
+}
+
+/// Lifecycle and wake-ups.
+#[repr(C)]
+#[derive(Default)]
+pub struct Control {
+    /// The futex word every sleeper waits on: bumped by every start, stop and
+    /// kill, so each wakes all sleepers.
+    pub epoch: AtomicU32,
+    /// The kill flag (0 or 1).
+    pub kill: AtomicU32,
+    /// Threads sleeping on [`Control::epoch`]; wakers skip the syscall at 0.
+    pub waiters: AtomicU32,
+    /// Bumped by every start: a reservation made in an earlier run is void.
+    pub run_id: AtomicU32,
+    /// [`Phase`] and pid, see [`Phase::pack`].
+    pub run: AtomicU64,
+    /// 1 once the throttle has run.
+    pub ever_started: AtomicU32,
+    /// Pid of the process whose thread is the monitor of this run (0: none).
+    pub monitor_pid: AtomicU32,
+    /// When the current run started.
+    pub run_start_ns: AtomicI64,
+    /// Running time of the finished runs.
+    pub runtime_ns: AtomicI64,
+    /// When the last run stopped.
+    pub last_stop_ns: AtomicI64,
+}
+
+/// Statistics the monitor publishes; each is one atomic word, so a reader
+/// never needs a lock and never sees half a value.
+#[repr(C)]
+#[derive(Default)]
+pub struct Published {
+    /// Emissions in the last second.
+    pub latest: AtomicU64,
+    /// Shortest interval between emissions seen, ns; -1 = none yet.
+    pub lo_ns: AtomicI64,
+    /// Longest interval between emissions seen, ns; -1 = none yet.
+    pub hi_ns: AtomicI64,
+    /// Emission timestamps the monitor could not read (lane overrun).
+    pub lost: AtomicU64,
+    /// [`MONITOR_IDLE`], [`MONITOR_RUNNING`], [`MONITOR_PANICKED`].
+    pub status: AtomicU32,
+}
+
+/// [`Published::status`]: no monitor thread runs.
+pub const MONITOR_IDLE: u32 = 0;
+/// [`Published::status`]: a monitor thread runs.
+pub const MONITOR_RUNNING: u32 = 1;
+/// [`Published::status`]: the monitor thread panicked; statistics are stale.
+pub const MONITOR_PANICKED: u32 = 2;
+
+/// One emission lane: a ring of `(sequence + 1, timestamp)` entries that
+/// emitters fill and the monitor drains.
+#[repr(C)]
+pub struct Lane {
+    /// Emissions ever pushed into this lane (the exact count).
+    pub head: Line<AtomicU64>,
+    /// Entries the monitor has read.
+    pub tail: Line<AtomicU64>,
+    /// The timestamps.
+    pub ring: [AtomicU128; LANE_LEN],
+}
+
+/// The whole shared state. The `WINDOW` ring, if any, follows it.
+#[repr(C)]
+pub struct Shared {
+    /// Configuration.
+    pub header: Line<Header>,
+    /// Lifecycle.
+    pub control: Line<Control>,
+    /// Statistics.
+    pub published: Line<Published>,
+    /// GCRA theoretical arrival time (see [`crate::schedule`]).
+    pub tat: Line<AtomicU128>,
+    /// `WINDOW` sequence number of the next grant.
+    pub head: Line<AtomicU64>,
+    /// Emission lanes.
+    pub lanes: [Lane; LANES],
+}
+
+/// Bytes of a mapping with a `WINDOW` ring of `ring_len` entries.
+pub fn mapping_size(ring_len: u64) -> Option<usize> {
+    let ring = usize::try_from(ring_len).ok()?.checked_mul(size_of::<AtomicU128>())?;
+    size_of::<Shared>().checked_add(ring)
+}
+
+const _: () = assert!(size_of::<Shared>() % 64 == 0);
+const _: () = assert!(align_of::<Shared>() == 64);

@@ -1,0 +1,446 @@
+//! The throttle: a shared state in a `MAP_SHARED` mapping, plus what one
+//! process keeps privately about it (its configuration copy, its clock, its
+//! monitor thread).
+//!
+//! Fork model: a `Throttle` made before `fork()` works in every child. The
+//! child touches only the shared mapping and atomics; the private monitor
+//! slot (a `parking_lot` mutex that the parent's thread may have held at the
+//! instant of the fork) is used only by the process that made the handle.
+
+use crate::clock::{Clock, Monotonic};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::monitor;
+use crate::process;
+use crate::schedule::{Reservation, State};
+use crate::shm::layout::{
+    FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, LAYOUT_VERSION, MAGIC, MONITOR_PANICKED, Phase,
+    Shared,
+};
+use crate::shm::{Mapping, layout};
+use crate::stats::RatePair;
+use crate::wait::{self, Wake};
+use parking_lot::Mutex;
+use portable_atomic::AtomicU128;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::thread::JoinHandle;
+
+/// What `stop` reports, as mp_throttle's `stop()` tuple.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Running time of all runs so far, in seconds.
+    pub runtime_s: f64,
+    /// Emissions counted so far.
+    pub total: u64,
+    /// Mean seconds between emissions (0 if none).
+    pub mean_seconds_between: f64,
+    /// Mean emissions per second (0 if none).
+    pub mean_per_second: f64,
+}
+
+/// One process's handle on a throttle.
+pub struct Throttle {
+    map: Arc<Mapping>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    /// The process that made this handle: the only one that touches `monitor`.
+    owner: u32,
+    monitor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Throttle {
+    /// A new throttle on `CLOCK_MONOTONIC`; nothing runs until [`start`](Self::start).
+    pub fn new(config: Config) -> Result<Self> {
+        Self::with_clock(config, Arc::new(Monotonic))
+    }
+
+    /// A new throttle reading time from `clock`. Only [`Monotonic`] can
+    /// sleep correctly; a manual clock suits tests of the non-blocking calls.
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        if !AtomicU128::is_lock_free() {
+            return Err(Error::Unsupported(
+                "this CPU has no lock-free 128-bit compare-and-swap".into(),
+            ));
+        }
+        process::init();
+        let map = Arc::new(
+            Mapping::anonymous(config.schedule.ring_len())
+                .map_err(|e| Error::System(format!("cannot map the shared state: {e}")))?,
+        );
+        let sh = map.shared();
+        let h = &sh.header;
+        let rate = config.schedule.rate();
+        h.layout_version.store(LAYOUT_VERSION, Relaxed);
+        h.hardcap.store(config.schedule.hardcap() as u32, Relaxed);
+        h.size.store(map.len() as u64, Relaxed);
+        h.max_n.store(rate.max_n(), Relaxed);
+        h.per_ns.store(rate.per_ns(), Relaxed);
+        h.refresh_ns.store(config.refresh_ns, Relaxed);
+        let flags = [
+            (config.as_throttle, FLAG_THROTTLE),
+            (config.as_monitor, FLAG_MONITOR),
+            (config.auto_emit, FLAG_AUTO_EMIT),
+        ];
+        h.flags.store(flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1), Relaxed);
+        h.ring_len.store(map.ring().len() as u64, Relaxed);
+        sh.published.lo_ns.store(-1, Relaxed);
+        sh.published.hi_ns.store(-1, Relaxed);
+        let throttle = Self {
+            config,
+            clock,
+            owner: process::id(),
+            monitor: Mutex::new(None),
+            map: Arc::clone(&map),
+        };
+        config.schedule.init(&throttle.state());
+        h.magic.store(MAGIC, Release);
+        Ok(throttle)
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn sh(&self) -> &Shared {
+        self.map.shared()
+    }
+
+    fn state(&self) -> State<'_> {
+        let sh = self.sh();
+        State {
+            tat: &sh.tat,
+            head: &sh.head,
+            ring: self.map.ring(),
+        }
+    }
+
+    fn phase(&self) -> Result<(Phase, u32)> {
+        Phase::unpack(self.sh().control.run.load(SeqCst))
+            .ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))
+    }
+
+    /// Whether the throttle is running (started and not stopped).
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase(), Ok((Phase::Running, _)))
+    }
+
+    /// Whether the kill flag is set.
+    pub fn kill_flag_is_set(&self) -> bool {
+        self.sh().control.kill.load(SeqCst) != 0
+    }
+
+    /// Sets the kill flag: every waiter, in every process, returns
+    /// [`Error::Killed`] at once, and so does every later call that takes
+    /// fuel, until the next `start`.
+    pub fn kill(&self) {
+        self.sh().control.kill.store(1, SeqCst);
+        self.wake_all();
+    }
+
+    /// Tells every sleeper that something changed (no syscall if none sleeps).
+    fn wake_all(&self) {
+        let c = &self.sh().control;
+        c.epoch.fetch_add(1, SeqCst);
+        if c.waiters.load(SeqCst) > 0 {
+            wait::wake_all(&c.epoch);
+        }
+    }
+
+    /// Sleeps until `deadline` or until the epoch moves on from `epoch`.
+    fn sleep(&self, epoch: u32, deadline: Option<i64>) -> Wake {
+        let c = &self.sh().control;
+        c.waiters.fetch_add(1, SeqCst);
+        let wake = wait::wait(&c.epoch, epoch, deadline);
+        c.waiters.fetch_sub(1, SeqCst);
+        wake
+    }
+
+    /// Moves the run state from `from` to `to`, recovering from a process
+    /// that died halfway through a start or stop.
+    fn transition(&self, from: Phase, to: Phase) -> Result<()> {
+        let c = &self.sh().control;
+        let me = process::id();
+        loop {
+            let word = c.run.load(SeqCst);
+            let (phase, pid) = self.phase()?;
+            if phase == from {
+                if c.run.compare_exchange(word, to.pack(me), SeqCst, SeqCst).is_ok() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let busy = matches!(phase, Phase::Starting | Phase::Stopping);
+            if busy && pid != me && !process::is_alive(pid) {
+                // Its maker died mid-way: a half-done start never ran; a
+                // half-done stop had already set the kill flag.
+                let _ = c.run.compare_exchange(word, Phase::Stopped.pack(0), SeqCst, SeqCst);
+                continue;
+            }
+            return Err(Error::WrongState(match phase {
+                Phase::Running => "the throttle is already running".into(),
+                Phase::Stopped => {
+                    "the throttle is not running (never started, or already stopped)".into()
+                }
+                _ => format!("process {pid} is starting or stopping this throttle right now"),
+            }));
+        }
+    }
+
+    /// Starts (or resumes) the throttle: clears the kill flag, opens the tank,
+    /// and, with `as_monitor`, starts the monitor thread in this process.
+    pub fn start(&self) -> Result<()> {
+        self.transition(Phase::Stopped, Phase::Starting)?;
+        let sh = self.sh();
+        let c = &sh.control;
+        let now = self.clock.now_ns();
+        let last_stop = (c.ever_started.load(SeqCst) != 0).then(|| c.last_stop_ns.load(SeqCst));
+        if self.config.as_throttle {
+            self.config.schedule.start(&self.state(), now, last_stop);
+        }
+        c.ever_started.store(1, SeqCst);
+        c.run_start_ns.store(now, SeqCst);
+        let run_id = c.run_id.fetch_add(1, SeqCst).wrapping_add(1);
+        sh.published.latest.store(0, SeqCst);
+        c.kill.store(0, SeqCst);
+        c.run.store(Phase::Running.pack(process::id()), SeqCst);
+        self.wake_all();
+        if self.config.as_monitor {
+            let map = Arc::clone(&self.map);
+            match monitor::spawn(map, run_id, self.config.refresh_ns) {
+                Ok(thread) if process::id() == self.owner => {
+                    let old = self.monitor.lock().replace(thread);
+                    if let Some(old) = old {
+                        let _ = old.join(); // a finished run's monitor
+                    }
+                }
+                Ok(_) => {} // a forked child's monitor ends with its run
+                Err(e) => {
+                    let _ = self.stop();
+                    return Err(Error::System(format!("cannot start the monitor thread: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops (pauses) the throttle: sets the kill flag, wakes every waiter,
+    /// ends the monitor thread and reports the totals so far. Runtime and
+    /// totals carry over a later `start`.
+    pub fn stop(&self) -> Result<Summary> {
+        self.transition(Phase::Running, Phase::Stopping)?;
+        let sh = self.sh();
+        let c = &sh.control;
+        c.kill.store(1, SeqCst);
+        let now = self.clock.now_ns();
+        let ran = now.saturating_sub(c.run_start_ns.load(SeqCst)).max(0);
+        c.runtime_ns.fetch_add(ran, SeqCst);
+        c.last_stop_ns.store(now, SeqCst);
+        sh.published.latest.store(0, SeqCst);
+        c.run.store(Phase::Stopped.pack(0), SeqCst);
+        self.wake_all();
+        if process::id() == self.owner {
+            let thread = self.monitor.lock().take();
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+        Ok(self.summary())
+    }
+
+    /// Running time of all runs so far, including the current one, in ns.
+    pub fn runtime_ns(&self) -> i64 {
+        let c = &self.sh().control;
+        let done = c.runtime_ns.load(SeqCst);
+        if self.is_running() {
+            let current = self.clock.now_ns().saturating_sub(c.run_start_ns.load(SeqCst));
+            done.saturating_add(current.max(0))
+        } else {
+            done
+        }
+    }
+
+    /// Emissions counted so far, by every process.
+    pub fn total_emissions(&self) -> u64 {
+        monitor::total(self.sh())
+    }
+
+    /// The four figures `stop` returns, as of now.
+    pub fn summary(&self) -> Summary {
+        let runtime = self.runtime_ns();
+        let total = self.total_emissions();
+        let mean = RatePair::mean(total, runtime);
+        Summary {
+            runtime_s: runtime as f64 / 1e9,
+            total,
+            mean_seconds_between: mean.seconds_between,
+            mean_per_second: mean.per_second,
+        }
+    }
+
+    /// Blocks until a unit of fuel is granted, and returns its grant time
+    /// (`CLOCK_MONOTONIC` ns). `timeout_ns`: `None` waits forever, `Some(0)`
+    /// does not wait. Errors: [`Error::Timeout`], [`Error::Killed`].
+    ///
+    /// The waiter reserves its unit first, then sleeps to its grant time, so
+    /// waiters are served in the order they arrive. Before `start` it waits
+    /// for `start`. A waiter that would be granted only after its timeout
+    /// reserves nothing and returns `Timeout` at the timeout, unless the
+    /// throttle is stopped or killed first.
+    pub fn await_fuel(&self, timeout_ns: Option<i64>) -> Result<i64> {
+        let c = &self.sh().control;
+        let mut now = self.clock.now_ns();
+        let deadline = timeout_ns.map(|t| now.saturating_add(t.max(0)));
+        loop {
+            let epoch = c.epoch.load(SeqCst);
+            if c.kill.load(SeqCst) != 0 {
+                return Err(Error::Killed);
+            }
+            let run_id = c.run_id.load(SeqCst);
+            let grant = if !self.is_running() {
+                None
+            } else if !self.config.as_throttle {
+                Some(now)
+            } else {
+                match self.config.schedule.reserve(&self.state(), now, deadline.unwrap_or(i64::MAX)) {
+                    Reservation::Granted(grant) => Some(grant),
+                    Reservation::Later(_) => None,
+                    Reservation::Corrupt => return Err(corrupt()),
+                }
+            };
+            let Some(grant) = grant else {
+                if self.sleep(epoch, deadline) == Wake::TimedOut {
+                    return Err(Error::Timeout);
+                }
+                now = self.clock.now_ns();
+                continue;
+            };
+            if grant > now {
+                self.sleep_until(grant, run_id)?;
+            }
+            return self.granted(grant, run_id);
+        }
+    }
+
+    /// Sleeps until `grant`; `Killed` if the run ends first.
+    fn sleep_until(&self, grant: i64, run_id: u32) -> Result<()> {
+        let c = &self.sh().control;
+        loop {
+            let epoch = c.epoch.load(SeqCst);
+            if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
+                return Err(Error::Killed);
+            }
+            if self.clock.now_ns() >= grant {
+                return Ok(());
+            }
+            self.sleep(epoch, Some(grant));
+        }
+    }
+
+    /// Hands out a reserved unit, unless its run ended meanwhile.
+    fn granted(&self, grant: i64, run_id: u32) -> Result<i64> {
+        let c = &self.sh().control;
+        if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
+            return Err(Error::Killed);
+        }
+        if self.config.auto_emit {
+            monitor::push(self.sh(), grant);
+        }
+        Ok(grant)
+    }
+
+    /// Takes a unit of fuel if the tank holds one now; never blocks.
+    /// Errors: [`Error::NoFuel`] (empty, or not running), [`Error::Killed`].
+    pub fn has_fuel(&self) -> Result<i64> {
+        let c = &self.sh().control;
+        if c.kill.load(SeqCst) != 0 {
+            return Err(Error::Killed);
+        }
+        if !self.is_running() {
+            return Err(Error::NoFuel);
+        }
+        let run_id = c.run_id.load(SeqCst);
+        let now = self.clock.now_ns();
+        let grant = if self.config.as_throttle {
+            match self.config.schedule.reserve(&self.state(), now, now) {
+                Reservation::Granted(grant) => grant,
+                Reservation::Later(_) => return Err(Error::NoFuel),
+                Reservation::Corrupt => return Err(corrupt()),
+            }
+        } else {
+            now
+        };
+        self.granted(grant, run_id)
+    }
+
+    /// Counts one emission at `at` (`CLOCK_MONOTONIC` ns; `None` = now).
+    /// Only for throttles with `auto_emit` off.
+    pub fn emit(&self, at: Option<i64>) -> Result<()> {
+        if self.config.auto_emit {
+            return Err(Error::WrongState(
+                "auto_emit is on, so taking fuel already counts an emission; \
+                 make the throttle with auto_emit off to emit yourself"
+                    .into(),
+            ));
+        }
+        if self.kill_flag_is_set() {
+            return Err(Error::Killed);
+        }
+        if !self.is_running() {
+            return Err(Error::NotRunning);
+        }
+        let at = at.unwrap_or_else(|| self.clock.now_ns());
+        monitor::push(self.sh(), at);
+        Ok(())
+    }
+
+    fn published(&self) -> Result<&layout::Published> {
+        if !self.config.as_monitor {
+            return Err(Error::MonitorOff(
+                "monitor not running: the throttle was made with as_monitor off".into(),
+            ));
+        }
+        let p = &self.sh().published;
+        if p.status.load(SeqCst) == MONITOR_PANICKED {
+            return Err(Error::MonitorOff(
+                "the monitor thread failed; the statistics stopped at that moment".into(),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Emissions of the last second: (seconds between, per second).
+    pub fn latest(&self) -> Result<RatePair> {
+        let count = self.published()?.latest.load(Acquire);
+        Ok(RatePair::from_rate(count as f64))
+    }
+
+    /// Mean over the whole running time: (seconds between, per second).
+    pub fn mean(&self) -> Result<RatePair> {
+        self.published()?;
+        Ok(RatePair::mean(self.total_emissions(), self.runtime_ns()))
+    }
+
+    /// The shortest interval between emissions seen, and its rate.
+    pub fn lo_hi(&self) -> Result<RatePair> {
+        let lo = self.published()?.lo_ns.load(Acquire);
+        Ok(RatePair::from_interval((lo >= 0).then_some(lo)))
+    }
+
+    /// The longest interval between emissions seen, and its rate.
+    pub fn hi_lo(&self) -> Result<RatePair> {
+        let hi = self.published()?.hi_ns.load(Acquire);
+        Ok(RatePair::from_interval((hi >= 0).then_some(hi)))
+    }
+}
+
+fn corrupt() -> Error {
+    Error::Corrupt("the shared schedule state is corrupt".into())
+}
