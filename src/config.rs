@@ -107,7 +107,9 @@ pub fn seconds_to_ns(what: &str, seconds: f64) -> Result<u64> {
     }
     let ns = (seconds * 1e9).round();
     if ns < 1.0 {
-        return Err(invalid(&format!("{what} must be at least 1 ns (got {seconds} s)")));
+        return Err(invalid(&format!(
+            "{what} must be at least 1 ns (got {seconds} s)"
+        )));
     }
     if ns > MAX_PER_NS as f64 {
         return Err(invalid(&format!("{what} is too long (got {seconds} s)")));
@@ -130,7 +132,11 @@ pub fn timeout_ns(seconds: f64) -> Result<Option<i64>> {
         )));
     }
     let ns = (seconds * 1e9).round();
-    Ok(Some(if ns >= i64::MAX as f64 { i64::MAX } else { ns as i64 }))
+    Ok(Some(if ns >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        ns as i64
+    }))
 }
 
 fn invalid(msg: &str) -> Error {
@@ -147,7 +153,10 @@ mod tests {
         assert!(c.as_throttle && c.as_monitor && c.auto_emit);
         assert_eq!(c.refresh_ns, 10_000_000);
         assert_eq!(c.schedule.hardcap(), Hardcap::Limit);
-        let off = Options { as_throttle: false, ..Options::default() };
+        let off = Options {
+            as_throttle: false,
+            ..Options::default()
+        };
         assert!(!Config::new(4, 1.0, &off).unwrap().auto_emit);
     }
 
@@ -155,17 +164,36 @@ mod tests {
     fn rejects_bad_numbers() {
         let o = Options::default();
         for per in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-12] {
-            assert!(matches!(Config::new(4, per, &o), Err(Error::InvalidArgument(_))), "{per}");
+            assert!(
+                matches!(Config::new(4, per, &o), Err(Error::InvalidArgument(_))),
+                "{per}"
+            );
         }
-        assert!(matches!(Config::new(0, 1.0, &o), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            Config::new(0, 1.0, &o),
+            Err(Error::InvalidArgument(_))
+        ));
         for r in [0.0, -0.01, f64::NAN, f64::INFINITY, 1e-9] {
-            let o = Options { refresh_s: r, ..Options::default() };
-            assert!(matches!(Config::new(4, 1.0, &o), Err(Error::InvalidArgument(_))), "{r}");
+            let o = Options {
+                refresh_s: r,
+                ..Options::default()
+            };
+            assert!(
+                matches!(Config::new(4, 1.0, &o), Err(Error::InvalidArgument(_))),
+                "{r}"
+            );
         }
-        let o = Options { hardcap: Hardcap::Window, ..Options::default() };
+        let o = Options {
+            hardcap: Hardcap::Window,
+            ..Options::default()
+        };
         assert!(Config::new(MAX_WINDOW + 1, 1.0, &o).is_err());
         assert!(Config::new(MAX_WINDOW, 1.0, &o).is_ok());
-        let o = Options { as_throttle: false, as_monitor: false, ..Options::default() };
+        let o = Options {
+            as_throttle: false,
+            as_monitor: false,
+            ..Options::default()
+        };
         assert!(Config::new(4, 1.0, &o).is_err());
     }
 

@@ -33,7 +33,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout => f.write_str("no fuel came before the timeout"),
-            Error::Killed => f.write_str("the kill flag is set: the throttle was stopped or killed"),
+            Error::Killed => {
+                f.write_str("the kill flag is set: the throttle was stopped or killed")
+            }
             Error::NoFuel => f.write_str("the tank is empty, or the throttle is not running"),
             Error::NotRunning => f.write_str("the throttle is not running: nothing was counted"),
             Error::InvalidArgument(m)

@@ -8,10 +8,10 @@
 
 use crate::clock::monotonic_ns;
 use crate::process;
+use crate::shm::Mapping;
 use crate::shm::layout::{
     LANE_LEN, Lane, MONITOR_IDLE, MONITOR_PANICKED, MONITOR_RUNNING, Phase, Published, Shared,
 };
-use crate::shm::Mapping;
 use crate::stats::Engine;
 use crate::wait;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,7 +32,9 @@ pub fn spawn(map: Arc<Mapping>, run_id: u32, refresh_ns: u64) -> std::io::Result
             // AssertUnwindSafe: the thread's own state is dropped with it, and
             // the shared state holds only atomics, each always valid.
             if catch_unwind(AssertUnwindSafe(|| run(sh, run_id, refresh_ns))).is_err() {
-                sh.published.status.store(MONITOR_PANICKED, Ordering::SeqCst);
+                sh.published
+                    .status
+                    .store(MONITOR_PANICKED, Ordering::SeqCst);
             }
         })
 }
@@ -108,7 +110,11 @@ fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
         } else if *stuck == (tail, STUCK_ROUNDS) {
             lost += 1; // claimed but never written: its emitter died
         } else {
-            *stuck = if stuck.0 == tail { (tail, stuck.1 + 1) } else { (tail, 1) };
+            *stuck = if stuck.0 == tail {
+                (tail, stuck.1 + 1)
+            } else {
+                (tail, 1)
+            };
             break;
         }
         tail += 1;
@@ -127,5 +133,8 @@ pub fn push(sh: &Shared, ts: i64) {
 
 /// Emissions ever counted, over all lanes.
 pub fn total(sh: &Shared) -> u64 {
-    sh.lanes.iter().map(|l| l.head.load(Ordering::Acquire)).fold(0, u64::wrapping_add)
+    sh.lanes
+        .iter()
+        .map(|l| l.head.load(Ordering::Acquire))
+        .fold(0, u64::wrapping_add)
 }

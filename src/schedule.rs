@@ -236,10 +236,16 @@ impl Schedule {
             if tag == k {
                 // Claimed by a process that has not moved the head yet (or
                 // died before it could): move it on its behalf.
-                let _ = st.head.compare_exchange(k, k.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                let _ = st.head.compare_exchange(
+                    k,
+                    k.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
                 continue;
             }
-            let (prev_tag, prev) = unpack(st.ring[(k.wrapping_sub(1) % n) as usize].load(Ordering::Acquire));
+            let (prev_tag, prev) =
+                unpack(st.ring[(k.wrapping_sub(1) % n) as usize].load(Ordering::Acquire));
             if tag != k.wrapping_sub(n) || prev_tag != k.wrapping_sub(1) {
                 if st.head.load(Ordering::Acquire) == k {
                     return Reservation::Corrupt;
@@ -256,7 +262,12 @@ impl Schedule {
                 .compare_exchange(raw, pack(k, grant), Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let _ = st.head.compare_exchange(k, k.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                let _ = st.head.compare_exchange(
+                    k,
+                    k.wrapping_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
                 return Reservation::Granted(grant);
             }
         }
@@ -332,7 +343,11 @@ impl Schedule {
         // they count as happening with the oldest one known (or at the stop):
         // later than they did, which errs on the safe side.
         let real: Vec<i64> = match last_stop {
-            Some(stop) => entries.iter().filter_map(|e| e.3).filter(|&t| t <= stop).collect(),
+            Some(stop) => entries
+                .iter()
+                .filter_map(|e| e.3)
+                .filter(|&t| t <= stop)
+                .collect(),
             None => Vec::new(),
         };
         let pad = real.first().copied().or(last_stop).unwrap_or(i64::MIN);
@@ -342,7 +357,9 @@ impl Schedule {
         // held one grant every T, so that unit j is due at t_start + j*T.
         let mut floor = i64::MIN;
         for ((j, (idx, raw, tag, time)), known) in entries.iter().enumerate().zip(known) {
-            let seed = t_start.saturating_sub(per).saturating_add(self.rate.offset_ns(j as u64));
+            let seed = t_start
+                .saturating_sub(per)
+                .saturating_add(self.rate.offset_ns(j as u64));
             floor = floor.max(seed).max(known);
             if time.is_none() {
                 continue;

@@ -216,7 +216,13 @@ mod tests {
 
     #[test]
     fn pairs() {
-        assert_eq!(RatePair::from_rate(4.0), RatePair { seconds_between: 0.25, per_second: 4.0 });
+        assert_eq!(
+            RatePair::from_rate(4.0),
+            RatePair {
+                seconds_between: 0.25,
+                per_second: 4.0
+            }
+        );
         assert_eq!(RatePair::from_rate(0.0), RatePair::default());
         assert_eq!(RatePair::from_interval(None), RatePair::default());
         assert_eq!(RatePair::from_interval(Some(0)).per_second, f64::INFINITY);

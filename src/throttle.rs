@@ -51,7 +51,9 @@ pub struct Throttle {
 
 impl std::fmt::Debug for Throttle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Throttle").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Throttle")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,7 +90,10 @@ impl Throttle {
             (config.as_monitor, FLAG_MONITOR),
             (config.auto_emit, FLAG_AUTO_EMIT),
         ];
-        h.flags.store(flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1), Relaxed);
+        h.flags.store(
+            flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1),
+            Relaxed,
+        );
         h.ring_len.store(map.ring().len() as u64, Relaxed);
         sh.published.lo_ns.store(-1, Relaxed);
         sh.published.hi_ns.store(-1, Relaxed);
@@ -172,7 +177,10 @@ impl Throttle {
             let word = c.run.load(SeqCst);
             let (phase, pid) = self.phase()?;
             if phase == from {
-                if c.run.compare_exchange(word, to.pack(me), SeqCst, SeqCst).is_ok() {
+                if c.run
+                    .compare_exchange(word, to.pack(me), SeqCst, SeqCst)
+                    .is_ok()
+                {
                     return Ok(());
                 }
                 continue;
@@ -181,7 +189,9 @@ impl Throttle {
             if busy && pid != me && !process::is_alive(pid) {
                 // Its maker died mid-way: a half-done start never ran; a
                 // half-done stop had already set the kill flag.
-                let _ = c.run.compare_exchange(word, Phase::Stopped.pack(0), SeqCst, SeqCst);
+                let _ = c
+                    .run
+                    .compare_exchange(word, Phase::Stopped.pack(0), SeqCst, SeqCst);
                 continue;
             }
             return Err(Error::WrongState(match phase {
@@ -224,7 +234,9 @@ impl Throttle {
                 Ok(_) => {} // a forked child's monitor ends with its run
                 Err(e) => {
                     let _ = self.stop();
-                    return Err(Error::System(format!("cannot start the monitor thread: {e}")));
+                    return Err(Error::System(format!(
+                        "cannot start the monitor thread: {e}"
+                    )));
                 }
             }
         }
@@ -260,7 +272,10 @@ impl Throttle {
         let c = &self.sh().control;
         let done = c.runtime_ns.load(SeqCst);
         if self.is_running() {
-            let current = self.clock.now_ns().saturating_sub(c.run_start_ns.load(SeqCst));
+            let current = self
+                .clock
+                .now_ns()
+                .saturating_sub(c.run_start_ns.load(SeqCst));
             done.saturating_add(current.max(0))
         } else {
             done
@@ -309,7 +324,11 @@ impl Throttle {
             } else if !self.config.as_throttle {
                 Some(now)
             } else {
-                match self.config.schedule.reserve(&self.state(), now, deadline.unwrap_or(i64::MAX)) {
+                match self
+                    .config
+                    .schedule
+                    .reserve(&self.state(), now, deadline.unwrap_or(i64::MAX))
+                {
                     Reservation::Granted(grant) => Some(grant),
                     Reservation::Later(_) => None,
                     Reservation::Corrupt => return Err(corrupt()),

@@ -24,7 +24,9 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline_ns: Option<i64>) -> Wake {
         tv_sec: d.max(0) / 1_000_000_000,
         tv_nsec: d.max(0) % 1_000_000_000,
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a valid, aligned 4-byte atomic for the whole call
     // (the kernel only reads it); `ts_ptr` is NULL or points at `ts`, which
     // outlives the call; FUTEX_WAIT_BITSET with an absolute timeout

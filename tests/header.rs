@@ -7,7 +7,8 @@ use std::path::Path;
 
 fn generate() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let version = format!(
         "\n#define MPT_VERSION_MAJOR {major}\n#define MPT_VERSION_MINOR {minor}\n\
          #define MPT_VERSION_PATCH {patch}\n#define MPT_VERSION_STRING \"{full}\"\n\
@@ -55,7 +56,13 @@ fn version_macros_match_cargo() {
         ("MPT_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
         ("MPT_ABI_VERSION", env!("CARGO_PKG_VERSION_MAJOR")),
     ] {
-        assert!(header.contains(&format!("#define {name} {value}\n")), "{name} != {value}");
+        assert!(
+            header.contains(&format!("#define {name} {value}\n")),
+            "{name} != {value}"
+        );
     }
-    assert!(header.contains(&format!("#define MPT_VERSION_STRING \"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(header.contains(&format!(
+        "#define MPT_VERSION_STRING \"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
 }

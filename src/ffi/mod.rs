@@ -78,14 +78,18 @@ impl MptStatus {
         match self {
             MptStatus::Ok => "ok\0",
             MptStatus::Timeout => "timed out: no fuel came before the timeout\0",
-            MptStatus::Killed => "killed: the kill flag is set (the throttle was stopped or killed)\0",
+            MptStatus::Killed => {
+                "killed: the kill flag is set (the throttle was stopped or killed)\0"
+            }
             MptStatus::NoFuel => "no fuel: the tank is empty or the throttle is not running\0",
             MptStatus::NotRunning => "not running: the throttle was never started or is stopped\0",
             MptStatus::NullPointer => "a required pointer argument is NULL\0",
             MptStatus::BadHandle => "not a live mpt_throttle handle (freed, or never one)\0",
             MptStatus::InvalidArgument => "invalid argument\0",
             MptStatus::WrongState => "the call does not fit the throttle's current state\0",
-            MptStatus::MonitorOff => "monitor not running (as_monitor is off, or the monitor failed)\0",
+            MptStatus::MonitorOff => {
+                "monitor not running (as_monitor is off, or the monitor failed)\0"
+            }
             MptStatus::System => "the operating system refused a resource\0",
             MptStatus::Unsupported => "not supported on this machine\0",
             MptStatus::Corrupt => "the shared state is corrupt\0",
@@ -170,7 +174,9 @@ pub fn guard(body: impl FnOnce() -> FfiResult) -> MptStatus {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(Cow::Owned(format!("internal error (a bug in mp_throttle): {text}")));
+            set_last_error(Cow::Owned(format!(
+                "internal error (a bug in mp_throttle): {text}"
+            )));
             MptStatus::Panic
         }
     }
@@ -179,7 +185,10 @@ pub fn guard(body: impl FnOnce() -> FfiResult) -> MptStatus {
 /// `Err(NULL_POINTER)` naming `what` if `p` is NULL.
 pub fn non_null<T>(p: *const T, what: &'static str) -> FfiResult {
     if p.is_null() {
-        Err(Failure::new(MptStatus::NullPointer, format!("{what} is NULL")))
+        Err(Failure::new(
+            MptStatus::NullPointer,
+            format!("{what} is NULL"),
+        ))
     } else {
         Ok(())
     }
@@ -259,10 +268,11 @@ pub unsafe extern "C" fn mpt_last_error_message(
                 let n = bytes.len().min(len - 1);
                 // SAFETY: buf is valid for len > n bytes (the caller's
                 // contract), and bytes/buf cannot overlap: bytes is ours.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
-                    buf.add(n).write(0);
-                }
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n) };
+                // SAFETY: n < len, so buf + n is inside the caller's buffer.
+                let end = unsafe { buf.add(n) };
+                // SAFETY: `end` is in the caller's buffer, valid for writes.
+                unsafe { end.write(0) };
             }
             // SAFETY: out_len is NULL or valid (the caller's contract).
             unsafe { write_opt(out_len, bytes.len()) };

@@ -63,7 +63,10 @@ unsafe fn read_rate(
 /// # Safety
 /// `throttle` must be NULL or a live handle; `out_rate` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mpt_latest(throttle: *const MptThrottle, out_rate: *mut MptRate) -> MptStatus {
+pub unsafe extern "C" fn mpt_latest(
+    throttle: *const MptThrottle,
+    out_rate: *mut MptRate,
+) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
     unsafe { read_rate(throttle, out_rate, Throttle::latest) }
 }
@@ -77,7 +80,10 @@ pub unsafe extern "C" fn mpt_latest(throttle: *const MptThrottle, out_rate: *mut
 /// # Safety
 /// `throttle` must be NULL or a live handle; `out_rate` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mpt_mean(throttle: *const MptThrottle, out_rate: *mut MptRate) -> MptStatus {
+pub unsafe extern "C" fn mpt_mean(
+    throttle: *const MptThrottle,
+    out_rate: *mut MptRate,
+) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
     unsafe { read_rate(throttle, out_rate, Throttle::mean) }
 }
@@ -92,7 +98,10 @@ pub unsafe extern "C" fn mpt_mean(throttle: *const MptThrottle, out_rate: *mut M
 /// # Safety
 /// `throttle` must be NULL or a live handle; `out_rate` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mpt_lo_hi(throttle: *const MptThrottle, out_rate: *mut MptRate) -> MptStatus {
+pub unsafe extern "C" fn mpt_lo_hi(
+    throttle: *const MptThrottle,
+    out_rate: *mut MptRate,
+) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
     unsafe { read_rate(throttle, out_rate, Throttle::lo_hi) }
 }
@@ -107,7 +116,10 @@ pub unsafe extern "C" fn mpt_lo_hi(throttle: *const MptThrottle, out_rate: *mut 
 /// # Safety
 /// `throttle` must be NULL or a live handle; `out_rate` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mpt_hi_lo(throttle: *const MptThrottle, out_rate: *mut MptRate) -> MptStatus {
+pub unsafe extern "C" fn mpt_hi_lo(
+    throttle: *const MptThrottle,
+    out_rate: *mut MptRate,
+) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
     unsafe { read_rate(throttle, out_rate, Throttle::hi_lo) }
 }

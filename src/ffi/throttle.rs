@@ -90,7 +90,9 @@ impl TryFrom<&MptOptions> for Options {
         let flag = |v: u32, name: &str| match v {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(Failure::invalid(format!("options.{name} must be 0 or 1 (got {v})"))),
+            _ => Err(Failure::invalid(format!(
+                "options.{name} must be 0 or 1 (got {v})"
+            ))),
         };
         let auto_emit = match o.auto_emit {
             MPT_AUTO_EMIT_DEFAULT => None,
@@ -103,7 +105,9 @@ impl TryFrom<&MptOptions> for Options {
             }
         };
         let hardcap = Hardcap::try_from(o.hardcap).map_err(|v| {
-            Failure::invalid(format!("options.hardcap must be an mpt_hardcap value 0..3 (got {v})"))
+            Failure::invalid(format!(
+                "options.hardcap must be an mpt_hardcap value 0..3 (got {v})"
+            ))
         })?;
         Ok(Options {
             as_throttle: flag(o.as_throttle, "as_throttle")?,
@@ -277,12 +281,12 @@ pub unsafe extern "C" fn mpt_throttle_free(throttle: *mut MptThrottle) -> MptSta
         }
         // SAFETY: non-NULL, live per the contract.
         unsafe { handle(throttle)? };
-        // SAFETY: a live handle made by Box::into_raw in mpt_throttle_new;
-        // the magic is cleared first so a second free is usually caught.
-        unsafe {
-            (*throttle).magic = 0;
-            drop(Box::from_raw(throttle));
-        }
+        // SAFETY: a live handle made by Box::into_raw in mpt_throttle_new,
+        // used by no other thread (the contract): we own it from here on.
+        let mut owned = unsafe { Box::from_raw(throttle) };
+        // Cleared so that a second free of the same pointer is usually caught.
+        owned.magic = 0;
+        drop(owned);
         Ok(())
     })
 }

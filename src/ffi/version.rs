@@ -29,12 +29,12 @@ pub unsafe extern "C" fn mpt_version(
         non_null(out_major, "out_major")?;
         non_null(out_minor, "out_minor")?;
         non_null(out_patch, "out_patch")?;
-        // SAFETY: all three checked non-NULL; valid per the contract.
-        unsafe {
-            write(out_major, part(env!("CARGO_PKG_VERSION_MAJOR")));
-            write(out_minor, part(env!("CARGO_PKG_VERSION_MINOR")));
-            write(out_patch, part(env!("CARGO_PKG_VERSION_PATCH")));
-        }
+        // SAFETY: checked non-NULL; valid per the contract (all three).
+        unsafe { write(out_major, part(env!("CARGO_PKG_VERSION_MAJOR"))) };
+        // SAFETY: as above.
+        unsafe { write(out_minor, part(env!("CARGO_PKG_VERSION_MINOR"))) };
+        // SAFETY: as above.
+        unsafe { write(out_patch, part(env!("CARGO_PKG_VERSION_PATCH"))) };
         Ok(())
     })
 }

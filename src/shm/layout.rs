@@ -183,7 +183,9 @@ pub struct Shared {
 
 /// Bytes of a mapping with a `WINDOW` ring of `ring_len` entries.
 pub fn mapping_size(ring_len: u64) -> Option<usize> {
-    let ring = usize::try_from(ring_len).ok()?.checked_mul(size_of::<AtomicU128>())?;
+    let ring = usize::try_from(ring_len)
+        .ok()?
+        .checked_mul(size_of::<AtomicU128>())?;
     size_of::<Shared>().checked_add(ring)
 }
 

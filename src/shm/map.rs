@@ -58,14 +58,14 @@ impl Mapping {
 
     /// The `WINDOW` ring (empty for the other hardcaps).
     pub fn ring(&self) -> &[AtomicU128] {
+        // SAFETY: mapping_size() made the mapping size_of::<Shared>() bytes
+        // plus the ring, so the offset stays inside it.
+        let start = unsafe { self.ptr.as_ptr().add(size_of::<Shared>()) };
         // SAFETY: the ring starts right after Shared, whose size is a
         // multiple of 64, so it is aligned for AtomicU128; mapping_size
         // reserved ring_len entries there; zeroed memory is a valid
-        // AtomicU128, and the borrow is bounded by `self` as in `shared`.
-        unsafe {
-            let start = self.ptr.as_ptr().add(size_of::<Shared>()).cast::<AtomicU128>();
-            std::slice::from_raw_parts(start, self.ring_len)
-        }
+        // AtomicU128; the borrow is bounded by `self`, as in `shared`.
+        unsafe { std::slice::from_raw_parts(start.cast::<AtomicU128>(), self.ring_len) }
     }
 
     /// The mapping's length in bytes.
