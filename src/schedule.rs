@@ -206,7 +206,14 @@ impl Schedule {
             let (grant_s, next) = if earliest <= now_s {
                 // Fuel is in the tank now. A bounded tank restarts its
                 // schedule from now; NONE keeps the old one to catch up.
-                let base = if tau.is_some() { cur.max(now_s) } else { cur };
+                let base = match tau {
+                    // Capacity 1: a caller at `now`, the due time `cur`
+                    // rounded up to whole ns, is on time; restarting from
+                    // `now_s` would lose the fraction at every grant.
+                    Some(0) if self.rate.unscale_ceil(cur) == now => cur,
+                    Some(_) => cur.max(now_s),
+                    None => cur,
+                };
                 (now_s, base.saturating_add(per))
             } else {
                 (earliest, cur.saturating_add(per))
@@ -351,8 +358,20 @@ impl Schedule {
             None => Vec::new(),
         };
         let pad = real.first().copied().or(last_stop).unwrap_or(i64::MIN);
-        let missing = entries.len() - real.len();
-        let known = std::iter::repeat_n(pad, missing).chain(real);
+        // A cut-short grant at t came at least `per` after the grant it
+        // overwrote, so t - per bounds that one more tightly than `pad`
+        // (only while the entries line up: none was claimed meanwhile).
+        let mut pads: Vec<i64> = match last_stop {
+            Some(stop) if entries.iter().all(|e| e.3.is_some()) => entries
+                .iter()
+                .filter_map(|e| e.3)
+                .filter(|&t| t > stop)
+                .map(|t| pad.min(t.saturating_sub(per)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        pads.resize(entries.len() - real.len(), pad);
+        let known = pads.into_iter().chain(real);
         // The empty tank of DESIGN.md: as if the last window before t_start
         // held one grant every T, so that unit j is due at t_start + j*T.
         let mut floor = i64::MIN;
