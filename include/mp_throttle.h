@@ -52,6 +52,11 @@
 
 
 /**
+ * Longest spin before a grant time accepted, in seconds.
+ */
+#define MAX_SPIN_S 1.0
+
+/**
  * Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
  */
 #define MPT_FOREVER -1.0
@@ -249,10 +254,24 @@ typedef struct mpt_options {
    */
   uint32_t hardcap;
   /**
+   * Timer slack, in ns, of a thread while `mpt_await_fuel` sleeps towards
+   * its grant time; the thread's own slack is restored afterwards.
+   * Default 1 (the tightest: wake-ups about 50 us earlier than with the
+   * kernel's default of 50 us). 0: leave the thread's slack alone.
+   */
+  uint32_t timer_slack_ns;
+  /**
    * Seconds between monitor refreshes (mp_throttle's rf_rate; default
    * 0.01; finite and at least 1e-6).
    */
   double refresh_s;
+  /**
+   * The precise mode: seconds before its grant time at which a waiter
+   * stops sleeping and spins on the clock, trading CPU for timing (e.g.
+   * 0.0002; see BENCHMARKS.md for what it costs). Default 0: never
+   * spins. From 0 to 1.
+   */
+  double spin_s;
 } mpt_options;
 
 #ifdef __cplusplus
@@ -371,7 +390,7 @@ mpt_status mpt_get_summary(const struct mpt_throttle *throttle, struct mpt_summa
 /**
  * Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
  * as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
- * `MPT_HARDCAP_LIMIT`, refresh_s 0.01.
+ * `MPT_HARDCAP_LIMIT`, refresh_s 0.01; and timer_slack_ns 1, spin_s 0.
  *
  * - `out_options`: not NULL; written on success.
  * - `version`: pass `MPT_OPTIONS_VERSION`.
@@ -403,7 +422,7 @@ mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT` (max_n 0, per not a finite positive number,
- * a bad option, as_throttle and as_monitor both 0); `MPT_STATUS_SYSTEM` (no
+ * a bad option value, as_throttle and as_monitor both 0); `MPT_STATUS_SYSTEM` (no
  * memory for the mapping); `MPT_STATUS_UNSUPPORTED` (no 128-bit atomics).
  *
  * Thread safety: safe. Fork safety: safe in a child (the child owns the new

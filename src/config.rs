@@ -12,6 +12,9 @@ pub const MAX_WINDOW: u64 = 1 << 22;
 /// Shortest monitor refresh interval accepted, in seconds.
 pub const MIN_REFRESH_S: f64 = 1e-6;
 
+/// Longest spin before a grant time accepted, in seconds.
+pub const MAX_SPIN_S: f64 = 1.0;
+
 /// The options of mp_throttle's `Throttle`, before validation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -26,6 +29,12 @@ pub struct Options {
     pub hardcap: Hardcap,
     /// Seconds between monitor refreshes (mp_throttle's `rf_rate`, 0.01).
     pub refresh_s: f64,
+    /// Timer slack, in ns, of a thread while it sleeps towards its grant
+    /// time (default 1: the tightest); 0 leaves the thread's slack alone.
+    pub timer_slack_ns: u64,
+    /// Seconds before its grant time at which a waiter stops sleeping and
+    /// spins on the clock (default 0: never spins). The precise mode.
+    pub spin_s: f64,
 }
 
 impl Default for Options {
@@ -36,6 +45,8 @@ impl Default for Options {
             auto_emit: None,
             hardcap: Hardcap::Limit,
             refresh_s: 0.01,
+            timer_slack_ns: 1,
+            spin_s: 0.0,
         }
     }
 }
@@ -53,6 +64,10 @@ pub struct Config {
     pub auto_emit: bool,
     /// Monitor refresh interval in nanoseconds.
     pub refresh_ns: u64,
+    /// See [`Options::timer_slack_ns`].
+    pub timer_slack_ns: u64,
+    /// See [`Options::spin_s`], in nanoseconds.
+    pub spin_ns: i64,
 }
 
 impl Config {
@@ -88,12 +103,20 @@ impl Config {
             )));
         }
         let refresh_ns = seconds_to_ns("refresh interval", options.refresh_s)?;
+        if !(options.spin_s.is_finite() && (0.0..=MAX_SPIN_S).contains(&options.spin_s)) {
+            return Err(invalid(&format!(
+                "spin_s must be a finite number of seconds from 0 to {MAX_SPIN_S} (got {})",
+                options.spin_s
+            )));
+        }
         Ok(Self {
             schedule: Schedule::new(rate, options.hardcap),
             as_throttle: options.as_throttle,
             as_monitor: options.as_monitor,
             auto_emit: options.auto_emit.unwrap_or(options.as_throttle),
             refresh_ns,
+            timer_slack_ns: options.timer_slack_ns,
+            spin_ns: (options.spin_s * 1e9).round() as i64,
         })
     }
 }

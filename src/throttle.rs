@@ -19,7 +19,7 @@ use crate::shm::layout::{
 };
 use crate::shm::{Mapping, layout};
 use crate::stats::RatePair;
-use crate::wait::{self, Wake};
+use crate::wait::{self, TimerSlack, Wake};
 use parking_lot::Mutex;
 use portable_atomic::AtomicU128;
 use std::sync::Arc;
@@ -348,18 +348,26 @@ impl Throttle {
         }
     }
 
-    /// Sleeps until `grant`; `Killed` if the run ends first.
+    /// Sleeps until `grant`, with the configured timer slack, spinning on
+    /// the clock for the configured tail; `Killed` if the run ends first.
     fn sleep_until(&self, grant: i64, run_id: u32) -> Result<()> {
         let c = &self.sh().control;
+        let _slack = TimerSlack::tighten(self.config.timer_slack_ns);
+        let wake_at = grant.saturating_sub(self.config.spin_ns);
         loop {
             let epoch = c.epoch.load(SeqCst);
             if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
                 return Err(Error::Killed);
             }
-            if self.clock.now_ns() >= grant {
+            let now = self.clock.now_ns();
+            if now >= grant {
                 return Ok(());
             }
-            self.sleep(epoch, Some(grant));
+            if now >= wake_at {
+                std::hint::spin_loop();
+            } else {
+                self.sleep(epoch, Some(wake_at));
+            }
         }
     }
 

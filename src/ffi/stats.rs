@@ -151,3 +151,5 @@ pub unsafe extern "C" fn mpt_get_summary(
         Ok(())
     })
 }
+
+const _: () = assert!(size_of::<MptRate>() == 16 && align_of::<MptRate>() == 8);

@@ -57,9 +57,19 @@ pub struct MptOptions {
     pub auto_emit: i32,
     /// An `mpt_hardcap` value (default `MPT_HARDCAP_LIMIT`).
     pub hardcap: u32,
+    /// Timer slack, in ns, of a thread while `mpt_await_fuel` sleeps towards
+    /// its grant time; the thread's own slack is restored afterwards.
+    /// Default 1 (the tightest: wake-ups about 50 us earlier than with the
+    /// kernel's default of 50 us). 0: leave the thread's slack alone.
+    pub timer_slack_ns: u32,
     /// Seconds between monitor refreshes (mp_throttle's rf_rate; default
     /// 0.01; finite and at least 1e-6).
     pub refresh_s: f64,
+    /// The precise mode: seconds before its grant time at which a waiter
+    /// stops sleeping and spins on the clock, trading CPU for timing (e.g.
+    /// 0.0002; see BENCHMARKS.md for what it costs). Default 0: never
+    /// spins. From 0 to 1.
+    pub spin_s: f64,
 }
 
 impl Default for MptOptions {
@@ -71,7 +81,9 @@ impl Default for MptOptions {
             as_monitor: u32::from(o.as_monitor),
             auto_emit: MPT_AUTO_EMIT_DEFAULT,
             hardcap: o.hardcap as u32,
+            timer_slack_ns: o.timer_slack_ns as u32,
             refresh_s: o.refresh_s,
+            spin_s: o.spin_s,
         }
     }
 }
@@ -115,6 +127,8 @@ impl TryFrom<&MptOptions> for Options {
             auto_emit,
             hardcap,
             refresh_s: o.refresh_s,
+            timer_slack_ns: u64::from(o.timer_slack_ns),
+            spin_s: o.spin_s,
         })
     }
 }
@@ -173,7 +187,7 @@ pub(super) unsafe fn handle<'a>(p: *const MptThrottle) -> Result<&'a Throttle, F
 
 /// Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
 /// as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
-/// `MPT_HARDCAP_LIMIT`, refresh_s 0.01.
+/// `MPT_HARDCAP_LIMIT`, refresh_s 0.01; and timer_slack_ns 1, spin_s 0.
 ///
 /// - `out_options`: not NULL; written on success.
 /// - `version`: pass `MPT_OPTIONS_VERSION`.
@@ -216,7 +230,7 @@ pub unsafe extern "C" fn mpt_options_init(out_options: *mut MptOptions, version:
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_INVALID_ARGUMENT` (max_n 0, per not a finite positive number,
-/// a bad option, as_throttle and as_monitor both 0); `MPT_STATUS_SYSTEM` (no
+/// a bad option value, as_throttle and as_monitor both 0); `MPT_STATUS_SYSTEM` (no
 /// memory for the mapping); `MPT_STATUS_UNSUPPORTED` (no 128-bit atomics).
 ///
 /// Thread safety: safe. Fork safety: safe in a child (the child owns the new
@@ -567,3 +581,8 @@ pub unsafe extern "C" fn mpt_clock_now(out_ns: *mut i64) -> MptStatus {
         Ok(())
     })
 }
+
+// The ABI of the structs C sees; tests/c checks the same sizes with
+// _Static_assert.
+const _: () = assert!(size_of::<MptOptions>() == 40 && align_of::<MptOptions>() == 8);
+const _: () = assert!(size_of::<MptSummary>() == 32 && align_of::<MptSummary>() == 8);
