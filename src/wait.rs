@@ -83,7 +83,7 @@ impl TimerSlack {
         let Ok(current) = libc::c_ulong::try_from(current) else {
             return Self::untouched();
         };
-        if u64::from(current) == ns {
+        if current as u64 == ns {
             return Self::untouched();
         }
         // SAFETY: PR_SET_TIMERSLACK takes a number and only changes the

@@ -24,8 +24,15 @@ fn cdylib() -> PathBuf {
 }
 
 fn output(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -34,7 +41,10 @@ fn output(cmd: &str, args: &[&str]) -> String {
 fn header_functions() -> BTreeSet<String> {
     let header = std::fs::read_to_string(root().join("include/mp_throttle.h")).expect("header");
     let mut names = BTreeSet::new();
-    for line in header.lines().filter(|l| !l.trim_start().starts_with(['*', '/'])) {
+    for line in header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(['*', '/']))
+    {
         for (at, _) in line.match_indices("mpt_") {
             let name: String = line[at..]
                 .chars()
@@ -67,7 +77,10 @@ fn exports_exactly_the_header_functions() {
         .filter_map(|l| l.split_whitespace().nth(2))
         .filter(|s| !s.starts_with("mpt_"))
         .collect();
-    assert!(stray.is_empty(), "the library exports functions that are not mpt_: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "the library exports functions that are not mpt_: {stray:?}"
+    );
 }
 
 #[test]
@@ -76,7 +89,9 @@ fn soname_is_the_abi_version() {
     let dynamic = output("readelf", &["-d", lib.to_str().expect("path")]);
     let want = format!("[libmp_throttle.so.{}]", env!("CARGO_PKG_VERSION_MAJOR"));
     assert!(
-        dynamic.lines().any(|l| l.contains("(SONAME)") && l.contains(&want)),
+        dynamic
+            .lines()
+            .any(|l| l.contains("(SONAME)") && l.contains(&want)),
         "no SONAME {want} in:\n{dynamic}"
     );
 }
