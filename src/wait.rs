@@ -83,7 +83,8 @@ impl TimerSlack {
         let Ok(current) = libc::c_ulong::try_from(current) else {
             return Self::untouched();
         };
-        if current as u64 == ns {
+        #[allow(clippy::useless_conversion, reason = "c_ulong is 32 bits on some targets")]
+        if u64::from(current) == ns {
             return Self::untouched();
         }
         // SAFETY: PR_SET_TIMERSLACK takes a number and only changes the
