@@ -23,6 +23,13 @@ use std::thread::JoinHandle;
 /// gives it up (its emitter died between claiming and writing it).
 const STUCK_ROUNDS: u32 = 3;
 
+/// How long a running throttle's monitor may stay quiet before readers call
+/// its figures stale: this many refresh intervals, and at least
+/// [`MIN_QUIET_NS`].
+pub(crate) const QUIET_REFRESHES: i64 = 20;
+/// See [`QUIET_REFRESHES`].
+pub(crate) const MIN_QUIET_NS: i64 = 250_000_000;
+
 /// Starts the monitor of run `run_id`.
 pub fn spawn(map: Arc<Mapping>, run_id: u32, refresh_ns: u64) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -44,6 +51,11 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64) {
     let p = &sh.published;
     let refresh = i64::try_from(refresh_ns).unwrap_or(i64::MAX);
     let mut engine = Engine::new(refresh.saturating_mul(2));
+    let known = |v: i64| (v >= 0).then_some(v);
+    engine.resume_extremes(
+        known(p.lo_ns.load(Ordering::Acquire)),
+        known(p.hi_ns.load(Ordering::Acquire)),
+    );
     engine.new_run(c.run_start_ns.load(Ordering::Acquire));
     let mut stuck = [(0u64, 0u32); crate::shm::layout::LANES];
     p.status.store(MONITOR_RUNNING, Ordering::SeqCst);
@@ -63,6 +75,7 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64) {
         engine.settle(now);
         let latest = engine.latest(now);
         publish(p, latest, &engine);
+        p.heartbeat_ns.store(now, Ordering::Release);
         c.waiters.fetch_add(1, Ordering::SeqCst);
         wait::wait(&c.epoch, epoch, Some(now.saturating_add(refresh)));
         c.waiters.fetch_sub(1, Ordering::SeqCst);

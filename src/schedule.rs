@@ -129,7 +129,15 @@ pub struct State<'a> {
     pub head: &'a AtomicU64,
     /// WINDOW: `max_n` entries `(sequence, grant time)`; empty otherwise.
     pub ring: &'a [AtomicU128],
+    /// WINDOW: the highest sequence number whose waiter went ahead with its
+    /// unit (see [`Schedule::confirm`]).
+    pub confirmed: &'a AtomicU64,
 }
+
+/// Which unit a reservation holds: pass it to [`Schedule::confirm`] when the
+/// waiter goes ahead with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ticket(u64);
 
 /// The schedule of one throttle: its rate and hardcap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +186,7 @@ impl Schedule {
         st.tat.store(0, Ordering::Relaxed);
         let n = st.ring.len() as u64;
         st.head.store(n, Ordering::Relaxed);
+        st.confirmed.store(n.wrapping_sub(1), Ordering::Relaxed);
         for (j, e) in st.ring.iter().enumerate() {
             e.store(pack(j as u64, i64::MIN), Ordering::Relaxed);
         }
@@ -187,9 +196,23 @@ impl Schedule {
     /// Reserves one unit at `now` if it can be granted no later than
     /// `latest` (pass `latest = now` to take only fuel that is there now).
     pub fn reserve(&self, st: &State<'_>, now: i64, latest: i64) -> Reservation {
+        self.reserve_ticket(st, now, latest).0
+    }
+
+    /// As [`reserve`](Self::reserve), with the ticket of a granted unit.
+    pub fn reserve_ticket(&self, st: &State<'_>, now: i64, latest: i64) -> (Reservation, Ticket) {
         match self.hardcap {
             Hardcap::Window => self.reserve_window(st, now, latest),
-            _ => self.reserve_gcra(st.tat, now, latest),
+            _ => (self.reserve_gcra(st.tat, now, latest), Ticket(0)),
+        }
+    }
+
+    /// Records that the waiter holding `ticket` went ahead with its unit: a
+    /// later restart counts it as a real grant. Reservations never confirmed
+    /// (their waiters were told "killed") are given back at the restart.
+    pub fn confirm(&self, st: &State<'_>, ticket: Ticket) {
+        if self.hardcap == Hardcap::Window {
+            st.confirmed.fetch_max(ticket.0, Ordering::AcqRel);
         }
     }
 
@@ -229,10 +252,10 @@ impl Schedule {
         }
     }
 
-    fn reserve_window(&self, st: &State<'_>, now: i64, latest: i64) -> Reservation {
+    fn reserve_window(&self, st: &State<'_>, now: i64, latest: i64) -> (Reservation, Ticket) {
         let n = st.ring.len() as u64;
         if n == 0 {
-            return Reservation::Corrupt;
+            return (Reservation::Corrupt, Ticket(0));
         }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
         loop {
@@ -255,7 +278,7 @@ impl Schedule {
                 unpack(st.ring[(k.wrapping_sub(1) % n) as usize].load(Ordering::Acquire));
             if tag != k.wrapping_sub(n) || prev_tag != k.wrapping_sub(1) {
                 if st.head.load(Ordering::Acquire) == k {
-                    return Reservation::Corrupt;
+                    return (Reservation::Corrupt, Ticket(0));
                 }
                 continue; // the head moved on while we read
             }
@@ -263,7 +286,7 @@ impl Schedule {
             // grant k - 1 (grant times never go backwards).
             let grant = now.max(window_start.saturating_add(per)).max(prev);
             if grant > latest {
-                return Reservation::Later(grant);
+                return (Reservation::Later(grant), Ticket(0));
             }
             if entry
                 .compare_exchange(raw, pack(k, grant), Ordering::AcqRel, Ordering::Acquire)
@@ -275,7 +298,7 @@ impl Schedule {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 );
-                return Reservation::Granted(grant);
+                return (Reservation::Granted(grant), Ticket(k));
             }
         }
     }
@@ -330,66 +353,106 @@ impl Schedule {
     }
 
     fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+        // A late process of the old run may claim an entry meanwhile; then
+        // the rewrite starts over (it cannot keep doing so: it sees that the
+        // throttle is not running as soon as it looks again).
+        for _ in 0..16 {
+            if self.try_start_window(st, t_start, last_stop) {
+                return;
+            }
+        }
+    }
+
+    /// Rewrites the ring for a run starting at `t_start`; false if the ring
+    /// changed under it.
+    ///
+    /// After the rewrite the ring holds the last `n` real grants, oldest
+    /// first, under the sequence numbers `k - n .. k - 1` (`k` = head). A
+    /// grant is real if its waiter confirmed it (which it does only before
+    /// `last_stop`). Reservations cut short by the stop overwrote older real
+    /// grants; each such grant is bounded by the time of the reservation
+    /// `m*n` later in its slot, less `m*per` (grant k is never before grant
+    /// k - n plus per), which only ever errs late, the safe side. Then the
+    /// empty tank of DESIGN.md: as if the last window before `t_start` held
+    /// one grant every T, so unit j of the new run is due at t_start + j*T.
+    fn try_start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) -> bool {
         let n = st.ring.len() as u64;
+        if n == 0 {
+            return true; // a corrupt state: reserve() reports it
+        }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
         let k = st.head.load(Ordering::Acquire);
-        // The ring in sequence order: the grants k - n .. k - 1.
-        // An entry some late process claimed meanwhile reads as cut short and
-        // is left alone.
-        let entries: Vec<(usize, u128, u64, Option<i64>)> = (0..n)
-            .map(|j| {
-                let tag = k.wrapping_sub(n).wrapping_add(j);
-                let idx = (tag % n) as usize;
-                let raw = st.ring[idx].load(Ordering::Acquire);
-                let (found_tag, t) = unpack(raw);
-                (idx, raw, tag, (found_tag == tag).then_some(t))
+        let first = k.wrapping_sub(n);
+        if unpack(st.ring[(k % n) as usize].load(Ordering::Acquire)).0 == k {
+            // A claim whose maker has not moved the head yet.
+            let _ =
+                st.head
+                    .compare_exchange(k, k.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+            return false;
+        }
+        // By slot: (raw entry, its sequence number, its grant time).
+        let slots: Vec<(u128, u64, i64)> = st
+            .ring
+            .iter()
+            .map(|e| {
+                let raw = e.load(Ordering::Acquire);
+                let (tag, t) = unpack(raw);
+                (raw, tag, t)
             })
             .collect();
-        // Grants that really happened, oldest first. The entries of cut-short
-        // reservations go; the older grants they overwrote are not known, so
-        // they count as happening with the oldest one known (or at the stop):
-        // later than they did, which errs on the safe side.
-        let real: Vec<i64> = match last_stop {
-            Some(stop) => entries
-                .iter()
-                .filter_map(|e| e.3)
-                .filter(|&t| t <= stop)
-                .collect(),
-            None => Vec::new(),
+        if slots
+            .iter()
+            .any(|&(_, tag, _)| tag.wrapping_sub(first) >= n)
+        {
+            return false; // not the entries k - n .. k - 1
+        }
+        // The last real grant: the highest confirmed one (a waiter confirms
+        // only before the stop), never past the head even if scribbled.
+        let confirmed = st.confirmed.load(Ordering::Acquire);
+        let last_real = match last_stop {
+            None => first.wrapping_sub(1),
+            Some(_) if k.wrapping_sub(1).wrapping_sub(confirmed) > u64::MAX / 2 => {
+                k.wrapping_sub(1)
+            }
+            Some(_) => confirmed,
         };
-        let pad = real.first().copied().or(last_stop).unwrap_or(i64::MIN);
-        // A cut-short grant at t came at least `per` after the grant it
-        // overwrote, so t - per bounds that one more tightly than `pad`
-        // (only while the entries line up: none was claimed meanwhile).
-        let mut pads: Vec<i64> = match last_stop {
-            Some(stop) if entries.iter().all(|e| e.3.is_some()) => entries
-                .iter()
-                .filter_map(|e| e.3)
-                .filter(|&t| t > stop)
-                .map(|t| pad.min(t.saturating_sub(per)))
-                .collect(),
-            _ => Vec::new(),
-        };
-        pads.resize(entries.len() - real.len(), pad);
-        let known = pads.into_iter().chain(real);
-        // The empty tank of DESIGN.md: as if the last window before t_start
-        // held one grant every T, so that unit j is due at t_start + j*T.
         let mut floor = i64::MIN;
-        for ((j, (idx, raw, tag, time)), known) in entries.iter().enumerate().zip(known) {
+        for j in 0..n {
+            // The j-th oldest of the last n real grants, and what bounds it.
+            let real = last_real.wrapping_sub(n - 1).wrapping_add(j);
+            let (_, tag, t) = slots[(real % n) as usize];
+            let known = match last_stop {
+                None => i64::MIN,
+                Some(stop) => {
+                    let laps = tag.wrapping_sub(real) / n;
+                    let bound = i64::try_from(laps)
+                        .map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
+                    bound.min(stop)
+                }
+            };
             let seed = t_start
                 .saturating_sub(per)
-                .saturating_add(self.rate.offset_ns(j as u64));
+                .saturating_add(self.rate.offset_ns(j));
             floor = floor.max(seed).max(known);
-            if time.is_none() {
-                continue;
+            let slot = &st.ring[(first.wrapping_add(j) % n) as usize];
+            let (raw, _, _) = slots[(first.wrapping_add(j) % n) as usize];
+            let new = pack(first.wrapping_add(j), floor);
+            if slot
+                .compare_exchange(raw, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                // Only a late claim changes an entry, and only the next one to
+                // claim: the first. Start over if nothing is written yet; past
+                // that, what is left is old grant times or the late claim's,
+                // which only ever make new grants wait longer: keep them.
+                if j == 0 {
+                    return false;
+                }
+                break;
             }
-            let _ = st.ring[*idx].compare_exchange(
-                *raw,
-                pack(*tag, floor),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
         }
+        st.confirmed.store(k.wrapping_sub(1), Ordering::Release);
+        true
     }
 }
 

@@ -94,8 +94,16 @@ impl Engine {
         }
     }
 
+    /// Carries `lo`/`hi` over from earlier runs (perhaps kept by another
+    /// process's monitor).
+    pub fn resume_extremes(&mut self, lo: Option<i64>, hi: Option<i64>) {
+        self.lo = lo;
+        self.hi = hi;
+    }
+
     /// A run starts at `t`: no interval reaches back over the pause before
-    /// it, and the last second starts afresh. `lo`/`hi` carry over.
+    /// it, and the last second starts afresh (older timestamps that arrive
+    /// late are counted in no statistic). `lo`/`hi` carry over.
     pub fn new_run(&mut self, t: i64) {
         self.recent.clear();
         self.pending.clear();
@@ -125,14 +133,15 @@ impl Engine {
     }
 
     fn measure(&mut self, ts: i64) {
-        if ts >= self.run_start {
-            if let Some(last) = self.last.filter(|&l| ts >= l) {
-                let d = ts - last;
-                self.lo = Some(self.lo.map_or(d, |lo| lo.min(d)));
-                self.hi = Some(self.hi.map_or(d, |hi| hi.max(d)));
-            }
-            self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+        if ts < self.run_start {
+            return;
         }
+        if let Some(last) = self.last.filter(|&l| ts >= l) {
+            let d = ts - last;
+            self.lo = Some(self.lo.map_or(d, |lo| lo.min(d)));
+            self.hi = Some(self.hi.map_or(d, |hi| hi.max(d)));
+        }
+        self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
         match self.recent.back() {
             Some(&back) if back > ts => {
                 let at = self.recent.partition_point(|&t| t <= ts);
@@ -148,6 +157,7 @@ impl Engine {
         while self.recent.front().is_some_and(|&t| t <= cut) {
             self.recent.pop_front();
         }
+        let cut = cut.max(self.run_start.saturating_sub(1));
         let waiting = self.pending.iter().filter(|&&t| t > cut).count();
         (self.recent.len() + waiting) as u64
     }
@@ -199,6 +209,20 @@ mod tests {
         e.finish();
         assert_eq!(e.lo(), Some(20 * MS));
         assert_eq!(e.hi(), Some(100 * MS), "the 9.7 s pause is not an interval");
+    }
+
+    #[test]
+    fn extremes_carry_over_and_stale_timestamps_are_ignored() {
+        let mut e = Engine::new(0);
+        e.resume_extremes(Some(5 * MS), Some(200 * MS));
+        e.new_run(1_000 * MS);
+        e.add(900 * MS); // left over from before the run
+        e.add(1_050 * MS);
+        e.add(1_100 * MS);
+        e.settle(1_200 * MS);
+        assert_eq!(e.latest(1_200 * MS), 2);
+        assert_eq!(e.lo(), Some(5 * MS));
+        assert_eq!(e.hi(), Some(200 * MS), "900 -> 1050 spans the pause");
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! slot (a `parking_lot` mutex that the parent's thread may have held at the
 //! instant of the fork) is used only by the process that made the handle.
 
-use crate::clock::{Clock, Monotonic};
+use crate::clock::{Clock, Monotonic, monotonic_ns};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::monitor;
 use crate::process;
-use crate::schedule::{Reservation, State};
+use crate::schedule::{Reservation, State, Ticket};
 use crate::shm::layout::{
     FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, LAYOUT_VERSION, MAGIC, MONITOR_PANICKED, Phase,
     Shared,
@@ -124,6 +124,7 @@ impl Throttle {
             tat: &sh.tat,
             head: &sh.head,
             ring: self.map.ring(),
+            confirmed: &sh.confirmed,
         }
     }
 
@@ -219,6 +220,8 @@ impl Throttle {
         c.run_start_ns.store(now, SeqCst);
         let run_id = c.run_id.fetch_add(1, SeqCst).wrapping_add(1);
         sh.published.latest.store(0, SeqCst);
+        // The monitor thread beats on the real clock, whatever this one is.
+        sh.published.heartbeat_ns.store(monotonic_ns(), SeqCst);
         c.kill.store(0, SeqCst);
         c.run.store(Phase::Running.pack(process::id()), SeqCst);
         self.wake_all();
@@ -321,20 +324,10 @@ impl Throttle {
             let run_id = c.run_id.load(SeqCst);
             let grant = if !self.is_running() {
                 None
-            } else if !self.config.as_throttle {
-                Some(now)
             } else {
-                match self
-                    .config
-                    .schedule
-                    .reserve(&self.state(), now, deadline.unwrap_or(i64::MAX))
-                {
-                    Reservation::Granted(grant) => Some(grant),
-                    Reservation::Later(_) => None,
-                    Reservation::Corrupt => return Err(corrupt()),
-                }
+                self.reserve(now, deadline.unwrap_or(i64::MAX))?
             };
-            let Some(grant) = grant else {
+            let Some((grant, ticket)) = grant else {
                 if self.sleep(epoch, deadline) == Wake::TimedOut {
                     return Err(Error::Timeout);
                 }
@@ -344,7 +337,7 @@ impl Throttle {
             if grant > now {
                 self.sleep_until(grant, run_id)?;
             }
-            return self.granted(grant, run_id);
+            return self.granted(grant, ticket, run_id);
         }
     }
 
@@ -371,11 +364,31 @@ impl Throttle {
         }
     }
 
+    /// Reserves a unit at `now` due no later than `latest`: its grant time
+    /// and ticket, or `None`. Without `as_throttle` fuel is always there.
+    fn reserve(&self, now: i64, latest: i64) -> Result<Option<(i64, Ticket)>> {
+        if !self.config.as_throttle {
+            return Ok(Some((now, Ticket::default())));
+        }
+        match self
+            .config
+            .schedule
+            .reserve_ticket(&self.state(), now, latest)
+        {
+            (Reservation::Granted(grant), ticket) => Ok(Some((grant, ticket))),
+            (Reservation::Later(_), _) => Ok(None),
+            (Reservation::Corrupt, _) => Err(corrupt()),
+        }
+    }
+
     /// Hands out a reserved unit, unless its run ended meanwhile.
-    fn granted(&self, grant: i64, run_id: u32) -> Result<i64> {
+    fn granted(&self, grant: i64, ticket: Ticket, run_id: u32) -> Result<i64> {
         let c = &self.sh().control;
         if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
             return Err(Error::Killed);
+        }
+        if self.config.as_throttle {
+            self.config.schedule.confirm(&self.state(), ticket);
         }
         if self.config.auto_emit {
             monitor::push(self.sh(), grant);
@@ -395,16 +408,8 @@ impl Throttle {
         }
         let run_id = c.run_id.load(SeqCst);
         let now = self.clock.now_ns();
-        let grant = if self.config.as_throttle {
-            match self.config.schedule.reserve(&self.state(), now, now) {
-                Reservation::Granted(grant) => grant,
-                Reservation::Later(_) => return Err(Error::NoFuel),
-                Reservation::Corrupt => return Err(corrupt()),
-            }
-        } else {
-            now
-        };
-        self.granted(grant, run_id)
+        let (grant, ticket) = self.reserve(now, now)?.ok_or(Error::NoFuel)?;
+        self.granted(grant, ticket, run_id)
     }
 
     /// Counts one emission at `at` (`CLOCK_MONOTONIC` ns; `None` = now).
@@ -434,11 +439,28 @@ impl Throttle {
                 "monitor not running: the throttle was made with as_monitor off".into(),
             ));
         }
-        let p = &self.sh().published;
+        let sh = self.sh();
+        let p = &sh.published;
         if p.status.load(SeqCst) == MONITOR_PANICKED {
             return Err(Error::MonitorOff(
                 "the monitor thread failed; the statistics stopped at that moment".into(),
             ));
+        }
+        let refresh = i64::try_from(self.config.refresh_ns).unwrap_or(i64::MAX);
+        let quiet_limit = refresh
+            .saturating_mul(monitor::QUIET_REFRESHES)
+            .max(monitor::MIN_QUIET_NS);
+        let quiet = self
+            .clock
+            .now_ns()
+            .saturating_sub(p.heartbeat_ns.load(SeqCst));
+        if self.is_running() && quiet > quiet_limit {
+            let pid = sh.control.monitor_pid.load(SeqCst);
+            return Err(Error::MonitorOff(format!(
+                "the monitor thread (in process {pid}, the one that called start) has not \
+                 refreshed the statistics for {} ms: that process may have died",
+                quiet / 1_000_000
+            )));
         }
         Ok(p)
     }

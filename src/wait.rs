@@ -83,7 +83,10 @@ impl TimerSlack {
         let Ok(current) = libc::c_ulong::try_from(current) else {
             return Self::untouched();
         };
-        #[allow(clippy::useless_conversion, reason = "c_ulong is 32 bits on some targets")]
+        #[allow(
+            clippy::useless_conversion,
+            reason = "c_ulong is 32 bits on some targets"
+        )]
         if u64::from(current) == ns {
             return Self::untouched();
         }

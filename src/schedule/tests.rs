@@ -62,6 +62,10 @@ struct Fx {
     tat: AtomicU128,
     head: AtomicU64,
     ring: Vec<AtomicU128>,
+    confirmed: AtomicU64,
+    /// Granted units not yet confirmed: a restart confirms those due by the
+    /// stop, as their waiters would have.
+    pending: std::sync::Mutex<Vec<(i64, Ticket)>>,
 }
 
 impl Fx {
@@ -76,6 +80,8 @@ impl Fx {
             tat: AtomicU128::new(0),
             head: AtomicU64::new(0),
             ring,
+            confirmed: AtomicU64::new(0),
+            pending: std::sync::Mutex::new(Vec::new()),
         };
         fx.sched.init(&fx.st());
         fx
@@ -93,6 +99,7 @@ impl Fx {
             tat: &self.tat,
             head: &self.head,
             ring: &self.ring,
+            confirmed: &self.confirmed,
         }
     }
 
@@ -101,11 +108,23 @@ impl Fx {
     }
 
     fn start(&self, t: i64, last_stop: Option<i64>) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap());
+        for (grant, ticket) in pending {
+            if last_stop.is_some_and(|stop| grant <= stop) {
+                self.sched.confirm(&self.st(), ticket);
+            }
+        }
         self.sched.start(&self.st(), t, last_stop);
     }
 
+    /// Reserves; a granted unit is confirmed at the next restart if it is
+    /// due by the stop (its waiter went ahead), else it was cut short.
     fn reserve(&self, now: i64, latest: i64) -> Reservation {
-        self.sched.reserve(&self.st(), now, latest)
+        let (r, ticket) = self.sched.reserve_ticket(&self.st(), now, latest);
+        if let Reservation::Granted(grant) = r {
+            self.pending.lock().unwrap().push((grant, ticket));
+        }
+        r
     }
 
     /// The has_fuel model.
@@ -1335,6 +1354,52 @@ mod window {
         assert_eq!(fx.wait(stop), T0 + fx.slot(5));
     }
 
+    /// More reservations cut short than the ring holds: every entry is a
+    /// cut-short one, and the real grants they overwrote are still bounded
+    /// exactly (m laps back, m * per earlier).
+    #[test]
+    fn restart_after_more_than_max_n_cut_short() {
+        for (waiting, real) in [(8u64, 3u64), (11, 3), (12, 2), (20, 5)] {
+            let fx = Fx::started(3, SEC, Hardcap::Window, T0);
+            for k in 0..waiting {
+                assert_eq!(fx.wait(T0), T0 + fx.slot(k));
+            }
+            let stop = T0 + fx.slot(real - 1) + 1;
+            fx.start(stop, Some(stop));
+            for (j, k) in (real..real + 6).enumerate() {
+                // The window, and the tank that restarts empty.
+                let due = (T0 + fx.slot(k)).max(stop + fx.slot(j as u64));
+                assert_eq!(
+                    fx.wait(stop),
+                    due,
+                    "{waiting} waiting, {real} real: grant {k}"
+                );
+            }
+        }
+    }
+
+    /// A grant its waiter never confirmed (told "killed" at the stop) is
+    /// given back even if its time came before the stop.
+    #[test]
+    fn unconfirmed_grants_are_given_back() {
+        let fx = Fx::started(3, SEC, Hardcap::Window, T0);
+        for k in 0..3 {
+            assert_eq!(fx.wait(T0), T0 + fx.slot(k));
+        }
+        // Two more reserved, due before the stop, but never confirmed.
+        for k in 3..5 {
+            let (r, _ticket) = fx.sched.reserve_ticket(&fx.st(), T0, i64::MAX);
+            assert_eq!(r, Reservation::Granted(T0 + fx.slot(k)));
+        }
+        let stop = T0 + fx.slot(4) + 1;
+        fx.start(stop, Some(stop));
+        // Unit 3 of the sequence is free again: the window since grant 0
+        // allows it at once.
+        assert_eq!(fx.wait(stop), stop);
+        // The tank restarts empty: the next unit one T later.
+        assert_eq!(fx.wait(stop), stop + fx.slot(1));
+    }
+
     fn scribbled(f: impl FnOnce(&Fx, u64)) -> Reservation {
         let fx = Fx::started(3, SEC, Hardcap::Window, T0);
         for _ in 0..5 {
@@ -1379,10 +1444,12 @@ mod window {
         // No ring at all.
         let sched = Schedule::new(Rate::new(3, SEC).unwrap(), Hardcap::Window);
         let (tat, head) = (AtomicU128::new(0), AtomicU64::new(0));
+        let confirmed = AtomicU64::new(0);
         let st = State {
             tat: &tat,
             head: &head,
             ring: &[],
+            confirmed: &confirmed,
         };
         sched.init(&st);
         sched.start(&st, T0, None);

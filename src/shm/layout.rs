@@ -143,6 +143,9 @@ pub struct Published {
     pub lost: AtomicU64,
     /// [`MONITOR_IDLE`], [`MONITOR_RUNNING`], [`MONITOR_PANICKED`].
     pub status: AtomicU32,
+    /// When the monitor last published (set by `start` too): a reader of a
+    /// running throttle whose monitor went quiet knows its figures are stale.
+    pub heartbeat_ns: AtomicI64,
 }
 
 /// [`Published::status`]: no monitor thread runs.
@@ -177,6 +180,8 @@ pub struct Shared {
     pub tat: Line<AtomicU128>,
     /// `WINDOW` sequence number of the next grant.
     pub head: Line<AtomicU64>,
+    /// `WINDOW` highest sequence number confirmed (see `Schedule::confirm`).
+    pub confirmed: Line<AtomicU64>,
     /// Emission lanes.
     pub lanes: [Lane; LANES],
 }
