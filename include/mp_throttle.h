@@ -315,8 +315,10 @@ mpt_status mpt_last_error_message(char *buf, size_t len, size_t *out_len);
 
 /**
  * The emissions of the last second (mp_throttle's `latest()`): how many
- * emissions carry a timestamp in the last second, and one over that.
- * Refreshed by the monitor every refresh interval; 0 after `mpt_stop`.
+ * emissions of this run carry a timestamp in the last second (or later: a
+ * timestamp of `mpt_emit_at` in the future counts until it is a second
+ * old, as in mp_throttle), and one over that. Refreshed by the monitor
+ * every refresh interval; 0 after `mpt_stop`.
  *
  * - `out_rate`: not NULL; receives the pair.
  *
@@ -414,7 +416,7 @@ mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
  * before `fork()` works in every child.
  *
  * - `max_n`: at least 1 (at most 4194304 with `MPT_HARDCAP_WINDOW`).
- * - `per_s`: finite, > 0, at least 1 ns.
+ * - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns).
  * - `options`: NULL for the defaults, or options filled by
  *   `mpt_options_init` (borrowed for the call).
  * - `out_throttle`: not NULL; receives the new handle on success, which the
@@ -443,8 +445,10 @@ mpt_status mpt_throttle_new(uint64_t max_n,
  *
  * The shared state lives on while any other process (a forked child) still
  * uses it. Freeing does not stop the throttle: a running throttle keeps
- * serving the other processes, and if this process runs its monitor thread,
- * that thread ends by itself when the run is stopped.
+ * rationing fuel for the other processes. If this process runs its monitor
+ * thread (it called `mpt_start`), that thread ends here, and the other
+ * processes' statistics calls then return `MPT_STATUS_MONITOR_OFF`: stop the
+ * throttle first to keep the statistics of the whole run.
  *
  * - `throttle`: NULL, or a handle from `mpt_throttle_new`; invalid after
  *   the call. Free each handle exactly once per process (a forked child

@@ -125,17 +125,17 @@ impl Config {
 pub fn seconds_to_ns(what: &str, seconds: f64) -> Result<u64> {
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(invalid(&format!(
-            "{what} must be a finite number of seconds > 0 (got {seconds})"
+            "{what} must be a finite number of seconds > 0 (got {seconds:?})"
+        )));
+    }
+    if seconds * 1e9 < 1.0 {
+        return Err(invalid(&format!(
+            "{what} must be at least 1 ns (got {seconds:?} s)"
         )));
     }
     let ns = (seconds * 1e9).round();
-    if ns < 1.0 {
-        return Err(invalid(&format!(
-            "{what} must be at least 1 ns (got {seconds} s)"
-        )));
-    }
     if ns > MAX_PER_NS as f64 {
-        return Err(invalid(&format!("{what} is too long (got {seconds} s)")));
+        return Err(invalid(&format!("{what} is too long (got {seconds:?} s)")));
     }
     Ok(ns as u64)
 }
@@ -151,7 +151,7 @@ pub fn timeout_ns(seconds: f64) -> Result<Option<i64>> {
     }
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(invalid(&format!(
-            "timeout must be a finite number of seconds >= 0, or MPT_FOREVER (-1) (got {seconds})"
+            "timeout must be a finite number of seconds >= 0, or MPT_FOREVER (-1) (got {seconds:?})"
         )));
     }
     let ns = (seconds * 1e9).round();
@@ -186,7 +186,15 @@ mod tests {
     #[test]
     fn rejects_bad_numbers() {
         let o = Options::default();
-        for per in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-12] {
+        for per in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-12,
+            0.6e-9,
+        ] {
             assert!(
                 matches!(Config::new(4, per, &o), Err(Error::InvalidArgument(_))),
                 "{per}"

@@ -16,7 +16,7 @@ use crate::stats::Engine;
 use crate::wait;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 /// Refreshes an unwritten lane entry may stay unwritten before the monitor
@@ -30,23 +30,49 @@ pub(crate) const QUIET_REFRESHES: i64 = 20;
 /// See [`QUIET_REFRESHES`].
 pub(crate) const MIN_QUIET_NS: i64 = 250_000_000;
 
-/// Starts the monitor of run `run_id`.
-pub fn spawn(map: Arc<Mapping>, run_id: u32, refresh_ns: u64) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("mpt-monitor".into())
-        .spawn(move || {
-            let sh = map.shared();
-            // AssertUnwindSafe: the thread's own state is dropped with it, and
-            // the shared state holds only atomics, each always valid.
-            if catch_unwind(AssertUnwindSafe(|| run(sh, run_id, refresh_ns))).is_err() {
-                sh.published
-                    .status
-                    .store(MONITOR_PANICKED, Ordering::SeqCst);
-            }
-        })
+/// A running monitor thread, as the process that started it holds it.
+#[derive(Debug)]
+pub struct MonitorThread {
+    thread: JoinHandle<()>,
+    quit: Arc<AtomicBool>,
 }
 
-fn run(sh: &Shared, run_id: u32, refresh_ns: u64) {
+impl MonitorThread {
+    /// Starts the monitor of run `run_id`.
+    pub fn spawn(map: Arc<Mapping>, run_id: u32, refresh_ns: u64) -> std::io::Result<Self> {
+        let quit = Arc::new(AtomicBool::new(false));
+        let quit_flag = Arc::clone(&quit);
+        let thread = std::thread::Builder::new()
+            .name("mpt-monitor".into())
+            .spawn(move || {
+                let sh = map.shared();
+                // AssertUnwindSafe: the thread's own state is dropped with it,
+                // and the shared state holds only atomics, each always valid.
+                let body = AssertUnwindSafe(|| run(sh, run_id, refresh_ns, &quit_flag));
+                if catch_unwind(body).is_err() {
+                    sh.published
+                        .status
+                        .store(MONITOR_PANICKED, Ordering::SeqCst);
+                }
+            })?;
+        Ok(Self { thread, quit })
+    }
+
+    /// Waits for the thread to end (it ends with its run).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+
+    /// Tells the thread to end now, whether or not its run goes on; `wake`
+    /// must wake it (bump the shared epoch). Then waits for it.
+    pub fn quit(self, wake: impl FnOnce()) {
+        self.quit.store(true, Ordering::SeqCst);
+        wake();
+        self.join();
+    }
+}
+
+fn run(sh: &Shared, run_id: u32, refresh_ns: u64, quit: &AtomicBool) {
     let c = &sh.control;
     let p = &sh.published;
     let refresh = i64::try_from(refresh_ns).unwrap_or(i64::MAX);
@@ -64,7 +90,8 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64) {
         let epoch = c.epoch.load(Ordering::SeqCst);
         let running = Phase::unpack(c.run.load(Ordering::SeqCst))
             .is_some_and(|(phase, _)| phase == Phase::Running)
-            && c.run_id.load(Ordering::SeqCst) == run_id;
+            && c.run_id.load(Ordering::SeqCst) == run_id
+            && !quit.load(Ordering::SeqCst);
         drain(sh, &mut engine, &mut stuck, p);
         let now = monotonic_ns();
         if !running {

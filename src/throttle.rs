@@ -10,7 +10,7 @@
 use crate::clock::{Clock, Monotonic, monotonic_ns};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::monitor;
+use crate::monitor::{self, MonitorThread};
 use crate::process;
 use crate::schedule::{Reservation, State, Ticket};
 use crate::shm::layout::{
@@ -24,7 +24,6 @@ use parking_lot::Mutex;
 use portable_atomic::AtomicU128;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::thread::JoinHandle;
 
 /// What `stop` reports, as mp_throttle's `stop()` tuple.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -46,7 +45,7 @@ pub struct Throttle {
     clock: Arc<dyn Clock>,
     /// The process that made this handle: the only one that touches `monitor`.
     owner: u32,
-    monitor: Mutex<Option<JoinHandle<()>>>,
+    monitor: Mutex<Option<MonitorThread>>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -227,11 +226,11 @@ impl Throttle {
         self.wake_all();
         if self.config.as_monitor {
             let map = Arc::clone(&self.map);
-            match monitor::spawn(map, run_id, self.config.refresh_ns) {
+            match MonitorThread::spawn(map, run_id, self.config.refresh_ns) {
                 Ok(thread) if process::id() == self.owner => {
                     let old = self.monitor.lock().replace(thread);
                     if let Some(old) = old {
-                        let _ = old.join(); // a finished run's monitor
+                        old.join(); // a finished run's monitor
                     }
                 }
                 Ok(_) => {} // a forked child's monitor ends with its run
@@ -264,7 +263,7 @@ impl Throttle {
         if process::id() == self.owner {
             let thread = self.monitor.lock().take();
             if let Some(thread) = thread {
-                let _ = thread.join();
+                thread.join();
             }
         }
         Ok(self.summary())
@@ -487,6 +486,19 @@ impl Throttle {
     pub fn hi_lo(&self) -> Result<RatePair> {
         let hi = self.published()?.hi_ns.load(Acquire);
         Ok(RatePair::from_interval((hi >= 0).then_some(hi)))
+    }
+}
+
+impl Drop for Throttle {
+    /// Releases this process's handle. The throttle itself goes on for the
+    /// other processes; a monitor thread this process runs for it ends now
+    /// (readers elsewhere then see its figures go stale: MONITOR_OFF).
+    fn drop(&mut self) {
+        if process::id() == self.owner {
+            if let Some(thread) = self.monitor.get_mut().take() {
+                thread.quit(|| self.wake_all());
+            }
+        }
     }
 }
 

@@ -48,8 +48,10 @@ unsafe fn read_rate(
 }
 
 /// The emissions of the last second (mp_throttle's `latest()`): how many
-/// emissions carry a timestamp in the last second, and one over that.
-/// Refreshed by the monitor every refresh interval; 0 after `mpt_stop`.
+/// emissions of this run carry a timestamp in the last second (or later: a
+/// timestamp of `mpt_emit_at` in the future counts until it is a second
+/// old, as in mp_throttle), and one over that. Refreshed by the monitor
+/// every refresh interval; 0 after `mpt_stop`.
 ///
 /// - `out_rate`: not NULL; receives the pair.
 ///

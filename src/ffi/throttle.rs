@@ -222,7 +222,7 @@ pub unsafe extern "C" fn mpt_options_init(out_options: *mut MptOptions, version:
 /// before `fork()` works in every child.
 ///
 /// - `max_n`: at least 1 (at most 4194304 with `MPT_HARDCAP_WINDOW`).
-/// - `per_s`: finite, > 0, at least 1 ns.
+/// - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns).
 /// - `options`: NULL for the defaults, or options filled by
 ///   `mpt_options_init` (borrowed for the call).
 /// - `out_throttle`: not NULL; receives the new handle on success, which the
@@ -271,8 +271,10 @@ pub unsafe extern "C" fn mpt_throttle_new(
 ///
 /// The shared state lives on while any other process (a forked child) still
 /// uses it. Freeing does not stop the throttle: a running throttle keeps
-/// serving the other processes, and if this process runs its monitor thread,
-/// that thread ends by itself when the run is stopped.
+/// rationing fuel for the other processes. If this process runs its monitor
+/// thread (it called `mpt_start`), that thread ends here, and the other
+/// processes' statistics calls then return `MPT_STATUS_MONITOR_OFF`: stop the
+/// throttle first to keep the statistics of the whole run.
 ///
 /// - `throttle`: NULL, or a handle from `mpt_throttle_new`; invalid after
 ///   the call. Free each handle exactly once per process (a forked child

@@ -1,0 +1,175 @@
+# mp_throttle: the C side of the project (GNU make 4.3 or later).
+#
+#   make lib             cargo build --release: target/release/libmp_throttle.{so,a}
+#   make header          regenerate include/mp_throttle.h (cbindgen, via cargo test)
+#   make examples        build examples-c/*.c, each linked dynamically and statically
+#   make check-c         build and run tests/c/*.c in both link modes, check the
+#                        header (C99, C++17, two C files in one program), then
+#                        run the asan and valgrind variants (quick enough: about
+#                        25 s together). The exported symbols and the SONAME
+#                        are checked by tests/abi.rs.
+#   make check-examples  run every example (dynamic build) and check its output
+#   make check-examples-static   the same with the static builds
+#   make asan            tests/c/*.c with -fsanitize=address,undefined (static lib)
+#   make valgrind        tests/c/*.c (dynamic) under valgrind
+#   make demo            build and run examples-c/tutorial.c
+#   make lint            cargo fmt --check and cargo clippy -D warnings
+#   make test            lint, cargo test (which runs check-c and check-examples
+#                        through tests/c_suite.rs), then check-examples-static
+#   make clean
+#
+# The C programs are built with the flags of STYLE.md item 27. Every binary
+# depends on the library files, and the library rule always asks cargo (a
+# no-op when nothing changed), so `make check-c` after editing src/ rebuilds
+# and relinks what it must.
+
+CARGO    ?= cargo
+CC       := $(if $(filter default,$(origin CC)),cc,$(CC))
+CXX      := $(if $(filter default,$(origin CXX)),c++,$(CXX))
+VALGRIND ?= valgrind
+
+# cargo's output directory (CARGO_TARGET_DIR if set, as cargo does).
+RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
+SO      := $(RELEASE)/libmp_throttle.so
+A       := $(RELEASE)/libmp_throttle.a
+# The SONAME is libmp_throttle.so.$(ABI) (build.rs); programs linked against
+# the .so look for that name at run time, next to it (-rpath).
+ABI     := $(shell sed -n 's/^.define MPT_ABI_VERSION \([0-9]*\)$$/\1/p' include/mp_throttle.h)
+SONAME  := $(SO).$(ABI)
+
+CSTD     := -std=c99 -Wall -Wextra -Wpedantic -Werror -D_GNU_SOURCE -Iinclude
+CXXSTD   := -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude
+CFLAGS   ?= -O2 -g
+DYN_LINK := -L$(RELEASE) -Wl,-rpath,$(abspath $(RELEASE)) -lmp_throttle -pthread -lm
+# What the Rust staticlib needs besides libc, as printed by
+#   cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+VALGRIND_FLAGS := --error-exitcode=1 --leak-check=full --suppressions=tests/c/valgrind.supp -q
+
+EXAMPLE_SRCS := $(sort $(wildcard examples-c/*.c))
+EXAMPLES     := $(patsubst examples-c/%.c,build/examples/%,$(EXAMPLE_SRCS))
+TEST_SRCS    := $(sort $(wildcard tests/c/*.c))
+TESTS        := $(patsubst tests/c/%.c,build/tests/%,$(TEST_SRCS))
+ASAN_TESTS   := $(patsubst tests/c/%.c,build/asan/%,$(TEST_SRCS))
+TEST_DEPS    := tests/c/check.h include/mp_throttle.h
+
+.PHONY: all lib header examples check-c check-examples check-examples-static asan \
+        valgrind demo test lint clean run-tests check-header FORCE
+.DELETE_ON_ERROR:
+# cargo's files: never deleted by make, even when cargo fails.
+.PRECIOUS: $(SO) $(A)
+
+all: lib examples
+
+# ---------------------------------------------------------------- library
+
+# One cargo run makes both files; FORCE so that cargo, not make, decides
+# whether anything changed (make re-reads the files' times afterwards).
+$(SO) $(A) &: FORCE
+	$(CARGO) build --release
+	ln -sfn libmp_throttle.so $(SONAME)
+
+lib: $(SO) $(A)
+
+header:
+	MPT_BLESS=1 $(CARGO) test --test header
+
+# ---------------------------------------------------------------- examples
+
+build/examples/%: examples-c/%.c include/mp_throttle.h $(SO)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(CFLAGS) -o $@ $< $(DYN_LINK)
+
+build/examples/%-static: examples-c/%.c include/mp_throttle.h $(A)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(CFLAGS) -o $@ $< $(A) $(STATIC_LIBS)
+
+examples: $(EXAMPLES) $(addsuffix -static,$(EXAMPLES))
+
+check-examples: $(EXAMPLES)
+	tests/check_examples.sh $(EXAMPLES)
+
+check-examples-static: $(addsuffix -static,$(EXAMPLES))
+	tests/check_examples.sh $^
+
+demo: build/examples/tutorial
+	build/examples/tutorial
+
+# ---------------------------------------------------------------- C tests
+
+build/tests/%: tests/c/%.c $(TEST_DEPS) $(SO)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(CFLAGS) -o $@ $< $(DYN_LINK)
+
+build/tests/%-static: tests/c/%.c $(TEST_DEPS) $(A)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(CFLAGS) -o $@ $< $(A) $(STATIC_LIBS)
+
+build/asan/%: tests/c/%.c $(TEST_DEPS) $(A)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) -O1 -g $(SANITIZE) -o $@ $< $(A) $(STATIC_LIBS)
+
+# Runs each test program, dynamic then static; all run even if one fails.
+run-tests: $(TESTS) $(addsuffix -static,$(TESTS))
+	@fail=0; for t in $^; do \
+	    echo "== $$t"; $$t || { echo "** $$t FAILED"; fail=1; }; \
+	done; exit $$fail
+
+# STYLE.md 24: the header compiles as C99 and as C++17 (also with stricter
+# warnings), and two C files that both include it link into one program.
+build/header/double: tests/c/header/one.c tests/c/header/two.c include/mp_throttle.h $(SO)
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) -Wstrict-prototypes -Wmissing-prototypes -Wundef -Wshadow $(CFLAGS) \
+	    -o $@ tests/c/header/one.c tests/c/header/two.c $(DYN_LINK)
+
+build/header/cxx: tests/c/header/cxx.cpp include/mp_throttle.h $(SO)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXSTD) $(CFLAGS) -o $@ $< $(DYN_LINK)
+
+check-header: build/header/double build/header/cxx
+	$(CC) $(CSTD) -Wstrict-prototypes -Wundef -Wshadow -fsyntax-only -x c include/mp_throttle.h
+	$(CXX) $(CXXSTD) -fsyntax-only -x c++ include/mp_throttle.h
+	build/header/double
+	build/header/cxx
+
+asan: $(ASAN_TESTS)
+	@fail=0; for t in $^; do \
+	    echo "== $$t"; \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	        $$t || { echo "** $$t FAILED under asan"; fail=1; }; \
+	done; exit $$fail
+
+valgrind: $(TESTS)
+	@fail=0; for t in $^; do \
+	    echo "== valgrind $$t"; \
+	    $(VALGRIND) $(VALGRIND_FLAGS) $$t || { echo "** $$t FAILED under valgrind"; fail=1; }; \
+	done; exit $$fail
+
+check-c: lib
+	@fail=0; \
+	for step in run-tests check-header asan valgrind; do \
+	    $(MAKE) --no-print-directory $$step || { echo "** make $$step FAILED"; fail=1; }; \
+	done; exit $$fail
+
+# ---------------------------------------------------------------- all tests
+
+# cargo test covers the rest; the static builds of the examples are run here.
+# Every suite runs even if one fails (--no-fail-fast), then the verdict.
+test: lib examples
+	@fail=0; \
+	$(MAKE) --no-print-directory lint || fail=1; \
+	$(CARGO) test --no-fail-fast || { echo "** cargo test FAILED"; fail=1; }; \
+	$(MAKE) --no-print-directory check-examples-static || fail=1; \
+	exit $$fail
+
+# STYLE.md 35: formatting and lints, warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --quiet -- -D warnings
+
+clean:
+	rm -rf build
+	rm -f $(SONAME)
+
+FORCE:

@@ -1,0 +1,144 @@
+#!/bin/sh
+# check_examples.sh PROGRAM...
+#
+# Runs the example programs given (built from examples-c/*.c; `make
+# check-examples` passes every one), all at once (they mostly sleep), and
+# checks what each prints. Bounds are generous (the machine may be small and
+# noisy), but the library's schedule is exact.
+#
+#   tutorial, threads  the tutorial's four lines; Total 20 or 21 (4 per 1 s
+#                      for 5 s: units at 0, 0.25, ..., 5.0 s), the means
+#                      consistent with Total / Runtime; threads: the per-thread
+#                      counts add up to Total
+#   stats              10 samples of (latest, mean); after the first second
+#                      both run at 3 to 5 per second; then the four lines
+#   monitor_only       Total equals what the workers say they emitted
+#
+# NAME-static (the statically linked build) gets the check of NAME. An
+# example without a check here fails: add its check when adding it.
+set -u
+
+if [ $# -eq 0 ]; then
+    echo "usage: $0 PROGRAM..." >&2
+    exit 2
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fail=0
+
+names=""
+for exe in "$@"; do
+    name=$(basename "$exe")
+    names="$names $name"
+    (
+        "$exe" >"$out/$name.out" 2>"$out/$name.err"
+        echo $? >"$out/$name.rc"
+    ) &
+done
+wait
+
+# awk: whether seconds-between b and per-second r (printed with %f, six
+# decimals) are each other's inverse.
+INVERSE='function inverse(b, r) { return b * r > 0.999 - 5e-7 * r && b * r < 1.001 + 5e-7 * r }'
+
+# The tutorial's four lines: Total in [lo, hi], Runtime about `secs`, and the
+# two means consistent with Total / Runtime.
+check_summary() { # file lo hi secs
+    awk -v lo="$2" -v hi="$3" -v secs="$4" "$INVERSE"'
+        /^Runtime: /                { rt = $2; n++ }
+        /^Total: /                  { total = $2; n++ }
+        /^Time between processes: / { between = $4; n++ }
+        /^Processes per second: /   { rate = $4; n++ }
+        END {
+            if (n != 4) { print "  missing summary lines"; exit 1 }
+            if (total < lo || total > hi) { print "  Total " total " not in [" lo ", " hi "]"; exit 1 }
+            if (rt < secs - 0.01 || rt > secs + 1.5) { print "  Runtime " rt " not about " secs " s"; exit 1 }
+            want = total / rt
+            if (rate < want * 0.999 || rate > want * 1.001) { print "  Processes per second " rate " != Total / Runtime " want; exit 1 }
+            if (!inverse(between, rate)) { print "  Time between processes " between " != 1 / " rate; exit 1 }
+        }' "$1"
+}
+
+check_tutorial() { check_summary "$1" 20 21 5; }
+
+check_threads() {
+    check_summary "$1" 20 21 5 || return 1
+    awk '
+        /^Total: /            { total = $2 }
+        /^Thread [0-9]+: /    { sum += $3; threads++ }
+        /^Sum over threads: / { said = $4 }
+        END {
+            if (threads != 4) { print "  expected 4 thread lines, got " threads; exit 1 }
+            if (sum != total || said != total) { print "  threads got " sum " (says " said "), Total is " total; exit 1 }
+        }' "$1"
+}
+
+check_stats() {
+    check_summary "$1" 20 21 5 || return 1
+    # [T s] latest: (A, B)  mean: (C, D)
+    awk "$INVERSE"'
+        /^\[[0-9.]+ s\] latest: / {
+            line = $0
+            gsub(/[][(),:]/, " ", line)
+            split(line, f, " ")
+            t = f[1]; lb = f[4]; lr = f[5]; mb = f[7]; mr = f[8]
+            samples++
+            if (t != (samples - 1) * 0.5) { print "  sample " samples " at " t " s"; bad = 1 }
+            if (lr < 0 || mr < 0) { print "  negative rate at " t " s"; bad = 1 }
+            if (lr > 0 && !inverse(lb, lr)) { print "  latest (" lb ", " lr ") inconsistent at " t " s"; bad = 1 }
+            if (mr > 0 && !inverse(mb, mr)) { print "  mean (" mb ", " mr ") inconsistent at " t " s"; bad = 1 }
+            if (t > 1.0) {
+                if (mr < 3 || mr > 5) { print "  mean " mr "/s at " t " s not in [3, 5]"; bad = 1 }
+                if (lr < 3 || lr > 5) { print "  latest " lr "/s at " t " s not in [3, 5]"; bad = 1 }
+            }
+        }
+        /^Shortest interval \(lo_hi\): / { lo = $4; gsub(/[(),]/, "", lo) }
+        /^Longest interval \(hi_lo\): /  { hi = $4; gsub(/[(),]/, "", hi) }
+        END {
+            if (samples != 10) { print "  expected 10 samples, got " samples; exit 1 }
+            if (lo == "" || hi == "" || lo <= 0 || lo > hi || hi > 0.5) { print "  lo_hi " lo " / hi_lo " hi " implausible"; exit 1 }
+            exit bad
+        }' "$1"
+}
+
+check_monitor_only() {
+    awk '
+        /^Runtime: /            { rt = $2 }
+        /^Total: /              { total = $2 }
+        /^Emitted by workers: / { emitted = $4 }
+        /^\[[0-9]+ s\] latest: / { stats++ }
+        END {
+            if (stats != 3) { print "  expected 3 stats lines, got " stats; exit 1 }
+            if (total == "" || emitted == "") { print "  missing Total or Emitted lines"; exit 1 }
+            if (total != emitted) { print "  Total " total " != emitted by workers " emitted; exit 1 }
+            # 3 workers at 10 per second each for about 3 s.
+            if (total < 60 || total > 100) { print "  Total " total " not about 90"; exit 1 }
+            if (rt < 2.99 || rt > 4.5) { print "  Runtime " rt " not about 3 s"; exit 1 }
+        }' "$1"
+}
+
+for name in $names; do
+    rc=$(cat "$out/$name.rc")
+    result=ok
+    if [ "$rc" != 0 ]; then
+        echo "FAIL: $name exited with $rc"
+        result=FAIL
+    elif ! command -v "check_${name%-static}" >/dev/null 2>&1; then
+        echo "FAIL: $name: no output check in $0"
+        result=FAIL
+    elif ! msg=$("check_${name%-static}" "$out/$name.out"); then
+        echo "FAIL: $name output:"
+        echo "$msg"
+        result=FAIL
+    else
+        echo "ok: $name"
+    fi
+    if [ "$result" = FAIL ]; then
+        fail=1
+        sed 's/^/    | /' "$out/$name.out"
+        [ -s "$out/$name.err" ] && sed 's/^/    ! /' "$out/$name.err"
+    fi
+done
+
+[ "$fail" -eq 0 ] && echo "check_examples: all passed" || echo "check_examples: FAILED"
+exit "$fail"
