@@ -5,7 +5,16 @@
 //! `CLOCK_MONOTONIC` times (`FUTEX_WAIT_BITSET`), so a wait that is
 //! interrupted and retried never drifts.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// `FUTEX_WAKE` calls this process has made (see [`wake_calls`]).
+static WAKE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `FUTEX_WAKE` system calls this process has made: wakers skip
+/// the call when nobody sleeps, and tests hold them to it.
+pub fn wake_calls() -> u64 {
+    WAKE_CALLS.load(Ordering::Relaxed)
+}
 
 /// Why a wait returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +60,7 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline_ns: Option<i64>) -> Wake {
 
 /// Wakes every thread, in any process, sleeping on `word`.
 pub fn wake_all(word: &AtomicU32) {
+    WAKE_CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: `word` is a valid, aligned 4-byte atomic; FUTEX_WAKE only uses
     // its address to find sleepers and never writes memory.
     unsafe {
