@@ -73,6 +73,11 @@
 #define MPT_AUTO_EMIT_DEFAULT -1
 
 /**
+ * Longest throttle name, in bytes.
+ */
+#define MAX_NAME_LEN 200
+
+/**
  * Status codes. Every `mpt_` function returns one; `MPT_STATUS_OK` is 0.
  * Values are stable: never renumbered or reused.
  */
@@ -141,6 +146,21 @@ enum mpt_status
    * A bug in the library: a panic was caught at the boundary.
    */
   MPT_STATUS_PANIC = 13,
+  /**
+   * `mpt_throttle_open` / `mpt_throttle_unlink`: no throttle has that
+   * name.
+   */
+  MPT_STATUS_NOT_FOUND = 14,
+  /**
+   * The named throttle belongs to another user (it is created with mode
+   * 0600).
+   */
+  MPT_STATUS_PERMISSION_DENIED = 15,
+  /**
+   * `mpt_throttle_create_named`: a throttle of that name exists with
+   * another configuration (open it with `mpt_throttle_open` to adopt it).
+   */
+  MPT_STATUS_MISMATCH = 16,
 };
 #ifndef __cplusplus
 typedef int32_t mpt_status;
@@ -439,6 +459,95 @@ mpt_status mpt_throttle_new(uint64_t max_n,
                             double per_s,
                             const struct mpt_options *options,
                             struct mpt_throttle **out_throttle);
+
+/**
+ * Creates a named throttle of `max_n` units per `per_s` seconds, which any
+ * process of the same user can open with `mpt_throttle_open`, whatever
+ * language it is written in and whether or not it is related to this one.
+ * If a throttle of that name exists with the same configuration, opens it
+ * instead: of several processes that create the same name at once, one
+ * creates it and the others open it, fully initialised.
+ *
+ * The throttle is a POSIX shared memory object (`/dev/shm/mp_throttle.<name>`,
+ * mode 0600) whose memory is reserved at creation. It lives until
+ * `mpt_throttle_unlink` removes the name and the last process lets go.
+ *
+ * - `name`: not NULL; 1 to 200 bytes of UTF-8 without '/' (borrowed).
+ * - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`.
+ * - `out_throttle`: not NULL; receives a handle this process owns and
+ *   frees with `mpt_throttle_free`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (a bad name, number or option);
+ * `MPT_STATUS_MISMATCH` (the name exists with another configuration);
+ * `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user);
+ * `MPT_STATUS_CORRUPT` / `MPT_STATUS_UNSUPPORTED` (the name holds something
+ * else, see `mpt_throttle_open`); `MPT_STATUS_SYSTEM` (/dev/shm full, a
+ * memory or file limit).
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
+ * while another process is still creating the same name. Since: 0.1.0.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `out_throttle` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_throttle_create_named(const char *name,
+                                     uint64_t max_n,
+                                     double per_s,
+                                     const struct mpt_options *options,
+                                     struct mpt_throttle **out_throttle);
+
+/**
+ * Opens the named throttle `name`, adopting its configuration.
+ *
+ * Everything read from the shared object is checked before use: its magic
+ * word, layout version, size and every value the library will use. A
+ * foreign, truncated, corrupt or newer-version object gets a status, never
+ * a crash or a hang.
+ *
+ * - `name`: not NULL; as for `mpt_throttle_create_named`.
+ * - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` are used
+ *   (how this process waits); the throttle's own settings are adopted.
+ * - `out_throttle`: not NULL; receives a handle this process owns.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+ * `MPT_STATUS_PERMISSION_DENIED`; `MPT_STATUS_CORRUPT` (not a throttle,
+ * truncated, damaged, or never finished by a creator that died);
+ * `MPT_STATUS_UNSUPPORTED` (made by another layout version).
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
+ * while another process is still creating it. Since: 0.1.0.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `out_throttle` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_throttle_open(const char *name,
+                             const struct mpt_options *options,
+                             struct mpt_throttle **out_throttle);
+
+/**
+ * Removes the name of a named throttle. Processes that have it open keep
+ * using it; its memory is freed when the last one lets go. A later
+ * `mpt_throttle_create_named` of the same name makes a new throttle.
+ *
+ * - `name`: not NULL; as for `mpt_throttle_create_named`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+ * `MPT_STATUS_PERMISSION_DENIED`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.1.0.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string.
+ */
+mpt_status mpt_throttle_unlink(const char *name);
 
 /**
  * Releases this process's handle. NULL is a no-op.

@@ -121,6 +121,17 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The options that belong to each process rather than to the throttle.
+    pub fn waiting(&self) -> Options {
+        Options {
+            timer_slack_ns: self.timer_slack_ns,
+            spin_s: self.spin_ns as f64 / 1e9,
+            ..Options::default()
+        }
+    }
+}
+
 /// A positive, finite number of seconds in whole nanoseconds (at least 1).
 pub fn seconds_to_ns(what: &str, seconds: f64) -> Result<u64> {
     if !seconds.is_finite() || seconds <= 0.0 {

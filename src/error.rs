@@ -27,6 +27,12 @@ pub enum Error {
     Unsupported(String),
     /// The shared state holds values no correct process writes.
     Corrupt(String),
+    /// No throttle has that name.
+    NotFound(String),
+    /// The throttle of that name belongs to another user.
+    PermissionDenied(String),
+    /// A throttle of that name exists with another configuration.
+    Mismatch(String),
 }
 
 impl fmt::Display for Error {
@@ -43,7 +49,10 @@ impl fmt::Display for Error {
             | Error::MonitorOff(m)
             | Error::System(m)
             | Error::Unsupported(m)
-            | Error::Corrupt(m) => f.write_str(m),
+            | Error::Corrupt(m)
+            | Error::NotFound(m)
+            | Error::PermissionDenied(m)
+            | Error::Mismatch(m) => f.write_str(m),
         }
     }
 }

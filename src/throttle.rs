@@ -8,22 +8,20 @@
 //! instant of the fork) is used only by the process that made the handle.
 
 use crate::clock::{Clock, Monotonic, monotonic_ns};
-use crate::config::Config;
+use crate::config::{Config, Options};
 use crate::error::{Error, Result};
 use crate::monitor::{self, MonitorThread};
 use crate::process;
 use crate::schedule::{Reservation, State, Ticket};
-use crate::shm::layout::{
-    FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, LAYOUT_VERSION, MAGIC, MONITOR_PANICKED, Phase,
-    Shared,
-};
-use crate::shm::{Mapping, layout};
+use crate::shm::layout::{MONITOR_PANICKED, Phase, Shared};
+use crate::shm::{Mapping, header, layout, map};
 use crate::stats::RatePair;
 use crate::wait::{self, TimerSlack, Wake};
 use parking_lot::Mutex;
 use portable_atomic::AtomicU128;
+use std::ffi::{CStr, CString};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
 /// What `stop` reports, as mp_throttle's `stop()` tuple.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -65,47 +63,110 @@ impl Throttle {
     /// A new throttle reading time from `clock`. Only [`Monotonic`] can
     /// sleep correctly; a manual clock suits tests of the non-blocking calls.
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        if !AtomicU128::is_lock_free() {
-            return Err(Error::Unsupported(
-                "this CPU has no lock-free 128-bit compare-and-swap".into(),
-            ));
+        check_atomics()?;
+        let map = Mapping::anonymous(config.schedule.ring_len())
+            .map_err(|e| Error::System(format!("cannot map the shared state: {e}")))?;
+        Ok(Self::init(map, config, clock))
+    }
+
+    /// Creates the throttle `name`, which any process of the same user can
+    /// open by that name; or, if a throttle of that name exists with the
+    /// same configuration, opens it. Two processes that create the same name
+    /// at once end up with one throttle, initialised before either uses it.
+    /// Errors: [`Error::Mismatch`] (exists, configured otherwise),
+    /// [`Error::PermissionDenied`], [`Error::System`] (no room).
+    pub fn create_named(name: &str, config: Config) -> Result<Self> {
+        check_atomics()?;
+        let shm = shm_name(name)?;
+        // The name may be unlinked between our failed create and our open:
+        // then create again (a few times at most: something is racing us).
+        for _ in 0..8 {
+            match Mapping::create_named(&shm, config.schedule.ring_len()) {
+                Ok(Some(map)) => return Ok(Self::init(map, config, Arc::new(Monotonic))),
+                Ok(None) => {}
+                Err(e) => return Err(os_error(name, "create", &e)),
+            }
+            match Self::open_shm(name, &shm, &config.waiting()) {
+                Ok(existing) if header::same_throttle(&existing.config, &config) => {
+                    return Ok(existing);
+                }
+                Ok(existing) => {
+                    let theirs = existing.config.schedule;
+                    return Err(Error::Mismatch(format!(
+                        "throttle {name:?} exists as {} per {} ns ({:?}) with other options than \
+                         asked; open it to adopt its configuration, or unlink it",
+                        theirs.rate().max_n(),
+                        theirs.rate().per_ns(),
+                        theirs.hardcap()
+                    )));
+                }
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
         }
+        Err(Error::System(format!(
+            "throttle {name:?} keeps being created and removed by other processes"
+        )))
+    }
+
+    /// Opens the existing throttle `name`, adopting its configuration; the
+    /// waiting preferences (timer slack, spin) come from `waiting`.
+    /// Errors: [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::Corrupt`] (foreign, truncated or damaged),
+    /// [`Error::Unsupported`] (made by another layout version).
+    pub fn open(name: &str, waiting: &Options) -> Result<Self> {
+        check_atomics()?;
+        Self::open_shm(name, &shm_name(name)?, waiting)
+    }
+
+    /// Removes the name. Processes that have the throttle open keep using
+    /// it; it is freed when the last one lets go. Errors: [`Error::NotFound`],
+    /// [`Error::PermissionDenied`].
+    pub fn unlink(name: &str) -> Result<()> {
+        map::unlink(&shm_name(name)?).map_err(|e| os_error(name, "unlink", &e))
+    }
+
+    fn open_shm(name: &str, shm: &CStr, waiting: &Options) -> Result<Self> {
+        let map =
+            Mapping::open_named(shm, OPEN_PATIENCE_NS).map_err(|e| os_error(name, "open", &e))?;
+        let give_up = monotonic_ns().saturating_add(OPEN_PATIENCE_NS);
+        while !header::sealed(&map.shared().header)? {
+            if monotonic_ns() > give_up {
+                return Err(Error::Corrupt(format!(
+                    "throttle {name:?} was never finished: the process creating it may have \
+                     died; unlink the name and create it again"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let config =
+            header::read(map.shared(), map.len(), waiting).map_err(|e| with_name(name, e))?;
         process::init();
-        let map = Arc::new(
-            Mapping::anonymous(config.schedule.ring_len())
-                .map_err(|e| Error::System(format!("cannot map the shared state: {e}")))?,
-        );
+        Ok(Self::adopt(map, config, Arc::new(Monotonic)))
+    }
+
+    /// Makes a fresh (zeroed) mapping a throttle of `config`, and seals it.
+    fn init(map: Mapping, config: Config, clock: Arc<dyn Clock>) -> Self {
+        process::init();
         let sh = map.shared();
-        let h = &sh.header;
-        let rate = config.schedule.rate();
-        h.layout_version.store(LAYOUT_VERSION, Relaxed);
-        h.hardcap.store(config.schedule.hardcap() as u32, Relaxed);
-        h.size.store(map.len() as u64, Relaxed);
-        h.max_n.store(rate.max_n(), Relaxed);
-        h.per_ns.store(rate.per_ns(), Relaxed);
-        h.refresh_ns.store(config.refresh_ns, Relaxed);
-        let flags = [
-            (config.as_throttle, FLAG_THROTTLE),
-            (config.as_monitor, FLAG_MONITOR),
-            (config.auto_emit, FLAG_AUTO_EMIT),
-        ];
-        h.flags.store(
-            flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1),
-            Relaxed,
-        );
-        h.ring_len.store(map.ring().len() as u64, Relaxed);
+        header::write(&sh.header, &config, map.len());
         sh.published.lo_ns.store(-1, Relaxed);
         sh.published.hi_ns.store(-1, Relaxed);
-        let throttle = Self {
+        let throttle = Self::adopt(map, config, clock);
+        config.schedule.init(&throttle.state());
+        header::seal(&throttle.sh().header);
+        throttle
+    }
+
+    /// This process's handle on a mapping that holds a throttle of `config`.
+    fn adopt(map: Mapping, config: Config, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            map: Arc::new(map),
             config,
             clock,
             owner: process::id(),
             monitor: Mutex::new(None),
-            map: Arc::clone(&map),
-        };
-        config.schedule.init(&throttle.state());
-        h.magic.store(MAGIC, Release);
-        Ok(throttle)
+        }
     }
 
     /// The validated configuration.
@@ -499,6 +560,66 @@ impl Drop for Throttle {
                 thread.quit(|| self.wake_all());
             }
         }
+    }
+}
+
+/// How long an opener waits for a creator that is still making the throttle.
+const OPEN_PATIENCE_NS: i64 = 2_000_000_000;
+
+/// Longest throttle name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+fn check_atomics() -> Result<()> {
+    if AtomicU128::is_lock_free() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(
+            "this CPU has no lock-free 128-bit compare-and-swap".into(),
+        ))
+    }
+}
+
+/// The POSIX shared memory name of throttle `name`: `/mp_throttle.<name>`.
+fn shm_name(name: &str) -> Result<CString> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.contains('/')
+        && name != "."
+        && name != "..";
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "a throttle name is 1 to {MAX_NAME_LEN} bytes without '/' (got {name:?})"
+        )));
+    }
+    CString::new(format!("/mp_throttle.{name}"))
+        .map_err(|_| Error::InvalidArgument("a throttle name has no NUL byte".into()))
+}
+
+/// The error for a failed `what` (create, open, unlink) of throttle `name`.
+fn os_error(name: &str, what: &str, e: &std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound(format!("no throttle is named {name:?}")),
+        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied(format!(
+            "cannot {what} throttle {name:?}: it belongs to another user (mode 0600)"
+        )),
+        Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG | libc::EMFILE | libc::ENFILE) => {
+            Error::System(format!(
+                "cannot {what} throttle {name:?}: {e} (/dev/shm full, or a memory or file \
+                 limit reached)"
+            ))
+        }
+        _ if e.kind() == std::io::ErrorKind::InvalidData => {
+            Error::Corrupt(format!("throttle {name:?} is corrupt or foreign: {e}"))
+        }
+        _ => Error::System(format!("cannot {what} throttle {name:?}: {e}")),
+    }
+}
+
+fn with_name(name: &str, e: Error) -> Error {
+    match e {
+        Error::Corrupt(m) => Error::Corrupt(format!("throttle {name:?}: {m}")),
+        Error::Unsupported(m) => Error::Unsupported(format!("throttle {name:?}: {m}")),
+        other => other,
     }
 }
 

@@ -52,11 +52,20 @@ pub enum MptStatus {
     Corrupt = 12,
     /// A bug in the library: a panic was caught at the boundary.
     Panic = 13,
+    /// `mpt_throttle_open` / `mpt_throttle_unlink`: no throttle has that
+    /// name.
+    NotFound = 14,
+    /// The named throttle belongs to another user (it is created with mode
+    /// 0600).
+    PermissionDenied = 15,
+    /// `mpt_throttle_create_named`: a throttle of that name exists with
+    /// another configuration (open it with `mpt_throttle_open` to adopt it).
+    Mismatch = 16,
 }
 
 impl MptStatus {
     /// Every status, in order of value.
-    pub const ALL: [MptStatus; 14] = [
+    pub const ALL: [MptStatus; 17] = [
         MptStatus::Ok,
         MptStatus::Timeout,
         MptStatus::Killed,
@@ -71,6 +80,9 @@ impl MptStatus {
         MptStatus::Unsupported,
         MptStatus::Corrupt,
         MptStatus::Panic,
+        MptStatus::NotFound,
+        MptStatus::PermissionDenied,
+        MptStatus::Mismatch,
     ];
 
     /// A NUL-terminated description.
@@ -94,6 +106,11 @@ impl MptStatus {
             MptStatus::Unsupported => "not supported on this machine\0",
             MptStatus::Corrupt => "the shared state is corrupt\0",
             MptStatus::Panic => "internal error (a bug in mp_throttle): a panic was caught\0",
+            MptStatus::NotFound => "no throttle has that name\0",
+            MptStatus::PermissionDenied => {
+                "permission denied: the throttle belongs to another user\0"
+            }
+            MptStatus::Mismatch => "a throttle of that name exists with another configuration\0",
         }
     }
 }
@@ -133,6 +150,9 @@ impl From<Error> for Failure {
             Error::System(_) => MptStatus::System,
             Error::Unsupported(_) => MptStatus::Unsupported,
             Error::Corrupt(_) => MptStatus::Corrupt,
+            Error::NotFound(_) => MptStatus::NotFound,
+            Error::PermissionDenied(_) => MptStatus::PermissionDenied,
+            Error::Mismatch(_) => MptStatus::Mismatch,
         };
         match e {
             // Outcomes of the hot calls: a static message, no allocation.
@@ -192,6 +212,20 @@ pub fn non_null<T>(p: *const T, what: &'static str) -> FfiResult {
     } else {
         Ok(())
     }
+}
+
+/// A NUL-terminated UTF-8 string argument, borrowed for the call.
+///
+/// # Safety
+/// `p` must be NULL or point at a NUL-terminated string that stays valid and
+/// unchanged for the call.
+pub unsafe fn text<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Failure> {
+    non_null(p, what)?;
+    // SAFETY: non-NULL and NUL-terminated, per this function's contract.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(p) };
+    bytes
+        .to_str()
+        .map_err(|_| Failure::invalid(format!("{what} is not valid UTF-8")))
 }
 
 /// Writes `value` through an out-pointer already checked by [`non_null`].

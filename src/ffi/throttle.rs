@@ -1,11 +1,12 @@
 //! `mpt_throttle`: making, running and freeing a throttle, taking fuel,
 //! emitting and the kill flag.
 
-use super::{Failure, MptStatus, guard, non_null, write, write_opt};
+use super::{Failure, MptStatus, guard, non_null, text, write, write_opt};
 use crate::clock::monotonic_ns;
 use crate::config::{self, Config, Options};
 use crate::schedule::Hardcap;
 use crate::throttle::{Summary, Throttle};
+use std::ffi::c_char;
 
 /// Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
 pub const MPT_FOREVER: f64 = -1.0;
@@ -249,22 +250,152 @@ pub unsafe extern "C" fn mpt_throttle_new(
 ) -> MptStatus {
     guard(|| {
         non_null(out_throttle, "out_throttle")?;
-        let options = if options.is_null() {
-            Options::default()
-        } else {
-            // SAFETY: non-NULL and readable per the caller's contract.
-            Options::try_from(unsafe { &*options })?
-        };
-        let config = Config::new(max_n, per_s, &options)?;
-        let throttle = Throttle::new(config)?;
-        let handle = Box::into_raw(Box::new(MptThrottle {
-            magic: HANDLE_MAGIC,
-            throttle,
-        }));
-        // SAFETY: checked non-NULL; valid per the caller's contract.
-        unsafe { write(out_throttle, handle) };
+        // SAFETY: NULL or valid, per the contract.
+        let options = unsafe { options_or_default(options)? };
+        let throttle = Throttle::new(Config::new(max_n, per_s, &options)?)?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_throttle, boxed(throttle)) };
         Ok(())
     })
+}
+
+/// The handle of a new or opened throttle, for `out_throttle`.
+fn boxed(throttle: Throttle) -> *mut MptThrottle {
+    Box::into_raw(Box::new(MptThrottle {
+        magic: HANDLE_MAGIC,
+        throttle,
+    }))
+}
+
+/// Creates a named throttle of `max_n` units per `per_s` seconds, which any
+/// process of the same user can open with `mpt_throttle_open`, whatever
+/// language it is written in and whether or not it is related to this one.
+/// If a throttle of that name exists with the same configuration, opens it
+/// instead: of several processes that create the same name at once, one
+/// creates it and the others open it, fully initialised.
+///
+/// The throttle is a POSIX shared memory object (`/dev/shm/mp_throttle.<name>`,
+/// mode 0600) whose memory is reserved at creation. It lives until
+/// `mpt_throttle_unlink` removes the name and the last process lets go.
+///
+/// - `name`: not NULL; 1 to 200 bytes of UTF-8 without '/' (borrowed).
+/// - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`.
+/// - `out_throttle`: not NULL; receives a handle this process owns and
+///   frees with `mpt_throttle_free`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT` (a bad name, number or option);
+/// `MPT_STATUS_MISMATCH` (the name exists with another configuration);
+/// `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user);
+/// `MPT_STATUS_CORRUPT` / `MPT_STATUS_UNSUPPORTED` (the name holds something
+/// else, see `mpt_throttle_open`); `MPT_STATUS_SYSTEM` (/dev/shm full, a
+/// memory or file limit).
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
+/// while another process is still creating the same name. Since: 0.1.0.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+/// `out_throttle` NULL or valid for writing one pointer.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_create_named(
+    name: *const c_char,
+    max_n: u64,
+    per_s: f64,
+    options: *const MptOptions,
+    out_throttle: *mut *mut MptThrottle,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_throttle, "out_throttle")?;
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        let name = unsafe { text(name, "name")? };
+        // SAFETY: NULL or valid, per the contract.
+        let options = unsafe { options_or_default(options)? };
+        let throttle = Throttle::create_named(name, Config::new(max_n, per_s, &options)?)?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_throttle, boxed(throttle)) };
+        Ok(())
+    })
+}
+
+/// Opens the named throttle `name`, adopting its configuration.
+///
+/// Everything read from the shared object is checked before use: its magic
+/// word, layout version, size and every value the library will use. A
+/// foreign, truncated, corrupt or newer-version object gets a status, never
+/// a crash or a hang.
+///
+/// - `name`: not NULL; as for `mpt_throttle_create_named`.
+/// - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` are used
+///   (how this process waits); the throttle's own settings are adopted.
+/// - `out_throttle`: not NULL; receives a handle this process owns.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+/// `MPT_STATUS_PERMISSION_DENIED`; `MPT_STATUS_CORRUPT` (not a throttle,
+/// truncated, damaged, or never finished by a creator that died);
+/// `MPT_STATUS_UNSUPPORTED` (made by another layout version).
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
+/// while another process is still creating it. Since: 0.1.0.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+/// `out_throttle` NULL or valid for writing one pointer.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_open(
+    name: *const c_char,
+    options: *const MptOptions,
+    out_throttle: *mut *mut MptThrottle,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_throttle, "out_throttle")?;
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        let name = unsafe { text(name, "name")? };
+        // SAFETY: NULL or valid, per the contract.
+        let options = unsafe { options_or_default(options)? };
+        let throttle = Throttle::open(name, &options)?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_throttle, boxed(throttle)) };
+        Ok(())
+    })
+}
+
+/// Removes the name of a named throttle. Processes that have it open keep
+/// using it; its memory is freed when the last one lets go. A later
+/// `mpt_throttle_create_named` of the same name makes a new throttle.
+///
+/// - `name`: not NULL; as for `mpt_throttle_create_named`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+/// `MPT_STATUS_PERMISSION_DENIED`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.1.0.
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_unlink(name: *const c_char) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        Ok(Throttle::unlink(unsafe { text(name, "name")? })?)
+    })
+}
+
+/// The options behind a C pointer: NULL gives the defaults.
+///
+/// # Safety
+/// `options` must be NULL or valid for reading one `mpt_options`.
+unsafe fn options_or_default(options: *const MptOptions) -> Result<Options, Failure> {
+    if options.is_null() {
+        return Ok(Options::default());
+    }
+    // SAFETY: non-NULL and readable per the contract.
+    Options::try_from(unsafe { &*options })
 }
 
 /// Releases this process's handle. NULL is a no-op.

@@ -1,6 +1,7 @@
-//! The state that processes share: its layout ([`layout`]) and the memory
-//! mapping that holds it ([`map`]).
+//! The state that processes share: its layout ([`layout`]), the memory
+//! mapping that holds it ([`map`]), and its validated header ([`header`]).
 
+pub mod header;
 pub mod layout;
 pub mod map;
 
