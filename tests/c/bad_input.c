@@ -357,14 +357,17 @@ static void monitor_off(void) {
     CHECK_OK(mpt_throttle_free(t));
 }
 
+/* The highest status code the library defines. */
+#define LAST_STATUS MPT_STATUS_MISMATCH
+
 static void strerror_codes(void) {
-    const int32_t unknown[] = {-1, 14, 15, 100, 1000, INT32_MIN, INT32_MAX};
-    const char *texts[MPT_STATUS_PANIC + 1];
+    const int32_t unknown[] = {-1, LAST_STATUS + 1, LAST_STATUS + 2, 100, 1000, INT32_MIN, INT32_MAX};
+    const char *texts[LAST_STATUS + 1];
     int32_t code;
     int32_t other;
     size_t i;
 
-    for (code = MPT_STATUS_OK; code <= MPT_STATUS_PANIC; code++) {
+    for (code = MPT_STATUS_OK; code <= LAST_STATUS; code++) {
         const char *text = mpt_strerror(code);
         texts[code] = text;
         CHECK(text != NULL);
