@@ -92,8 +92,12 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64, quit: &AtomicBool) {
             .is_some_and(|(phase, _)| phase == Phase::Running)
             && c.run_id.load(Ordering::SeqCst) == run_id
             && !quit.load(Ordering::SeqCst);
-        drain(sh, &mut engine, &mut stuck, p);
+        let lost = drain(sh, &mut engine, &mut stuck);
         let now = monotonic_ns();
+        if lost > 0 {
+            engine.note_lost(now, lost);
+            p.lost.fetch_add(lost, Ordering::Relaxed);
+        }
         if !running {
             engine.finish();
             publish(p, 0, &engine);
@@ -119,14 +123,14 @@ fn publish(p: &Published, latest: u64, engine: &Engine) {
     p.hi_ns.store(engine.hi().unwrap_or(-1), Ordering::Release);
 }
 
-/// Moves every timestamp the lanes hold into the engine.
-fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)], p: &Published) {
-    for (lane, stuck) in sh.lanes.iter().zip(stuck.iter_mut()) {
-        let lost = drain_lane(lane, engine, stuck);
-        if lost > 0 {
-            p.lost.fetch_add(lost, Ordering::Relaxed);
-        }
-    }
+/// Moves every timestamp the lanes hold into the engine; returns how many
+/// emissions were counted without a timestamp to read.
+fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)]) -> u64 {
+    sh.lanes
+        .iter()
+        .zip(stuck.iter_mut())
+        .map(|(lane, stuck)| drain_lane(lane, engine, stuck))
+        .sum()
 }
 
 /// Drains one lane; returns how many timestamps were lost to overruns or to

@@ -10,7 +10,10 @@
 //! Emissions reach the monitor a little late and in no particular order
 //! across processes, so timestamps wait `lag` before they are put in order
 //! and measured; one that arrives later still is counted but measured against
-//! nothing.
+//! nothing. Emissions that come faster than the monitor reads them (about
+//! 400,000 per second per emitting thread) still count in `latest`, by the
+//! time they reached the monitor; no interval is measured across the gap
+//! their lost timestamps leave.
 
 #![forbid(unsafe_code)]
 
@@ -78,6 +81,13 @@ pub struct Engine {
     run_start: i64,
     lo: Option<i64>,
     hi: Option<i64>,
+    /// Emissions counted but whose timestamps were lost (lane overrun), by
+    /// when the loss was seen: they count in `latest` by that time.
+    lost: VecDeque<(i64, u64)>,
+    lost_recent: u64,
+    /// Timestamps up to here may have lost neighbours: no interval is
+    /// measured across them.
+    unmeasured_until: i64,
 }
 
 impl Engine {
@@ -91,7 +101,23 @@ impl Engine {
             run_start: i64::MIN,
             lo: None,
             hi: None,
+            lost: VecDeque::new(),
+            lost_recent: 0,
+            unmeasured_until: i64::MIN,
         }
+    }
+
+    /// `count` emissions reached the monitor by `now` without their
+    /// timestamps (they came faster than it reads). They count in `latest`
+    /// as of `now`; intervals are not measured over the gap they leave.
+    pub fn note_lost(&mut self, now: i64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.lost.push_back((now, count));
+        self.lost_recent += count;
+        self.unmeasured_until = now;
+        self.last = None;
     }
 
     /// Carries `lo`/`hi` over from earlier runs (perhaps kept by another
@@ -107,6 +133,8 @@ impl Engine {
     pub fn new_run(&mut self, t: i64) {
         self.recent.clear();
         self.pending.clear();
+        self.lost.clear();
+        self.lost_recent = 0;
         self.last = None;
         self.run_start = t;
     }
@@ -136,12 +164,17 @@ impl Engine {
         if ts < self.run_start {
             return;
         }
-        if let Some(last) = self.last.filter(|&l| ts >= l) {
-            let d = ts - last;
-            self.lo = Some(self.lo.map_or(d, |lo| lo.min(d)));
-            self.hi = Some(self.hi.map_or(d, |hi| hi.max(d)));
+        if ts <= self.unmeasured_until {
+            // Its neighbours may be among the lost: measure from the next.
+            self.last = None;
+        } else {
+            if let Some(last) = self.last.filter(|&l| ts >= l) {
+                let d = ts - last;
+                self.lo = Some(self.lo.map_or(d, |lo| lo.min(d)));
+                self.hi = Some(self.hi.map_or(d, |hi| hi.max(d)));
+            }
+            self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
         }
-        self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
         match self.recent.back() {
             Some(&back) if back > ts => {
                 let at = self.recent.partition_point(|&t| t <= ts);
@@ -157,9 +190,14 @@ impl Engine {
         while self.recent.front().is_some_and(|&t| t <= cut) {
             self.recent.pop_front();
         }
+        while self.lost.front().is_some_and(|&(t, _)| t <= cut) {
+            if let Some((_, count)) = self.lost.pop_front() {
+                self.lost_recent -= count;
+            }
+        }
         let cut = cut.max(self.run_start.saturating_sub(1));
         let waiting = self.pending.iter().filter(|&&t| t > cut).count();
-        (self.recent.len() + waiting) as u64
+        (self.recent.len() + waiting) as u64 + self.lost_recent
     }
 
     /// Shortest interval seen, ns.
@@ -223,6 +261,24 @@ mod tests {
         assert_eq!(e.latest(1_200 * MS), 2);
         assert_eq!(e.lo(), Some(5 * MS));
         assert_eq!(e.hi(), Some(200 * MS), "900 -> 1050 spans the pause");
+    }
+
+    #[test]
+    fn lost_timestamps_still_count_and_break_intervals() {
+        let mut e = Engine::new(0);
+        e.new_run(0);
+        e.add(100 * MS);
+        e.add(110 * MS);
+        e.settle(150 * MS);
+        e.note_lost(200 * MS, 1000);
+        e.add(190 * MS); // read in the lossy batch: neighbours may be gone
+        e.add(300 * MS);
+        e.add(302 * MS);
+        e.settle(400 * MS);
+        assert_eq!(e.latest(400 * MS), 1005);
+        assert_eq!(e.lo(), Some(2 * MS));
+        assert_eq!(e.hi(), Some(10 * MS), "no interval across the loss");
+        assert_eq!(e.latest(1_250 * MS), 2, "the lost ones age out at 1.2 s");
     }
 
     #[test]
