@@ -14,6 +14,7 @@
 #   make valgrind        tests/c/*.c (dynamic) under valgrind
 #   make demo            build and run examples-c/tutorial.c
 #   make lint            cargo fmt --check and cargo clippy -D warnings
+#   make bench           every benchmark (benches/run.sh) into BENCHMARKS-run.md
 #   make test            lint, cargo test (which runs check-c and check-examples
 #                        through tests/c_suite.rs), then check-examples-static
 #   make clean
@@ -55,7 +56,7 @@ ASAN_TESTS   := $(patsubst tests/c/%.c,build/asan/%,$(TEST_SRCS))
 TEST_DEPS    := tests/c/check.h include/mp_throttle.h
 
 .PHONY: all lib header examples check-c check-examples check-examples-static asan \
-        valgrind demo test lint clean run-tests check-header FORCE
+        valgrind demo test lint bench clean run-tests check-header FORCE
 .DELETE_ON_ERROR:
 # cargo's files: never deleted by make, even when cargo fails.
 .PRECIOUS: $(SO) $(A)
@@ -162,6 +163,11 @@ test: lib examples
 	$(CARGO) test --no-fail-fast || { echo "** cargo test FAILED"; fail=1; }; \
 	$(MAKE) --no-print-directory check-examples-static || fail=1; \
 	exit $$fail
+
+# Every benchmark, one after the other, into BENCHMARKS-run.md (about 8
+# minutes; nothing else should run meanwhile). BENCHMARKS.md quotes a run.
+bench:
+	benches/run.sh BENCHMARKS-run.md
 
 # STYLE.md 35: formatting and lints, warnings as errors.
 lint:

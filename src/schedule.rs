@@ -226,22 +226,23 @@ impl Schedule {
                 Some(tau) => cur.saturating_sub(tau),
                 None => cur,
             };
-            let (grant_s, next) = if earliest <= now_s {
+            let (grant, next) = if earliest <= now_s {
                 // Fuel is in the tank now. A bounded tank restarts its
                 // schedule from now; NONE keeps the old one to catch up.
                 let base = match tau {
                     // Capacity 1: a caller at `now`, the due time `cur`
-                    // rounded up to whole ns, is on time; restarting from
-                    // `now_s` would lose the fraction at every grant.
-                    Some(0) if self.rate.unscale_ceil(cur) == now => cur,
+                    // rounded up to whole ns (now_s - cur < max_n), is on
+                    // time; restarting from `now_s` would lose the fraction
+                    // at every grant.
+                    Some(0) if now_s - cur < u128::from(self.rate.max_n) => cur,
                     Some(_) => cur.max(now_s),
                     None => cur,
                 };
-                (now_s, base.saturating_add(per))
+                // now_s / max_n is `now` itself: no division on this path.
+                (now.max(0), base.saturating_add(per))
             } else {
-                (earliest, cur.saturating_add(per))
+                (self.rate.unscale_ceil(earliest), cur.saturating_add(per))
             };
-            let grant = self.rate.unscale_ceil(grant_s);
             if grant > latest {
                 return Reservation::Later(grant);
             }

@@ -402,7 +402,8 @@ impl Throttle {
     }
 
     /// Sleeps until `grant`, with the configured timer slack, spinning on
-    /// the clock for the configured tail; `Killed` if the run ends first.
+    /// the clock for the configured tail (and for any wait shorter than
+    /// [`MIN_SLEEP_NS`]); `Killed` if the run ends first.
     fn sleep_until(&self, grant: i64, run_id: u32) -> Result<()> {
         let c = &self.sh().control;
         let _slack = TimerSlack::tighten(self.config.timer_slack_ns);
@@ -416,7 +417,7 @@ impl Throttle {
             if now >= grant {
                 return Ok(());
             }
-            if now >= wake_at {
+            if now >= wake_at || grant - now < MIN_SLEEP_NS {
                 std::hint::spin_loop();
             } else {
                 self.sleep(epoch, Some(wake_at));
@@ -562,6 +563,11 @@ impl Drop for Throttle {
         }
     }
 }
+
+/// A waiter spins rather than sleeps for less than this: a futex sleep wakes
+/// 10 to 50 us late on these machines (MEASURED.md), later than the grant
+/// it would wait for, and costs about as much CPU as the spin.
+const MIN_SLEEP_NS: i64 = 20_000;
 
 /// How long an opener waits for a creator that is still making the throttle.
 const OPEN_PATIENCE_NS: i64 = 2_000_000_000;

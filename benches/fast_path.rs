@@ -1,0 +1,369 @@
+//! Fast path: the cost of one call when fuel is always there, next to the
+//! alternatives and the physical floor, all in one process and one run.
+//!
+//! Run: `cargo bench --bench fast_path` (about 35 s; `MPT_BENCH_SECONDS=0.3`
+//! for a smoke run). Criterion's own report comes first; a markdown table
+//! of the same figures (read back from criterion's `estimates.json`) ends
+//! the output.
+//!
+//! Rows (every row is single-threaded and never denied):
+//!
+//! - `clock_gettime`: one `clock_gettime(CLOCK_MONOTONIC)` (vDSO).
+//! - `floor_clock_cas`: the physical floor of a lock-free grant: one clock
+//!   read + load + one `compare_exchange` on an `AtomicU64` TAT in a
+//!   `MAP_SHARED` mapping (GCRA with T = 1 ns, burst 1e9).
+//! - `robust_mutex_gcra`: the same GCRA arithmetic under a process-shared
+//!   robust pthread mutex in a `MAP_SHARED` mapping (what a lock-based design
+//!   pays uncontended).
+//! - `governor_check_quanta` / `governor_check_monotonic`: governor's
+//!   `RateLimiter::direct(q).check()` with its default clock (quanta, TSC
+//!   based, no `clock_gettime`) and with `MonotonicClock` (`std::time::Instant`,
+//!   the same vDSO read as ours); quota 1e9/s, burst 1e9, never exceeded.
+//!   governor is in-process only: it cannot be shared between processes.
+//! - `mpt_has_fuel_*`, `mpt_await_fuel_*` through the C ABI, max_n = 1e12
+//!   per 1 s, started: `bare` = as_monitor 0 + auto_emit 0; `defaults` =
+//!   monitor thread on, auto_emit on (each call also pushes an emission
+//!   timestamp that the monitor thread drains on the other core; its CPU use
+//!   is reported under the table).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{
+    context, env_f64, env_usize, now_ns, options, secs, shared_mem, stop_and_free, throttle,
+};
+use criterion::Criterion;
+use governor::clock::MonotonicClock;
+use governor::{Quota, RateLimiter};
+use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::stats::mpt_get_summary;
+use mp_throttle::ffi::throttle::{
+    MPT_FOREVER, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel,
+};
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const GROUP: &str = "fast_path";
+
+/// GCRA parameters of the hand-written rows: T = 1 ns, burst 1e9.
+const T_NS: u64 = 1;
+const TAU_NS: u64 = 1_000_000_000;
+
+/// Rows actually run in this process, in order, with a note each.
+struct Row {
+    name: &'static str,
+    what: &'static str,
+    note: String,
+}
+
+thread_local! {
+    static ROWS: RefCell<Vec<Row>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(name: &'static str, what: &'static str, note: String) {
+    ROWS.with(|r| r.borrow_mut().push(Row { name, what, note }));
+}
+
+/// The robust mutex and its TAT, in one `MAP_SHARED` mapping.
+#[repr(C)]
+struct Locked {
+    mutex: libc::pthread_mutex_t,
+    tat: u64,
+}
+
+fn robust_mutex() -> *mut Locked {
+    let p = shared_mem(std::mem::size_of::<Locked>()).cast::<Locked>();
+    // SAFETY: all-zero bytes are a valid (if uninitialised) attribute object,
+    // which pthread_mutexattr_init then initialises.
+    let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `attr` is a writable attribute object on this stack.
+    let rc = unsafe { libc::pthread_mutexattr_init(&mut attr) };
+    assert_eq!(rc, 0);
+    // SAFETY: an initialised attribute object.
+    let rc = unsafe { libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED) };
+    assert_eq!(rc, 0);
+    // SAFETY: an initialised attribute object.
+    let rc = unsafe { libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST) };
+    assert_eq!(rc, 0);
+    // SAFETY: `p` is a fresh, zeroed, writable mapping the size of a
+    // Locked, whose first field (repr(C)) is the mutex; `attr` is initialised.
+    let rc = unsafe { libc::pthread_mutex_init(p.cast(), &attr) };
+    assert_eq!(rc, 0);
+    // SAFETY: an initialised attribute object, no longer needed.
+    unsafe { libc::pthread_mutexattr_destroy(&mut attr) };
+    p
+}
+
+/// clock + lock + GCRA compare/update of a u64 TAT + unlock.
+#[inline(never)]
+fn robust_mutex_gcra(l: *mut Locked) -> bool {
+    let now = now_ns() as u64;
+    // The mutex is the first field of the repr(C) Locked.
+    let m = l.cast::<libc::pthread_mutex_t>();
+    // SAFETY: `l` is the live mapping made by robust_mutex(); only raw
+    // pointers to its fields are made, never references.
+    let tat = unsafe { &raw mut (*l).tat };
+    // SAFETY: an initialised process-shared robust mutex.
+    let rc = unsafe { libc::pthread_mutex_lock(m) };
+    if rc == libc::EOWNERDEAD {
+        // SAFETY: we own the mutex; its last owner died (never happens here).
+        unsafe { libc::pthread_mutex_consistent(m) };
+    }
+    // SAFETY: the TAT is only touched under the mutex, which we hold.
+    let cur = unsafe { tat.read() };
+    let ok = cur <= now + TAU_NS;
+    if ok {
+        // SAFETY: as above.
+        unsafe { tat.write(cur.max(now) + T_NS) };
+    }
+    // SAFETY: we hold the mutex.
+    unsafe { libc::pthread_mutex_unlock(m) };
+    ok
+}
+
+/// clock + load + CAS: the floor of a lock-free grant.
+#[inline(never)]
+fn floor_clock_cas(tat: &AtomicU64) -> bool {
+    let now = now_ns() as u64;
+    let mut cur = tat.load(Ordering::Acquire);
+    loop {
+        if cur > now + TAU_NS {
+            return false;
+        }
+        match tat.compare_exchange_weak(
+            cur,
+            cur.max(now) + T_NS,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// CPU time (ns) so far of this process's threads named `mpt-monitor`.
+fn monitor_cpu_ns() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "mpt-monitor")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn bench_mpt(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    defaults: bool,
+) {
+    let opts = options(defaults);
+    for await_ in [false, true] {
+        let t: *mut MptThrottle = throttle(1_000_000_000_000, 1.0, &opts, true);
+        let (name, what) = match (await_, defaults) {
+            (false, false) => (
+                "mpt_has_fuel_bare",
+                "`mpt_has_fuel`, as_monitor 0, auto_emit 0",
+            ),
+            (false, true) => (
+                "mpt_has_fuel_defaults",
+                "`mpt_has_fuel`, defaults (monitor + auto_emit)",
+            ),
+            (true, false) => (
+                "mpt_await_fuel_bare",
+                "`mpt_await_fuel(FOREVER)`, as_monitor 0, auto_emit 0",
+            ),
+            (true, true) => (
+                "mpt_await_fuel_defaults",
+                "`mpt_await_fuel(FOREVER)`, defaults (monitor + auto_emit)",
+            ),
+        };
+        let mut calls = 0u64;
+        let mut bad = 0u64;
+        let cpu0 = monitor_cpu_ns();
+        let wall0 = now_ns();
+        c.bench_function(name, |b| {
+            if await_ {
+                b.iter(|| {
+                    // SAFETY: a live handle; NULL out-pointer is allowed.
+                    let st = unsafe { mpt_await_fuel(t, MPT_FOREVER, std::ptr::null_mut()) };
+                    calls += 1;
+                    bad += u64::from(black_box(st) != MptStatus::Ok);
+                })
+            } else {
+                b.iter(|| {
+                    // SAFETY: a live handle; NULL out-pointer is allowed.
+                    let st = unsafe { mpt_has_fuel(t, std::ptr::null_mut()) };
+                    calls += 1;
+                    bad += u64::from(black_box(st) != MptStatus::Ok);
+                })
+            }
+        });
+        let wall = (now_ns() - wall0).max(1) as f64;
+        let cpu = monitor_cpu_ns().saturating_sub(cpu0) as f64;
+        let mut sum = MptSummary::default();
+        // SAFETY: a live handle and a valid out-pointer.
+        let st = unsafe { mpt_get_summary(t, &mut sum) };
+        let emitted = if st == MptStatus::Ok { sum.total } else { 0 };
+        stop_and_free(t);
+        assert_eq!(
+            bad, 0,
+            "{name}: {bad} of {calls} calls did not return MPT_STATUS_OK"
+        );
+        let mut note = format!("{calls} calls, all OK");
+        if defaults {
+            note += &format!(
+                "; emissions counted {emitted} (= calls: {}); monitor thread CPU {:.0} % of the wall time",
+                emitted == calls,
+                100.0 * cpu / wall
+            );
+        }
+        record(name, what, note);
+    }
+}
+
+fn run(c: &mut Criterion) {
+    let mut g = c.benchmark_group(GROUP);
+
+    g.bench_function("clock_gettime", |b| b.iter(|| black_box(now_ns())));
+    record(
+        "clock_gettime",
+        "one `clock_gettime(CLOCK_MONOTONIC)` (reference)",
+        String::new(),
+    );
+
+    let tat = shared_mem(64).cast::<AtomicU64>();
+    // SAFETY: a zeroed, aligned, shared mapping that lives for the process.
+    let tat: &AtomicU64 = unsafe { &*tat };
+    let mut denied = 0u64;
+    g.bench_function("floor_clock_cas", |b| {
+        b.iter(|| denied += u64::from(!black_box(floor_clock_cas(tat))))
+    });
+    assert_eq!(denied, 0);
+    record(
+        "floor_clock_cas",
+        "**floor**: clock + load + CAS on a shared `AtomicU64` (GCRA)",
+        String::new(),
+    );
+
+    let l = robust_mutex();
+    g.bench_function("robust_mutex_gcra", |b| {
+        b.iter(|| denied += u64::from(!black_box(robust_mutex_gcra(l))))
+    });
+    assert_eq!(denied, 0);
+    record(
+        "robust_mutex_gcra",
+        "clock + robust PROCESS_SHARED mutex lock + GCRA on a u64 + unlock",
+        String::new(),
+    );
+
+    let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap());
+    let gov = RateLimiter::direct(quota);
+    g.bench_function("governor_check_quanta", |b| {
+        b.iter(|| denied += u64::from(black_box(gov.check()).is_err()))
+    });
+    assert_eq!(denied, 0);
+    record(
+        "governor_check_quanta",
+        "governor `direct(q).check()`, default clock (quanta/TSC)",
+        "in-process only".into(),
+    );
+    let gov = RateLimiter::direct_with_clock(quota, MonotonicClock);
+    g.bench_function("governor_check_monotonic", |b| {
+        b.iter(|| denied += u64::from(black_box(gov.check()).is_err()))
+    });
+    assert_eq!(denied, 0);
+    record(
+        "governor_check_monotonic",
+        "governor `check()` with `MonotonicClock` (`Instant`: same vDSO clock)",
+        "in-process only".into(),
+    );
+
+    bench_mpt(&mut g, false);
+    bench_mpt(&mut g, true);
+    g.finish();
+}
+
+/// When this process started: estimates written before it are stale (from
+/// an earlier run, e.g. when `cargo test --benches` only smoke-runs them).
+static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// (point, lower, upper) of `stat` ("slope", "mean", "median") in ns, as
+/// this run wrote it.
+fn estimate(dir: &Path, name: &str, stat: &str) -> Option<(f64, f64, f64)> {
+    let path = dir
+        .join(GROUP)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if written < *STARTED.get()? {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let e = v.get(stat)?;
+    let p = e.get("point_estimate")?.as_f64()?;
+    let ci = e.get("confidence_interval")?;
+    Some((
+        p,
+        ci.get("lower_bound")?.as_f64()?,
+        ci.get("upper_bound")?.as_f64()?,
+    ))
+}
+
+fn main() {
+    STARTED.get_or_init(std::time::SystemTime::now);
+    let measure = env_f64("MPT_BENCH_SECONDS", 2.0);
+    let out: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let samples = env_usize("MPT_BENCH_SAMPLES", 50).max(10);
+    // Printed after criterion's own report, so that the markdown report is
+    // one block at the end of the output.
+    let heading = context(
+        "fast_path: cost per call, fuel always available (one process, one run)",
+        &format!(
+            "cargo bench --bench fast_path   (MPT_BENCH_SECONDS={measure}, MPT_BENCH_SAMPLES={samples})"
+        ),
+    );
+    let mut c = Criterion::default()
+        .output_directory(&out)
+        .warm_up_time(secs((measure / 4.0).max(0.1)))
+        .measurement_time(secs(measure))
+        .sample_size(samples)
+        .configure_from_args();
+    run(&mut c);
+    c.final_summary();
+
+    let rows = ROWS.with(|r| r.take());
+    let floor = estimate(&out, "floor_clock_cas", "slope")
+        .or_else(|| estimate(&out, "floor_clock_cas", "mean"))
+        .map(|e| e.0);
+    print!("{heading}");
+    println!(
+        "ns per call: criterion's slope estimate with its 95% CI, and the median of the samples."
+    );
+    println!();
+    println!("| row | what | ns/call | 95% CI | median ns | x floor | notes |");
+    println!("|---|---|---:|---|---:|---:|---|");
+    for r in &rows {
+        let e = estimate(&out, r.name, "slope").or_else(|| estimate(&out, r.name, "mean"));
+        let med = estimate(&out, r.name, "median").map_or("?".into(), |m| format!("{:.1}", m.0));
+        let (p, ci) = e.map_or(("?".into(), "?".into()), |(p, lo, hi)| {
+            (format!("{p:.1}"), format!("{lo:.1}..{hi:.1}"))
+        });
+        let x = match (e, floor) {
+            (Some(e), Some(f)) if f > 0.0 => format!("{:.2}", e.0 / f),
+            _ => "?".into(),
+        };
+        println!(
+            "| `{}` | {} | {p} | {ci} | {med} | {x} | {} |",
+            r.name, r.what, r.note
+        );
+    }
+    println!();
+}
