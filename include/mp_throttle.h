@@ -20,8 +20,17 @@
  * - Processes: the shared state lives in a MAP_SHARED mapping. A handle made
  *   before fork() works in every child; children touch only the shared
  *   mapping, never a lock of the parent's private memory, so forking while
- *   the monitor thread runs cannot deadlock a child. A process killed at
- *   any instant, inside mpt_await_fuel() included, never wedges the others.
+ *   the monitor thread runs cannot deadlock a child. Named throttles
+ *   (mpt_throttle_create_named, mpt_throttle_open) serve unrelated processes
+ *   of the same user the same way.
+ * - Failures: a process killed at any instant, inside mpt_await_fuel()
+ *   included, never wedges the others (a waiter killed while it slept takes
+ *   its one reserved unit with it). If the process that called mpt_start()
+ *   dies, fuel goes on being rationed; its monitor thread is gone, so the
+ *   statistics calls return MPT_STATUS_MONITOR_OFF, and any process may stop
+ *   the throttle. An unlinked name stays usable by those who have it open.
+ *   No room at creation gives MPT_STATUS_SYSTEM (memory is reserved then, so
+ *   there is no SIGBUS later). README.md, "What happens when things fail".
  * - Time: every time is CLOCK_MONOTONIC, shared by all processes of a host;
  *   mpt_clock_now() reads it. The schedule is exact integer arithmetic
  *   (fuel unit k of a run falls at start + k*per/max_n), so the library
