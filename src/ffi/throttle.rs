@@ -68,8 +68,10 @@ pub struct MptOptions {
     pub refresh_s: f64,
     /// The precise mode: seconds before its grant time at which a waiter
     /// stops sleeping and spins on the clock, trading CPU for timing (e.g.
-    /// 0.0002; see BENCHMARKS.md for what it costs). Default 0: never
-    /// spins. From 0 to 1.
+    /// 0.00005; see BENCHMARKS.md for what it costs). From 0 to 1.
+    /// Default 0: a waiter spins only the last 60 us of a wait of 2 ms or
+    /// more (an idle CPU wakes that late; at most 3% of the waiting time),
+    /// and any wait under 20 us, for which sleeping would wake too late.
     pub spin_s: f64,
 }
 
