@@ -107,9 +107,12 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64, quit: &AtomicBool) {
         let latest = engine.latest(now);
         publish(p, latest, &engine);
         p.heartbeat_ns.store(now, Ordering::Release);
-        c.waiters.fetch_add(1, Ordering::SeqCst);
-        wait::wait(&c.epoch, epoch, Some(now.saturating_add(refresh)));
-        c.waiters.fetch_sub(1, Ordering::SeqCst);
+        wait::wait_counted(
+            &c.waiters,
+            &c.epoch,
+            epoch,
+            Some(now.saturating_add(refresh)),
+        );
     }
     if c.monitor_pid.load(Ordering::SeqCst) == process::id() {
         c.monitor_pid.store(0, Ordering::SeqCst);
@@ -130,7 +133,7 @@ fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)]) -> u64 {
         .iter()
         .zip(stuck.iter_mut())
         .map(|(lane, stuck)| drain_lane(lane, engine, stuck))
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 /// Drains one lane; returns how many timestamps were lost to overruns or to

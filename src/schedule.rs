@@ -358,7 +358,12 @@ impl Schedule {
         // the rewrite starts over (it cannot keep doing so: it sees that the
         // throttle is not running as soon as it looks again).
         for _ in 0..16 {
-            if self.try_start_window(st, t_start, last_stop) {
+            let head = st.head.load(Ordering::Acquire);
+            if self.try_start_window(st, t_start, last_stop)
+                || st.head.load(Ordering::Acquire) == head
+            {
+                // Done; or nothing moved, so the ring is not in order and
+                // never will be: reserve() reports it as corrupt.
                 return;
             }
         }

@@ -115,7 +115,7 @@ impl Engine {
             return;
         }
         self.lost.push_back((now, count));
-        self.lost_recent += count;
+        self.lost_recent = self.lost_recent.saturating_add(count);
         self.unmeasured_until = now;
         self.last = None;
     }
@@ -192,12 +192,12 @@ impl Engine {
         }
         while self.lost.front().is_some_and(|&(t, _)| t <= cut) {
             if let Some((_, count)) = self.lost.pop_front() {
-                self.lost_recent -= count;
+                self.lost_recent = self.lost_recent.saturating_sub(count);
             }
         }
         let cut = cut.max(self.run_start.saturating_sub(1));
         let waiting = self.pending.iter().filter(|&&t| t > cut).count();
-        (self.recent.len() + waiting) as u64 + self.lost_recent
+        ((self.recent.len() + waiting) as u64).saturating_add(self.lost_recent)
     }
 
     /// Shortest interval seen, ns.

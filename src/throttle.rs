@@ -223,10 +223,7 @@ impl Throttle {
     /// Sleeps until `deadline` or until the epoch moves on from `epoch`.
     fn sleep(&self, epoch: u32, deadline: Option<i64>) -> Wake {
         let c = &self.sh().control;
-        c.waiters.fetch_add(1, SeqCst);
-        let wake = wait::wait(&c.epoch, epoch, deadline);
-        c.waiters.fetch_sub(1, SeqCst);
-        wake
+        wait::wait_counted(&c.waiters, &c.epoch, epoch, deadline)
     }
 
     /// Moves the run state from `from` to `to`, recovering from a process

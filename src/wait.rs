@@ -58,6 +58,27 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline_ns: Option<i64>) -> Wake {
     }
 }
 
+/// A sleeper count no host reaches: the shared count was scribbled.
+const IMPLAUSIBLE_WAITERS: u32 = 1 << 31;
+
+/// [`wait`], counted in `waiters` for its duration, so that wakers can skip
+/// the system call when the count is 0.
+pub fn wait_counted(
+    waiters: &AtomicU32,
+    word: &AtomicU32,
+    expected: u32,
+    deadline_ns: Option<i64>,
+) -> Wake {
+    if waiters.fetch_add(1, Ordering::SeqCst) >= IMPLAUSIBLE_WAITERS {
+        // Garbage: a count that could wrap to 0 would make wakers skip this
+        // sleeper. Park it high instead: wakers then always call.
+        waiters.store(IMPLAUSIBLE_WAITERS / 2, Ordering::SeqCst);
+    }
+    let wake = wait(word, expected, deadline_ns);
+    waiters.fetch_sub(1, Ordering::SeqCst);
+    wake
+}
+
 /// Wakes every thread, in any process, sleeping on `word`.
 pub fn wake_all(word: &AtomicU32) {
     WAKE_CALLS.fetch_add(1, Ordering::Relaxed);

@@ -53,6 +53,14 @@ impl Mapping {
         }
         // SAFETY: fd was just returned by shm_open and is owned here alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // shm_open applied the umask: 0600 whatever it is, so that every
+        // process of the user can open the throttle.
+        // SAFETY: fd is a valid descriptor this process owns.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
+            let e = io::Error::last_os_error();
+            unlink(shm_name)?;
+            return Err(e);
+        }
         let reserved = i64::try_from(len).map_err(|_| too_big())?;
         // SAFETY: fd is a valid descriptor of a shared memory object that
         // this process created; offset and length are in range.
