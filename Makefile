@@ -15,6 +15,7 @@
 #   make demo            build and run examples-c/tutorial.c
 #   make lint            cargo fmt --check and cargo clippy -D warnings
 #   make bench           every benchmark (benches/run.sh) into BENCHMARKS-run.md
+#   make fuzz            tests/c/fuzz_api.c for 10 minutes under ASan+UBSan
 #   make test            lint, cargo test (which runs check-c and check-examples
 #                        through tests/c_suite.rs), then check-examples-static
 #   make clean
@@ -179,3 +180,12 @@ clean:
 	rm -f $(SONAME)
 
 FORCE:
+
+# The API fuzzer (tests/c/fuzz_api.c) for 10 minutes under ASan+UBSan;
+# `make check-c` runs it for 3 s in every variant. MPT_FUZZ_SECONDS and
+# MPT_FUZZ_SEED (printed by every run) override the duration and replay a run.
+.PHONY: fuzz
+fuzz: build/asan/fuzz_api
+	MPT_FUZZ_SECONDS=$${MPT_FUZZ_SECONDS:-600} \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	    build/asan/fuzz_api

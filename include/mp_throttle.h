@@ -286,7 +286,9 @@ typedef struct mpt_options {
    * Timer slack, in ns, of a thread while `mpt_await_fuel` sleeps towards
    * its grant time; the thread's own slack is restored afterwards.
    * Default 1 (the tightest: wake-ups about 50 us earlier than with the
-   * kernel's default of 50 us). 0: leave the thread's slack alone.
+   * kernel's default of 50 us). 0: leave the thread's slack alone. The
+   * kernel may wake a sleeping waiter up to this late: a large value makes
+   * waits (timeouts included) overrun by as much.
    */
   uint32_t timer_slack_ns;
   /**
@@ -446,8 +448,10 @@ mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
  * The shared state lives in a `MAP_SHARED` anonymous mapping: a handle made
  * before `fork()` works in every child.
  *
- * - `max_n`: at least 1 (at most 4194304 with `MPT_HARDCAP_WINDOW`).
- * - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns).
+ * - `max_n`: at least 1, at most 2^62 (at most 4194304 with
+ *   `MPT_HARDCAP_WINDOW`).
+ * - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns), at most
+ *   2^62 ns (about 146 years).
  * - `options`: NULL for the defaults, or options filled by
  *   `mpt_options_init` (borrowed for the call).
  * - `out_throttle`: not NULL; receives the new handle on success, which the

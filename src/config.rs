@@ -103,12 +103,7 @@ impl Config {
             )));
         }
         let refresh_ns = seconds_to_ns("refresh interval", options.refresh_s)?;
-        if !(options.spin_s.is_finite() && (0.0..=MAX_SPIN_S).contains(&options.spin_s)) {
-            return Err(invalid(&format!(
-                "spin_s must be a finite number of seconds from 0 to {MAX_SPIN_S} (got {})",
-                options.spin_s
-            )));
-        }
+        check_waiting(options)?;
         Ok(Self {
             schedule: Schedule::new(rate, options.hardcap),
             as_throttle: options.as_throttle,
@@ -130,6 +125,18 @@ impl Config {
             ..Options::default()
         }
     }
+}
+
+/// Checks the options that say how this process waits (the only ones an
+/// opener of a named throttle gives).
+pub fn check_waiting(options: &Options) -> Result<()> {
+    if !(options.spin_s.is_finite() && (0.0..=MAX_SPIN_S).contains(&options.spin_s)) {
+        return Err(invalid(&format!(
+            "spin_s must be a finite number of seconds from 0 to {MAX_SPIN_S} (got {:?})",
+            options.spin_s
+        )));
+    }
+    Ok(())
 }
 
 /// A positive, finite number of seconds in whole nanoseconds (at least 1).

@@ -89,7 +89,7 @@ fn run(sh: &Shared, run_id: u32, refresh_ns: u64, quit: &AtomicBool) {
     loop {
         let epoch = c.epoch.load(Ordering::SeqCst);
         let running = Phase::unpack(c.run.load(Ordering::SeqCst))
-            .is_some_and(|(phase, _)| phase == Phase::Running)
+            .is_some_and(|(phase, _, _)| phase == Phase::Running)
             && c.run_id.load(Ordering::SeqCst) == run_id
             && !quit.load(Ordering::SeqCst);
         let lost = drain(sh, &mut engine, &mut stuck);

@@ -3,7 +3,7 @@
 
 use once_cell::sync::OnceCell;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static PID: AtomicU32 = AtomicU32::new(0);
 static FORKS: AtomicU32 = AtomicU32::new(0);
@@ -43,17 +43,54 @@ pub fn fork_count() -> u32 {
     FORKS.load(Ordering::Relaxed)
 }
 
-/// Whether a process with this pid exists (it may be a zombie).
-pub fn is_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
+/// `(state, start time)` of process `pid` from `/proc/<pid>/stat`: the
+/// state letter (field 3) and the start time in clock ticks since boot
+/// (field 22). `None` if there is no such process.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+static START_TIME: AtomicU64 = AtomicU64::new(0);
+static START_TIME_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The calling process's start time (clock ticks since boot), which with its
+/// pid names it uniquely; 0 if `/proc` cannot tell.
+pub fn start_time() -> u64 {
+    let me = id();
+    if START_TIME_PID.load(Ordering::Acquire) != me {
+        let start = stat(me).map_or(0, |(_, start)| start);
+        START_TIME.store(start, Ordering::Release);
+        START_TIME_PID.store(me, Ordering::Release);
+    }
+    START_TIME.load(Ordering::Acquire)
+}
+
+/// Whether the process `pid` that started at `start_time` (0: unknown) is
+/// still running: not gone, not a zombie, and not another process that got
+/// the same pid since.
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    if pid == 0 {
         return false;
     }
-    // SAFETY: signal 0 only checks for the process; it sends nothing.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match stat(pid) {
+        Some((state, _)) if state == 'Z' || state == 'X' || state == 'x' => false,
+        Some((_, start)) => start_time == 0 || start == start_time,
+        None => {
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                return false;
+            };
+            // No /proc: signal 0 only checks for the process.
+            // SAFETY: signal 0 sends nothing.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+    }
 }
 
 static NEXT_LANE: AtomicU32 = AtomicU32::new(0);

@@ -77,6 +77,8 @@ pub struct Engine {
     recent: VecDeque<i64>,
     /// Timestamps waiting `lag_ns` to be put in order.
     pending: Vec<i64>,
+    /// Scratch space for the settled ones (kept to avoid allocating).
+    batch: Vec<i64>,
     last: Option<i64>,
     run_start: i64,
     lo: Option<i64>,
@@ -97,6 +99,7 @@ impl Engine {
             lag_ns: lag_ns.max(0),
             recent: VecDeque::new(),
             pending: Vec::new(),
+            batch: Vec::new(),
             last: None,
             run_start: i64::MIN,
             lo: None,
@@ -149,10 +152,15 @@ impl Engine {
         let horizon = now.saturating_sub(self.lag_ns);
         self.pending.sort_unstable();
         let ready = self.pending.partition_point(|&t| t <= horizon);
-        let ready: Vec<i64> = self.pending.drain(..ready).collect();
-        for ts in ready {
+        // Through a buffer kept between calls: no allocation once warm (a
+        // monitor that allocates makes fork() under some allocators riskier).
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.extend(self.pending.drain(..ready));
+        for &ts in &batch {
             self.measure(ts);
         }
+        batch.clear();
+        self.batch = batch;
     }
 
     /// Measures everything pending (the run is over).

@@ -8,7 +8,7 @@
 //! instant of the fork) is used only by the process that made the handle.
 
 use crate::clock::{Clock, Monotonic, monotonic_ns};
-use crate::config::{Config, Options};
+use crate::config::{self, Config, Options};
 use crate::error::{Error, Result};
 use crate::monitor::{self, MonitorThread};
 use crate::process;
@@ -115,6 +115,7 @@ impl Throttle {
     /// [`Error::Corrupt`] (foreign, truncated or damaged),
     /// [`Error::Unsupported`] (made by another layout version).
     pub fn open(name: &str, waiting: &Options) -> Result<Self> {
+        config::check_waiting(waiting)?;
         check_atomics()?;
         Self::open_shm(name, &shm_name(name)?, waiting)
     }
@@ -188,14 +189,14 @@ impl Throttle {
         }
     }
 
-    fn phase(&self) -> Result<(Phase, u32)> {
+    fn phase(&self) -> Result<(Phase, u32, u64)> {
         Phase::unpack(self.sh().control.run.load(SeqCst))
             .ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))
     }
 
     /// Whether the throttle is running (started and not stopped).
     pub fn is_running(&self) -> bool {
-        matches!(self.phase(), Ok((Phase::Running, _)))
+        matches!(self.phase(), Ok((Phase::Running, _, _)))
     }
 
     /// Whether the kill flag is set.
@@ -231,25 +232,25 @@ impl Throttle {
     fn transition(&self, from: Phase, to: Phase) -> Result<()> {
         let c = &self.sh().control;
         let me = process::id();
+        let mine = to.pack(me, process::start_time());
         loop {
             let word = c.run.load(SeqCst);
-            let (phase, pid) = self.phase()?;
+            let (phase, pid, started) = Phase::unpack(word)
+                .ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))?;
             if phase == from {
-                if c.run
-                    .compare_exchange(word, to.pack(me), SeqCst, SeqCst)
-                    .is_ok()
-                {
+                if c.run.compare_exchange(word, mine, SeqCst, SeqCst).is_ok() {
                     return Ok(());
                 }
                 continue;
             }
             let busy = matches!(phase, Phase::Starting | Phase::Stopping);
-            if busy && pid != me && !process::is_alive(pid) {
-                // Its maker died mid-way: a half-done start never ran; a
+            if busy && pid != me && !process::is_alive(pid, started) {
+                // Its maker died mid-way (or is a zombie, or its pid is now
+                // another process's): a half-done start never ran; a
                 // half-done stop had already set the kill flag.
                 let _ = c
                     .run
-                    .compare_exchange(word, Phase::Stopped.pack(0), SeqCst, SeqCst);
+                    .compare_exchange(word, Phase::Stopped.pack(0, 0), SeqCst, SeqCst);
                 continue;
             }
             return Err(Error::WrongState(match phase {
@@ -262,9 +263,19 @@ impl Throttle {
         }
     }
 
+    /// The private monitor slot, locked, in the process that made this
+    /// handle; `None` in a forked child, which must never touch it (the
+    /// parent's thread may have held it at the fork). Held across a whole
+    /// start or stop, so threads that start and stop one handle at once
+    /// never join each other's monitors.
+    fn monitor_slot(&self) -> Option<parking_lot::MutexGuard<'_, Option<MonitorThread>>> {
+        (process::id() == self.owner).then(|| self.monitor.lock())
+    }
+
     /// Starts (or resumes) the throttle: clears the kill flag, opens the tank,
     /// and, with `as_monitor`, starts the monitor thread in this process.
     pub fn start(&self) -> Result<()> {
+        let mut slot = self.monitor_slot();
         self.transition(Phase::Stopped, Phase::Starting)?;
         let sh = self.sh();
         let c = &sh.control;
@@ -280,20 +291,21 @@ impl Throttle {
         // The monitor thread beats on the real clock, whatever this one is.
         sh.published.heartbeat_ns.store(monotonic_ns(), SeqCst);
         c.kill.store(0, SeqCst);
-        c.run.store(Phase::Running.pack(process::id()), SeqCst);
+        c.run.store(
+            Phase::Running.pack(process::id(), process::start_time()),
+            SeqCst,
+        );
         self.wake_all();
         if self.config.as_monitor {
-            let map = Arc::clone(&self.map);
-            match MonitorThread::spawn(map, run_id, self.config.refresh_ns) {
-                Ok(thread) if process::id() == self.owner => {
-                    let old = self.monitor.lock().replace(thread);
-                    if let Some(old) = old {
+            match MonitorThread::spawn(Arc::clone(&self.map), run_id, self.config.refresh_ns) {
+                // A forked child's monitor (no slot) ends with its run.
+                Ok(thread) => {
+                    if let Some(old) = slot.as_mut().and_then(|s| s.replace(thread)) {
                         old.join(); // a finished run's monitor
                     }
                 }
-                Ok(_) => {} // a forked child's monitor ends with its run
                 Err(e) => {
-                    let _ = self.stop();
+                    self.finish_stop(slot.as_deref_mut());
                     return Err(Error::System(format!(
                         "cannot start the monitor thread: {e}"
                     )));
@@ -307,7 +319,14 @@ impl Throttle {
     /// ends the monitor thread and reports the totals so far. Runtime and
     /// totals carry over a later `start`.
     pub fn stop(&self) -> Result<Summary> {
+        let mut slot = self.monitor_slot();
         self.transition(Phase::Running, Phase::Stopping)?;
+        self.finish_stop(slot.as_deref_mut());
+        Ok(self.summary())
+    }
+
+    /// The rest of a stop, once this thread owns the transition.
+    fn finish_stop(&self, slot: Option<&mut Option<MonitorThread>>) {
         let sh = self.sh();
         let c = &sh.control;
         c.kill.store(1, SeqCst);
@@ -316,15 +335,11 @@ impl Throttle {
         c.runtime_ns.fetch_add(ran, SeqCst);
         c.last_stop_ns.store(now, SeqCst);
         sh.published.latest.store(0, SeqCst);
-        c.run.store(Phase::Stopped.pack(0), SeqCst);
+        c.run.store(Phase::Stopped.pack(0, 0), SeqCst);
         self.wake_all();
-        if process::id() == self.owner {
-            let thread = self.monitor.lock().take();
-            if let Some(thread) = thread {
-                thread.join();
-            }
+        if let Some(thread) = slot.and_then(Option::take) {
+            thread.join();
         }
-        Ok(self.summary())
     }
 
     /// Running time of all runs so far, including the current one, in ns.
@@ -558,10 +573,15 @@ impl Drop for Throttle {
     /// other processes; a monitor thread this process runs for it ends now
     /// (readers elsewhere then see its figures go stale: MONITOR_OFF).
     fn drop(&mut self) {
+        let thread = self.monitor.get_mut().take();
         if process::id() == self.owner {
-            if let Some(thread) = self.monitor.get_mut().take() {
+            if let Some(thread) = thread {
                 thread.quit(|| self.wake_all());
             }
+        } else {
+            // A forked child's copy of the parent's thread handle: that thread
+            // does not exist here; dropping the handle would detach a stale id.
+            std::mem::forget(thread);
         }
     }
 }

@@ -83,8 +83,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// `(phase, pid)` from a [`Control::run`] word; `None` if corrupt.
-    pub fn unpack(word: u64) -> Option<(Phase, u32)> {
+    /// `(phase, pid, start time)` from a [`Control::run`] word; `None` if
+    /// corrupt.
+    pub fn unpack(word: u128) -> Option<(Phase, u32, u64)> {
         let phase = match word as u32 {
             0 => Phase::Stopped,
             1 => Phase::Running,
@@ -92,12 +93,14 @@ impl Phase {
             3 => Phase::Stopping,
             _ => return None,
         };
-        Some((phase, (word >> 32) as u32))
+        Some((phase, (word >> 32) as u32, (word >> 64) as u64))
     }
 
-    /// A [`Control::run`] word.
-    pub fn pack(self, pid: u32) -> u64 {
-        (u64::from(pid) << 32) | self as u64
+    /// A [`Control::run`] word: the phase, and the pid and start time (in
+    /// clock ticks since boot, `/proc/<pid>/stat` field 22) of the process
+    /// making the transition, which together survive pid reuse.
+    pub fn pack(self, pid: u32, start_time: u64) -> u128 {
+        (u128::from(start_time) << 64) | (u128::from(pid) << 32) | self as u128
     }
 }
 
@@ -114,8 +117,8 @@ pub struct Control {
     pub waiters: AtomicU32,
     /// Bumped by every start: a reservation made in an earlier run is void.
     pub run_id: AtomicU32,
-    /// [`Phase`] and pid, see [`Phase::pack`].
-    pub run: AtomicU64,
+    /// [`Phase`], pid and process start time, see [`Phase::pack`].
+    pub run: AtomicU128,
     /// 1 once the throttle has run.
     pub ever_started: AtomicU32,
     /// Pid of the process whose thread is the monitor of this run (0: none).

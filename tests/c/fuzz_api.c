@@ -1,0 +1,1635 @@
+/*
+ * fuzz_api.c: random sequences of every exported function, with random
+ * arguments, from several threads of several fork()ed processes at once.
+ *
+ * Each call gets NULL, live or fake handles (zeroed or poisoned memory, never
+ * a truly freed handle: that is undefined behaviour the library only catches
+ * best-effort), NaN / +-inf / huge / tiny / negative / zero numbers, random
+ * options structs, valid and invalid names, in every state of a throttle
+ * (never started, running, stopped, killed). Every call must:
+ *
+ * - return a status the header documents for that function, and one that
+ *   fits the arguments: when an argument is NULL, fake or out of range the
+ *   status must name one of those faults (in whatever order the library
+ *   checks them); when all are fine, one of the function's outcomes;
+ * - on failure leave a fresh, non-empty mpt_last_error_message and its
+ *   out-parameters untouched; on success write sensible values;
+ * - for a throttle only this thread uses (an anonymous one it made), give
+ *   exactly what a model of the lifecycle predicts (start twice: WRONG_STATE,
+ *   await after kill: KILLED, emit with auto_emit: WRONG_STATE, ...);
+ * - return in time: every call that cannot block within 1 s, a timed
+ *   mpt_await_fuel within its timeout + 1 s + the timer slack its options
+ *   asked for (the 1 s: x3 under ASan, x10 under valgrind); an alarm() ends
+ *   the run if anything hangs, naming the call each thread is in.
+ *
+ * No PANIC, no CORRUPT (nothing here corrupts a throttle), no crash. At the
+ * end every process stops and frees what it made, and the parent unlinks
+ * every name it used (all start with "fz<pid>_") and checks that /dev/shm
+ * holds none of them any more.
+ *
+ * Two library bugs this fuzzer found are also checked deterministically
+ * first (regression tests): open_checks_options_first() and
+ * inherited_free_leaves_child_threads_alone(). A third, threads of one
+ * process restarting one handle wedging in mpt_start / mpt_stop, would show
+ * here as "a fuzzing thread is still busy" or a call over its time bound;
+ * tests/chaos.rs (threads_restarting_one_handle_never_wedge) checks it.
+ *
+ * Environment: MPT_FUZZ_SECONDS (default 3) is how long the threads fuzz;
+ * MPT_FUZZ_SEED replays a run's random choices (the seed is printed; the
+ * interleaving of the threads differs). `make fuzz` runs 600 s under
+ * ASan+UBSan.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define THREADS 4       /* fuzzing threads of the parent */
+#define CHILDREN 3      /* forked processes */
+#define CHILD_THREADS 2 /* fuzzing threads of each child */
+#define WORKERS (THREADS + CHILDREN * CHILD_THREADS)
+#define SHARED 8        /* throttles every thread of every process uses */
+#define PRIVATE 4       /* throttles one thread makes for itself */
+#define POOL 8          /* valid names that get created */
+#define NSTATUS 17      /* MPT_STATUS_OK .. MPT_STATUS_MISMATCH */
+#define MAX_REPORTS 25  /* failures printed in full */
+
+#define S(x) (1u << (x))
+#define SEC 1000000000LL
+
+/* ------------------------------------------------------------ the calls */
+
+enum op {
+    OP_STRERROR,
+    OP_LAST_ERROR,
+    OP_LATEST,
+    OP_MEAN,
+    OP_LO_HI,
+    OP_HI_LO,
+    OP_SUMMARY,
+    OP_OPTIONS_INIT,
+    OP_NEW,
+    OP_CREATE_NAMED,
+    OP_OPEN,
+    OP_UNLINK,
+    OP_FREE,
+    OP_START,
+    OP_STOP,
+    OP_AWAIT,
+    OP_HAS_FUEL,
+    OP_EMIT,
+    OP_EMIT_AT,
+    OP_KILL,
+    OP_KILL_FLAG,
+    OP_IS_RUNNING,
+    OP_CLOCK_NOW,
+    OP_VERSION,
+    OP_COUNT
+};
+
+static const char *const op_name[OP_COUNT] = {
+    "mpt_strerror",     "mpt_last_error_message", "mpt_latest",
+    "mpt_mean",         "mpt_lo_hi",              "mpt_hi_lo",
+    "mpt_get_summary",  "mpt_options_init",       "mpt_throttle_new",
+    "mpt_throttle_create_named", "mpt_throttle_open", "mpt_throttle_unlink",
+    "mpt_throttle_free", "mpt_start",             "mpt_stop",
+    "mpt_await_fuel",   "mpt_has_fuel",           "mpt_emit",
+    "mpt_emit_at",      "mpt_kill",               "mpt_kill_flag_is_set",
+    "mpt_is_running",   "mpt_clock_now",          "mpt_version",
+};
+
+/* How often each call is picked, relative to the others. */
+static const unsigned op_weight[OP_COUNT] = {
+    1, 1, 1, 1, 1, 1, 2, 1, 3, 3, 2, 1, 2, 4, 3, 7, 6, 4, 4, 1, 1, 1, 1, 1,
+};
+
+static const char *const status_name[NSTATUS + 1] = {
+    "OK",          "TIMEOUT",      "KILLED",    "NO_FUEL",
+    "NOT_RUNNING", "NULL_POINTER", "BAD_HANDLE", "INVALID_ARGUMENT",
+    "WRONG_STATE", "MONITOR_OFF",  "SYSTEM",    "UNSUPPORTED",
+    "CORRUPT",     "PANIC",        "NOT_FOUND", "PERMISSION_DENIED",
+    "MISMATCH",    "(out of range)",
+};
+
+/* Statuses the header documents, per function (PANIC never: it is a bug). */
+static const unsigned documented[OP_COUNT] = {
+    [OP_STRERROR] = 0,
+    [OP_LAST_ERROR] = S(0) | S(5),
+    [OP_LATEST] = S(0) | S(9) | S(5) | S(6),
+    [OP_MEAN] = S(0) | S(9) | S(5) | S(6),
+    [OP_LO_HI] = S(0) | S(9) | S(5) | S(6),
+    [OP_HI_LO] = S(0) | S(9) | S(5) | S(6),
+    [OP_SUMMARY] = S(0) | S(5) | S(6),
+    [OP_OPTIONS_INIT] = S(0) | S(5) | S(7),
+    [OP_NEW] = S(0) | S(5) | S(7) | S(10) | S(11),
+    [OP_CREATE_NAMED] = S(0) | S(5) | S(7) | S(16) | S(15) | S(12) | S(11) | S(10),
+    [OP_OPEN] = S(0) | S(5) | S(7) | S(14) | S(15) | S(12) | S(11),
+    [OP_UNLINK] = S(0) | S(5) | S(7) | S(14) | S(15),
+    [OP_FREE] = S(0) | S(6),
+    [OP_START] = S(0) | S(5) | S(6) | S(8) | S(10),
+    [OP_STOP] = S(0) | S(5) | S(6) | S(8),
+    [OP_AWAIT] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(12),
+    [OP_HAS_FUEL] = S(0) | S(3) | S(2) | S(5) | S(6) | S(12),
+    [OP_EMIT] = S(0) | S(8) | S(4) | S(2) | S(5) | S(6),
+    [OP_EMIT_AT] = S(0) | S(8) | S(4) | S(2) | S(5) | S(6) | S(7),
+    [OP_KILL] = S(0) | S(5) | S(6),
+    [OP_KILL_FLAG] = S(0) | S(5) | S(6),
+    [OP_IS_RUNNING] = S(0) | S(5) | S(6),
+    [OP_CLOCK_NOW] = S(0) | S(5),
+    [OP_VERSION] = S(0) | S(5),
+};
+
+/* ------------------------------------------------------------ shared state */
+
+/* What every process and thread reports, in a MAP_SHARED page. */
+struct board {
+    uint64_t count[OP_COUNT][NSTATUS + 1];
+    uint64_t calls;
+    uint64_t failures;
+    uint64_t failed[OP_COUNT];
+    int64_t slowest[OP_COUNT]; /* ns, calls with a time bound */
+    int reports;
+    /* What each fuzzing thread is in, for the hang report (-1: nothing). */
+    int current[WORKERS];
+    int last[WORKERS]; /* the last call begun */
+    int current_pid[WORKERS];
+    int64_t current_since[WORKERS];
+    int done; /* 1: the fuzzing threads must finish */
+};
+
+static struct board *board;
+static int root_pid;
+static double seconds = 3.0;
+static uint64_t seed;
+static int slow = 1; /* time bounds are multiplied by this */
+static int64_t deadline;
+static pid_t children[CHILDREN];
+
+/* The shared throttles (0..5 anonymous, made before the fork; 6 named, the
+ * parent's handle; 7 the same name opened by each process itself). */
+static mpt_throttle *shared[SHARED];
+static const char *const shared_what[SHARED] = {
+    "A: 1000/1s LIMIT",        "B: 5/0.1s ONE auto_emit 0",
+    "C: 50/1s WINDOW",         "D: 1e6/1s NONE monitor off",
+    "E: counting only",        "F: 1/1000s LIMIT",
+    "N: named, parent's handle", "N: named, opened here",
+};
+
+/* Fakes: memory that is not a handle (read only by the library). */
+static uint64_t fake_zero[512];
+static uint64_t fake_poison[512];
+
+/* Names: the pool that gets created, one never created, invalid ones. */
+static char pool[POOL][256];
+static char shared_name[64];
+static char absent_name[64];
+static char too_long[256];
+static const char *const invalid_names[] = {
+    "", "/", "a/b", ".", "..", "\xff\xfe", "fz\xc3", "/fz",
+};
+
+static int64_t now(void) { return now_ns(); }
+
+static void say(const char *fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 1) {
+        n = (int)sizeof buf - 1;
+    }
+    if (n > 0 && write(1, buf, (size_t)n) < 0) {
+        /* nothing to do: stdout is gone */
+    }
+}
+
+/* ------------------------------------------------------------ randomness */
+
+struct ctx {
+    uint64_t rng;
+    int id; /* index in board->current */
+    struct priv {
+        mpt_throttle *h;
+        bool model; /* anonymous and only this thread's: state known */
+        bool running, killed, as_throttle, as_monitor, auto_emit;
+        int64_t slack_ns; /* timer_slack_ns asked for: how late a sleep may wake */
+    } priv[PRIVATE];
+    int npriv;
+    int64_t last_clock;
+    char primer[256];
+};
+
+static uint64_t rnd(struct ctx *c) {
+    uint64_t x = c->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t below(struct ctx *c, uint64_t n) { return rnd(c) % n; }
+static bool chance(struct ctx *c, unsigned percent) { return below(c, 100) < percent; }
+
+static double bits_double(struct ctx *c) {
+    uint64_t b = rnd(c);
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/* Validity of an argument: valid, unsure (the header does not say), invalid.
+ * Of several arguments, the worst counts. */
+enum cls { VALID = 0, UNSURE = 1, INVALID = 2 };
+
+static enum cls worst(enum cls a, enum cls b) { return a > b ? a : b; }
+
+/* per_s and refresh_s: finite, at least `min` (1e-9 / 1e-6) seconds; the
+ * header names no maximum (the library stops at 2^62 ns, 146 years). */
+static enum cls seconds_class(double x, double min) {
+    if (!isfinite(x) || x <= 0.0 || x < min * 0.999) {
+        return INVALID;
+    }
+    if (x < min * 1.001 || x > 4.6e9) {
+        return UNSURE;
+    }
+    return VALID;
+}
+
+static double pick_per(struct ctx *c) {
+    static const double v[] = {
+        NAN, -NAN, INFINITY, -INFINITY, 0.0, -0.0, -1.0, -1e-300, DBL_MIN,
+        DBL_MAX, -DBL_MAX, 1e-12, 0.4e-9, 1e-9, 2e-9, 1e-6, 1e-3, 0.01, 0.1,
+        0.5, 1.0, 2.0, 60.0, 3600.0, 1e9, 4.7e9, 1e10, 1e300,
+    };
+    switch (below(c, 10)) {
+    case 0: return bits_double(c);
+    case 1: return nextafter(0.0, 1.0);
+    case 2: case 3: return 0.001 + (double)below(c, 5000) / 1000.0;
+    default: return v[below(c, sizeof v / sizeof v[0])];
+    }
+}
+
+/* max_n: at least 1; the header gives the WINDOW maximum only. Big WINDOW
+ * rings (16 bytes per unit) are made rare: they cost memory, not coverage. */
+static uint64_t pick_max_n(struct ctx *c) {
+    static const uint64_t v[] = {
+        0, 1, 2, 3, 5, 10, 100, 1000, 100000, 1000000, 4194304, 4194305,
+        (uint64_t)1 << 62, ((uint64_t)1 << 62) + 1, UINT64_MAX,
+    };
+    switch (below(c, 8)) {
+    case 0: return rnd(c);
+    case 1: case 2: return 1 + below(c, 1000);
+    default: return v[below(c, sizeof v / sizeof v[0])];
+    }
+}
+
+static enum cls max_n_class(uint64_t n, bool window) {
+    if (n == 0 || (window && n > 4194304)) {
+        return INVALID;
+    }
+    return n > ((uint64_t)1 << 62) ? UNSURE : VALID;
+}
+
+static double pick_refresh(struct ctx *c) {
+    static const double v[] = {0.01, 0.01, 0.001, 0.1, 1.0, 3600.0, NAN, INFINITY,
+                               0.0, -1.0, 1e-7, 1e300, -0.0};
+    if (chance(c, 1)) {
+        return 1e-6; /* the floor: a monitor that refreshes 1e6 times a second */
+    }
+    return chance(c, 5) ? bits_double(c) : v[below(c, sizeof v / sizeof v[0])];
+}
+
+static enum cls spin_class(double s) {
+    return s >= 0.0 && s <= 1.0 ? VALID : INVALID; /* NaN fails both */
+}
+
+static double pick_spin(struct ctx *c) {
+    static const double v[] = {0.0, 0.0, 0.0, 0.0, 1e-4, 0.001, 1.0000001,
+                               -1e-9, -0.0, NAN, INFINITY, 2.0, -1.0};
+    if (chance(c, 1)) {
+        return 1.0;
+    }
+    return chance(c, 3) ? bits_double(c) : v[below(c, sizeof v / sizeof v[0])];
+}
+
+/* Random options: NULL, defaults with a few fields changed, or noise. The
+ * returned classes: for mpt_throttle_new / create_named (`make`), and for
+ * mpt_throttle_open (`open`: only timer_slack_ns and spin_s are used). */
+struct opts {
+    mpt_options o;
+    const mpt_options *p;
+    enum cls make, open;
+    bool window;
+    bool as_throttle, as_monitor, auto_emit;
+};
+
+static void pick_options(struct ctx *c, struct opts *r) {
+    mpt_options *o = &r->o;
+    r->p = o;
+    if (mpt_options_init(o, MPT_OPTIONS_VERSION) != MPT_STATUS_OK) {
+        say("FAIL: mpt_options_init(valid) failed\n");
+        memset(o, 0, sizeof *o);
+    }
+    unsigned mode = (unsigned)below(c, 10);
+    if (mode < 2) {
+        r->p = NULL;
+    } else if (mode < 9) {
+        unsigned changes = (unsigned)below(c, 3);
+        for (unsigned i = 0; i < changes; i++) {
+            switch (below(c, 10)) {
+            case 0: {
+                static const uint32_t v[] = {0, 2, 3, UINT32_MAX, 0xDEAE};
+                o->version = v[below(c, 5)];
+                break;
+            }
+            case 1: o->as_throttle = below(c, 4) ? (uint32_t)below(c, 2) : 2 + (uint32_t)rnd(c) % 7; break;
+            case 2: o->as_monitor = below(c, 4) ? (uint32_t)below(c, 2) : UINT32_MAX; break;
+            case 3: {
+                static const int32_t v[] = {-1, 0, 1, 2, -2, INT32_MIN, INT32_MAX};
+                o->auto_emit = v[below(c, 7)];
+                break;
+            }
+            case 4: case 5: o->hardcap = below(c, 8) ? (uint32_t)below(c, 4) : 4 + (uint32_t)rnd(c) % 9; break;
+            case 6: {
+                /* UINT32_MAX ns (4.3 s) makes a waiter wake up to 4.3 s
+                 * late: only in long runs, where it costs nothing. */
+                static const uint32_t v[] = {0, 1, 50000, 20000000};
+                o->timer_slack_ns = seconds >= 30 && chance(c, 10) ? UINT32_MAX : v[below(c, 4)];
+                break;
+            }
+            case 7: o->refresh_s = pick_refresh(c); break;
+            default: o->spin_s = pick_spin(c); break;
+            }
+        }
+    } else {
+        uint64_t words[5];
+        for (int i = 0; i < 5; i++) {
+            words[i] = rnd(c);
+        }
+        memcpy(o, words, sizeof *o);
+        if (o->version == 0xDEAD) {
+            o->version = 0xDEAE; /* PRIMER_VERSION: its message would look stale */
+        }
+    }
+    const mpt_options d = {MPT_OPTIONS_VERSION, 1, 1, MPT_AUTO_EMIT_DEFAULT,
+                           MPT_HARDCAP_LIMIT, 1, 0.01, 0.0};
+    const mpt_options *x = r->p != NULL ? o : &d;
+    enum cls base = VALID;
+    if (x->version != MPT_OPTIONS_VERSION || x->as_throttle > 1 || x->as_monitor > 1 ||
+        x->auto_emit < -1 || x->auto_emit > 1 || x->hardcap > 3) {
+        base = INVALID;
+    }
+    enum cls refresh = seconds_class(x->refresh_s, 1e-6);
+    enum cls spin = spin_class(x->spin_s);
+    bool both_off = x->as_throttle == 0 && x->as_monitor == 0;
+    r->make = worst(worst(base, refresh), spin);
+    if (both_off) {
+        r->make = INVALID;
+    }
+    /* open: the fields it does not use may be checked or ignored. */
+    r->open = worst(base == INVALID ? UNSURE : VALID, spin);
+    if (refresh != VALID || both_off) {
+        r->open = worst(r->open, UNSURE);
+    }
+    r->window = x->hardcap == MPT_HARDCAP_WINDOW;
+    r->as_throttle = x->as_throttle == 1;
+    r->as_monitor = x->as_monitor == 1;
+    r->auto_emit = x->auto_emit == -1 ? r->as_throttle : x->auto_emit == 1;
+}
+
+/* Timeouts: valid ones <= 20 ms, or also FOREVER and huge ones (`blocking`:
+ * only for shared throttles, which the supervisor kills now and then). */
+static double pick_timeout(struct ctx *c, bool blocking, enum cls *cls, bool *forever) {
+    static const double ok[] = {0.0, -0.0, 1e-9, 1e-6, 1e-4, 0.001, 0.005, 0.01, 0.02, DBL_MIN};
+    static const double bad[] = {NAN, -NAN, INFINITY, -INFINITY, -0.5, -2.0, -1e-300,
+                                 -DBL_MAX, -1.0000001, -0.9999999};
+    *forever = false;
+    *cls = VALID;
+    if (blocking && chance(c, 4)) {
+        static const double v[] = {MPT_FOREVER, 1e3, 1e300, DBL_MAX};
+        *forever = true;
+        return v[below(c, 4)];
+    }
+    if (chance(c, 20)) {
+        *cls = INVALID;
+        return bad[below(c, sizeof bad / sizeof bad[0])];
+    }
+    if (chance(c, 2)) {
+        return nextafter(0.0, 1.0);
+    }
+    return ok[below(c, sizeof ok / sizeof ok[0])];
+}
+
+/* A name: NULL, invalid, the absent one, or one of the pool. */
+enum name_kind { NAME_NULL, NAME_INVALID, NAME_ABSENT, NAME_POOL };
+
+static const char *pick_name(struct ctx *c, enum name_kind *k) {
+    unsigned r = (unsigned)below(c, 20);
+    if (r == 0) {
+        *k = NAME_NULL;
+        return NULL;
+    }
+    if (r < 4) {
+        *k = NAME_INVALID;
+        return r == 3 ? too_long : invalid_names[below(c, sizeof invalid_names / sizeof invalid_names[0])];
+    }
+    if (r < 6) {
+        *k = NAME_ABSENT;
+        return absent_name;
+    }
+    *k = NAME_POOL;
+    return pool[below(c, POOL)];
+}
+
+/* ------------------------------------------------------------ judging */
+
+static void count(int op, mpt_status st) {
+    int i = st >= 0 && st < NSTATUS ? st : NSTATUS;
+    __atomic_fetch_add(&board->count[op][i], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&board->calls, 1, __ATOMIC_RELAXED);
+}
+
+static void fail(struct ctx *c, int op, const char *fmt, ...) {
+    char what[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&board->failed[op], 1, __ATOMIC_RELAXED);
+    int n = __atomic_fetch_add(&board->reports, 1, __ATOMIC_RELAXED);
+    if (n < MAX_REPORTS) {
+        say("FAIL [pid %d thread %d] %s: %s (seed %" PRIu64 ")\n", (int)getpid(), c->id,
+            op_name[op], what, seed);
+    }
+}
+
+/* Before a call: records a known message as the thread's last error, so the
+ * failure that follows can be told to have left its own. */
+static void prime(struct ctx *c) {
+    mpt_options o;
+    (void)mpt_options_init(&o, PRIMER_VERSION);
+    (void)mpt_last_error_message(c->primer, sizeof c->primer, NULL);
+}
+
+static void begin(struct ctx *c, int op) {
+    board->current_since[c->id] = now();
+    board->last[c->id] = op;
+    __atomic_store_n(&board->current[c->id], op, __ATOMIC_SEQ_CST);
+    prime(c);
+}
+
+/*
+ * After a call: the status is one the header documents, is in `expected`,
+ * and a failure left a fresh message. `limit` (ns, 0: none) bounds how long
+ * the call may take. `args` describes the call for a report.
+ */
+static bool judge(struct ctx *c, int op, mpt_status st, unsigned expected, int64_t t0,
+                  int64_t limit, const char *args) {
+    int64_t took = now() - t0;
+    __atomic_store_n(&board->current[c->id], -1, __ATOMIC_SEQ_CST);
+    count(op, st);
+    bool ok = true;
+    if (st < 0 || st >= NSTATUS) {
+        fail(c, op, "%s returned %d, not a status at all", args, (int)st);
+        return false;
+    }
+    if (!(documented[op] & S(st))) {
+        fail(c, op, "%s returned %s, which its documentation does not list", args,
+             status_name[st]);
+        ok = false;
+    } else if (!(expected & S(st))) {
+        char want[512] = "";
+        for (int i = 0; i < NSTATUS; i++) {
+            if (expected & S(i)) {
+                strcat(want, " ");
+                strcat(want, status_name[i]);
+            }
+        }
+        char msg[512] = "";
+        if (st != MPT_STATUS_OK) {
+            (void)mpt_last_error_message(msg, sizeof msg, NULL);
+        }
+        fail(c, op, "%s returned %s, expected one of%s (message: \"%s\")", args,
+             status_name[st], want, msg);
+        ok = false;
+    }
+    if (st != MPT_STATUS_OK) {
+        char msg[1024];
+        size_t len = 0;
+        if (mpt_last_error_message(msg, sizeof msg, &len) != MPT_STATUS_OK) {
+            fail(c, op, "%s: mpt_last_error_message failed", args);
+            ok = false;
+        } else if (len == 0 || msg[0] == '\0' || (len < sizeof msg && len != strlen(msg))) {
+            fail(c, op, "%s returned %s with an empty message", args, status_name[st]);
+            ok = false;
+        } else if (strcmp(msg, c->primer) == 0) {
+            fail(c, op, "%s returned %s but left no message of its own", args, status_name[st]);
+            ok = false;
+        }
+    }
+    if (limit > 0 && took > limit) {
+        fail(c, op, "%s took %.1f ms (bound %.0f ms)", args, (double)took / 1e6,
+             (double)limit / 1e6);
+        ok = false;
+    }
+    if (limit > 0) {
+        int64_t seen = __atomic_load_n(&board->slowest[op], __ATOMIC_RELAXED);
+        while (took > seen && !__atomic_compare_exchange_n(&board->slowest[op], &seen, took, false,
+                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+    }
+    return ok;
+}
+
+/* Bounds: a call that cannot block, and the named calls (up to 2 s). */
+static int64_t quick(void) { return (int64_t)slow * SEC; }
+static int64_t named_bound(void) { return 2 * SEC + (int64_t)slow * SEC; }
+
+/* The expected set: the argument faults if there are any, else the
+ * outcomes; `unsure` adds what the header leaves open. */
+static unsigned expect(unsigned faults, unsigned unsure, unsigned outcomes) {
+    return faults != 0 ? faults | unsure : outcomes | unsure;
+}
+
+/* ------------------------------------------------------------ handles */
+
+enum hkind { H_NULL, H_FAKE, H_SHARED, H_PRIVATE };
+
+struct pick {
+    const mpt_throttle *h;
+    enum hkind kind;
+    int index;
+    char desc[48];
+};
+
+static void pick_handle(struct ctx *c, struct pick *p) {
+    unsigned r = (unsigned)below(c, 100);
+    if (r < 7) {
+        p->kind = H_NULL;
+        p->h = NULL;
+        snprintf(p->desc, sizeof p->desc, "NULL");
+    } else if (r < 14) {
+        p->kind = H_FAKE;
+        bool zero = chance(c, 50);
+        p->h = (const mpt_throttle *)(const void *)(zero ? fake_zero : fake_poison);
+        snprintf(p->desc, sizeof p->desc, zero ? "fake(zeroed)" : "fake(0xA5)");
+    } else if (r < 60 || c->npriv == 0) {
+        p->kind = H_SHARED;
+        p->index = (int)below(c, SHARED);
+        p->h = shared[p->index];
+        snprintf(p->desc, sizeof p->desc, "shared %s", shared_what[p->index]);
+    } else {
+        p->kind = H_PRIVATE;
+        p->index = (int)below(c, (uint64_t)c->npriv);
+        p->h = c->priv[p->index].h;
+        snprintf(p->desc, sizeof p->desc, "private %d%s", p->index,
+                 c->priv[p->index].model ? "" : " (named)");
+    }
+}
+
+static unsigned handle_faults(const struct pick *p) {
+    return p->kind == H_NULL ? S(MPT_STATUS_NULL_POINTER)
+           : p->kind == H_FAKE ? S(MPT_STATUS_BAD_HANDLE)
+                               : 0;
+}
+
+static struct priv *model_of(struct ctx *c, const struct pick *p) {
+    if (p->kind != H_PRIVATE || !c->priv[p->index].model) {
+        return NULL;
+    }
+    return &c->priv[p->index];
+}
+
+/* Sentinels: out-parameters must stay untouched on failure. */
+#define SENTINEL_BYTE 0xA5
+
+static bool untouched(const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] != SENTINEL_BYTE) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Frees private throttle i (the slot is refilled from the last). */
+static void drop_private(struct ctx *c, int i) {
+    char args[96];
+    snprintf(args, sizeof args, "mpt_throttle_free(private %d)", i);
+    begin(c, OP_FREE);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_free(c->priv[i].h);
+    judge(c, OP_FREE, st, S(MPT_STATUS_OK), t0, quick(), args);
+    c->priv[i] = c->priv[--c->npriv];
+}
+
+/* Keeps a new handle (freeing one first if all slots are full). */
+static void keep(struct ctx *c, mpt_throttle *h, bool model, const struct opts *o) {
+    if (c->npriv == PRIVATE) {
+        drop_private(c, (int)below(c, PRIVATE));
+    }
+    struct priv *p = &c->priv[c->npriv++];
+    memset(p, 0, sizeof *p);
+    p->h = h;
+    p->model = model;
+    p->as_throttle = o->as_throttle;
+    p->as_monitor = o->as_monitor;
+    p->auto_emit = o->auto_emit;
+    p->slack_ns = o->p != NULL ? (int64_t)o->o.timer_slack_ns : 1;
+}
+
+/* ------------------------------------------------------------ one call */
+
+static void call_stats(struct ctx *c, int op) {
+    struct pick p;
+    pick_handle(c, &p);
+    mpt_rate r;
+    memset(&r, SENTINEL_BYTE, sizeof r);
+    bool null_out = chance(c, 10);
+    struct priv *m = model_of(c, &p);
+    unsigned faults = handle_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_MONITOR_OFF);
+    if (m != NULL) {
+        outcomes = !m->as_monitor ? S(MPT_STATUS_MONITOR_OFF)
+                   : m->running   ? S(MPT_STATUS_OK) | S(MPT_STATUS_MONITOR_OFF)
+                                  : S(MPT_STATUS_OK);
+    }
+    char args[128];
+    snprintf(args, sizeof args, "%s(%s, %s)", op_name[op], p.desc, null_out ? "NULL" : "&rate");
+    begin(c, op);
+    int64_t t0 = now();
+    mpt_rate *out = null_out ? NULL : &r;
+    mpt_status st = op == OP_LATEST ? mpt_latest(p.h, out)
+                    : op == OP_MEAN ? mpt_mean(p.h, out)
+                    : op == OP_LO_HI ? mpt_lo_hi(p.h, out)
+                                     : mpt_hi_lo(p.h, out);
+    judge(c, op, st, expect(faults, 0, outcomes), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&r, sizeof r)) {
+        fail(c, op, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !(r.seconds_between >= 0.0 && r.per_second >= 0.0)) {
+        fail(c, op, "%s gave (%g, %g)", args, r.seconds_between, r.per_second);
+    }
+    if (st == MPT_STATUS_MONITOR_OFF) {
+        char msg[512];
+        (void)mpt_last_error_message(msg, sizeof msg, NULL);
+        /* The monitor thread panicked: a library bug, not a state. */
+        if (strstr(msg, "failed") != NULL && strstr(msg, "as_monitor") == NULL) {
+            fail(c, op, "%s: the monitor thread failed: \"%s\"", args, msg);
+        }
+    }
+}
+
+static void call_summary(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    mpt_summary s;
+    memset(&s, SENTINEL_BYTE, sizeof s);
+    bool null_out = chance(c, 10);
+    unsigned faults = handle_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_get_summary(%s, %s)", p.desc, null_out ? "NULL" : "&s");
+    begin(c, OP_SUMMARY);
+    int64_t t0 = now();
+    mpt_status st = mpt_get_summary(p.h, null_out ? NULL : &s);
+    judge(c, OP_SUMMARY, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&s, sizeof s)) {
+        fail(c, OP_SUMMARY, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK &&
+        !(s.runtime_s >= 0.0 && isfinite(s.runtime_s) && s.mean_seconds_between >= 0.0 &&
+          s.mean_per_second >= 0.0)) {
+        fail(c, OP_SUMMARY, "%s gave runtime %g, mean (%g, %g)", args, s.runtime_s,
+             s.mean_seconds_between, s.mean_per_second);
+    }
+}
+
+static void call_new(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    uint64_t max_n = pick_max_n(c);
+    if (o.window && max_n > 100000 && max_n <= 4194304) {
+        max_n = chance(c, 50) ? 4194305 : 1 + below(c, 100); /* no 64 MB rings */
+    }
+    double per = pick_per(c);
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)), max_n_class(max_n, o.window));
+    unsigned faults = (null_out ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    char args[256];
+    snprintf(args, sizeof args, "mpt_throttle_new(%" PRIu64 ", %g, %s, %s)", max_n, per,
+             o.p == NULL ? "NULL" : "&options", null_out ? "NULL" : "&t");
+    mpt_throttle *t;
+    memset(&t, SENTINEL_BYTE, sizeof t);
+    begin(c, OP_NEW);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_new(max_n, per, o.p, null_out ? NULL : &t);
+    judge(c, OP_NEW, st, expect(faults, unsure, S(MPT_STATUS_OK) | S(MPT_STATUS_SYSTEM)), t0,
+          quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&t, sizeof t)) {
+            fail(c, OP_NEW, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (t == NULL) {
+        fail(c, OP_NEW, "%s returned OK and a NULL handle", args);
+        return;
+    }
+    keep(c, t, true, &o);
+}
+
+static void call_create_named(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum name_kind nk;
+    const char *name = pick_name(c, &nk);
+    if (nk == NAME_ABSENT) {
+        name = pool[0]; /* the absent name must stay absent */
+        nk = NAME_POOL;
+    }
+    /* A few configurations, so that names collide as MISMATCH too. */
+    static const uint64_t ns[] = {1, 5, 100, 0};
+    static const double pers[] = {0.1, 1.0, 0.0, NAN};
+    uint64_t max_n = ns[below(c, chance(c, 90) ? 3 : 4)];
+    double per = pers[below(c, chance(c, 90) ? 2 : 4)];
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)), max_n_class(max_n, o.window));
+    unsigned faults = (null_out || nk == NAME_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (k == INVALID || nk == NAME_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    char args[512];
+    snprintf(args, sizeof args, "mpt_throttle_create_named(\"%.40s\", %" PRIu64 ", %g, %s, %s)",
+             name == NULL ? "(NULL)" : name, max_n, per, o.p == NULL ? "NULL" : "&options",
+             null_out ? "NULL" : "&t");
+    mpt_throttle *t;
+    memset(&t, SENTINEL_BYTE, sizeof t);
+    begin(c, OP_CREATE_NAMED);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_create_named(name, max_n, per, o.p, null_out ? NULL : &t);
+    /* SYSTEM: "keeps being created and removed by other processes". */
+    judge(c, OP_CREATE_NAMED, st,
+          expect(faults, unsure, S(MPT_STATUS_OK) | S(MPT_STATUS_MISMATCH) | S(MPT_STATUS_SYSTEM)),
+          t0, named_bound(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&t, sizeof t)) {
+            fail(c, OP_CREATE_NAMED, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    keep(c, t, false, &o);
+}
+
+static void call_open(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum name_kind nk;
+    const char *name = pick_name(c, &nk);
+    bool null_out = chance(c, 5);
+    unsigned faults = (null_out || nk == NAME_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (o.open == INVALID || nk == NAME_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = o.open == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    unsigned outcomes = nk == NAME_ABSENT ? S(MPT_STATUS_NOT_FOUND)
+                                          : S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_FOUND);
+    if (o.open == INVALID && nk != NAME_INVALID && nk != NAME_NULL && !null_out) {
+        /* The library looks for the name before it checks the options: a
+         * missing name says NOT_FOUND. open_checks_options_first() in main
+         * shows that; here it is tolerated so as not to drown the rest. */
+        unsure |= S(MPT_STATUS_NOT_FOUND);
+    }
+    char args[512];
+    snprintf(args, sizeof args, "mpt_throttle_open(\"%.40s\", %s, %s)",
+             name == NULL ? "(NULL)" : name, o.p == NULL ? "NULL" : "&options",
+             null_out ? "NULL" : "&t");
+    mpt_throttle *t;
+    memset(&t, SENTINEL_BYTE, sizeof t);
+    begin(c, OP_OPEN);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_open(name, o.p, null_out ? NULL : &t);
+    judge(c, OP_OPEN, st, expect(faults, unsure, outcomes), t0, named_bound(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&t, sizeof t)) {
+            fail(c, OP_OPEN, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    keep(c, t, false, &o);
+}
+
+static void call_unlink(struct ctx *c) {
+    enum name_kind nk;
+    const char *name = pick_name(c, &nk);
+    unsigned faults = nk == NAME_NULL      ? S(MPT_STATUS_NULL_POINTER)
+                      : nk == NAME_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT)
+                                           : 0;
+    unsigned outcomes = nk == NAME_ABSENT ? S(MPT_STATUS_NOT_FOUND)
+                                          : S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_FOUND);
+    char args[300];
+    snprintf(args, sizeof args, "mpt_throttle_unlink(\"%.40s\")", name == NULL ? "(NULL)" : name);
+    begin(c, OP_UNLINK);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_unlink(name);
+    judge(c, OP_UNLINK, st, expect(faults, 0, outcomes), t0, quick(), args);
+}
+
+static void call_free(struct ctx *c) {
+    unsigned r = (unsigned)below(c, 10);
+    if (r < 6 && c->npriv > 0) {
+        drop_private(c, (int)below(c, (uint64_t)c->npriv));
+        return;
+    }
+    /* NULL is a no-op; a fake is caught (best effort, but these are). */
+    bool null = r < 8;
+    mpt_throttle *h = null ? NULL : (mpt_throttle *)(void *)(chance(c, 50) ? fake_zero : fake_poison);
+    char args[64];
+    snprintf(args, sizeof args, "mpt_throttle_free(%s)", null ? "NULL" : "fake");
+    begin(c, OP_FREE);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_free(h);
+    judge(c, OP_FREE, st, null ? S(MPT_STATUS_OK) : S(MPT_STATUS_BAD_HANDLE), t0, quick(), args);
+}
+
+static void call_start(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE) | S(MPT_STATUS_SYSTEM);
+    if (m != NULL) {
+        outcomes = m->running ? S(MPT_STATUS_WRONG_STATE) : S(MPT_STATUS_OK) | S(MPT_STATUS_SYSTEM);
+    }
+    char args[96];
+    snprintf(args, sizeof args, "mpt_start(%s)", p.desc);
+    begin(c, OP_START);
+    int64_t t0 = now();
+    mpt_status st = mpt_start(p.h);
+    judge(c, OP_START, st, expect(handle_faults(&p), 0, outcomes), t0, quick(), args);
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->running = true;
+        m->killed = false;
+    } else if (m != NULL && st == MPT_STATUS_SYSTEM) {
+        m->model = false; /* "stays stopped"; the flag: not said */
+    }
+}
+
+static void call_stop(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE);
+    if (m != NULL) {
+        outcomes = m->running ? S(MPT_STATUS_OK) : S(MPT_STATUS_WRONG_STATE);
+    }
+    mpt_summary s;
+    memset(&s, SENTINEL_BYTE, sizeof s);
+    bool null_out = chance(c, 30);
+    char args[96];
+    snprintf(args, sizeof args, "mpt_stop(%s, %s)", p.desc, null_out ? "NULL" : "&s");
+    begin(c, OP_STOP);
+    int64_t t0 = now();
+    mpt_status st = mpt_stop(p.h, null_out ? NULL : &s);
+    judge(c, OP_STOP, st, expect(handle_faults(&p), 0, outcomes), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&s, sizeof s)) {
+        fail(c, OP_STOP, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(s.runtime_s >= 0.0 && isfinite(s.runtime_s))) {
+        fail(c, OP_STOP, "%s reported a runtime of %g s", args, s.runtime_s);
+    }
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->running = false;
+        m->killed = true; /* stop sets the kill flag until the next start */
+    }
+}
+
+static void call_await(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    enum cls k;
+    bool forever;
+    /* Only the shared throttles (which the supervisors kill now and then)
+     * and the fakes may be asked to wait forever. */
+    double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
+    unsigned faults = handle_faults(&p) | (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
+                   : !m->running ? S(MPT_STATUS_TIMEOUT)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
+    }
+    bool null_out = chance(c, 20);
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_await_fuel(%s, %g, %s)", p.desc, timeout,
+             null_out ? "NULL" : "&grant");
+    begin(c, OP_AWAIT);
+    int64_t t0 = now();
+    mpt_status st = mpt_await_fuel(p.h, timeout, null_out ? NULL : &g);
+    int64_t t1 = now();
+    /* A wait with a fault must not wait at all; one with a timeout, no
+     * longer than it, plus the timer slack its handle asked for (up to
+     * 4.3 s: UINT32_MAX ns; the header sets no maximum). */
+    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
+    int64_t limit = faults != 0 ? quick()
+                    : forever   ? 0
+                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    judge(c, OP_AWAIT, st, expect(faults, 0, outcomes), t0, limit, args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_AWAIT, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, OP_AWAIT, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
+             args, g, t0, t1);
+    }
+}
+
+static void call_has_fuel(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
+                   : !m->running ? S(MPT_STATUS_NO_FUEL)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL);
+    }
+    bool null_out = chance(c, 20);
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_has_fuel(%s, %s)", p.desc, null_out ? "NULL" : "&grant");
+    begin(c, OP_HAS_FUEL);
+    int64_t t0 = now();
+    mpt_status st = mpt_has_fuel(p.h, null_out ? NULL : &g);
+    int64_t t1 = now();
+    judge(c, OP_HAS_FUEL, st, expect(handle_faults(&p), 0, outcomes), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_HAS_FUEL, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, OP_HAS_FUEL, "%s: grant time %" PRId64 " is not now [%" PRId64 ", %" PRId64 "]",
+             args, g, t0, t1);
+    }
+}
+
+static void call_emit(struct ctx *c, bool at) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    int64_t ts = 0;
+    bool bad_ts = false;
+    if (at) {
+        static const int64_t v[] = {-1, INT64_MIN, 0, 1, INT64_MAX, INT64_MAX / 2};
+        unsigned r = (unsigned)below(c, 10);
+        ts = r < 3   ? now() + (int64_t)below(c, 2 * SEC) - SEC
+             : r < 7 ? v[below(c, 6)]
+                     : (int64_t)rnd(c);
+        bad_ts = ts < 0;
+    }
+    unsigned faults = handle_faults(&p) | (bad_ts ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE) | S(MPT_STATUS_NOT_RUNNING) |
+                        S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        unsigned state = m->killed     ? S(MPT_STATUS_KILLED)
+                         : !m->running ? S(MPT_STATUS_NOT_RUNNING)
+                                       : S(MPT_STATUS_OK);
+        /* With auto_emit on: WRONG_STATE, or first the state's complaint. */
+        outcomes = !m->auto_emit ? state
+                   : state == S(MPT_STATUS_OK) ? S(MPT_STATUS_WRONG_STATE)
+                                               : S(MPT_STATUS_WRONG_STATE) | state;
+    }
+    char args[128];
+    if (at) {
+        snprintf(args, sizeof args, "mpt_emit_at(%s, %" PRId64 ")", p.desc, ts);
+    } else {
+        snprintf(args, sizeof args, "mpt_emit(%s)", p.desc);
+    }
+    int op = at ? OP_EMIT_AT : OP_EMIT;
+    begin(c, op);
+    int64_t t0 = now();
+    mpt_status st = at ? mpt_emit_at(p.h, ts) : mpt_emit(p.h);
+    judge(c, op, st, expect(faults, 0, outcomes), t0, quick(), args);
+}
+
+static void call_kill(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    char args[96];
+    snprintf(args, sizeof args, "mpt_kill(%s)", p.desc);
+    begin(c, OP_KILL);
+    int64_t t0 = now();
+    mpt_status st = mpt_kill(p.h);
+    judge(c, OP_KILL, st, expect(handle_faults(&p), 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->killed = true;
+    }
+}
+
+static void call_flag(struct ctx *c, bool running) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    unsigned char b[sizeof(bool)];
+    memset(b, SENTINEL_BYTE, sizeof b);
+    bool null_out = chance(c, 10);
+    unsigned faults = handle_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    int op = running ? OP_IS_RUNNING : OP_KILL_FLAG;
+    char args[96];
+    snprintf(args, sizeof args, "%s(%s, %s)", op_name[op], p.desc, null_out ? "NULL" : "&b");
+    begin(c, op);
+    int64_t t0 = now();
+    bool *out = null_out ? NULL : (bool *)(void *)b;
+    mpt_status st = running ? mpt_is_running(p.h, out) : mpt_kill_flag_is_set(p.h, out);
+    judge(c, op, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(b, sizeof b)) {
+            fail(c, op, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (b[0] > 1) {
+        fail(c, op, "%s wrote %u, not a bool", args, (unsigned)b[0]);
+    } else if (m != NULL && (b[0] == 1) != (running ? m->running : m->killed)) {
+        fail(c, op, "%s says %u, the model says %d", args, (unsigned)b[0],
+             (int)(running ? m->running : m->killed));
+    }
+}
+
+static void call_misc(struct ctx *c, int op) {
+    char args[128];
+    switch (op) {
+    case OP_STRERROR: {
+        int32_t code = chance(c, 50) ? (int32_t)below(c, NSTATUS + 3) - 1 : (int32_t)rnd(c);
+        begin(c, op);
+        int64_t t0 = now();
+        const char *s = mpt_strerror(code);
+        int64_t took = now() - t0;
+        __atomic_store_n(&board->current[c->id], -1, __ATOMIC_SEQ_CST);
+        count(op, MPT_STATUS_OK);
+        bool known = code >= 0 && code < NSTATUS;
+        if (s == NULL || s[0] == '\0' || (strcmp(s, "unknown status") == 0) == known ||
+            took > quick()) {
+            fail(c, op, "mpt_strerror(%d) gave \"%s\"", (int)code, s == NULL ? "(NULL)" : s);
+        }
+        return;
+    }
+    case OP_LAST_ERROR: {
+        char buf[64];
+        size_t len;
+        memset(buf, SENTINEL_BYTE, sizeof buf);
+        memset(&len, SENTINEL_BYTE, sizeof len);
+        static const size_t lens[] = {0, 1, 2, 10, 64};
+        bool null_buf = chance(c, 20);
+        size_t n = lens[below(c, 5)];
+        bool null_len = chance(c, 30);
+        snprintf(args, sizeof args, "mpt_last_error_message(%s, %zu, %s)",
+                 null_buf ? "NULL" : "buf", n, null_len ? "NULL" : "&len");
+        begin(c, op);
+        int64_t t0 = now();
+        mpt_status st = mpt_last_error_message(null_buf ? NULL : buf, n, null_len ? NULL : &len);
+        unsigned want = null_buf && n > 0 ? S(MPT_STATUS_NULL_POINTER) : S(MPT_STATUS_OK);
+        judge(c, op, st, want, t0, quick(), args);
+        if (st == MPT_STATUS_OK && !null_buf && n > 0 && memchr(buf, '\0', n) == NULL) {
+            fail(c, op, "%s: no NUL within %zu bytes", args, n);
+        }
+        if (st == MPT_STATUS_OK && !null_buf && n < sizeof buf && !untouched(buf + n, sizeof buf - n)) {
+            fail(c, op, "%s wrote past %zu bytes", args, n);
+        }
+        if (st == MPT_STATUS_OK && !null_len && !null_buf && n > 0 && len < strlen(buf)) {
+            fail(c, op, "%s: length %zu shorter than the text copied", args, len);
+        }
+        return;
+    }
+    case OP_OPTIONS_INIT: {
+        static const uint32_t v[] = {MPT_OPTIONS_VERSION, MPT_OPTIONS_VERSION, 0, 2, UINT32_MAX, 0xDEAE};
+        uint32_t version = v[below(c, 6)];
+        bool null_out = chance(c, 15);
+        mpt_options o;
+        memset(&o, SENTINEL_BYTE, sizeof o);
+        unsigned faults = (null_out ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                          (version != MPT_OPTIONS_VERSION ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+        snprintf(args, sizeof args, "mpt_options_init(%s, %u)", null_out ? "NULL" : "&o",
+                 (unsigned)version);
+        begin(c, op);
+        int64_t t0 = now();
+        mpt_status st = mpt_options_init(null_out ? NULL : &o, version);
+        judge(c, op, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+        if (st != MPT_STATUS_OK && !untouched(&o, sizeof o)) {
+            fail(c, op, "%s failed but wrote its out-parameter", args);
+        }
+        if (st == MPT_STATUS_OK &&
+            !(o.version == MPT_OPTIONS_VERSION && o.as_throttle == 1 && o.as_monitor == 1 &&
+              o.auto_emit == MPT_AUTO_EMIT_DEFAULT && o.hardcap == MPT_HARDCAP_LIMIT &&
+              o.timer_slack_ns == 1 && o.refresh_s == 0.01 && o.spin_s == 0.0)) {
+            fail(c, op, "%s: not the documented defaults", args);
+        }
+        return;
+    }
+    case OP_CLOCK_NOW: {
+        bool null_out = chance(c, 10);
+        int64_t t;
+        memset(&t, SENTINEL_BYTE, sizeof t);
+        snprintf(args, sizeof args, "mpt_clock_now(%s)", null_out ? "NULL" : "&t");
+        begin(c, op);
+        int64_t t0 = now();
+        mpt_status st = mpt_clock_now(null_out ? NULL : &t);
+        int64_t t1 = now();
+        judge(c, op, st, null_out ? S(MPT_STATUS_NULL_POINTER) : S(MPT_STATUS_OK), t0, quick(), args);
+        if (st == MPT_STATUS_OK && (t < t0 || t > t1 || t < c->last_clock)) {
+            fail(c, op, "%s gave %" PRId64 ", not CLOCK_MONOTONIC now", args, t);
+        }
+        if (st == MPT_STATUS_OK) {
+            c->last_clock = t;
+        } else if (!untouched(&t, sizeof t)) {
+            fail(c, op, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    default: { /* OP_VERSION */
+        uint32_t v[3];
+        memset(v, SENTINEL_BYTE, sizeof v);
+        unsigned nulls = (unsigned)(chance(c, 70) ? 0 : below(c, 8));
+        snprintf(args, sizeof args, "mpt_version(%s, %s, %s)", nulls & 1 ? "NULL" : "&major",
+                 nulls & 2 ? "NULL" : "&minor", nulls & 4 ? "NULL" : "&patch");
+        begin(c, op);
+        int64_t t0 = now();
+        mpt_status st = mpt_version(nulls & 1 ? NULL : &v[0], nulls & 2 ? NULL : &v[1],
+                                    nulls & 4 ? NULL : &v[2]);
+        judge(c, op, st, nulls ? S(MPT_STATUS_NULL_POINTER) : S(MPT_STATUS_OK), t0, quick(), args);
+        if (st == MPT_STATUS_OK && !(v[0] == MPT_VERSION_MAJOR && v[1] == MPT_VERSION_MINOR &&
+                                     v[2] == MPT_VERSION_PATCH)) {
+            fail(c, op, "%s gave %u.%u.%u", args, v[0], v[1], v[2]);
+        }
+        if (st != MPT_STATUS_OK && !untouched(v, sizeof v)) {
+            fail(c, op, "%s failed but wrote an out-parameter", args);
+        }
+        return;
+    }
+    }
+}
+
+static unsigned weight_total; /* set by main before any thread runs */
+
+static void one_call(struct ctx *c) {
+    unsigned r = (unsigned)below(c, weight_total);
+    int op = 0;
+    while (r >= op_weight[op]) {
+        r -= op_weight[op];
+        op++;
+    }
+    switch (op) {
+    case OP_LATEST: case OP_MEAN: case OP_LO_HI: case OP_HI_LO: call_stats(c, op); break;
+    case OP_SUMMARY: call_summary(c); break;
+    case OP_NEW: call_new(c); break;
+    case OP_CREATE_NAMED: call_create_named(c); break;
+    case OP_OPEN: call_open(c); break;
+    case OP_UNLINK: call_unlink(c); break;
+    case OP_FREE: call_free(c); break;
+    case OP_START: call_start(c); break;
+    case OP_STOP: call_stop(c); break;
+    case OP_AWAIT: call_await(c); break;
+    case OP_HAS_FUEL: call_has_fuel(c); break;
+    case OP_EMIT: call_emit(c, false); break;
+    case OP_EMIT_AT: call_emit(c, true); break;
+    case OP_KILL: call_kill(c); break;
+    case OP_KILL_FLAG: call_flag(c, false); break;
+    case OP_IS_RUNNING: call_flag(c, true); break;
+    default: call_misc(c, op); break;
+    }
+}
+
+/* ------------------------------------------------------------ threads */
+
+static int finished; /* fuzzing threads of this process that are done */
+
+static void *fuzz_thread(void *arg) {
+    struct ctx *c = arg;
+    while (!__atomic_load_n(&board->done, __ATOMIC_SEQ_CST) && now() < deadline) {
+        one_call(c);
+    }
+    while (c->npriv > 0) {
+        drop_private(c, c->npriv - 1);
+    }
+    __atomic_fetch_add(&finished, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* The hang report: what each thread of process `pid` (0: any) is in, or
+ * which call it began last. */
+static void report_current(int pid) {
+    for (int i = 0; i < WORKERS; i++) {
+        int op = board->current[i], last = board->last[i];
+        if (pid != 0 && board->current_pid[i] != pid) {
+            continue;
+        }
+        char buf[200];
+        int n;
+        if (op >= 0 && op < OP_COUNT) {
+            n = snprintf(buf, sizeof buf, "  thread %d (pid %d) is in %s for %.1f s\n", i,
+                         board->current_pid[i], op_name[op],
+                         (double)(now() - board->current_since[i]) / 1e9);
+        } else {
+            n = snprintf(buf, sizeof buf,
+                         "  thread %d (pid %d) is in no call; it began %s %.1f s ago\n", i,
+                         board->current_pid[i], last >= 0 && last < OP_COUNT ? op_name[last] : "-",
+                         (double)(now() - board->current_since[i]) / 1e9);
+        }
+        if (n > 0 && write(1, buf, (size_t)n) < 0) {
+            break;
+        }
+    }
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "FAIL fuzz_api: watchdog: the run overran its time bound (a hang)\n";
+    if (write(1, msg, sizeof msg - 1) < 0) {
+        _exit(3);
+    }
+    report_current(0);
+    if (getpid() == root_pid) {
+        for (int i = 0; i < CHILDREN; i++) {
+            if (children[i] > 0) {
+                kill(children[i], SIGKILL);
+            }
+        }
+        static const char tally[] = "fuzz_api: 0 passed, 1 failed\n";
+        if (write(1, tally, sizeof tally - 1) < 0) {
+            _exit(3);
+        }
+    }
+    _exit(3);
+}
+
+/*
+ * Runs `n` fuzzing threads (ids from `first`) until the deadline, while this
+ * thread kills or stops a shared throttle every 10-30 ms (so that waiters
+ * with no deadline wake up); then kills the shared throttles until every
+ * thread is out. Returns false if one stayed stuck.
+ */
+static bool fuzz(int first, int n, uint64_t s) {
+    pthread_t th[THREADS];
+    struct ctx *cs = calloc((size_t)n, sizeof *cs);
+    if (cs == NULL) {
+        say("FAIL: out of memory\n");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        cs[i].id = first + i;
+        cs[i].rng = (s ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(first + i + 1))) | 1;
+        board->current[first + i] = -1;
+        board->current_pid[first + i] = (int)getpid();
+        if (pthread_create(&th[i], NULL, fuzz_thread, &cs[i]) != 0) {
+            say("FAIL: pthread_create\n");
+            exit(2);
+        }
+    }
+    struct ctx sup;
+    memset(&sup, 0, sizeof sup);
+    sup.rng = s | 1;
+    while (now() < deadline) {
+        sleep_s((double)(10 + below(&sup, 20)) / 1000.0);
+        mpt_throttle *h = shared[below(&sup, SHARED)];
+        mpt_status st = chance(&sup, 70) ? mpt_kill(h) : mpt_stop(h, NULL);
+        if (st != MPT_STATUS_OK && st != MPT_STATUS_WRONG_STATE) {
+            say("FAIL: supervisor: kill/stop of a shared throttle gave %d\n", (int)st);
+            __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
+        }
+    }
+    int64_t give_up = now() + 3 * quick() + 2 * SEC;
+    while (__atomic_load_n(&finished, __ATOMIC_SEQ_CST) < n) {
+        if (now() > give_up) {
+            say("FAIL fuzz_api: pid %d: a fuzzing thread is still busy %.1f s after the end\n",
+                (int)getpid(), (double)(now() - deadline) / 1e9);
+            report_current((int)getpid());
+            __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
+            free(cs);
+            return false;
+        }
+        for (int i = 0; i < SHARED; i++) {
+            (void)mpt_kill(shared[i]);
+        }
+        sleep_s(0.002);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+    }
+    free(cs);
+    return true;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static mpt_throttle *make_shared(uint64_t max_n, double per, uint32_t hardcap, int as_throttle,
+                                 int as_monitor, int auto_emit) {
+    mpt_options o;
+    mpt_throttle *t = NULL;
+    CHECK_OK(mpt_options_init(&o, MPT_OPTIONS_VERSION));
+    o.hardcap = hardcap;
+    o.as_throttle = (uint32_t)as_throttle;
+    o.as_monitor = (uint32_t)as_monitor;
+    o.auto_emit = auto_emit;
+    CHECK_OK(mpt_throttle_new(max_n, per, &o, &t));
+    if (t == NULL) {
+        printf("cannot make a throttle: %s\n", last_error());
+        exit(2);
+    }
+    return t;
+}
+
+static mpt_throttle *open_shared(void) {
+    mpt_throttle *t = NULL;
+    if (mpt_throttle_open(shared_name, NULL, &t) != MPT_STATUS_OK || t == NULL) {
+        say("FAIL: cannot open %s: %s\n", shared_name, last_error());
+        return NULL;
+    }
+    return t;
+}
+
+/* A forked child: opens the named throttle itself, fuzzes, frees. */
+static void child_main(int i) {
+    alarm((unsigned)(seconds + 30.0 * slow));
+    /* The parent's own handle on the name, inherited: released, then the
+     * name is opened here. */
+    if (mpt_throttle_free(shared[7]) != MPT_STATUS_OK) {
+        _exit(4);
+    }
+    shared[7] = open_shared();
+    if (shared[7] == NULL) {
+        _exit(4);
+    }
+    bool ok = fuzz(THREADS + i * CHILD_THREADS, CHILD_THREADS, seed * 31 + (uint64_t)i + 7);
+    if (!ok) {
+        _exit(1); /* a thread is stuck in a call: freeing now would race it */
+    }
+    /* Every copy, those whose monitor ran in the parent at the fork (A, C,
+     * N) included: freeing one must leave this process's threads alone,
+     * see inherited_free_leaves_child_threads_alone(). */
+    for (int k = SHARED - 1; k >= 0; k--) {
+        mpt_status st = mpt_throttle_free(shared[k]);
+        if (st != MPT_STATUS_OK) {
+            say("FAIL: child %d: mpt_throttle_free(shared %s) returned %s\n", i, shared_what[k],
+                st >= 0 && st < NSTATUS ? status_name[st] : "?");
+            ok = false;
+        }
+    }
+    _exit(ok ? 0 : 1);
+}
+
+/*
+ * Found by this fuzzer: mpt_throttle_open() checks its options only once it
+ * has found the name, so bad options with a missing name say NOT_FOUND,
+ * with an existing one INVALID_ARGUMENT. Every other function checks its
+ * arguments before acting (mpt_throttle_create_named too); a caller who
+ * fixes the name learns only then that spin_s was bad.
+ */
+static void open_checks_options_first(void) {
+    mpt_options o;
+    mpt_throttle *t = NULL;
+    CHECK_OK(mpt_options_init(&o, MPT_OPTIONS_VERSION));
+    o.spin_s = NAN;
+    /* The name exists: INVALID_ARGUMENT, as documented. */
+    CHECK_FAIL(mpt_throttle_open(shared_name, &o, &t), MPT_STATUS_INVALID_ARGUMENT, "spin_s");
+    /* The name does not: the same bad options must get the same answer. */
+    CHECK_FAIL(mpt_throttle_open(absent_name, &o, &t), MPT_STATUS_INVALID_ARGUMENT, "spin_s");
+    CHECK(t == NULL);
+}
+
+/*
+ * Found by this fuzzer: a forked child that frees the copy of a handle
+ * whose monitor thread runs in the parent (the parent called mpt_start)
+ * drops the copied std::thread::JoinHandle, i.e. calls pthread_detach() on
+ * the parent's pthread_t. In the child that pthread_t names memory glibc
+ * reclaimed at the fork and hands to the next thread of the same stack
+ * size, here the monitor thread of another throttle the child started: it
+ * gets detached, and the mpt_stop that joins it fails (a panic: PANIC).
+ * When glibc has unmapped that memory, pthread_detach() itself crashes the
+ * child (SEGV, seen under `make fuzz`). The header says a child frees its
+ * copy "in the child too".
+ */
+static void inherited_free_leaves_child_threads_alone(void) {
+    mpt_throttle *a = make_shared(10, 1.0, MPT_HARDCAP_LIMIT, 1, 1, MPT_AUTO_EMIT_DEFAULT);
+    CHECK_OK(mpt_start(a)); /* a's monitor thread runs in this process */
+    sleep_s(0.05);          /* and is idle (see main) */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        mpt_throttle *b = NULL;
+        if (mpt_throttle_new(10, 1.0, NULL, &b) != MPT_STATUS_OK || mpt_start(b) != MPT_STATUS_OK) {
+            _exit(10);
+        }
+        /* Releasing the inherited copy must leave b's monitor alone. */
+        int code = mpt_throttle_free(a) == MPT_STATUS_OK ? 0 : 11;
+        mpt_status st = mpt_stop(b, NULL);
+        if (st != MPT_STATUS_OK && code == 0) {
+            code = 20 + (int)st;
+        }
+        if (mpt_throttle_free(b) != MPT_STATUS_OK && code == 0) {
+            code = 12;
+        }
+        _exit(code);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+    if (code != 0) {
+        printf("inherited_free_leaves_child_threads_alone: the child's code is %d%s\n", code,
+               code == 20 + MPT_STATUS_PANIC
+                   ? ": its mpt_stop panicked (failed to join its own, detached, monitor thread)"
+                   : "");
+    }
+    CHECK(code == 0);
+    CHECK_OK(mpt_stop(a, NULL));
+    CHECK_OK(mpt_throttle_free(a));
+}
+
+static void names(void) {
+    for (int k = 0; k < POOL; k++) {
+        snprintf(pool[k], sizeof pool[k], "fz%d_%d", root_pid, k);
+    }
+    /* UTF-8, and the longest name there is (200 bytes). */
+    snprintf(pool[POOL - 2], sizeof pool[0], "fz%d_\xc3\xa9t\xc3\xa9 \xe2\x82\xac", root_pid);
+    int n = snprintf(pool[POOL - 1], sizeof pool[0], "fz%d_long_", root_pid);
+    memset(pool[POOL - 1] + n, 'x', (size_t)(200 - n));
+    pool[POOL - 1][200] = '\0';
+    snprintf(shared_name, sizeof shared_name, "fz%d_shared", root_pid);
+    snprintf(absent_name, sizeof absent_name, "fz%d_absent", root_pid);
+    memset(too_long, 'y', 201);
+    too_long[201] = '\0';
+}
+
+/* Names of ours still in /dev/shm. */
+static int leftovers(void) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "mp_throttle.fz%d_", root_pid);
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL) {
+        return 0;
+    }
+    int n = 0;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            printf("left in /dev/shm: %s\n", e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static void print_coverage(void) {
+    printf("calls by function and status (all processes):\n");
+    for (int op = 0; op < OP_COUNT; op++) {
+        char line[512];
+        int n = snprintf(line, sizeof line, "  %-26s", op_name[op]);
+        for (int s = 0; s <= NSTATUS && n < (int)sizeof line; s++) {
+            if (board->count[op][s] != 0) {
+                n += snprintf(line + n, sizeof line - (size_t)n, " %s %" PRIu64, status_name[s],
+                              board->count[op][s]);
+            }
+        }
+        if (board->slowest[op] > 0 && n < (int)sizeof line) {
+            n += snprintf(line + n, sizeof line - (size_t)n, "; slowest %.2f ms",
+                          (double)board->slowest[op] / 1e6);
+        }
+        if (board->failed[op] > 0 && n < (int)sizeof line) {
+            snprintf(line + n, sizeof line - (size_t)n, "; %" PRIu64 " FAILED their checks",
+                     board->failed[op]);
+        }
+        printf("%s\n", line);
+    }
+}
+
+int main(void) {
+    const char *env = getenv("MPT_FUZZ_SECONDS");
+    if (env != NULL && atof(env) > 0) {
+        seconds = atof(env);
+    }
+    env = getenv("MPT_FUZZ_SEED");
+    seed = env != NULL ? strtoull(env, NULL, 10) : (uint64_t)now() ^ ((uint64_t)getpid() << 32);
+#if defined(__SANITIZE_ADDRESS__)
+    slow = 3;
+#endif
+    env = getenv("LD_PRELOAD");
+    if (env != NULL && strstr(env, "vgpreload") != NULL) {
+        slow = 10; /* under valgrind */
+    }
+    root_pid = (int)getpid();
+    printf("fuzz_api: %.1f s, seed %" PRIu64 " (MPT_FUZZ_SEED), %d processes x threads %d+%dx%d, "
+           "time bounds x%d\n",
+           seconds, seed, 1 + CHILDREN, THREADS, CHILDREN, CHILD_THREADS, slow);
+    fflush(stdout);
+    board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (board == MAP_FAILED) {
+        perror("mmap");
+        return 2;
+    }
+    memset(fake_poison, SENTINEL_BYTE, sizeof fake_poison);
+    for (int i = 0; i < OP_COUNT; i++) {
+        weight_total += op_weight[i];
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        board->current[i] = -1;
+        board->last[i] = -1;
+    }
+    names();
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)(seconds + 60.0 * slow));
+
+    shared[0] = make_shared(1000, 1.0, MPT_HARDCAP_LIMIT, 1, 1, MPT_AUTO_EMIT_DEFAULT);
+    shared[1] = make_shared(5, 0.1, MPT_HARDCAP_ONE, 1, 1, 0);
+    shared[2] = make_shared(50, 1.0, MPT_HARDCAP_WINDOW, 1, 1, MPT_AUTO_EMIT_DEFAULT);
+    shared[3] = make_shared(1000000, 1.0, MPT_HARDCAP_NONE, 1, 0, MPT_AUTO_EMIT_DEFAULT);
+    shared[4] = make_shared(3, 1.0, MPT_HARDCAP_LIMIT, 0, 1, 0);
+    shared[5] = make_shared(1, 1000.0, MPT_HARDCAP_LIMIT, 1, 1, MPT_AUTO_EMIT_DEFAULT);
+    CHECK_OK(mpt_throttle_create_named(shared_name, 100, 1.0, NULL, &shared[6]));
+    shared[7] = open_shared();
+    if (shared[6] == NULL || shared[7] == NULL) {
+        return 2;
+    }
+    open_checks_options_first();
+    inherited_free_leaves_child_threads_alone();
+    /* Fork while monitor threads run (the library's promise). They are
+     * given 50 ms to settle first: a thread inside malloc at the fork leaves
+     * ASan's allocator (GCC 12's libsanitizer has no fork handler for it)
+     * locked in the child, whose first malloc then hangs; glibc's malloc
+     * is fork-safe, and an idle monitor does not allocate. */
+    CHECK_OK(mpt_start(shared[0]));
+    CHECK_OK(mpt_start(shared[2]));
+    CHECK_OK(mpt_start(shared[6]));
+    sleep_s(0.05);
+    deadline = now() + (int64_t)(seconds * 1e9);
+    fflush(stdout);
+    for (int i = 0; i < CHILDREN; i++) {
+        children[i] = fork();
+        if (children[i] == 0) {
+            child_main(i);
+        }
+        CHECK(children[i] > 0);
+    }
+    bool ok = fuzz(0, THREADS, seed);
+    CHECK(ok);
+
+    /* The children: each gets until the deadline plus its own bounds. */
+    int64_t give_up = now() + 10 * quick() + 10 * SEC;
+    for (int i = 0; i < CHILDREN; i++) {
+        int status = 0;
+        pid_t r;
+        while ((r = waitpid(children[i], &status, WNOHANG)) == 0 && now() < give_up) {
+            sleep_s(0.01);
+        }
+        if (r == 0) {
+            printf("FAIL fuzz_api: child %d still running: killed\n", i);
+            report_current(children[i]);
+            kill(children[i], SIGKILL);
+            waitpid(children[i], &status, 0);
+        }
+        children[i] = 0;
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+            printf("child %d: %s %d\n", i, WIFEXITED(status) ? "exit code" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        }
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+
+    /* Clean up: stop and free the shared throttles (not if a thread of ours
+     * is stuck in a call on one), unlink every name. */
+    for (int k = 0; ok && k < SHARED; k++) {
+        mpt_status st = mpt_stop(shared[k], NULL);
+        CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_WRONG_STATE);
+        CHECK_OK(mpt_throttle_free(shared[k]));
+    }
+    CHECK_OK(mpt_throttle_unlink(shared_name));
+    for (int k = 0; k < POOL; k++) {
+        mpt_status st = mpt_throttle_unlink(pool[k]);
+        CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_NOT_FOUND);
+    }
+    CHECK_STATUS(mpt_throttle_unlink(absent_name), MPT_STATUS_NOT_FOUND);
+    CHECK(leftovers() == 0);
+    alarm(0);
+
+    print_coverage();
+    uint64_t calls = board->calls, failures = board->failures;
+    printf("%" PRIu64 " calls in %.1f s, %" PRIu64 " failed their checks\n", calls, seconds,
+           failures);
+    check_passed += (int)(calls - failures);
+    check_failed += (int)failures;
+    return check_report("fuzz_api");
+}
