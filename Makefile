@@ -47,6 +47,8 @@ DYN_LINK := -L$(RELEASE) -Wl,-rpath,$(abspath $(RELEASE)) -lmp_throttle -pthread
 #   cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# Each C test program gets this long at most: a hang fails fast and says so.
+BOUND    := timeout --kill-after=10 300
 VALGRIND_FLAGS := --error-exitcode=1 --leak-check=full --suppressions=tests/c/valgrind.supp -q
 
 EXAMPLE_SRCS := $(sort $(wildcard examples-c/*.c))
@@ -115,7 +117,7 @@ build/asan/%: tests/c/%.c $(TEST_DEPS) $(A)
 # Runs each test program, dynamic then static; all run even if one fails.
 run-tests: $(TESTS) $(addsuffix -static,$(TESTS))
 	@fail=0; for t in $^; do \
-	    echo "== $$t"; $$t || { echo "** $$t FAILED"; fail=1; }; \
+	    echo "== $$t"; $(BOUND) $$t || { echo "** $$t FAILED"; fail=1; }; \
 	done; exit $$fail
 
 # STYLE.md 24: the header compiles as C99 and as C++17 (also with stricter
@@ -139,13 +141,13 @@ asan: $(ASAN_TESTS)
 	@fail=0; for t in $^; do \
 	    echo "== $$t"; \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	        $$t || { echo "** $$t FAILED under asan"; fail=1; }; \
+	        $(BOUND) $$t || { echo "** $$t FAILED under asan"; fail=1; }; \
 	done; exit $$fail
 
 valgrind: $(TESTS)
 	@fail=0; for t in $^; do \
 	    echo "== valgrind $$t"; \
-	    $(VALGRIND) $(VALGRIND_FLAGS) $$t || { echo "** $$t FAILED under valgrind"; fail=1; }; \
+	    $(BOUND) $(VALGRIND) $(VALGRIND_FLAGS) $$t || { echo "** $$t FAILED under valgrind"; fail=1; }; \
 	done; exit $$fail
 
 check-c: lib
