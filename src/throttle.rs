@@ -419,7 +419,8 @@ impl Throttle {
     /// any wait shorter than [`MIN_SLEEP_NS`]; `Killed` if the run ends first.
     fn sleep_until(&self, grant: i64, run_id: u32) -> Result<()> {
         let c = &self.sh().control;
-        let _slack = TimerSlack::tighten(self.config.timer_slack_ns);
+        // Tightened at the first real sleep only: a spin needs no syscall.
+        let mut slack = None;
         let tail = match self.config.spin_ns {
             0 if grant.saturating_sub(self.clock.now_ns()) >= AUTO_TAIL_AFTER_NS => AUTO_TAIL_NS,
             spin => spin,
@@ -437,6 +438,7 @@ impl Throttle {
             if now >= wake_at || grant - now < MIN_SLEEP_NS {
                 std::hint::spin_loop();
             } else {
+                slack.get_or_insert_with(|| TimerSlack::tighten(self.config.timer_slack_ns));
                 self.sleep(epoch, Some(wake_at));
             }
         }
