@@ -65,25 +65,23 @@
 //! `MPT_CHAOS_SEED` to replay one. Run one test, or those whose name
 //! contains a word: `cargo test --test chaos -- window`.
 
+mod common;
+
+use common::{
+    H, KILLED, Kids, MS, NO_FUEL, OK, Overrun, Owned, SEC, Shm, TIMEOUT, Test, TestResult, check,
+    kill_live, max_in_window, note, now, wait_for,
+};
 use mp_throttle::ffi::MptStatus;
 use mp_throttle::ffi::stats::{MptRate, mpt_latest};
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, MptSummary, MptThrottle,
-    mpt_await_fuel, mpt_has_fuel, mpt_is_running, mpt_kill, mpt_kill_flag_is_set, mpt_options_init,
-    mpt_start, mpt_stop, mpt_throttle_create_named, mpt_throttle_free, mpt_throttle_new,
-    mpt_throttle_open, mpt_throttle_unlink,
+    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, MptSummary, mpt_options_init,
+    mpt_throttle_create_named, mpt_throttle_new, mpt_throttle_open, mpt_throttle_unlink,
 };
-use std::cell::RefCell;
 use std::ffi::{CStr, CString};
-use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicI64, AtomicUsize};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-
-const MS: i64 = 1_000_000;
-const SEC: i64 = 1_000_000_000;
 
 /// The throttle of every test: MAX_N per PER (T = 5 ms).
 const MAX_N: i64 = 200;
@@ -100,42 +98,7 @@ const GAP_BOUND: i64 = 100 * MS;
 /// How soon every waiter must return KILLED after `mpt_kill` / `mpt_stop`.
 const KILLED_BOUND: i64 = 200 * MS;
 
-type TestResult = Result<(), String>;
-
-/// Fails the test (returns `Err`) with the line and a message.
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        let ok: bool = $cond;
-        if !ok {
-            return Err(format!("line {}: {}", line!(), format!($($arg)*)));
-        }
-    };
-}
-
-/// A figure to print under the test's result line.
-macro_rules! note {
-    ($($arg:tt)*) => { add_note(format!($($arg)*)) };
-}
-
-thread_local! {
-    static NOTES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-fn add_note(s: String) {
-    NOTES.with(|n| n.borrow_mut().push(s));
-}
-
 // ---------------------------------------------------------------- time, randomness
-
-fn now() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * SEC + ts.tv_nsec
-}
 
 fn sleep_ns(ns: i64) {
     if ns > 0 {
@@ -194,74 +157,13 @@ fn seed() -> u64 {
 
 // ---------------------------------------------------------------- the C API
 
-/// A throttle handle. Every call but `free` is safe from any thread and any
-/// process that inherited it (the header's rule for `const mpt_throttle *`).
-#[derive(Clone, Copy)]
-struct H(*mut MptThrottle);
-
-// SAFETY: the C API makes every call on a `const mpt_throttle *` safe from
-// any thread; the only non-const call (free) is made by the owner alone.
-unsafe impl Send for H {}
-// SAFETY: as for Send.
-unsafe impl Sync for H {}
-
+/// The calls only this file makes (common.rs has the others).
 impl H {
-    fn start(self) -> MptStatus {
-        // SAFETY: a live handle.
-        unsafe { mpt_start(self.0) }
-    }
-
-    fn stop(self) -> (MptStatus, MptSummary) {
-        let mut s = MptSummary::default();
-        // SAFETY: a live handle; `s` is valid for writing.
-        let st = unsafe { mpt_stop(self.0, &mut s) };
-        (st, s)
-    }
-
-    fn await_fuel(self, timeout_s: f64) -> (MptStatus, i64) {
-        let mut g = 0;
-        // SAFETY: a live handle; `g` is valid for writing.
-        let st = unsafe { mpt_await_fuel(self.0, timeout_s, &mut g) };
-        (st, g)
-    }
-
-    fn has_fuel(self) -> (MptStatus, i64) {
-        let mut g = 0;
-        // SAFETY: a live handle; `g` is valid for writing.
-        let st = unsafe { mpt_has_fuel(self.0, &mut g) };
-        (st, g)
-    }
-
-    fn kill(self) -> MptStatus {
-        // SAFETY: a live handle.
-        unsafe { mpt_kill(self.0) }
-    }
-
     fn latest(self) -> (MptStatus, MptRate) {
         let mut r = MptRate::default();
         // SAFETY: a live handle; `r` is valid for writing.
         let st = unsafe { mpt_latest(self.0, &mut r) };
         (st, r)
-    }
-
-    fn is_running(self) -> bool {
-        let mut b = false;
-        // SAFETY: a live handle; `b` is valid for writing.
-        let st = unsafe { mpt_is_running(self.0, &mut b) };
-        st == MptStatus::Ok && b
-    }
-
-    fn kill_flag(self) -> bool {
-        let mut b = false;
-        // SAFETY: a live handle; `b` is valid for writing.
-        let st = unsafe { mpt_kill_flag_is_set(self.0, &mut b) };
-        st == MptStatus::Ok && b
-    }
-
-    /// Releases this process's handle.
-    fn free(self) -> MptStatus {
-        // SAFETY: a live handle that no other thread of this process uses.
-        unsafe { mpt_throttle_free(self.0) }
     }
 
     /// Opens the named throttle `name` (default waiting options).
@@ -295,19 +197,6 @@ impl H {
 fn unlink(name: &CStr) -> MptStatus {
     // SAFETY: `name` is NUL-terminated.
     unsafe { mpt_throttle_unlink(name.as_ptr()) }
-}
-
-/// The parent's handle: on drop (also when a test fails) it kills, stops and
-/// frees, so no process stays blocked on it.
-struct Owned(H);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let h = self.0;
-        let _ = h.kill();
-        let _ = h.stop();
-        let _ = h.free();
-    }
 }
 
 fn options(hardcap: MptHardcap) -> MptOptions {
@@ -360,64 +249,6 @@ impl Drop for Unlink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|n| n != &self.0);
-    }
-}
-
-// ---------------------------------------------------------------- shared memory
-
-/// Zeroed `i64` words in a `MAP_SHARED` anonymous mapping: what a child
-/// writes there, the parent reads.
-struct Shm {
-    ptr: *mut AtomicI64,
-    len: usize,
-}
-
-// SAFETY: the words are atomics; the mapping lives as long as the value.
-unsafe impl Sync for Shm {}
-
-impl Shm {
-    fn new(len: usize) -> Shm {
-        let bytes = len.max(1) * 8;
-        // SAFETY: an anonymous shared mapping at an address of the kernel's
-        // choice; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "mmap failed");
-        Shm {
-            ptr: p.cast(),
-            len: len.max(1),
-        }
-    }
-
-    fn at(&self, i: usize) -> &AtomicI64 {
-        assert!(i < self.len, "shm index {i} out of {}", self.len);
-        let p = self.ptr.wrapping_add(i);
-        // SAFETY: in bounds (checked) of a live mapping of zero-initialised
-        // (so valid) AtomicI64 words, aligned by mmap's page alignment.
-        unsafe { &*p }
-    }
-
-    fn get(&self, i: usize) -> i64 {
-        self.at(i).load(SeqCst)
-    }
-
-    fn set(&self, i: usize, v: i64) {
-        self.at(i).store(v, SeqCst);
-    }
-}
-
-impl Drop for Shm {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, no longer referenced.
-        unsafe { libc::munmap(self.ptr.cast(), self.len * 8) };
     }
 }
 
@@ -540,11 +371,6 @@ fn records(shm: &Shm) -> Result<Vec<Rec>, String> {
         .collect())
 }
 
-const OK: i64 = MptStatus::Ok as i64;
-const TIMEOUT: i64 = MptStatus::Timeout as i64;
-const KILLED: i64 = MptStatus::Killed as i64;
-const NO_FUEL: i64 = MptStatus::NoFuel as i64;
-
 /// A worker: calls the library in a loop as `kind` says and logs every
 /// call (Poll and Zero: every grant, and every call slower than 2 ms); ends
 /// with 0 on KILLED, with 10 + status on anything unexpected.
@@ -616,149 +442,6 @@ fn named_worker(name: &CStr, shm: &Shm, slot: usize, kind: Kind, seed: u64) -> i
     code
 }
 
-// ---------------------------------------------------------------- children
-
-/// Every child not yet reaped, for the watchdog.
-static LIVE: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
-
-fn live() -> MutexGuard<'static, Vec<libc::pid_t>> {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The children of one test. Dropping it SIGKILLs and reaps any left.
-struct Kids {
-    pids: Vec<libc::pid_t>,
-}
-
-impl Kids {
-    fn new() -> Kids {
-        Kids { pids: Vec::new() }
-    }
-
-    /// Forks a child that runs `body` and `_exit`s with its value (101 if it
-    /// panicked).
-    fn spawn(&mut self, body: impl FnOnce() -> i32) -> libc::pid_t {
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        // SAFETY: the child runs only `body` (library calls and atomics on
-        // shared memory) and leaves with `_exit`, never returning into the
-        // harness.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(101);
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
-        self.pids.push(pid);
-        live().push(pid);
-        pid
-    }
-
-    /// SIGKILLs and reaps one child.
-    fn kill(&mut self, pid: libc::pid_t) {
-        kill_and_reap(pid);
-        self.forget(pid);
-    }
-
-    fn forget(&mut self, pid: libc::pid_t) {
-        self.pids.retain(|&p| p != pid);
-        live().retain(|&p| p != pid);
-    }
-
-    /// The exit code of `pid`, waiting at most `timeout_ns`. A child still
-    /// running then is killed with SIGKILL and reported.
-    fn wait(&mut self, pid: libc::pid_t, timeout_ns: i64) -> Result<i32, String> {
-        let deadline = now() + timeout_ns;
-        loop {
-            let mut status = 0;
-            // SAFETY: `status` is valid for writing; WNOHANG never blocks.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                self.forget(pid);
-                if libc::WIFEXITED(status) {
-                    return Ok(libc::WEXITSTATUS(status));
-                }
-                return Err(format!(
-                    "child {pid} died of signal {}",
-                    libc::WTERMSIG(status)
-                ));
-            }
-            if r < 0 {
-                self.forget(pid);
-                return Err(format!(
-                    "waitpid({pid}): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            if now() > deadline {
-                kill_and_reap(pid);
-                self.forget(pid);
-                return Err(format!(
-                    "child {pid} still running after {} ms: killed with SIGKILL",
-                    timeout_ns / MS
-                ));
-            }
-            sleep_ns(200_000);
-        }
-    }
-
-    fn wait_ok(&mut self, pid: libc::pid_t, timeout_ns: i64) -> TestResult {
-        match self.wait(pid, timeout_ns)? {
-            0 => Ok(()),
-            code => Err(format!("child {pid} exited with code {code}")),
-        }
-    }
-
-    /// Waits for every child (together at most `timeout_ns`); all must exit
-    /// 0. Returns when the last one was reaped.
-    fn wait_all_ok(&mut self, timeout_ns: i64) -> Result<i64, String> {
-        let deadline = now() + timeout_ns;
-        let mut errors = Vec::new();
-        for pid in self.pids.clone() {
-            if let Err(e) = self.wait_ok(pid, (deadline - now()).max(MS)) {
-                errors.push(e);
-            }
-        }
-        if errors.is_empty() {
-            Ok(now())
-        } else {
-            Err(errors.join("; "))
-        }
-    }
-}
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for pid in self.pids.clone() {
-            kill_and_reap(pid);
-            self.forget(pid);
-        }
-    }
-}
-
-fn kill_and_reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: SIGKILL to our own unreaped child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    // SAFETY: `status` is valid for writing; the child is dead or dying.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
-/// Polls `cond` every millisecond for at most `timeout_ns`.
-fn wait_for(timeout_ns: i64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = now() + timeout_ns;
-    loop {
-        if cond() {
-            return true;
-        }
-        if now() > deadline {
-            return false;
-        }
-        sleep_ms(1);
-    }
-}
-
 // ---------------------------------------------------------------- checks
 
 /// `floor(d / T)`, exact.
@@ -769,20 +452,6 @@ fn slots(d: i64) -> i64 {
 /// `ceil(k * T)`: the offset of unit k from the start.
 fn offset(k: i64) -> i64 {
     ((i128::from(k) * i128::from(PER) + i128::from(MAX_N) - 1) / i128::from(MAX_N)) as i64
-}
-
-/// Most grants in any half-open window `[t, t + len)` (of sorted times).
-fn max_in_window(g: &[i64], len: i64) -> usize {
-    let mut best = 0;
-    let mut j = 0;
-    for i in 0..g.len() {
-        j = j.max(i);
-        while j < g.len() && g[j] < g[i] + len {
-            j += 1;
-        }
-        best = best.max(j - i);
-    }
-    best
 }
 
 /// What the records of a run say, once each has passed the per-call checks.
@@ -965,7 +634,7 @@ fn sigkill_chaos(hc: MptHardcap, run_ms: i64) -> TestResult {
     let t = throttle(hc)?;
     let h = t.0;
     let shm = log_shm();
-    let mut kids = Kids::new();
+    let mut kids = Kids::polling_every(200_000);
     let spawn = |kids: &mut Kids, slot: usize, seed: u64| {
         let shm = &shm;
         kids.spawn(move || worker(h, shm, slot, MIX[slot], seed))
@@ -1094,7 +763,7 @@ fn starter_killed(stop: bool) -> TestResult {
     let t = throttle(MptHardcap::Limit)?;
     let h = t.0;
     let shm = log_shm();
-    let mut kids = Kids::new();
+    let mut kids = Kids::polling_every(200_000);
     // Slot 0 is the starter, 1..=4 the workers.
     for (i, kind) in WORKERS.into_iter().enumerate() {
         let shm = &shm;
@@ -1225,7 +894,7 @@ fn named_creator_killed_then_chaos() -> TestResult {
     let name = fresh_name("named");
     let _unlink = Unlink(name.clone());
     let shm = log_shm();
-    let mut kids = Kids::new();
+    let mut kids = Kids::polling_every(200_000);
     let creator = {
         let (shm, name) = (&shm, &name);
         let s = rng.next();
@@ -1385,7 +1054,7 @@ fn killed_inside_start_stop_blocks_nobody() -> TestResult {
     check!(st == MptStatus::Ok, "mpt_throttle_new: {st:?}");
     let t = Owned(H(p));
     let h = t.0;
-    let mut kids = Kids::new();
+    let mut kids = Kids::polling_every(200_000);
     let (mut refused, mut first) = (0, String::new());
     for i in 0..KILLS {
         let pid = kids.spawn(move || {
@@ -1553,47 +1222,16 @@ fn threads_restarting_one_handle_never_wedge() -> TestResult {
 
 // ---------------------------------------------------------------- the runner
 
-static DEADLINE: AtomicI64 = AtomicI64::new(0);
-static PASSED: AtomicUsize = AtomicUsize::new(0);
-static FAILED: AtomicUsize = AtomicUsize::new(0);
-
-fn raw_print(s: &str) {
-    // SAFETY: writes from a valid buffer to stdout, without Rust's stdout
-    // lock (which a stuck main thread might hold).
-    unsafe { libc::write(1, s.as_ptr().cast(), s.len()) };
-}
-
-/// Ends the binary if a test overruns its bound: kills every child and
-/// removes the names of named throttles first.
-fn watchdog() {
-    loop {
-        sleep_ms(50);
-        let d = DEADLINE.load(SeqCst);
-        if d == 0 || now() < d {
-            continue;
+/// What the watchdog does before it ends an overrunning binary: kills every
+/// child and removes the names of named throttles.
+fn watchdog_cleanup() {
+    kill_live();
+    if let Ok(names) = NAMES.try_lock() {
+        for name in names.iter() {
+            let _ = unlink(name);
         }
-        if let Ok(pids) = LIVE.try_lock() {
-            for &pid in pids.iter() {
-                // SAFETY: SIGKILL to our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        if let Ok(names) = NAMES.try_lock() {
-            for name in names.iter() {
-                let _ = unlink(name);
-            }
-        }
-        raw_print(&format!(
-            "FAILED (watchdog: the test overran its time bound; children killed)\n{} passed, {} failed\n",
-            PASSED.load(SeqCst),
-            FAILED.load(SeqCst) + 1
-        ));
-        // SAFETY: ends the process at once.
-        unsafe { libc::_exit(1) };
     }
 }
-
-type Test = (&'static str, fn() -> TestResult, i64);
 
 fn main() {
     let tests: &[Test] = &[
@@ -1633,49 +1271,12 @@ fn main() {
             40,
         ),
     ];
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    std::thread::spawn(watchdog);
-    let started = now();
-    for (name, test, bound_s) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        print!("test {name} ... ");
-        let _ = std::io::stdout().flush();
-        let t0 = now();
-        DEADLINE.store(t0 + bound_s * SEC, SeqCst);
-        let outcome = catch_unwind(test);
-        DEADLINE.store(0, SeqCst);
-        let secs = (now() - t0) as f64 / 1e9;
-        match outcome {
-            Ok(Ok(())) => {
-                PASSED.fetch_add(1, SeqCst);
-                println!("ok ({secs:.2} s)");
-            }
-            Ok(Err(e)) => {
-                FAILED.fetch_add(1, SeqCst);
-                println!("FAILED ({secs:.2} s)\n    {e}");
-            }
-            Err(p) => {
-                FAILED.fetch_add(1, SeqCst);
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                println!("FAILED (panicked: {msg})");
-            }
-        }
-        for n in NOTES.with(|n| std::mem::take(&mut *n.borrow_mut())) {
-            println!("    {n}");
-        }
-    }
-    let (passed, failed) = (PASSED.load(SeqCst), FAILED.load(SeqCst));
-    println!("total time {:.1} s", (now() - started) as f64 / 1e9);
-    println!("{passed} passed, {failed} failed");
-    let _ = std::io::stdout().flush();
-    std::process::exit(if failed > 0 { 1 } else { 0 });
+    common::run(
+        tests,
+        Overrun {
+            cleanup: watchdog_cleanup,
+            done: "; children killed",
+        },
+        || {},
+    );
 }

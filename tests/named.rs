@@ -39,6 +39,12 @@
 //! Run one test, or those whose name contains a word:
 //! `cargo test --test named -- corrupt`.
 
+mod common;
+
+use common::{
+    KILLED, MS, NO_FUEL, OK, Overrun, SEC, Shm, TIMEOUT, Test, TestResult, check, kill_and_reap,
+    note, now, sleep_ms,
+};
 use mp_throttle::config::{Config, MAX_WINDOW, Options};
 use mp_throttle::error::Error;
 use mp_throttle::ffi::MptStatus;
@@ -53,60 +59,17 @@ use mp_throttle::shm::layout::{
     Published, Shared,
 };
 use mp_throttle::throttle::{MAX_NAME_LEN, Throttle};
-use std::cell::RefCell;
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::mem::{offset_of, size_of};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::Duration;
 
-const MS: i64 = 1_000_000;
-const SEC: i64 = 1_000_000_000;
-
-type TestResult = Result<(), String>;
-
-/// Fails the test (returns `Err`) with the line and a message.
-macro_rules! check {
-    ($cond:expr, $($arg:tt)*) => {
-        let ok: bool = $cond;
-        if !ok {
-            return Err(format!("line {}: {}", line!(), format!($($arg)*)));
-        }
-    };
-}
-
-/// A figure to print under the test's result line.
-macro_rules! note {
-    ($($arg:tt)*) => { add_note(format!($($arg)*)) };
-}
-
-thread_local! {
-    static NOTES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-fn add_note(s: String) {
-    NOTES.with(|n| n.borrow_mut().push(s));
-}
-
 // ---------------------------------------------------------------- time
-
-fn now() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * SEC + ts.tv_nsec
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
 
 /// Sleeps to within a millisecond of `t`, then spins to it (a start barrier
 /// for processes that share CLOCK_MONOTONIC).
@@ -195,10 +158,6 @@ fn code_of<T>(r: &Result<T, Error>) -> i64 {
     r.as_ref().err().map_or(0, code)
 }
 
-const OK: i64 = MptStatus::Ok as i64;
-const TIMEOUT: i64 = MptStatus::Timeout as i64;
-const KILLED: i64 = MptStatus::Killed as i64;
-const NO_FUEL: i64 = MptStatus::NoFuel as i64;
 const NOT_RUNNING: i64 = MptStatus::NotRunning as i64;
 const WRONG_STATE: i64 = MptStatus::WrongState as i64;
 const MONITOR_OFF: i64 = MptStatus::MonitorOff as i64;
@@ -212,64 +171,6 @@ fn status_name(c: i64) -> String {
         .iter()
         .find(|s| **s as i64 == c)
         .map_or_else(|| format!("status {c}"), |s| format!("{s:?}"))
-}
-
-// ---------------------------------------------------------------- shared memory
-
-/// Zeroed `i64` words in a `MAP_SHARED` anonymous mapping: what a child
-/// writes there, the parent reads.
-struct Shm {
-    ptr: *mut AtomicI64,
-    len: usize,
-}
-
-// SAFETY: the words are atomics; the mapping lives as long as the value.
-unsafe impl Sync for Shm {}
-
-impl Shm {
-    fn new(len: usize) -> Shm {
-        let bytes = len.max(1) * 8;
-        // SAFETY: an anonymous shared mapping at an address of the kernel's
-        // choice; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "mmap failed");
-        Shm {
-            ptr: p.cast(),
-            len: len.max(1),
-        }
-    }
-
-    fn at(&self, i: usize) -> &AtomicI64 {
-        assert!(i < self.len, "shm index {i} out of {}", self.len);
-        let p = self.ptr.wrapping_add(i);
-        // SAFETY: in bounds (checked) of a live mapping of zero-initialised
-        // (so valid) AtomicI64 words, aligned by mmap's page alignment.
-        unsafe { &*p }
-    }
-
-    fn get(&self, i: usize) -> i64 {
-        self.at(i).load(SeqCst)
-    }
-
-    fn set(&self, i: usize, v: i64) {
-        self.at(i).store(v, SeqCst);
-    }
-}
-
-impl Drop for Shm {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, no longer referenced.
-        unsafe { libc::munmap(self.ptr.cast(), self.len * 8) };
-    }
 }
 
 // ---------------------------------------------------------------- children
@@ -290,14 +191,6 @@ fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
     }
     assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
     pid
-}
-
-fn kill_and_reap(pid: libc::pid_t) {
-    let mut status = 0;
-    // SAFETY: SIGKILL to our own unreaped child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    // SAFETY: `status` is valid for writing; the child is dead or dying.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
 }
 
 /// How a child ended.
@@ -2262,36 +2155,6 @@ fn corrupt_waiter_count_still_wakes() -> TestResult {
 
 // ---------------------------------------------------------------- the runner
 
-static DEADLINE: AtomicI64 = AtomicI64::new(0);
-static PASSED: AtomicUsize = AtomicUsize::new(0);
-static FAILED: AtomicUsize = AtomicUsize::new(0);
-
-fn raw_print(s: &str) {
-    // SAFETY: writes from a valid buffer to stdout, without Rust's stdout
-    // lock (which a stuck main thread might hold).
-    unsafe { libc::write(1, s.as_ptr().cast(), s.len()) };
-}
-
-/// Ends the binary if a test overruns its bound; the named objects of this
-/// process are removed first.
-fn watchdog() {
-    loop {
-        sleep_ms(50);
-        let d = DEADLINE.load(SeqCst);
-        if d == 0 || now() < d {
-            continue;
-        }
-        remove_leftovers();
-        raw_print(&format!(
-            "FAILED (watchdog: the test overran its time bound)\n{} passed, {} failed\n",
-            PASSED.load(SeqCst),
-            FAILED.load(SeqCst) + 1
-        ));
-        // SAFETY: ends the process at once.
-        unsafe { libc::_exit(1) };
-    }
-}
-
 /// Removes every `/dev/shm/mp_throttle.named-test.<pid>.*` left behind.
 fn remove_leftovers() {
     let prefix = format!("mp_throttle.named-test.{}.", std::process::id());
@@ -2303,8 +2166,6 @@ fn remove_leftovers() {
         }
     }
 }
-
-type Test = (&'static str, fn() -> TestResult, i64);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -2352,52 +2213,12 @@ fn main() {
             10,
         ),
     ];
-    let filters: Vec<String> = args
-        .iter()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .cloned()
-        .collect();
-    std::thread::spawn(watchdog);
-    let started = now();
-    for (name, test, bound_s) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        print!("test {name} ... ");
-        let _ = std::io::stdout().flush();
-        let t0 = now();
-        DEADLINE.store(t0 + bound_s * SEC, SeqCst);
-        let outcome = catch_unwind(test);
-        DEADLINE.store(0, SeqCst);
-        let took = secs(now() - t0);
-        match outcome {
-            Ok(Ok(())) => {
-                PASSED.fetch_add(1, SeqCst);
-                println!("ok ({took:.2} s)");
-            }
-            Ok(Err(e)) => {
-                FAILED.fetch_add(1, SeqCst);
-                println!("FAILED ({took:.2} s)\n    {e}");
-            }
-            Err(p) => {
-                FAILED.fetch_add(1, SeqCst);
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                println!("FAILED (panicked: {msg})");
-            }
-        }
-        for n in NOTES.with(|n| std::mem::take(&mut *n.borrow_mut())) {
-            println!("    {n}");
-        }
-    }
-    remove_leftovers();
-    let (passed, failed) = (PASSED.load(SeqCst), FAILED.load(SeqCst));
-    println!("total time {:.1} s", secs(now() - started));
-    println!("{passed} passed, {failed} failed");
-    let _ = std::io::stdout().flush();
-    std::process::exit(if failed > 0 { 1 } else { 0 });
+    common::run(
+        tests,
+        Overrun {
+            cleanup: remove_leftovers,
+            done: "",
+        },
+        remove_leftovers,
+    );
 }
