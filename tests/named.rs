@@ -137,21 +137,7 @@ fn config(max_n: u64, per_s: f64, o: &Options) -> Config {
 
 /// The status code the C boundary gives an error (`MptStatus` values).
 fn code(e: &Error) -> i64 {
-    (match e {
-        Error::Timeout => MptStatus::Timeout,
-        Error::Killed => MptStatus::Killed,
-        Error::NoFuel => MptStatus::NoFuel,
-        Error::NotRunning => MptStatus::NotRunning,
-        Error::InvalidArgument(_) => MptStatus::InvalidArgument,
-        Error::WrongState(_) => MptStatus::WrongState,
-        Error::MonitorOff(_) => MptStatus::MonitorOff,
-        Error::System(_) => MptStatus::System,
-        Error::Unsupported(_) => MptStatus::Unsupported,
-        Error::Corrupt(_) => MptStatus::Corrupt,
-        Error::NotFound(_) => MptStatus::NotFound,
-        Error::PermissionDenied(_) => MptStatus::PermissionDenied,
-        Error::Mismatch(_) => MptStatus::Mismatch,
-    }) as i64
+    MptStatus::of(e) as i64
 }
 
 fn code_of<T>(r: &Result<T, Error>) -> i64 {

@@ -137,9 +137,10 @@ impl Failure {
     }
 }
 
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let status = match &e {
+impl MptStatus {
+    /// The status the C boundary returns for a core error.
+    pub fn of(e: &Error) -> MptStatus {
+        match e {
             Error::Timeout => MptStatus::Timeout,
             Error::Killed => MptStatus::Killed,
             Error::NoFuel => MptStatus::NoFuel,
@@ -153,7 +154,13 @@ impl From<Error> for Failure {
             Error::NotFound(_) => MptStatus::NotFound,
             Error::PermissionDenied(_) => MptStatus::PermissionDenied,
             Error::Mismatch(_) => MptStatus::Mismatch,
-        };
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = MptStatus::of(&e);
         match e {
             // Outcomes of the hot calls: a static message, no allocation.
             Error::Timeout | Error::Killed | Error::NoFuel | Error::NotRunning => {
