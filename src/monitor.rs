@@ -11,6 +11,7 @@ use crate::process;
 use crate::shm::Mapping;
 use crate::shm::layout::{
     LANE_LEN, Lane, MONITOR_IDLE, MONITOR_PANICKED, MONITOR_RUNNING, Phase, Published, Shared,
+    pack_entry, unpack_entry,
 };
 use crate::stats::Engine;
 use crate::wait;
@@ -149,7 +150,7 @@ fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
     }
     while tail < head {
         let raw = lane.ring[(tail % len) as usize].load(Ordering::Acquire);
-        let (tag, ts) = ((raw >> 64) as u64, raw as u64 as i64);
+        let (tag, ts) = unpack_entry(raw);
         if tag == tail + 1 {
             engine.add(ts);
         } else if tag > tail + 1 {
@@ -174,7 +175,7 @@ fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
 pub fn push(sh: &Shared, ts: i64) {
     let lane = &sh.lanes[process::lane(sh.lanes.len())];
     let seq = lane.head.fetch_add(1, Ordering::AcqRel);
-    let entry = (u128::from(seq.wrapping_add(1)) << 64) | u128::from(ts as u64);
+    let entry = pack_entry(seq.wrapping_add(1), ts);
     lane.ring[(seq % LANE_LEN as u64) as usize].store(entry, Ordering::Release);
 }
 

@@ -17,9 +17,9 @@ extern "C" fn after_fork_in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Installs the fork hook; called when a throttle is made, long before any
-/// fork that matters.
-pub fn init() {
+/// Installs the fork hook, on the first [`id`] (when the first throttle is
+/// made, long before any fork that matters).
+fn init() {
     HOOKED.get_or_init(|| {
         // SAFETY: getpid has no preconditions.
         PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);

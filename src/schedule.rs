@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::shm::layout::{pack_entry as pack, unpack_entry as unpack};
 use portable_atomic::AtomicU128;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -440,11 +441,15 @@ impl Schedule {
                 .saturating_sub(per)
                 .saturating_add(self.rate.offset_ns(j));
             floor = floor.max(seed).max(known);
-            let slot = &st.ring[(first.wrapping_add(j) % n) as usize];
-            let (raw, _, _) = slots[(first.wrapping_add(j) % n) as usize];
-            let new = pack(first.wrapping_add(j), floor);
-            if slot
-                .compare_exchange(raw, new, Ordering::AcqRel, Ordering::Relaxed)
+            let tag = first.wrapping_add(j);
+            let idx = (tag % n) as usize;
+            if st.ring[idx]
+                .compare_exchange(
+                    slots[idx].0,
+                    pack(tag, floor),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 // Only a late claim changes an entry, and only the next one to
@@ -460,15 +465,6 @@ impl Schedule {
         st.confirmed.store(k.wrapping_sub(1), Ordering::Release);
         true
     }
-}
-
-/// A ring entry: sequence number in the high half, grant time in the low.
-fn pack(tag: u64, t: i64) -> u128 {
-    (u128::from(tag) << 64) | u128::from(t as u64)
-}
-
-fn unpack(raw: u128) -> (u64, i64) {
-    ((raw >> 64) as u64, raw as u64 as i64)
 }
 
 #[cfg(test)]

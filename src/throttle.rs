@@ -142,13 +142,11 @@ impl Throttle {
         }
         let config =
             header::read(map.shared(), map.len(), waiting).map_err(|e| with_name(name, e))?;
-        process::init();
         Ok(Self::adopt(map, config, Arc::new(Monotonic)))
     }
 
     /// Makes a fresh (zeroed) mapping a throttle of `config`, and seals it.
     fn init(map: Mapping, config: Config, clock: Arc<dyn Clock>) -> Self {
-        process::init();
         let sh = map.shared();
         header::write(&sh.header, &config, map.len());
         sh.published.lo_ns.store(-1, Relaxed);
@@ -159,7 +157,8 @@ impl Throttle {
         throttle
     }
 
-    /// This process's handle on a mapping that holds a throttle of `config`.
+    /// This process's handle on a mapping that holds a throttle of `config`
+    /// (`process::id` installs the fork hook on first use).
     fn adopt(map: Mapping, config: Config, clock: Arc<dyn Clock>) -> Self {
         Self {
             map: Arc::new(map),
@@ -190,8 +189,14 @@ impl Throttle {
     }
 
     fn phase(&self) -> Result<(Phase, u32, u64)> {
-        Phase::unpack(self.sh().control.run.load(SeqCst))
-            .ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))
+        run_state(self.sh().control.run.load(SeqCst))
+    }
+
+    /// Whether run `run_id` is over for its waiters: killed, or another run
+    /// began.
+    fn run_over(&self, run_id: u32) -> bool {
+        let c = &self.sh().control;
+        c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id
     }
 
     /// Whether the throttle is running (started and not stopped).
@@ -235,8 +240,7 @@ impl Throttle {
         let mine = to.pack(me, process::start_time());
         loop {
             let word = c.run.load(SeqCst);
-            let (phase, pid, started) = Phase::unpack(word)
-                .ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))?;
+            let (phase, pid, started) = run_state(word)?;
             if phase == from {
                 if c.run.compare_exchange(word, mine, SeqCst, SeqCst).is_ok() {
                     return Ok(());
@@ -428,7 +432,7 @@ impl Throttle {
         let wake_at = grant.saturating_sub(tail);
         loop {
             let epoch = c.epoch.load(SeqCst);
-            if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
+            if self.run_over(run_id) {
                 return Err(Error::Killed);
             }
             let now = self.clock.now_ns();
@@ -463,8 +467,7 @@ impl Throttle {
 
     /// Hands out a reserved unit, unless its run ended meanwhile.
     fn granted(&self, grant: i64, ticket: Ticket, run_id: u32) -> Result<i64> {
-        let c = &self.sh().control;
-        if c.kill.load(SeqCst) != 0 || c.run_id.load(SeqCst) != run_id {
+        if self.run_over(run_id) {
             return Err(Error::Killed);
         }
         if self.config.as_throttle {
@@ -658,6 +661,11 @@ fn with_name(name: &str, e: Error) -> Error {
         Error::Unsupported(m) => Error::Unsupported(format!("throttle {name:?}: {m}")),
         other => other,
     }
+}
+
+/// The `(phase, pid, start time)` of a run word, or `Corrupt`.
+fn run_state(word: u128) -> Result<(Phase, u32, u64)> {
+    Phase::unpack(word).ok_or_else(|| Error::Corrupt("the shared run state is corrupt".into()))
 }
 
 fn corrupt() -> Error {

@@ -158,6 +158,18 @@ pub const MONITOR_RUNNING: u32 = 1;
 /// [`Published::status`]: the monitor thread panicked; statistics are stale.
 pub const MONITOR_PANICKED: u32 = 2;
 
+/// A ring entry (the `WINDOW` ring, the emission lanes): a sequence number
+/// in the high half, a time in nanoseconds in the low half, so that one
+/// atomic 128-bit access reads or writes both.
+pub fn pack_entry(tag: u64, t: i64) -> u128 {
+    (u128::from(tag) << 64) | u128::from(t as u64)
+}
+
+/// The `(sequence number, time)` of a ring entry, see [`pack_entry`].
+pub fn unpack_entry(raw: u128) -> (u64, i64) {
+    ((raw >> 64) as u64, raw as u64 as i64)
+}
+
 /// One emission lane: a ring of `(sequence + 1, timestamp)` entries that
 /// emitters fill and the monitor drains.
 #[repr(C)]
