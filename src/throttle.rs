@@ -533,10 +533,8 @@ impl Throttle {
         let quiet_limit = refresh
             .saturating_mul(monitor::QUIET_REFRESHES)
             .max(monitor::MIN_QUIET_NS);
-        let quiet = self
-            .clock
-            .now_ns()
-            .saturating_sub(p.heartbeat_ns.load(SeqCst));
+        // The heartbeat is on the real clock, whatever this handle's is.
+        let quiet = monotonic_ns().saturating_sub(p.heartbeat_ns.load(SeqCst));
         if self.is_running() && quiet > quiet_limit {
             let pid = sh.control.monitor_pid.load(SeqCst);
             return Err(Error::MonitorOff(format!(

@@ -375,3 +375,15 @@ fn counting_only() {
         "auto_emit defaults to off without throttling"
     );
 }
+
+/// The monitor's heartbeat is on the real clock: a handle on another clock
+/// (far ahead of it here) still reads the statistics of a live monitor.
+#[test]
+fn statistics_of_a_live_monitor_whatever_the_handles_clock() {
+    let (t, clock) = throttle(4, 1.0, opts(Hardcap::Limit, true));
+    t.start().unwrap();
+    clock.set(1_000_000_000_000_000); // about 11.6 days of uptime
+    assert!(t.latest().is_ok(), "{:?}", t.latest());
+    assert!(t.mean().is_ok());
+    t.stop().unwrap();
+}
