@@ -48,9 +48,9 @@
 #include <stdint.h>
 
 #define MPT_VERSION_MAJOR 0
-#define MPT_VERSION_MINOR 1
+#define MPT_VERSION_MINOR 2
 #define MPT_VERSION_PATCH 0
-#define MPT_VERSION_STRING "0.1.0"
+#define MPT_VERSION_STRING "0.2.0"
 /** The number in the shared library's SONAME (libmp_throttle.so.N). */
 #define MPT_ABI_VERSION 0
 #if defined(__GNUC__) || defined(__clang__)
@@ -80,6 +80,18 @@
  * mp_throttle).
  */
 #define MPT_AUTO_EMIT_DEFAULT -1
+
+/**
+ * Change records of the GCRA schedule (`crate::schedule`): slot `g %
+ * RECORDS` holds generation g's rate and what changed from g - 1.
+ */
+#define RECORDS 4
+
+/**
+ * How long a rate change or a give-back waits for a live holder of the
+ * change lock (held for microseconds by a running process).
+ */
+#define CHANGE_PATIENCE_NS 200000000
 
 /**
  * Longest throttle name, in bytes.
@@ -448,7 +460,7 @@ mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
  * The shared state lives in a `MAP_SHARED` anonymous mapping: a handle made
  * before `fork()` works in every child.
  *
- * - `max_n`: at least 1, at most 2^62 (at most 4194304 with
+ * - `max_n`: at least 1, at most 2^40 (at most 4194304 with
  *   `MPT_HARDCAP_WINDOW`).
  * - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns), at most
  *   2^62 ns (about 146 years).
@@ -686,6 +698,128 @@ mpt_status mpt_await_fuel(const struct mpt_throttle *throttle,
  * `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
  */
 MPT_MUST_USE mpt_status mpt_has_fuel(const struct mpt_throttle *throttle, int64_t *out_grant_ns);
+
+/**
+ * As `mpt_await_fuel`, for `n` units of fuel granted all at once
+ * (bandwidth-style throttling: `n` bytes of a budget of max_n bytes per
+ * `per`). Waiters keep their order whatever their `n`. With auto_emit, the
+ * `n` units count as one emission.
+ *
+ * A sleeping waiter follows every `mpt_set_rate` at once; if a change
+ * moves its grant past its timeout, it gives its units back (every waiter
+ * behind it moves up) and returns `MPT_STATUS_TIMEOUT`: a waiter that
+ * times out or is killed takes nothing.
+ *
+ * - `n`: at least 1, at most what the tank can ever hold at the current
+ *   rate: max_n for `MPT_HARDCAP_LIMIT`, 1 for `MPT_HARDCAP_ONE` and (for
+ *   now) `MPT_HARDCAP_WINDOW`, any for `MPT_HARDCAP_NONE`.
+ * - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
+ *
+ * Returns: as `mpt_await_fuel`; `MPT_STATUS_INVALID_ARGUMENT` also for an
+ * `n` of 0 or more than the tank holds (it could never be granted).
+ *
+ * Thread safety, fork safety, blocking: as `mpt_await_fuel`. Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+ */
+MPT_MUST_USE
+mpt_status mpt_await_fuel_n(const struct mpt_throttle *throttle,
+                            uint64_t n,
+                            double timeout_s,
+                            int64_t *out_grant_ns);
+
+/**
+ * As `mpt_has_fuel`, for `n` units taken all at once if the tank holds
+ * them now; never blocks.
+ *
+ * Returns: as `mpt_has_fuel`; `MPT_STATUS_INVALID_ARGUMENT` for `n` as in
+ * `mpt_await_fuel_n`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+ */
+MPT_MUST_USE
+mpt_status mpt_has_fuel_n(const struct mpt_throttle *throttle,
+                          uint64_t n,
+                          int64_t *out_grant_ns);
+
+/**
+ * Looks at the tank without taking anything: how many units it holds now,
+ * and how long until `n` units would be granted to a waiter arriving now
+ * (waiters already queued come first).
+ *
+ * - `n`: as for `mpt_await_fuel_n`.
+ * - `out_level`: may be NULL; units in the tank now (`UINT64_MAX` without
+ *   as_throttle: fuel is always there).
+ * - `out_wait_s`: may be NULL; seconds until `n` units (0: now).
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NOT_RUNNING` (not started: no fuel
+ * accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
+ * system call. Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; each out pointer NULL or valid.
+ */
+mpt_status mpt_peek_fuel(const struct mpt_throttle *throttle,
+                         uint64_t n,
+                         uint64_t *out_level,
+                         double *out_wait_s);
+
+/**
+ * Changes the rate of a throttle to `max_n` units per `per_s` seconds,
+ * from now on, for every process that shares it, running or not.
+ *
+ * Sleeping waiters, in every process, are rescheduled at once at the new
+ * rate, in the order they had; fuel in the tank is kept up to what the new
+ * tank holds, so the change never lets through a burst that the new rate
+ * forbids. A waiter whose new grant falls after its timeout gives its
+ * units back and returns `MPT_STATUS_TIMEOUT`. The configuration a named
+ * throttle was created with (what `mpt_throttle_create_named` compares) is
+ * not changed; `mpt_get_rate` reads the rate in force.
+ *
+ * - `max_n`, `per_s`: as for `mpt_throttle_new`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT`;
+ * `MPT_STATUS_UNSUPPORTED` (`MPT_HARDCAP_WINDOW`: its ring is sized for its
+ * rate); `MPT_STATUS_SYSTEM` (another process held the change lock for
+ * 200 ms without dying, e.g. stopped in a debugger: try again);
+ * `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety: safe from any thread and process. Fork safety: safe in a
+ * child. Blocking: for microseconds, on a lock that a dead holder cannot
+ * keep. Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle.
+ */
+mpt_status mpt_set_rate(const struct mpt_throttle *throttle, uint64_t max_n, double per_s);
+
+/**
+ * The rate in force: the one the throttle was made with, or the last
+ * `mpt_set_rate` from any process.
+ *
+ * - `out_max_n`, `out_per_s`: may be NULL.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; each out pointer NULL or valid.
+ */
+mpt_status mpt_get_rate(const struct mpt_throttle *throttle,
+                        uint64_t *out_max_n,
+                        double *out_per_s);
 
 /**
  * Counts one emission now. For throttles made with auto_emit 0.

@@ -28,7 +28,10 @@
 
 #![forbid(unsafe_code)]
 
-use crate::shm::layout::{pack_entry as pack, unpack_entry as unpack};
+use crate::shm::layout::{Records, pack_entry as pack, unpack_entry as unpack};
+
+mod gcra;
+pub use gcra::Follow;
 use portable_atomic::AtomicU128;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,8 +71,9 @@ pub struct Rate {
     per_ns: u64,
 }
 
-/// Largest `max_n` accepted: keeps every scaled time below 2^126.
-pub const MAX_N: u64 = 1 << 62;
+/// Largest `max_n` accepted: keeps every scaled time below 2^103, so that a
+/// generation fits beside it in the schedule word (see [`gcra`]).
+pub const MAX_N: u64 = 1 << 40;
 /// Largest `per` accepted, in nanoseconds (about 146 years).
 pub const MAX_PER_NS: u64 = 1 << 62;
 
@@ -124,8 +128,10 @@ pub enum Reservation {
 /// The atomics a schedule works on (in the shared mapping, or in tests).
 #[derive(Clone, Copy)]
 pub struct State<'a> {
-    /// GCRA: the theoretical arrival time, scaled.
+    /// GCRA: the generation and theoretical arrival time, scaled.
     pub tat: &'a AtomicU128,
+    /// GCRA: the change records (rates, units given back).
+    pub records: &'a Records,
     /// WINDOW: the sequence number of the next grant.
     pub head: &'a AtomicU64,
     /// WINDOW: `max_n` entries `(sequence, grant time)`; empty otherwise.
@@ -135,10 +141,37 @@ pub struct State<'a> {
     pub confirmed: &'a AtomicU64,
 }
 
-/// Which unit a reservation holds: pass it to [`Schedule::confirm`] when the
-/// waiter goes ahead with it.
+/// Which units a reservation holds: a sleeping waiter follows changes with
+/// [`Schedule::follow`], and passes it to [`Schedule::confirm`] when it goes
+/// ahead with them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Ticket(u64);
+pub struct Ticket {
+    /// `WINDOW`: the sequence number of the (last) unit.
+    seq: u64,
+    /// GCRA: the generation the slot is in.
+    generation: u32,
+    /// GCRA: the exact scaled time of the last unit.
+    slot: u128,
+    /// GCRA: units held (0: nothing to follow or give back).
+    units: u64,
+    /// The grant time.
+    grant: i64,
+}
+
+impl Ticket {
+    /// A ticket for fuel that is always there (no throttling).
+    pub fn now(now: i64) -> Self {
+        Self {
+            grant: now,
+            ..Self::default()
+        }
+    }
+
+    /// When the units are granted (as of the last [`Schedule::follow`]).
+    pub fn grant(&self) -> i64 {
+        self.grant
+    }
+}
 
 /// The schedule of one throttle: its rate and hardcap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,20 +204,10 @@ impl Schedule {
         }
     }
 
-    /// GCRA burst tolerance, scaled: `(capacity - 1) * T`; `None` = unbounded.
-    fn tau(&self) -> Option<u128> {
-        let per = u128::from(self.rate.per_ns);
-        match self.hardcap {
-            Hardcap::Limit => Some(u128::from(self.rate.max_n - 1) * per),
-            Hardcap::One => Some(0),
-            Hardcap::None | Hardcap::Window => None,
-        }
-    }
-
     /// Puts a fresh state in order (tags of the `WINDOW` ring). Call once,
     /// before the state is shared.
     pub fn init(&self, st: &State<'_>) {
-        st.tat.store(0, Ordering::Relaxed);
+        self.init_gcra(st);
         let n = st.ring.len() as u64;
         st.head.store(n, Ordering::Relaxed);
         st.confirmed.store(n.wrapping_sub(1), Ordering::Relaxed);
@@ -202,9 +225,54 @@ impl Schedule {
 
     /// As [`reserve`](Self::reserve), with the ticket of a granted unit.
     pub fn reserve_ticket(&self, st: &State<'_>, now: i64, latest: i64) -> (Reservation, Ticket) {
+        self.reserve_n(st, 1, now, latest)
+    }
+
+    /// Reserves `n` units, all granted at once, at `now` if they can be
+    /// granted no later than `latest`. `n` must be at least 1 and at most
+    /// [`capacity`](Self::capacity) (the caller checks: a larger `n` could
+    /// never be granted).
+    pub fn reserve_n(
+        &self,
+        st: &State<'_>,
+        n: u64,
+        now: i64,
+        latest: i64,
+    ) -> (Reservation, Ticket) {
         match self.hardcap {
             Hardcap::Window => self.reserve_window(st, now, latest),
-            _ => (self.reserve_gcra(st.tat, now, latest), Ticket(0)),
+            _ => self.reserve_gcra(st, n.max(1), now, latest),
+        }
+    }
+
+    /// Units the tank can ever hold at the current rate (`None`: unbounded),
+    /// so the most one reservation may take; `None` also if corrupt.
+    pub fn capacity(&self, st: &State<'_>) -> Option<Option<u64>> {
+        match self.hardcap {
+            // One unit per reservation until WINDOW claims several at once.
+            Hardcap::Window => Some(Some(1)),
+            _ => self.current_rate(st).map(|rate| self.capacity_at(rate)),
+        }
+    }
+
+    /// `(units in the tank now, ns from now until n units are there)`,
+    /// taking nothing; `None` if corrupt.
+    pub fn peek(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
+        match self.hardcap {
+            Hardcap::Window => self.peek_window(st, n, now),
+            _ => self.peek_gcra(st, n, now),
+        }
+    }
+
+    /// Changes the rate from `now` on (`LIMIT`, `ONE`, `NONE`): the queue of
+    /// reserved units keeps its order and is respaced at the new rate. The
+    /// caller holds the change lock. `Err(true)`: `WINDOW`, whose ring is
+    /// sized for its rate; `Err(false)`: corrupt.
+    pub fn set_rate(&self, st: &State<'_>, rate: Rate, now: i64) -> Result<(), bool> {
+        match self.hardcap {
+            Hardcap::Window => Err(true),
+            _ if self.set_rate_gcra(st, rate, now) => Ok(()),
+            _ => Err(false),
         }
     }
 
@@ -213,51 +281,14 @@ impl Schedule {
     /// (their waiters were told "killed") are given back at the restart.
     pub fn confirm(&self, st: &State<'_>, ticket: Ticket) {
         if self.hardcap == Hardcap::Window {
-            st.confirmed.fetch_max(ticket.0, Ordering::AcqRel);
-        }
-    }
-
-    fn reserve_gcra(&self, tat: &AtomicU128, now: i64, latest: i64) -> Reservation {
-        let per = u128::from(self.rate.per_ns);
-        let now_s = self.rate.scale(now);
-        let tau = self.tau();
-        let mut cur = tat.load(Ordering::Acquire);
-        loop {
-            let earliest = match tau {
-                Some(tau) => cur.saturating_sub(tau),
-                None => cur,
-            };
-            let (grant, next) = if earliest <= now_s {
-                // Fuel is in the tank now. A bounded tank restarts its
-                // schedule from now; NONE keeps the old one to catch up.
-                let base = match tau {
-                    // Capacity 1: a caller at `now`, the due time `cur`
-                    // rounded up to whole ns (now_s - cur < max_n), is on
-                    // time; restarting from `now_s` would lose the fraction
-                    // at every grant.
-                    Some(0) if now_s - cur < u128::from(self.rate.max_n) => cur,
-                    Some(_) => cur.max(now_s),
-                    None => cur,
-                };
-                // now_s / max_n is `now` itself: no division on this path.
-                (now.max(0), base.saturating_add(per))
-            } else {
-                (self.rate.unscale_ceil(earliest), cur.saturating_add(per))
-            };
-            if grant > latest {
-                return Reservation::Later(grant);
-            }
-            match tat.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Reservation::Granted(grant),
-                Err(actual) => cur = actual,
-            }
+            st.confirmed.fetch_max(ticket.seq, Ordering::AcqRel);
         }
     }
 
     fn reserve_window(&self, st: &State<'_>, now: i64, latest: i64) -> (Reservation, Ticket) {
         let n = st.ring.len() as u64;
         if n == 0 {
-            return (Reservation::Corrupt, Ticket(0));
+            return (Reservation::Corrupt, Ticket::default());
         }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
         loop {
@@ -280,7 +311,7 @@ impl Schedule {
                 unpack(st.ring[(k.wrapping_sub(1) % n) as usize].load(Ordering::Acquire));
             if tag != k.wrapping_sub(n) || prev_tag != k.wrapping_sub(1) {
                 if st.head.load(Ordering::Acquire) == k {
-                    return (Reservation::Corrupt, Ticket(0));
+                    return (Reservation::Corrupt, Ticket::default());
                 }
                 continue; // the head moved on while we read
             }
@@ -288,7 +319,7 @@ impl Schedule {
             // grant k - 1 (grant times never go backwards).
             let grant = now.max(window_start.saturating_add(per)).max(prev);
             if grant > latest {
-                return (Reservation::Later(grant), Ticket(0));
+                return (Reservation::Later(grant), Ticket::default());
             }
             if entry
                 .compare_exchange(raw, pack(k, grant), Ordering::AcqRel, Ordering::Acquire)
@@ -300,9 +331,44 @@ impl Schedule {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 );
-                return (Reservation::Granted(grant), Ticket(k));
+                let ticket = Ticket {
+                    seq: k,
+                    grant,
+                    ..Ticket::default()
+                };
+                return (Reservation::Granted(grant), ticket);
             }
         }
+    }
+
+    /// `(units grantable now, ns until n units are)` for `WINDOW`: unit j
+    /// from now is due when grant `head + j - 1 - max_n` leaves the window.
+    fn peek_window(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
+        let len = st.ring.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
+        let k = st.head.load(Ordering::Acquire);
+        let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(Ordering::Acquire)).1;
+        let prev = time_of(k.wrapping_sub(1));
+        let due = |j: u64| {
+            time_of(k.wrapping_add(j - 1).wrapping_sub(len))
+                .saturating_add(per)
+                .max(prev)
+                .max(now)
+        };
+        // Grant times never go backwards, so "due by now" holds for a prefix.
+        let (mut lo, mut hi) = (0, len);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if due(mid) <= now {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some((lo, due(n.clamp(1, len)) - now))
     }
 
     /// Opens the tank for a run starting at `t_start`.
@@ -319,39 +385,8 @@ impl Schedule {
     pub fn start(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
         match self.hardcap {
             Hardcap::Window => self.start_window(st, t_start, last_stop),
-            _ => self.start_gcra(st.tat, t_start, last_stop),
+            _ => self.start_gcra(st, t_start, last_stop),
         }
-    }
-
-    fn start_gcra(&self, tat: &AtomicU128, t_start: i64, last_stop: Option<i64>) {
-        let start_s = self.rate.scale(t_start);
-        let tau = self.tau();
-        let next = match last_stop {
-            None => start_s.saturating_add(tau.unwrap_or(0)),
-            Some(stop) => {
-                let stop_s = self.rate.scale(stop);
-                let kept = self.refund_gcra(tat.load(Ordering::Acquire), stop_s);
-                match tau {
-                    Some(tau) => start_s.saturating_add(tau).max(kept),
-                    None => kept.saturating_add(start_s.saturating_sub(stop_s)),
-                }
-            }
-        };
-        tat.store(next, Ordering::Release);
-    }
-
-    /// The TAT without the reservations granted after `stop_s`. Reservations
-    /// made ahead of time are `T` apart, the last one granted at
-    /// `tat - T - tau`; anything whose grant time is not known to be after
-    /// the stop is kept (the safe side).
-    fn refund_gcra(&self, tat: u128, stop_s: u128) -> u128 {
-        let per = u128::from(self.rate.per_ns);
-        let last_grant = tat.saturating_sub(per.saturating_add(self.tau().unwrap_or(0)));
-        if last_grant <= stop_s {
-            return tat;
-        }
-        let cut_short = (last_grant - stop_s).div_ceil(per);
-        tat.saturating_sub(cut_short.saturating_mul(per))
     }
 
     fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
@@ -469,3 +504,5 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_changes;

@@ -12,7 +12,7 @@ use crate::config::{self, Config, Options};
 use crate::error::{Error, Result};
 use crate::monitor::{self, MonitorThread};
 use crate::process;
-use crate::schedule::{Reservation, State, Ticket};
+use crate::schedule::{Follow, Rate, Reservation, State, Ticket};
 use crate::shm::layout::{MONITOR_PANICKED, Phase, Shared};
 use crate::shm::{Mapping, header, layout, map};
 use crate::stats::RatePair;
@@ -182,6 +182,7 @@ impl Throttle {
         let sh = self.sh();
         State {
             tat: &sh.tat,
+            records: &sh.records,
             head: &sh.head,
             ring: self.map.ring(),
             confirmed: &sh.confirmed,
@@ -382,13 +383,25 @@ impl Throttle {
     /// Blocks until a unit of fuel is granted, and returns its grant time
     /// (`CLOCK_MONOTONIC` ns). `timeout_ns`: `None` waits forever, `Some(0)`
     /// does not wait. Errors: [`Error::Timeout`], [`Error::Killed`].
-    ///
-    /// The waiter reserves its unit first, then sleeps to its grant time, so
-    /// waiters are served in the order they arrive. Before `start` it waits
-    /// for `start`. A waiter that would be granted only after its timeout
-    /// reserves nothing and returns `Timeout` at the timeout, unless the
-    /// throttle is stopped or killed first.
     pub fn await_fuel(&self, timeout_ns: Option<i64>) -> Result<i64> {
+        self.await_fuel_n(1, timeout_ns)
+    }
+
+    /// Blocks until `n` units of fuel are granted, all at once, and returns
+    /// their grant time. With auto_emit, that counts one emission (one
+    /// piece of work, however many units it took).
+    ///
+    /// The waiter reserves its units first, then sleeps to their grant time,
+    /// so waiters are served in the order they arrive. Before `start` it
+    /// waits for `start`. A waiter that would be granted only after its
+    /// timeout reserves nothing and returns `Timeout` at the timeout, unless
+    /// the throttle is stopped or killed first. A sleeping waiter follows
+    /// every rate change at once; if one moves its grant past its timeout,
+    /// it gives its units back (every waiter behind it moves up) and
+    /// returns `Timeout`. Errors also: [`Error::InvalidArgument`] (`n` is 0
+    /// or more than the tank can ever hold).
+    pub fn await_fuel_n(&self, n: u64, timeout_ns: Option<i64>) -> Result<i64> {
+        self.check_units(n)?;
         let c = &self.sh().control;
         let mut now = self.clock.now_ns();
         let deadline = timeout_ns.map(|t| now.saturating_add(t.max(0)));
@@ -398,47 +411,87 @@ impl Throttle {
                 return Err(Error::Killed);
             }
             let run_id = c.run_id.load(SeqCst);
-            let grant = if !self.is_running() {
+            let reserved = if !self.is_running() {
                 None
             } else {
-                self.reserve(now, deadline.unwrap_or(i64::MAX))?
+                self.reserve(n, now, deadline.unwrap_or(i64::MAX))?
             };
-            let Some((grant, ticket)) = grant else {
+            let Some(mut ticket) = reserved else {
                 if self.sleep(epoch, deadline) == Wake::TimedOut {
                     return Err(Error::Timeout);
                 }
                 now = self.clock.now_ns();
                 continue;
             };
-            if grant > now {
-                self.sleep_until(grant, run_id)?;
+            match self.sleep_until(&mut ticket, run_id, deadline)? {
+                Slept::Granted => return self.granted(ticket, run_id),
+                // Its units were lost to changes it slept through: queue again.
+                Slept::Lost => now = self.clock.now_ns(),
             }
-            return self.granted(grant, ticket, run_id);
         }
     }
 
-    /// Sleeps until `grant`, with the configured timer slack, spinning on
-    /// the clock for the configured tail (without one: the last
-    /// [`AUTO_TAIL_NS`] of a sleep of [`AUTO_TAIL_AFTER_NS`] or more), and for
-    /// any wait shorter than [`MIN_SLEEP_NS`]; `Killed` if the run ends first.
-    fn sleep_until(&self, grant: i64, run_id: u32) -> Result<()> {
+    /// `InvalidArgument` unless `n` units could ever be granted at once.
+    fn check_units(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "n is 0: take at least one unit of fuel".into(),
+            ));
+        }
+        if !self.config.as_throttle {
+            return Ok(());
+        }
+        match self.config.schedule.capacity(&self.state()) {
+            None => Err(corrupt()),
+            Some(Some(cap)) if n > cap => Err(Error::InvalidArgument(format!(
+                "{n} units can never be granted at once: the tank holds at most {cap} \
+                 ({:?} hardcap at the current rate)",
+                self.config.schedule.hardcap()
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Sleeps until the units of `ticket` are due, with the configured timer
+    /// slack, spinning on the clock for the configured tail (without one:
+    /// the last [`AUTO_TAIL_NS`] of a sleep of [`AUTO_TAIL_AFTER_NS`] or
+    /// more), and for any wait shorter than [`MIN_SLEEP_NS`]. Follows every
+    /// change of the schedule at once. `Killed` if the run ends first;
+    /// `Timeout` (units given back) if a change moves them past `deadline`.
+    fn sleep_until(
+        &self,
+        ticket: &mut Ticket,
+        run_id: u32,
+        deadline: Option<i64>,
+    ) -> Result<Slept> {
         let c = &self.sh().control;
         // Tightened at the first real sleep only: a spin needs no syscall.
         let mut slack = None;
-        let tail = match self.config.spin_ns {
-            0 if grant.saturating_sub(self.clock.now_ns()) >= AUTO_TAIL_AFTER_NS => AUTO_TAIL_NS,
-            spin => spin,
-        };
-        let wake_at = grant.saturating_sub(tail);
+        let mut tail = None;
         loop {
             let epoch = c.epoch.load(SeqCst);
             if self.run_over(run_id) {
                 return Err(Error::Killed);
             }
+            // The time first, then the changes: a change committed after we
+            // looked takes effect after our grant time had come.
             let now = self.clock.now_ns();
-            if now >= grant {
-                return Ok(());
+            let grant = match self.follow(ticket)? {
+                Follow::At(grant) => grant,
+                Follow::Lost => return Ok(Slept::Lost),
+            };
+            if deadline.is_some_and(|d| grant > d) {
+                self.give_back(ticket, deadline);
+                return Err(Error::Timeout);
             }
+            if now >= grant {
+                return Ok(Slept::Granted);
+            }
+            let tail = *tail.get_or_insert(match self.config.spin_ns {
+                0 if grant - now >= AUTO_TAIL_AFTER_NS => AUTO_TAIL_NS,
+                spin => spin,
+            });
+            let wake_at = grant.saturating_sub(tail);
             if now >= wake_at || grant - now < MIN_SLEEP_NS {
                 std::hint::spin_loop();
             } else {
@@ -448,25 +501,159 @@ impl Throttle {
         }
     }
 
-    /// Reserves a unit at `now` due no later than `latest`: its grant time
-    /// and ticket, or `None`. Without `as_throttle` fuel is always there.
-    fn reserve(&self, now: i64, latest: i64) -> Result<Option<(i64, Ticket)>> {
+    fn follow(&self, ticket: &mut Ticket) -> Result<Follow> {
         if !self.config.as_throttle {
-            return Ok(Some((now, Ticket::default())));
+            return Ok(Follow::At(ticket.grant()));
+        }
+        self.config
+            .schedule
+            .follow(&self.state(), ticket)
+            .ok_or_else(corrupt)
+    }
+
+    /// Gives back the units of a waiter whose grant a change moved past its
+    /// `deadline`, so every waiter behind it moves up. If the change lock
+    /// cannot be had (its holder is stopped, not dead) the units stay taken.
+    fn give_back(&self, ticket: &mut Ticket, deadline: Option<i64>) {
+        let sched = &self.config.schedule;
+        let st = self.state();
+        let done = self.change_locked(|| {
+            for _ in 0..8 {
+                match sched.follow(&st, ticket) {
+                    Some(Follow::At(grant)) if deadline.is_some_and(|d| grant > d) => {}
+                    // Moved back within the deadline, lost, or corrupt: the
+                    // units are not ours to give.
+                    _ => return false,
+                }
+                if sched.give_back(&st, ticket) {
+                    return true;
+                }
+            }
+            false
+        });
+        if done.unwrap_or(false) {
+            self.wake_all();
+        }
+    }
+
+    /// Runs `f` holding the change lock: taken over from a dead holder;
+    /// [`Error::System`] if a live one keeps it for [`CHANGE_PATIENCE_NS`].
+    fn change_locked<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        let lock = &self.sh().change_lock;
+        let me = Phase::Running.pack(process::id(), process::start_time());
+        let give_up = monotonic_ns().saturating_add(CHANGE_PATIENCE_NS);
+        loop {
+            match lock.compare_exchange(0, me, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(held) => {
+                    let (_, pid, started) = run_state(held)?;
+                    if held != me && !process::is_alive(pid, started) {
+                        let _ = lock.compare_exchange(held, 0, SeqCst, SeqCst);
+                        continue;
+                    }
+                    if monotonic_ns() > give_up {
+                        return Err(Error::System(format!(
+                            "process {pid} has held the change lock of this throttle for {} ms \
+                             without dying (stopped in a debugger?); try again",
+                            CHANGE_PATIENCE_NS / 1_000_000
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            }
+        }
+        struct Unlock<'a>(&'a AtomicU128, u128);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.compare_exchange(self.1, 0, SeqCst, SeqCst);
+            }
+        }
+        let _unlock = Unlock(lock, me);
+        Ok(f())
+    }
+
+    /// Changes the rate to `max_n` units per `per_ns`, from now on, for
+    /// every process that shares the throttle, running or not. Sleeping
+    /// waiters are rescheduled at once, in their order, at the new rate;
+    /// fuel already in the tank is kept up to what the new tank holds, so
+    /// the change lets no burst through that the new rate forbids.
+    /// Errors: [`Error::InvalidArgument`], [`Error::Unsupported`] (`WINDOW`),
+    /// [`Error::System`] (another process has held the change lock for
+    /// [`CHANGE_PATIENCE_NS`] without dying: stopped in a debugger?).
+    pub fn set_rate(&self, max_n: u64, per_ns: u64) -> Result<()> {
+        let rate = Rate::new(max_n, per_ns).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "max_n must be 1 to {} and per 1 ns to {} s (got {max_n} per {per_ns} ns)",
+                crate::schedule::MAX_N,
+                crate::schedule::MAX_PER_NS / 1_000_000_000
+            ))
+        })?;
+        let sched = &self.config.schedule;
+        let st = self.state();
+        let now = self.clock.now_ns();
+        let done = self.change_locked(|| sched.set_rate(&st, rate, now))?;
+        match done {
+            Ok(()) => {
+                self.wake_all();
+                Ok(())
+            }
+            Err(true) => Err(Error::Unsupported(
+                "the rate of a WINDOW throttle cannot change: its ring is sized for its rate"
+                    .into(),
+            )),
+            Err(false) => Err(corrupt()),
+        }
+    }
+
+    /// The rate in force: `(max_n, per_ns)`.
+    pub fn rate(&self) -> Result<(u64, u64)> {
+        let rate = self
+            .config
+            .schedule
+            .current_rate(&self.state())
+            .ok_or_else(corrupt)?;
+        Ok((rate.max_n(), rate.per_ns()))
+    }
+
+    /// Looks without taking: `(units in the tank now, ns until n units would
+    /// be there)`. Waiters already queued come first: their units are not
+    /// in the tank. Without `as_throttle` the tank is bottomless (`u64::MAX`,
+    /// 0). Errors: [`Error::NotRunning`] (no fuel accrues),
+    /// [`Error::InvalidArgument`] (as for [`await_fuel_n`](Self::await_fuel_n)).
+    pub fn peek(&self, n: u64) -> Result<(u64, i64)> {
+        self.check_units(n)?;
+        if !self.config.as_throttle {
+            return Ok((u64::MAX, 0));
+        }
+        if !self.is_running() {
+            return Err(Error::NotRunning);
+        }
+        let now = self.clock.now_ns();
+        self.config
+            .schedule
+            .peek(&self.state(), n, now)
+            .ok_or_else(corrupt)
+    }
+
+    /// Reserves `n` units at `now` due no later than `latest`: the ticket,
+    /// or `None`. Without `as_throttle` fuel is always there.
+    fn reserve(&self, n: u64, now: i64, latest: i64) -> Result<Option<Ticket>> {
+        if !self.config.as_throttle {
+            return Ok(Some(Ticket::now(now)));
         }
         match self
             .config
             .schedule
-            .reserve_ticket(&self.state(), now, latest)
+            .reserve_n(&self.state(), n, now, latest)
         {
-            (Reservation::Granted(grant), ticket) => Ok(Some((grant, ticket))),
+            (Reservation::Granted(_), ticket) => Ok(Some(ticket)),
             (Reservation::Later(_), _) => Ok(None),
             (Reservation::Corrupt, _) => Err(corrupt()),
         }
     }
 
-    /// Hands out a reserved unit, unless its run ended meanwhile.
-    fn granted(&self, grant: i64, ticket: Ticket, run_id: u32) -> Result<i64> {
+    /// Hands out reserved units, unless their run ended meanwhile.
+    fn granted(&self, ticket: Ticket, run_id: u32) -> Result<i64> {
         if self.run_over(run_id) {
             return Err(Error::Killed);
         }
@@ -474,14 +661,22 @@ impl Throttle {
             self.config.schedule.confirm(&self.state(), ticket);
         }
         if self.config.auto_emit {
-            monitor::push(self.sh(), grant);
+            monitor::push(self.sh(), ticket.grant());
         }
-        Ok(grant)
+        Ok(ticket.grant())
     }
 
     /// Takes a unit of fuel if the tank holds one now; never blocks.
     /// Errors: [`Error::NoFuel`] (empty, or not running), [`Error::Killed`].
     pub fn has_fuel(&self) -> Result<i64> {
+        self.has_fuel_n(1)
+    }
+
+    /// Takes `n` units at once if the tank holds them now; never blocks.
+    /// Errors: as [`has_fuel`](Self::has_fuel), and
+    /// [`Error::InvalidArgument`] as for [`await_fuel_n`](Self::await_fuel_n).
+    pub fn has_fuel_n(&self, n: u64) -> Result<i64> {
+        self.check_units(n)?;
         let c = &self.sh().control;
         if c.kill.load(SeqCst) != 0 {
             return Err(Error::Killed);
@@ -491,8 +686,8 @@ impl Throttle {
         }
         let run_id = c.run_id.load(SeqCst);
         let now = self.clock.now_ns();
-        let (grant, ticket) = self.reserve(now, now)?.ok_or(Error::NoFuel)?;
-        self.granted(grant, ticket, run_id)
+        let ticket = self.reserve(n, now, now)?.ok_or(Error::NoFuel)?;
+        self.granted(ticket, run_id)
     }
 
     /// Counts one emission at `at` (`CLOCK_MONOTONIC` ns; `None` = now).
@@ -600,6 +795,18 @@ const MIN_SLEEP_NS: i64 = 20_000;
 const AUTO_TAIL_AFTER_NS: i64 = 2_000_000;
 /// See [`AUTO_TAIL_AFTER_NS`].
 const AUTO_TAIL_NS: i64 = 60_000;
+
+/// How long a rate change or a give-back waits for a live holder of the
+/// change lock (held for microseconds by a running process).
+pub const CHANGE_PATIENCE_NS: i64 = 200_000_000;
+
+/// How a sleep towards reserved units ended.
+enum Slept {
+    /// They are due: go.
+    Granted,
+    /// Lost to changes slept through: reserve again.
+    Lost,
+}
 
 /// How long an opener waits for a creator that is still making the throttle.
 const OPEN_PATIENCE_NS: i64 = 2_000_000_000;

@@ -387,3 +387,91 @@ fn statistics_of_a_live_monitor_whatever_the_handles_clock() {
     assert!(t.mean().is_ok());
     t.stop().unwrap();
 }
+
+/// n units at once: a full tank of 10 gives 10 at once, then nothing; half a
+/// period later 5 have come back. n = 0 and n beyond the tank are refused.
+#[test]
+fn weighted_fuel_takes_n_units_at_once() {
+    let (t, clock) = throttle(10, 1.0, opts(Hardcap::Limit, false));
+    t.start().unwrap();
+    // The tank starts empty: one unit at the start instant.
+    assert_eq!(t.has_fuel_n(2), Err(Error::NoFuel));
+    clock.set(T0 + SEC);
+    assert_eq!(t.has_fuel_n(10), Ok(T0 + SEC));
+    assert_eq!(t.has_fuel_n(1), Err(Error::NoFuel));
+    clock.set(T0 + SEC + SEC / 2);
+    assert_eq!(t.has_fuel_n(6), Err(Error::NoFuel));
+    assert_eq!(t.has_fuel_n(5), Ok(T0 + SEC + SEC / 2));
+    assert!(matches!(t.has_fuel_n(0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(t.has_fuel_n(11), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        t.await_fuel_n(11, None),
+        Err(Error::InvalidArgument(_))
+    ));
+    // ONE holds one unit; NONE has no bound.
+    let (one, _) = throttle(10, 1.0, opts(Hardcap::One, false));
+    assert!(matches!(one.has_fuel_n(2), Err(Error::InvalidArgument(_))));
+    let (none, clock) = throttle(10, 1.0, opts(Hardcap::None, false));
+    none.start().unwrap();
+    clock.set(T0 + 100 * SEC);
+    assert_eq!(none.has_fuel_n(1001), Ok(T0 + 100 * SEC));
+}
+
+/// Peeking takes nothing and agrees with what taking then does.
+#[test]
+fn peek_reports_level_and_wait_without_taking() {
+    let (t, clock) = throttle(4, 1.0, opts(Hardcap::Limit, false));
+    assert_eq!(t.peek(1), Err(Error::NotRunning));
+    t.start().unwrap();
+    assert_eq!(t.peek(1), Ok((1, 0)));
+    assert_eq!(t.peek(3), Ok((1, SEC / 2)));
+    assert_eq!(t.peek(3), Ok((1, SEC / 2)), "peeking took something");
+    clock.set(T0 + SEC / 2);
+    assert_eq!(t.peek(3), Ok((3, 0)));
+    assert_eq!(t.has_fuel_n(3), Ok(T0 + SEC / 2));
+    assert_eq!(t.peek(1), Ok((0, SEC / 4)));
+    assert!(matches!(t.peek(5), Err(Error::InvalidArgument(_))));
+    // Without as_throttle fuel is always there.
+    let free = Options {
+        as_throttle: false,
+        ..Options::default()
+    };
+    let (t, _) = throttle(4, 1.0, free);
+    assert_eq!(t.peek(1_000_000), Ok((u64::MAX, 0)));
+}
+
+/// A rate change takes effect at once for has_fuel, keeps no more fuel than
+/// the new tank holds, and is what `rate` reports; WINDOW refuses it.
+#[test]
+fn rate_change_applies_at_once_without_a_burst() {
+    let (t, clock) = throttle(1000, 1.0, opts(Hardcap::Limit, false));
+    t.start().unwrap();
+    clock.set(T0 + 10 * SEC); // a full tank of 1000
+    assert_eq!(t.peek(1).unwrap().0, 1000);
+    t.set_rate(10, SEC as u64).unwrap();
+    assert_eq!(t.rate(), Ok((10, SEC as u64)));
+    assert_eq!(t.peek(1).unwrap().0, 10, "the new tank holds 10");
+    for _ in 0..10 {
+        assert_eq!(t.has_fuel(), Ok(T0 + 10 * SEC));
+    }
+    assert_eq!(t.has_fuel(), Err(Error::NoFuel));
+    // One unit every 100 ms from now on.
+    clock.set(T0 + 10 * SEC + 100 * MS - 1);
+    assert_eq!(t.has_fuel(), Err(Error::NoFuel));
+    clock.set(T0 + 10 * SEC + 100 * MS);
+    assert_eq!(t.has_fuel(), Ok(T0 + 10 * SEC + 100 * MS));
+    // Faster again: the fuel accrued so far is kept.
+    clock.set(T0 + 10 * SEC + 350 * MS);
+    t.set_rate(100, SEC as u64).unwrap();
+    assert_eq!(t.peek(1).unwrap().0, 2);
+    assert!(matches!(
+        t.set_rate(0, SEC as u64),
+        Err(Error::InvalidArgument(_))
+    ));
+    let (w, _) = throttle(10, 1.0, opts(Hardcap::Window, false));
+    assert!(matches!(
+        w.set_rate(5, SEC as u64),
+        Err(Error::Unsupported(_))
+    ));
+    assert_eq!(w.rate(), Ok((10, SEC as u64)));
+}

@@ -226,7 +226,7 @@ pub unsafe extern "C" fn mpt_options_init(out_options: *mut MptOptions, version:
 /// The shared state lives in a `MAP_SHARED` anonymous mapping: a handle made
 /// before `fork()` works in every child.
 ///
-/// - `max_n`: at least 1, at most 2^62 (at most 4194304 with
+/// - `max_n`: at least 1, at most 2^40 (at most 4194304 with
 ///   `MPT_HARDCAP_WINDOW`).
 /// - `per_s`: finite, at least 1e-9 (1 ns; rounded to whole ns), at most
 ///   2^62 ns (about 146 years).
@@ -572,6 +572,181 @@ pub unsafe extern "C" fn mpt_has_fuel(
         let grant = unsafe { handle(throttle)? }.has_fuel()?;
         // SAFETY: NULL or valid, per the contract.
         unsafe { write_opt(out_grant_ns, grant) };
+        Ok(())
+    })
+}
+
+/// As `mpt_await_fuel`, for `n` units of fuel granted all at once
+/// (bandwidth-style throttling: `n` bytes of a budget of max_n bytes per
+/// `per`). Waiters keep their order whatever their `n`. With auto_emit, the
+/// `n` units count as one emission.
+///
+/// A sleeping waiter follows every `mpt_set_rate` at once; if a change
+/// moves its grant past its timeout, it gives its units back (every waiter
+/// behind it moves up) and returns `MPT_STATUS_TIMEOUT`: a waiter that
+/// times out or is killed takes nothing.
+///
+/// - `n`: at least 1, at most what the tank can ever hold at the current
+///   rate: max_n for `MPT_HARDCAP_LIMIT`, 1 for `MPT_HARDCAP_ONE` and (for
+///   now) `MPT_HARDCAP_WINDOW`, any for `MPT_HARDCAP_NONE`.
+/// - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
+///
+/// Returns: as `mpt_await_fuel`; `MPT_STATUS_INVALID_ARGUMENT` also for an
+/// `n` of 0 or more than the tank holds (it could never be granted).
+///
+/// Thread safety, fork safety, blocking: as `mpt_await_fuel`. Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_await_fuel_n(
+    throttle: *const MptThrottle,
+    n: u64,
+    timeout_s: f64,
+    out_grant_ns: *mut i64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let throttle = unsafe { handle(throttle)? };
+        let timeout = config::timeout_ns(timeout_s)?;
+        let grant = throttle.await_fuel_n(n, timeout)?;
+        // SAFETY: NULL or valid, per the contract.
+        unsafe { write_opt(out_grant_ns, grant) };
+        Ok(())
+    })
+}
+
+/// As `mpt_has_fuel`, for `n` units taken all at once if the tank holds
+/// them now; never blocks.
+///
+/// Returns: as `mpt_has_fuel`; `MPT_STATUS_INVALID_ARGUMENT` for `n` as in
+/// `mpt_await_fuel_n`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_has_fuel_n(
+    throttle: *const MptThrottle,
+    n: u64,
+    out_grant_ns: *mut i64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let grant = unsafe { handle(throttle)? }.has_fuel_n(n)?;
+        // SAFETY: NULL or valid, per the contract.
+        unsafe { write_opt(out_grant_ns, grant) };
+        Ok(())
+    })
+}
+
+/// Looks at the tank without taking anything: how many units it holds now,
+/// and how long until `n` units would be granted to a waiter arriving now
+/// (waiters already queued come first).
+///
+/// - `n`: as for `mpt_await_fuel_n`.
+/// - `out_level`: may be NULL; units in the tank now (`UINT64_MAX` without
+///   as_throttle: fuel is always there).
+/// - `out_wait_s`: may be NULL; seconds until `n` units (0: now).
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NOT_RUNNING` (not started: no fuel
+/// accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
+/// `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
+/// system call. Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; each out pointer NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_peek_fuel(
+    throttle: *const MptThrottle,
+    n: u64,
+    out_level: *mut u64,
+    out_wait_s: *mut f64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let (level, wait_ns) = unsafe { handle(throttle)? }.peek(n)?;
+        // SAFETY: NULL or valid, per the contract (both).
+        unsafe { write_opt(out_level, level) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_wait_s, wait_ns as f64 / 1e9) };
+        Ok(())
+    })
+}
+
+/// Changes the rate of a throttle to `max_n` units per `per_s` seconds,
+/// from now on, for every process that shares it, running or not.
+///
+/// Sleeping waiters, in every process, are rescheduled at once at the new
+/// rate, in the order they had; fuel in the tank is kept up to what the new
+/// tank holds, so the change never lets through a burst that the new rate
+/// forbids. A waiter whose new grant falls after its timeout gives its
+/// units back and returns `MPT_STATUS_TIMEOUT`. The configuration a named
+/// throttle was created with (what `mpt_throttle_create_named` compares) is
+/// not changed; `mpt_get_rate` reads the rate in force.
+///
+/// - `max_n`, `per_s`: as for `mpt_throttle_new`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT`;
+/// `MPT_STATUS_UNSUPPORTED` (`MPT_HARDCAP_WINDOW`: its ring is sized for its
+/// rate); `MPT_STATUS_SYSTEM` (another process held the change lock for
+/// 200 ms without dying, e.g. stopped in a debugger: try again);
+/// `MPT_STATUS_CORRUPT`.
+///
+/// Thread safety: safe from any thread and process. Fork safety: safe in a
+/// child. Blocking: for microseconds, on a lock that a dead holder cannot
+/// keep. Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_set_rate(
+    throttle: *const MptThrottle,
+    max_n: u64,
+    per_s: f64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let throttle = unsafe { handle(throttle)? };
+        let per_ns = config::seconds_to_ns("per", per_s)?;
+        throttle.set_rate(max_n, per_ns)?;
+        Ok(())
+    })
+}
+
+/// The rate in force: the one the throttle was made with, or the last
+/// `mpt_set_rate` from any process.
+///
+/// - `out_max_n`, `out_per_s`: may be NULL.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_CORRUPT`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; each out pointer NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_get_rate(
+    throttle: *const MptThrottle,
+    out_max_n: *mut u64,
+    out_per_s: *mut f64,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let (max_n, per_ns) = unsafe { handle(throttle)? }.rate()?;
+        // SAFETY: NULL or valid, per the contract (both).
+        unsafe { write_opt(out_max_n, max_n) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_per_s, per_ns as f64 / 1e9) };
         Ok(())
     })
 }

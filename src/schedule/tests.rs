@@ -60,6 +60,7 @@ struct Fx {
     max_n: u64,
     per_ns: u64,
     tat: AtomicU128,
+    records: Records,
     head: AtomicU64,
     ring: Vec<AtomicU128>,
     confirmed: AtomicU64,
@@ -78,6 +79,7 @@ impl Fx {
             max_n,
             per_ns,
             tat: AtomicU128::new(0),
+            records: Records::default(),
             head: AtomicU64::new(0),
             ring,
             confirmed: AtomicU64::new(0),
@@ -97,6 +99,7 @@ impl Fx {
     fn st(&self) -> State<'_> {
         State {
             tat: &self.tat,
+            records: &self.records,
             head: &self.head,
             ring: &self.ring,
             confirmed: &self.confirmed,
@@ -1445,8 +1448,10 @@ mod window {
         let sched = Schedule::new(Rate::new(3, SEC).unwrap(), Hardcap::Window);
         let (tat, head) = (AtomicU128::new(0), AtomicU64::new(0));
         let confirmed = AtomicU64::new(0);
+        let records = Records::default();
         let st = State {
             tat: &tat,
+            records: &records,
             head: &head,
             ring: &[],
             confirmed: &confirmed,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// First word of every mapping: "MPTHRTL\0" read little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Emission lanes; a thread emits into one lane, so emitters rarely share one.
 pub const LANES: usize = 16;
 /// Emission timestamps one lane holds until the monitor reads them.
@@ -182,6 +182,25 @@ pub struct Lane {
     pub ring: [AtomicU128; LANE_LEN],
 }
 
+/// Change records of the GCRA schedule (`crate::schedule`): slot `g %
+/// RECORDS` holds generation g's rate and what changed from g - 1.
+pub const RECORDS: usize = 4;
+
+/// The change records, field by field (a head says which generation a slot
+/// holds, its kind and rate; 0 = none).
+#[repr(C)]
+#[derive(Default)]
+pub struct Records {
+    /// Generation, kind and rate of each record.
+    pub heads: [AtomicU128; RECORDS],
+    /// A new rate: when it took effect.
+    pub t_c: [AtomicI64; RECORDS],
+    /// Units given back: the scaled slot of the last of them.
+    pub x_c: [AtomicU128; RECORDS],
+    /// Units given back: how many.
+    pub units: [AtomicU128; RECORDS],
+}
+
 /// The whole shared state. The `WINDOW` ring, if any, follows it.
 #[repr(C)]
 pub struct Shared {
@@ -191,8 +210,14 @@ pub struct Shared {
     pub control: Line<Control>,
     /// Statistics.
     pub published: Line<Published>,
-    /// GCRA theoretical arrival time (see [`crate::schedule`]).
+    /// GCRA generation and theoretical arrival time (see [`crate::schedule`]).
     pub tat: Line<AtomicU128>,
+    /// GCRA change records.
+    pub records: Line<Records>,
+    /// Held while a process changes the rate or gives units back: the pid
+    /// and start time of the holder ([`Phase::pack`] without a phase), 0 =
+    /// free. A dead holder's lock is taken over.
+    pub change_lock: Line<AtomicU128>,
     /// `WINDOW` sequence number of the next grant.
     pub head: Line<AtomicU64>,
     /// `WINDOW` highest sequence number confirmed (see `Schedule::confirm`).

@@ -1,0 +1,455 @@
+//! `LIMIT`, `ONE`, `NONE`: a generic cell rate algorithm on one 128-bit word,
+//! whose rate can change while it runs.
+//!
+//! The word holds a generation (24 bits) and the theoretical arrival time
+//! (TAT) of the next unit, scaled (104 bits: `ns * max_n < 2^103`). The rate
+//! of generation g is in change record `g % RECORDS`. A change (a new rate,
+//! or units a waiter gives back) is made under the change lock (see
+//! `Throttle`): its maker writes record g + 1, which commits the change the
+//! moment its head is stored, and then moves the word to generation g + 1,
+//! converting the TAT. Anyone who finds record g + 1 committed while the
+//! word is still at g does that conversion first, so a maker that dies
+//! after committing leaves nothing half done, and no reservation is ever
+//! made under a rate that no longer holds (its compare-and-swap fails: the
+//! generation moved).
+//!
+//! A waiter sleeping towards a reserved unit keeps its exact scaled slot and
+//! generation. When it wakes it follows every record committed since,
+//! which maps its slot exactly as the conversion mapped the TAT:
+//! - a new rate at `t_c`: slots up to `t_c` stay (they are due already);
+//!   the queue after `t_c` keeps its order and is respaced at the new `T`;
+//! - units given back: every slot after the given-back one moves earlier by
+//!   as many units; the order of the other waiters holds.
+//!
+//! Mapping offsets with `ceil(d * per_new / per_old)` keeps the spacing of
+//! consecutive reserved units exactly the new `T`, as the conversion of the
+//! TAT (the slot after the last reserved unit) does.
+
+#![forbid(unsafe_code)]
+
+use super::{Hardcap, Rate, Reservation, Schedule, State, Ticket};
+use crate::shm::layout::{RECORDS, Records};
+use std::sync::atomic::Ordering::SeqCst;
+
+const GEN_MASK: u32 = (1 << 24) - 1;
+const TAT_MAX: u128 = (1 << 104) - 1;
+
+/// `(generation, TAT)` of the schedule word.
+pub(super) fn split(word: u128) -> (u32, u128) {
+    ((word >> 104) as u32, word & TAT_MAX)
+}
+
+/// The schedule word of generation `generation` and TAT `tat` (saturated).
+pub(super) fn join(generation: u32, tat: u128) -> u128 {
+    (u128::from(generation & GEN_MASK) << 104) | tat.min(TAT_MAX)
+}
+
+fn next_generation(generation: u32) -> u32 {
+    generation.wrapping_add(1) & GEN_MASK
+}
+
+/// What a change record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The rate the throttle was made with (record 0 only).
+    Initial = 1,
+    /// A new rate from `t_c` on.
+    Rate = 2,
+    /// `units` units of fuel given back, the last of them at slot `x_c`.
+    GiveBack = 3,
+}
+
+/// One committed change record.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Record {
+    pub(super) kind: Kind,
+    pub(super) rate: Rate,
+    t_c: i64,
+    x_c: u128,
+    units: u128,
+}
+
+/// A record head: generation (24 bits), kind (2), `max_n - 1` (40),
+/// `per_ns - 1` (62). Zero (kind 0) is "no record".
+fn pack_head(generation: u32, kind: Kind, rate: Rate) -> u128 {
+    (u128::from(generation & GEN_MASK) << 104)
+        | ((kind as u128) << 102)
+        | (u128::from(rate.max_n() - 1) << 62)
+        | u128::from(rate.per_ns() - 1)
+}
+
+fn unpack_head(raw: u128) -> Option<(u32, Kind, Rate)> {
+    let kind = match (raw >> 102) & 3 {
+        1 => Kind::Initial,
+        2 => Kind::Rate,
+        3 => Kind::GiveBack,
+        _ => return None,
+    };
+    let max_n = ((raw >> 62) & ((1 << 40) - 1)) as u64 + 1;
+    let per_ns = (raw & ((1 << 62) - 1)) as u64 + 1;
+    Some(((raw >> 104) as u32, kind, Rate::new(max_n, per_ns)?))
+}
+
+/// Record `generation`, if its slot holds it, complete (the head is read before
+/// and after the fields: a maker rewriting the slot clears the head first).
+pub(super) fn read_record(recs: &Records, generation: u32) -> Option<Record> {
+    let i = generation as usize % RECORDS;
+    let h1 = recs.heads[i].load(SeqCst);
+    let (g, kind, rate) = unpack_head(h1)?;
+    if g != generation {
+        return None;
+    }
+    let rec = Record {
+        kind,
+        rate,
+        t_c: recs.t_c[i].load(SeqCst),
+        x_c: recs.x_c[i].load(SeqCst),
+        units: recs.units[i].load(SeqCst),
+    };
+    (recs.heads[i].load(SeqCst) == h1).then_some(rec)
+}
+
+/// The rate of generation `generation` (the head alone: one load).
+fn record_rate(recs: &Records, generation: u32) -> Option<Rate> {
+    let (g, _, rate) = unpack_head(recs.heads[generation as usize % RECORDS].load(SeqCst))?;
+    (g == generation).then_some(rate)
+}
+
+/// Writes and commits record `generation` (the caller holds the change lock).
+fn write_record(recs: &Records, generation: u32, rec: &Record) {
+    let i = generation as usize % RECORDS;
+    recs.heads[i].store(0, SeqCst);
+    recs.t_c[i].store(rec.t_c, SeqCst);
+    recs.x_c[i].store(rec.x_c, SeqCst);
+    recs.units[i].store(rec.units, SeqCst);
+    recs.heads[i].store(pack_head(generation, rec.kind, rec.rate), SeqCst);
+}
+
+/// `ceil(d * per_new / per_old)`: an offset of `d` old scaled units in new
+/// ones, without overflow (saturating).
+fn respace(d: u128, per_old: u64, per_new: u64) -> u128 {
+    let (po, pn) = (u128::from(per_old), u128::from(per_new));
+    let (q, r) = (d / po, d % po);
+    q.saturating_mul(pn).saturating_add((r * pn).div_ceil(po))
+}
+
+/// Where a sleeping waiter's unit is, after following the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// Due at this time (unchanged or moved).
+    At(i64),
+    /// The records it would need were overwritten by later changes (it slept
+    /// through more than `RECORDS - 1` of them): its unit is lost, and it
+    /// must reserve again.
+    Lost,
+}
+
+impl Schedule {
+    /// Units the tank can hold: `None` = unbounded.
+    pub(super) fn capacity_at(&self, rate: Rate) -> Option<u64> {
+        match self.hardcap {
+            Hardcap::Limit | Hardcap::Window => Some(rate.max_n),
+            Hardcap::One => Some(1),
+            Hardcap::None => None,
+        }
+    }
+
+    /// GCRA burst tolerance at `rate`, scaled: `(capacity - 1) * T`.
+    fn tau_at(&self, rate: Rate) -> u128 {
+        match self.capacity_at(rate) {
+            Some(cap) => u128::from(cap - 1) * u128::from(rate.per_ns),
+            None => 0,
+        }
+    }
+
+    pub(super) fn init_gcra(&self, st: &State<'_>) {
+        for h in &st.records.heads {
+            h.store(0, SeqCst);
+        }
+        let first = Record {
+            kind: Kind::Initial,
+            rate: self.rate,
+            t_c: 0,
+            x_c: 0,
+            units: 0,
+        };
+        write_record(st.records, 0, &first);
+        st.tat.store(join(0, 0), SeqCst);
+    }
+
+    /// The schedule word, its generation, TAT and rate, after finishing any
+    /// committed change; `None` if corrupt.
+    fn current(&self, st: &State<'_>) -> Option<(u128, u32, u128, Rate)> {
+        loop {
+            let word = st.tat.load(SeqCst);
+            let (generation, cur) = split(word);
+            let Some(rate) = record_rate(st.records, generation) else {
+                if st.tat.load(SeqCst) != word {
+                    continue; // a change went through while we read
+                }
+                return None;
+            };
+            if let Some(next) = read_record(st.records, next_generation(generation)) {
+                let done = join(next_generation(generation), self.convert(cur, rate, &next));
+                let _ = st.tat.compare_exchange(word, done, SeqCst, SeqCst);
+                continue;
+            }
+            return Some((word, generation, cur, rate));
+        }
+    }
+
+    /// The rate in force now (for `LIMIT`, `ONE`, `NONE`; `WINDOW` keeps the
+    /// rate it was made with).
+    pub fn current_rate(&self, st: &State<'_>) -> Option<Rate> {
+        match self.hardcap {
+            Hardcap::Window => Some(self.rate),
+            _ => self.current(st).map(|(_, _, _, rate)| rate),
+        }
+    }
+
+    /// The TAT of the next generation: `cur` (at `old`) after change `next`.
+    fn convert(&self, cur: u128, old: Rate, next: &Record) -> u128 {
+        match next.kind {
+            Kind::Initial => cur,
+            Kind::GiveBack => cur.saturating_sub(next.units.saturating_mul(old.per_ns.into())),
+            Kind::Rate => {
+                let new = next.rate;
+                let first = cur.saturating_sub(self.tau_at(old));
+                let tc_old = old.scale(next.t_c);
+                let tc_new = new.scale(next.t_c);
+                let first_new = if first > tc_old {
+                    // Units reserved ahead: the queue after t_c, respaced.
+                    tc_new.saturating_add(respace(first - tc_old, old.per_ns, new.per_ns))
+                } else {
+                    // Fuel in the tank: keep as much as the new tank holds.
+                    let held = (tc_old - first) / u128::from(old.per_ns) + 1;
+                    let kept = match self.capacity_at(new) {
+                        Some(cap) => held.min(cap.into()),
+                        None => held,
+                    };
+                    tc_new.saturating_sub((kept - 1).saturating_mul(new.per_ns.into()))
+                };
+                first_new.saturating_add(self.tau_at(new))
+            }
+        }
+    }
+
+    /// Reserves `n` units at `now` if they can all be granted (at once) no
+    /// later than `latest`. The caller checked `n` against the capacity.
+    pub(super) fn reserve_gcra(
+        &self,
+        st: &State<'_>,
+        n: u64,
+        now: i64,
+        latest: i64,
+    ) -> (Reservation, Ticket) {
+        loop {
+            let Some((word, generation, cur, rate)) = self.current(st) else {
+                return (Reservation::Corrupt, Ticket::default());
+            };
+            let per = u128::from(rate.per_ns);
+            let now_s = rate.scale(now);
+            let need = u128::from(n - 1) * per;
+            let earliest = match self.capacity_at(rate) {
+                Some(_) => cur.saturating_sub(self.tau_at(rate)),
+                None => cur,
+            }
+            .saturating_add(need);
+            let take = u128::from(n) * per;
+            let (grant, slot, next) = if earliest <= now_s {
+                // The fuel is in the tank now. A bounded tank restarts its
+                // schedule from now; NONE keeps the old one to catch up.
+                let base = match self.hardcap {
+                    // Capacity 1: a caller at `now`, the due time `cur`
+                    // rounded up to whole ns (now_s - cur < max_n), is on
+                    // time; restarting from `now_s` would lose the fraction
+                    // at every grant.
+                    Hardcap::One if now_s - cur < u128::from(rate.max_n) => cur,
+                    Hardcap::None => cur,
+                    _ => cur.max(now_s),
+                };
+                (now.max(0), now_s, base.saturating_add(take))
+            } else {
+                let grant = rate.unscale_ceil(earliest);
+                (grant, earliest, cur.saturating_add(take))
+            };
+            if grant > latest {
+                return (Reservation::Later(grant), Ticket::default());
+            }
+            if st
+                .tat
+                .compare_exchange_weak(word, join(generation, next), SeqCst, SeqCst)
+                .is_ok()
+            {
+                let ticket = Ticket {
+                    seq: 0,
+                    generation,
+                    slot,
+                    units: n,
+                    grant,
+                };
+                return (Reservation::Granted(grant), ticket);
+            }
+        }
+    }
+
+    /// Follows the changes committed since `ticket` was made or last
+    /// followed, updating it; `None` if the state is corrupt.
+    pub fn follow(&self, st: &State<'_>, ticket: &mut Ticket) -> Option<Follow> {
+        if self.hardcap == Hardcap::Window || ticket.units == 0 {
+            return Some(Follow::At(ticket.grant));
+        }
+        let (_, generation, _, _) = self.current(st)?;
+        while ticket.generation != generation {
+            let Some(old) = record_rate(st.records, ticket.generation) else {
+                return Some(Follow::Lost);
+            };
+            let to = next_generation(ticket.generation);
+            let Some(rec) = read_record(st.records, to) else {
+                return Some(Follow::Lost);
+            };
+            match rec.kind {
+                Kind::Initial => {}
+                Kind::GiveBack => {
+                    if ticket.slot > rec.x_c {
+                        ticket.slot = ticket
+                            .slot
+                            .saturating_sub(rec.units.saturating_mul(old.per_ns.into()));
+                    }
+                }
+                Kind::Rate => {
+                    let tc_old = old.scale(rec.t_c);
+                    ticket.slot = if ticket.slot > tc_old {
+                        rec.rate.scale(rec.t_c).saturating_add(respace(
+                            ticket.slot - tc_old,
+                            old.per_ns,
+                            rec.rate.per_ns,
+                        ))
+                    } else {
+                        // Due before the change: in the new units, never
+                        // earlier than the grant time it was given.
+                        rec.rate.scale(ticket.grant)
+                    };
+                }
+            }
+            ticket.grant = rec.rate.unscale_ceil(ticket.slot);
+            ticket.generation = to;
+        }
+        Some(Follow::At(ticket.grant))
+    }
+
+    /// Changes the rate from `now` on. The caller holds the change lock.
+    /// Returns false if the state is corrupt.
+    pub(super) fn set_rate_gcra(&self, st: &State<'_>, rate: Rate, now: i64) -> bool {
+        let Some((_, generation, _, old)) = self.current(st) else {
+            return false;
+        };
+        if old == rate {
+            return true;
+        }
+        let rec = Record {
+            kind: Kind::Rate,
+            rate,
+            t_c: now,
+            x_c: 0,
+            units: 0,
+        };
+        write_record(st.records, next_generation(generation), &rec);
+        self.current(st).is_some()
+    }
+
+    /// Gives back the units of `ticket` (followed to the current generation
+    /// by the caller, who holds the change lock): every waiter after it
+    /// moves earlier by as many units. Returns false if the ticket is not
+    /// current (a change went through: follow it and try again) or the
+    /// state is corrupt.
+    pub fn give_back(&self, st: &State<'_>, ticket: &Ticket) -> bool {
+        if self.hardcap == Hardcap::Window || ticket.units == 0 {
+            return true;
+        }
+        let Some((_, generation, _, rate)) = self.current(st) else {
+            return false;
+        };
+        if generation != ticket.generation {
+            return false;
+        }
+        let rec = Record {
+            kind: Kind::GiveBack,
+            rate,
+            t_c: 0,
+            x_c: ticket.slot,
+            units: ticket.units.into(),
+        };
+        write_record(st.records, next_generation(generation), &rec);
+        self.current(st).is_some()
+    }
+
+    /// `(units in the tank now, ns until n units are there)` for GCRA.
+    pub(super) fn peek_gcra(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
+        let (_, _, cur, rate) = self.current(st)?;
+        let per = u128::from(rate.per_ns);
+        let now_s = rate.scale(now);
+        let first = cur.saturating_sub(self.tau_at(rate));
+        let level = if first <= now_s {
+            let held = (now_s - first) / per + 1;
+            let held = match self.capacity_at(rate) {
+                Some(cap) => held.min(cap.into()),
+                None => held,
+            };
+            u64::try_from(held).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        let due = first.saturating_add(u128::from(n.max(1) - 1) * per);
+        let wait = if due <= now_s {
+            0
+        } else {
+            rate.unscale_ceil(due).saturating_sub(now)
+        };
+        Some((level, wait))
+    }
+
+    /// GCRA part of `start`: see [`Schedule::start`].
+    pub(super) fn start_gcra(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+        // Nobody reserves while the throttle starts but a late process of
+        // the old run: then start over (it soon sees the throttle stopped).
+        for _ in 0..64 {
+            let Some((word, generation, cur, rate)) = self.current(st) else {
+                return; // corrupt: reserve() reports it
+            };
+            let start_s = rate.scale(t_start);
+            let tau = self.tau_at(rate);
+            let next = match last_stop {
+                None => start_s.saturating_add(tau),
+                Some(stop) => {
+                    let stop_s = rate.scale(stop);
+                    let kept = refund(cur, stop_s, rate.per_ns.into(), tau);
+                    match self.capacity_at(rate) {
+                        Some(_) => start_s.saturating_add(tau).max(kept),
+                        None => kept.saturating_add(start_s.saturating_sub(stop_s)),
+                    }
+                }
+            };
+            if st
+                .tat
+                .compare_exchange(word, join(generation, next), SeqCst, SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The TAT without the reservations granted after `stop_s`. Reservations
+/// made ahead of time are `per` apart, the last one granted at
+/// `tat - per - tau`; anything whose grant time is not known to be after
+/// the stop is kept (the safe side).
+fn refund(tat: u128, stop_s: u128, per: u128, tau: u128) -> u128 {
+    let last_grant = tat.saturating_sub(per.saturating_add(tau));
+    if last_grant <= stop_s {
+        return tat;
+    }
+    let cut_short = (last_grant - stop_s).div_ceil(per);
+    tat.saturating_sub(cut_short.saturating_mul(per))
+}

@@ -1,0 +1,266 @@
+//! Weighted fuel, live rate changes and give-backs on the real clock, across
+//! threads and forked processes, through the C ABI (harness = false: the
+//! tests fork).
+//!
+//! Bounds are generous for a noisy 2-core machine but tight enough to tell
+//! a rescheduled waiter from one that slept on: each scenario is built so
+//! that the wrong behaviour is off by hundreds of milliseconds or seconds.
+
+mod common;
+
+use common::{
+    H, Kids, MS, OK, Overrun, Owned, SEC, Shm, Test, TestResult, check, kill_live, note, now,
+};
+use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::throttle::{
+    MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_await_fuel_n, mpt_get_rate, mpt_has_fuel_n,
+    mpt_options_init, mpt_peek_fuel, mpt_set_rate, mpt_throttle_new,
+};
+
+fn throttle(max_n: u64, per_s: f64, hardcap: MptHardcap) -> Result<Owned, String> {
+    let mut o = MptOptions::default();
+    // SAFETY: `o` is valid for writing.
+    check!(
+        unsafe { mpt_options_init(&mut o, MPT_OPTIONS_VERSION) } == MptStatus::Ok,
+        "options"
+    );
+    o.hardcap = hardcap as u32;
+    o.as_monitor = 0;
+    let mut p = std::ptr::null_mut();
+    // SAFETY: `o` is a valid options struct, `p` valid for writing.
+    let st = unsafe { mpt_throttle_new(max_n, per_s, &o, &mut p) };
+    check!(
+        st == MptStatus::Ok && !p.is_null(),
+        "mpt_throttle_new: {st:?}"
+    );
+    Ok(Owned(H(p)))
+}
+
+fn await_n(h: H, n: u64, timeout_s: f64) -> (MptStatus, i64) {
+    let mut g = 0;
+    // SAFETY: a live handle; `g` is valid for writing.
+    let st = unsafe { mpt_await_fuel_n(h.0, n, timeout_s, &mut g) };
+    (st, g)
+}
+
+fn set_rate(h: H, max_n: u64, per_s: f64) -> MptStatus {
+    // SAFETY: a live handle.
+    unsafe { mpt_set_rate(h.0, max_n, per_s) }
+}
+
+/// Three processes sleep towards units due 10, 20 and 30 s away; a fourth
+/// process raises the rate 1,000-fold. All three go at once, in their order,
+/// exactly one new period (10 ms) apart, and `mpt_get_rate` reads the new
+/// rate everywhere.
+fn rate_change_reschedules_sleepers_in_other_processes() -> TestResult {
+    let t = throttle(1, 10.0, MptHardcap::Limit)?;
+    let h = t.h();
+    check!(h.start() == MptStatus::Ok, "h.start() == MptStatus::Ok");
+    check!(
+        h.await_fuel(1.0).0 == MptStatus::Ok,
+        "the first unit is there at start"
+    );
+    // Per child: status, grant, return time.
+    let shm = Shm::new(9);
+    let mut kids = Kids::new();
+    for i in 0..3 {
+        let shm = &shm;
+        kids.spawn(move || {
+            let (st, g) = h.await_fuel(60.0);
+            shm.set(3 * i, st as i64);
+            shm.set(3 * i + 1, g);
+            shm.set(3 * i + 2, now());
+            0
+        });
+        common::sleep_ms(100); // so they queue in order
+    }
+    common::sleep_ms(200);
+    let before = now();
+    let mut changer = Kids::new();
+    let pid = changer.spawn(move || {
+        if set_rate(h, 100, 1.0) == MptStatus::Ok {
+            0
+        } else {
+            1
+        }
+    });
+    check!(
+        changer.wait(pid, 10 * SEC)? == 0,
+        "mpt_set_rate failed in the child"
+    );
+    kids.wait_all_ok(10 * SEC)?;
+    let grants: Vec<i64> = (0..3).map(|i| shm.get(3 * i + 1)).collect();
+    for i in 0..3 {
+        check!(shm.get(3 * i) == OK, "child {i}: status {}", shm.get(3 * i));
+        let back = shm.get(3 * i + 2) - before;
+        check!(
+            back < 2 * SEC,
+            "child {i} came back {} ms after the change",
+            back / MS
+        );
+    }
+    check!(
+        grants[1] - grants[0] == 10 * MS && grants[2] - grants[1] == 10 * MS,
+        "grants not in order one new period apart: {:?}",
+        grants.iter().map(|g| g - grants[0]).collect::<Vec<_>>()
+    );
+    check!(
+        grants[0] >= before && grants[0] < before + SEC,
+        "first grant {} ms after the change",
+        (grants[0] - before) / MS
+    );
+    let (mut max_n, mut per_s) = (0, 0.0);
+    // SAFETY: a live handle; both outputs valid for writing.
+    check!(
+        unsafe { mpt_get_rate(h.0, &mut max_n, &mut per_s) } == MptStatus::Ok,
+        "mpt_get_rate"
+    );
+    check!((max_n, per_s) == (100, 1.0), "rate {max_n} per {per_s} s");
+    Ok(())
+}
+
+/// A waiter whose grant a slowdown moves past its timeout returns TIMEOUT at
+/// once and gives its unit back: the waiters behind it move up one new
+/// period, in their order.
+fn timed_out_waiter_gives_back_its_unit() -> TestResult {
+    let t = throttle(1, 0.1, MptHardcap::Limit)?;
+    let h = t.h();
+    check!(h.start() == MptStatus::Ok, "h.start() == MptStatus::Ok");
+    let (st, g0) = h.await_fuel(1.0);
+    check!(st == MptStatus::Ok, "st == MptStatus::Ok");
+    // A (timeout 0.3 s) is due at g0 + 100 ms, B at + 200 ms, C at + 300 ms.
+    let a = std::thread::spawn(move || {
+        let r = h.await_fuel(0.3);
+        (r, now())
+    });
+    common::sleep_ms(10);
+    let b = std::thread::spawn(move || h.await_fuel(60.0));
+    common::sleep_ms(10);
+    let c = std::thread::spawn(move || h.await_fuel(60.0));
+    common::sleep_ms(20);
+    // Now one unit a second: A would be due about 0.7 s from the change,
+    // after its timeout; B and C 1.7 and 2.7 s.
+    let changed = now();
+    check!(
+        set_rate(h, 1, 1.0) == MptStatus::Ok,
+        "set_rate(h, 1, 1.0) == MptStatus::Ok"
+    );
+    let ((a_st, _), a_back) = a.join().unwrap();
+    let (b_st, b_grant) = b.join().unwrap();
+    let (c_st, c_grant) = c.join().unwrap();
+    check!(a_st == MptStatus::Timeout, "A: {a_st:?}");
+    check!(
+        a_back - changed < 150 * MS,
+        "A returned {} ms after the change, not at once",
+        (a_back - changed) / MS
+    );
+    check!(
+        b_st == MptStatus::Ok && c_st == MptStatus::Ok,
+        "b_st == MptStatus::Ok && c_st == MptStatus::Ok"
+    );
+    let b_at = b_grant - g0;
+    check!(
+        (550 * MS..=900 * MS).contains(&b_at),
+        "B was granted {} ms after the first unit: A's unit was not given back \
+         (about 1,750 ms) or the change was not followed (200 ms)",
+        b_at / MS
+    );
+    note!("B granted {} ms after the first unit", b_at / MS);
+    check!(
+        c_grant - b_grant == SEC,
+        "C {} ms after B",
+        (c_grant - b_grant) / MS
+    );
+    Ok(())
+}
+
+/// Bandwidth-style: 1,000 units a second, three processes taking 100 at a
+/// time for 2 s. The tank starts empty with one unit; grant k of 100 units
+/// is due when 100k units have accrued, so 20 grants fit in 2 s (19 if a
+/// process was off the CPU at the end). `mpt_has_fuel_n` and
+/// `mpt_peek_fuel` agree on the tank.
+fn weighted_fuel_across_processes() -> TestResult {
+    let t = throttle(1000, 1.0, MptHardcap::Limit)?;
+    let h = t.h();
+    let shm = Shm::new(3);
+    check!(h.start() == MptStatus::Ok, "h.start() == MptStatus::Ok");
+    let end = now() + 2 * SEC - 5 * MS;
+    let mut kids = Kids::new();
+    for i in 0..3 {
+        let shm = &shm;
+        kids.spawn(move || {
+            let mut got = 0;
+            loop {
+                let left = (end - now()) as f64 / 1e9;
+                if left <= 0.0 {
+                    break;
+                }
+                match await_n(h, 100, left) {
+                    (MptStatus::Ok, g) if g <= end => got += 1,
+                    (MptStatus::Ok, _) => {}
+                    (MptStatus::Timeout, _) => break,
+                    _ => return 1,
+                }
+            }
+            shm.set(i, got);
+            0
+        });
+    }
+    kids.wait_all_ok(10 * SEC)?;
+    let total: i64 = (0..3).map(|i| shm.get(i)).sum();
+    check!(
+        (19..=20).contains(&total),
+        "{total} grants of 100 units in 2 s"
+    );
+    // Over 1,000 at once can never be granted.
+    let mut g = 0;
+    // SAFETY: a live handle; `g` valid for writing.
+    let st = unsafe { mpt_has_fuel_n(h.0, 1001, &mut g) };
+    check!(st == MptStatus::InvalidArgument, "{st:?}");
+    common::sleep_ms(300);
+    let (mut level, mut wait) = (0, -1.0);
+    // SAFETY: a live handle; both outputs valid for writing.
+    check!(
+        unsafe { mpt_peek_fuel(h.0, 1000, &mut level, &mut wait) } == MptStatus::Ok,
+        "mpt_peek_fuel"
+    );
+    check!(
+        (250..=1000).contains(&level) && wait > 0.0 || level == 1000,
+        "{level}, {wait}"
+    );
+    // SAFETY: as above.
+    let st = unsafe { mpt_has_fuel_n(h.0, level, &mut g) };
+    check!(
+        st == MptStatus::Ok,
+        "peek said {level} units were there: {st:?}"
+    );
+    Ok(())
+}
+
+fn main() {
+    let tests: &[Test] = &[
+        (
+            "rate_change_reschedules_sleepers_in_other_processes",
+            rate_change_reschedules_sleepers_in_other_processes,
+            30,
+        ),
+        (
+            "timed_out_waiter_gives_back_its_unit",
+            timed_out_waiter_gives_back_its_unit,
+            30,
+        ),
+        (
+            "weighted_fuel_across_processes",
+            weighted_fuel_across_processes,
+            30,
+        ),
+    ];
+    common::run(
+        tests,
+        Overrun {
+            cleanup: kill_live,
+            done: "; children killed",
+        },
+        || {},
+    );
+}
