@@ -132,8 +132,9 @@ pub struct State<'a> {
     pub tat: &'a AtomicU128,
     /// GCRA: the change records (rates, units given back).
     pub records: &'a Records,
-    /// WINDOW: the sequence number of the next grant.
-    pub head: &'a AtomicU64,
+    /// WINDOW: the sequence number of the next grant and the time of the
+    /// last, packed as a ring entry.
+    pub head: &'a AtomicU128,
     /// WINDOW: `max_n` entries `(sequence, grant time)`; empty otherwise.
     pub ring: &'a [AtomicU128],
     /// WINDOW: the highest sequence number whose waiter went ahead with its
@@ -209,7 +210,7 @@ impl Schedule {
     pub fn init(&self, st: &State<'_>) {
         self.init_gcra(st);
         let n = st.ring.len() as u64;
-        st.head.store(n, Ordering::Relaxed);
+        st.head.store(pack(n, i64::MIN), Ordering::Relaxed);
         st.confirmed.store(n.wrapping_sub(1), Ordering::Relaxed);
         for (j, e) in st.ring.iter().enumerate() {
             e.store(pack(j as u64, i64::MIN), Ordering::Relaxed);
@@ -240,7 +241,7 @@ impl Schedule {
         latest: i64,
     ) -> (Reservation, Ticket) {
         match self.hardcap {
-            Hardcap::Window => self.reserve_window(st, now, latest),
+            Hardcap::Window => self.reserve_window(st, n.max(1), now, latest),
             _ => self.reserve_gcra(st, n.max(1), now, latest),
         }
     }
@@ -248,11 +249,7 @@ impl Schedule {
     /// Units the tank can ever hold at the current rate (`None`: unbounded),
     /// so the most one reservation may take; `None` also if corrupt.
     pub fn capacity(&self, st: &State<'_>) -> Option<Option<u64>> {
-        match self.hardcap {
-            // One unit per reservation until WINDOW claims several at once.
-            Hardcap::Window => Some(Some(1)),
-            _ => self.current_rate(st).map(|rate| self.capacity_at(rate)),
-        }
+        self.current_rate(st).map(|rate| self.capacity_at(rate))
     }
 
     /// `(units in the tank now, ns from now until n units are there)`,
@@ -285,54 +282,53 @@ impl Schedule {
         }
     }
 
-    fn reserve_window(&self, st: &State<'_>, now: i64, latest: i64) -> (Reservation, Ticket) {
+    /// `WINDOW`: claims entries `k .. k + m` of the ring at once by moving
+    /// the head from `(k, last grant)` to `(k + m, grant)`; the entries are
+    /// then filled, by the claimer or by whoever comes next, so a process
+    /// that dies between the two wedges nobody.
+    fn reserve_window(
+        &self,
+        st: &State<'_>,
+        m: u64,
+        now: i64,
+        latest: i64,
+    ) -> (Reservation, Ticket) {
         let n = st.ring.len() as u64;
-        if n == 0 {
+        if n == 0 || m > n {
             return (Reservation::Corrupt, Ticket::default());
         }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
         loop {
-            let k = st.head.load(Ordering::Acquire);
-            let entry = &st.ring[(k % n) as usize];
-            let raw = entry.load(Ordering::Acquire);
-            let (tag, window_start) = unpack(raw);
-            if tag == k {
-                // Claimed by a process that has not moved the head yet (or
-                // died before it could): move it on its behalf.
-                let _ = st.head.compare_exchange(
-                    k,
-                    k.wrapping_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-                continue;
+            let raw = st.head.load(Ordering::Acquire);
+            let (k, last) = unpack(raw);
+            match fill_pending(st, k, last) {
+                Some(true) => {}
+                Some(false) => continue, // the head moved on while we looked
+                None => return (Reservation::Corrupt, Ticket::default()),
             }
-            let (prev_tag, prev) =
-                unpack(st.ring[(k.wrapping_sub(1) % n) as usize].load(Ordering::Acquire));
-            if tag != k.wrapping_sub(n) || prev_tag != k.wrapping_sub(1) {
-                if st.head.load(Ordering::Acquire) == k {
+            // The last unit of the batch, k + m - 1, may not come before
+            // grant k + m - 1 - n plus per (grants never go backwards).
+            let back = k.wrapping_add(m - 1).wrapping_sub(n);
+            let (tag, window_start) = unpack(st.ring[(back % n) as usize].load(Ordering::Acquire));
+            if tag != back {
+                if st.head.load(Ordering::Acquire) == raw {
                     return (Reservation::Corrupt, Ticket::default());
                 }
-                continue; // the head moved on while we read
+                continue;
             }
-            // Grant k: not before grant k - max_n plus per, and not before
-            // grant k - 1 (grant times never go backwards).
-            let grant = now.max(window_start.saturating_add(per)).max(prev);
+            let grant = now.max(window_start.saturating_add(per)).max(last);
             if grant > latest {
                 return (Reservation::Later(grant), Ticket::default());
             }
-            if entry
-                .compare_exchange(raw, pack(k, grant), Ordering::AcqRel, Ordering::Acquire)
+            let claimed = pack(k.wrapping_add(m), grant);
+            if st
+                .head
+                .compare_exchange(raw, claimed, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let _ = st.head.compare_exchange(
-                    k,
-                    k.wrapping_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                fill_pending(st, k.wrapping_add(m), grant);
                 let ticket = Ticket {
-                    seq: k,
+                    seq: k.wrapping_add(m - 1),
                     grant,
                     ..Ticket::default()
                 };
@@ -349,9 +345,8 @@ impl Schedule {
             return None;
         }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
-        let k = st.head.load(Ordering::Acquire);
+        let (k, prev) = unpack(st.head.load(Ordering::Acquire));
         let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(Ordering::Acquire)).1;
-        let prev = time_of(k.wrapping_sub(1));
         let due = |j: u64| {
             time_of(k.wrapping_add(j - 1).wrapping_sub(len))
                 .saturating_add(per)
@@ -390,7 +385,7 @@ impl Schedule {
     }
 
     fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
-        // A late process of the old run may claim an entry meanwhile; then
+        // A late process of the old run may claim entries meanwhile; then
         // the rewrite starts over (it cannot keep doing so: it sees that the
         // throttle is not running as soon as it looks again).
         for _ in 0..16 {
@@ -423,15 +418,12 @@ impl Schedule {
             return true; // a corrupt state: reserve() reports it
         }
         let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
-        let k = st.head.load(Ordering::Acquire);
-        let first = k.wrapping_sub(n);
-        if unpack(st.ring[(k % n) as usize].load(Ordering::Acquire)).0 == k {
-            // A claim whose maker has not moved the head yet.
-            let _ =
-                st.head
-                    .compare_exchange(k, k.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
-            return false;
+        let head = st.head.load(Ordering::Acquire);
+        let (k, last) = unpack(head);
+        if fill_pending(st, k, last) != Some(true) {
+            return false; // moved on, or corrupt (reserve() reports it)
         }
+        let first = k.wrapping_sub(n);
         // By slot: (raw entry, its sequence number, its grant time).
         let slots: Vec<(u128, u64, i64)> = st
             .ring
@@ -487,19 +479,55 @@ impl Schedule {
                 )
                 .is_err()
             {
-                // Only a late claim changes an entry, and only the next one to
-                // claim: the first. Start over if nothing is written yet; past
-                // that, what is left is old grant times or the late claim's,
-                // which only ever make new grants wait longer: keep them.
-                if j == 0 {
-                    return false;
-                }
-                break;
+                // A late claim of the old run filled the entry: start over.
+                return false;
             }
+        }
+        // The last grant is the newest entry's, as rewritten.
+        if st
+            .head
+            .compare_exchange(head, pack(k, floor), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
         }
         st.confirmed.store(k.wrapping_sub(1), Ordering::Release);
         true
     }
+}
+
+/// `WINDOW`: fills the entries of the last claimed batch that are still
+/// empty (their claimer may be slow, or dead). Below head `k` the ring holds
+/// grants `k - n .. k - 1`; the empty ones (still tagged a lap back) are a
+/// suffix, all of the last batch, granted at `last`. `Some(false)` if the
+/// head moved on meanwhile, `None` if the ring is corrupt.
+fn fill_pending(st: &State<'_>, k: u64, last: i64) -> Option<bool> {
+    let n = st.ring.len() as u64;
+    let moved_or_corrupt = || (unpack(st.head.load(Ordering::Acquire)).0 != k).then_some(false);
+    let mut j = k;
+    while k.wrapping_sub(j) < n {
+        let seq = j.wrapping_sub(1);
+        let (tag, _) = unpack(st.ring[(seq % n) as usize].load(Ordering::Acquire));
+        if tag == seq {
+            break;
+        }
+        if tag != seq.wrapping_sub(n) {
+            return moved_or_corrupt();
+        }
+        j = seq;
+    }
+    while j != k {
+        let entry = &st.ring[(j % n) as usize];
+        let raw = entry.load(Ordering::Acquire);
+        let (tag, _) = unpack(raw);
+        if tag == j.wrapping_sub(n) {
+            let _ = entry.compare_exchange(raw, pack(j, last), Ordering::AcqRel, Ordering::Acquire);
+        } else if tag != j {
+            return moved_or_corrupt();
+        }
+        j = j.wrapping_add(1);
+    }
+    Some(true)
 }
 
 #[cfg(test)]

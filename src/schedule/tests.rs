@@ -61,7 +61,7 @@ struct Fx {
     per_ns: u64,
     tat: AtomicU128,
     records: Records,
-    head: AtomicU64,
+    head: AtomicU128,
     ring: Vec<AtomicU128>,
     confirmed: AtomicU64,
     /// Granted units not yet confirmed: a restart confirms those due by the
@@ -80,7 +80,7 @@ impl Fx {
             per_ns,
             tat: AtomicU128::new(0),
             records: Records::default(),
-            head: AtomicU64::new(0),
+            head: AtomicU128::new(0),
             ring,
             confirmed: AtomicU64::new(0),
             pending: std::sync::Mutex::new(Vec::new()),
@@ -170,7 +170,7 @@ impl Fx {
         }
     }
 
-    fn snapshot(&self) -> (u128, u64, Vec<u128>) {
+    fn snapshot(&self) -> (u128, u128, Vec<u128>) {
         (
             self.tat.load(Ordering::SeqCst),
             self.head.load(Ordering::SeqCst),
@@ -1408,7 +1408,7 @@ mod window {
         for _ in 0..5 {
             fx.wait(T0);
         }
-        let k = fx.head.load(Ordering::SeqCst);
+        let k = unpack(fx.head.load(Ordering::SeqCst)).0;
         f(&fx, k);
         let r = fx.reserve(T0 + 10 * SEC as i64, i64::MAX);
         // has_fuel and a waiter with a timeout see the same.
@@ -1435,7 +1435,7 @@ mod window {
             [|k| k + 1000, |k| k.wrapping_sub(1000), |_| u64::MAX, |_| 0];
         for h in heads {
             assert_eq!(
-                scribbled(|fx, k| fx.head.store(h(k), Ordering::SeqCst)),
+                scribbled(|fx, k| fx.head.store(pack(h(k), T0), Ordering::SeqCst)),
                 Reservation::Corrupt
             );
         }
@@ -1446,7 +1446,7 @@ mod window {
         );
         // No ring at all.
         let sched = Schedule::new(Rate::new(3, SEC).unwrap(), Hardcap::Window);
-        let (tat, head) = (AtomicU128::new(0), AtomicU64::new(0));
+        let (tat, head) = (AtomicU128::new(0), AtomicU128::new(0));
         let confirmed = AtomicU64::new(0);
         let records = Records::default();
         let st = State {
@@ -1463,15 +1463,73 @@ mod window {
 
     /// A head left one behind by a process that died between claiming an
     /// entry and moving the head is moved on: no corruption, no lost grant.
+    /// Batches of random size at random arrivals, some with deadlines: each
+    /// batch is granted exactly when an independent model of the window
+    /// first allows all its units (never a window over max_n, never a wait
+    /// the window does not need), and a batch refused for its deadline
+    /// takes nothing.
     #[test]
-    fn head_left_behind_by_a_dead_process_is_recovered() {
+    fn batches_follow_the_window_exactly() {
+        for (max_n, per_ns) in [(5, SEC), (3, 1_000_000), (16, 7 * SEC + 3)] {
+            let fx = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+            let per = fx.per();
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ max_n);
+            // The model: every unit's grant time, in order.
+            let mut units: Vec<i64> = Vec::new();
+            let mut now = T0;
+            for _ in 0..2_000 {
+                now += gap(&mut rng, per);
+                let m = 1 + rng.below(max_n);
+                let seq = units.len() as u64 + m - 1;
+                let window = seq
+                    .checked_sub(max_n)
+                    .map_or(i64::MIN, |b| units[b as usize].saturating_add(per));
+                // The tank starts empty: unit j of the run at T0 + j*T.
+                let first = if seq < max_n {
+                    T0 + slot(max_n, per_ns, seq)
+                } else {
+                    window
+                };
+                let want = now
+                    .max(first)
+                    .max(units.last().copied().unwrap_or(i64::MIN));
+                let latest = if rng.pct(30) {
+                    now + rng.below(per as u64) as i64
+                } else {
+                    i64::MAX
+                };
+                let (r, _) = fx.sched.reserve_n(&fx.st(), m, now, latest);
+                if want > latest {
+                    assert_eq!(r, Reservation::Later(want), "m {m} at {now}");
+                    continue;
+                }
+                assert_eq!(r, Reservation::Granted(want), "m {m} at {now}");
+                units.extend(std::iter::repeat_n(want, m as usize));
+            }
+            check_windows(&units, max_n, per, "window batches");
+        }
+    }
+
+    #[test]
+    fn batch_left_unfilled_by_a_dead_process_is_filled() {
         let fx = Fx::started(3, SEC, Hardcap::Window, T0);
         for k in 0..4 {
             assert_eq!(fx.wait(T0), T0 + fx.slot(k));
         }
-        let k = fx.head.load(Ordering::SeqCst);
-        fx.head.store(k - 1, Ordering::SeqCst);
-        assert_eq!(fx.wait(T0), T0 + fx.slot(4));
-        assert_eq!(fx.head.load(Ordering::SeqCst), k + 1);
+        // A process moved the head over two entries, granted at g, and died
+        // before it wrote them.
+        let (k, _) = unpack(fx.head.load(Ordering::SeqCst));
+        let g = T0 + fx.slot(4) + 7;
+        fx.head.store(pack(k + 2, g), Ordering::SeqCst);
+        // The next waiter fills them, and counts them: grant k + 2 waits for
+        // grant k - 1 (entry k + 2 - 3) plus per, and for g.
+        let prev = T0 + fx.slot(3);
+        assert_eq!(fx.wait(T0), (prev + SEC as i64).max(g));
+        for j in [k, k + 1] {
+            assert_eq!(
+                unpack(fx.ring[(j % 3) as usize].load(Ordering::SeqCst)),
+                (j, g)
+            );
+        }
     }
 }

@@ -218,8 +218,9 @@ pub struct Shared {
     /// and start time of the holder ([`Phase::pack`] without a phase), 0 =
     /// free. A dead holder's lock is taken over.
     pub change_lock: Line<AtomicU128>,
-    /// `WINDOW` sequence number of the next grant.
-    pub head: Line<AtomicU64>,
+    /// `WINDOW` sequence number of the next grant and time of the last
+    /// ([`pack_entry`]).
+    pub head: Line<AtomicU128>,
     /// `WINDOW` highest sequence number confirmed (see `Schedule::confirm`).
     pub confirmed: Line<AtomicU64>,
     /// Emission lanes.
