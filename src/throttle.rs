@@ -513,11 +513,13 @@ impl Throttle {
 
     /// Gives back the units of a waiter whose grant a change moved past its
     /// `deadline`, so every waiter behind it moves up. If the change lock
-    /// cannot be had (its holder is stopped, not dead) the units stay taken.
+    /// cannot be had within [`GIVE_BACK_PATIENCE_NS`] (other changes keep it
+    /// busy, or its holder is stopped) the units stay taken: the waiter
+    /// returns at its deadline rather than late.
     fn give_back(&self, ticket: &mut Ticket, deadline: Option<i64>) {
         let sched = &self.config.schedule;
         let st = self.state();
-        let done = self.change_locked(|| {
+        let done = self.change_locked(GIVE_BACK_PATIENCE_NS, || {
             for _ in 0..8 {
                 match sched.follow(&st, ticket) {
                     Some(Follow::At(grant)) if deadline.is_some_and(|d| grant > d) => {}
@@ -537,11 +539,11 @@ impl Throttle {
     }
 
     /// Runs `f` holding the change lock: taken over from a dead holder;
-    /// [`Error::System`] if a live one keeps it for [`CHANGE_PATIENCE_NS`].
-    fn change_locked<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+    /// [`Error::System`] if a live one keeps it for `patience_ns`.
+    fn change_locked<R>(&self, patience_ns: i64, f: impl FnOnce() -> R) -> Result<R> {
         let lock = &self.sh().change_lock;
         let me = Phase::Running.pack(process::id(), process::start_time());
-        let give_up = monotonic_ns().saturating_add(CHANGE_PATIENCE_NS);
+        let give_up = monotonic_ns().saturating_add(patience_ns);
         loop {
             match lock.compare_exchange(0, me, SeqCst, SeqCst) {
                 Ok(_) => break,
@@ -555,7 +557,7 @@ impl Throttle {
                         return Err(Error::System(format!(
                             "process {pid} has held the change lock of this throttle for {} ms \
                              without dying (stopped in a debugger?); try again",
-                            CHANGE_PATIENCE_NS / 1_000_000
+                            patience_ns / 1_000_000
                         )));
                     }
                     std::thread::sleep(std::time::Duration::from_micros(50));
@@ -591,7 +593,7 @@ impl Throttle {
         let sched = &self.config.schedule;
         let st = self.state();
         let now = self.clock.now_ns();
-        let done = self.change_locked(|| sched.set_rate(&st, rate, now))?;
+        let done = self.change_locked(CHANGE_PATIENCE_NS, || sched.set_rate(&st, rate, now))?;
         match done {
             Ok(()) => {
                 self.wake_all();
@@ -796,9 +798,12 @@ const AUTO_TAIL_AFTER_NS: i64 = 2_000_000;
 /// See [`AUTO_TAIL_AFTER_NS`].
 const AUTO_TAIL_NS: i64 = 60_000;
 
-/// How long a rate change or a give-back waits for a live holder of the
-/// change lock (held for microseconds by a running process).
+/// How long a rate change waits for a live holder of the change lock (held
+/// for microseconds by a running process).
 pub const CHANGE_PATIENCE_NS: i64 = 200_000_000;
+/// How long a waiter that times out waits for the change lock to give its
+/// units back.
+const GIVE_BACK_PATIENCE_NS: i64 = 2_000_000;
 
 /// How a sleep towards reserved units ended.
 enum Slept {

@@ -237,6 +237,101 @@ fn weighted_fuel_across_processes() -> TestResult {
     Ok(())
 }
 
+/// Processes that keep changing the rate (200/s, 400/s, back, every 2 ms:
+/// far more often than any real use) are SIGKILLed
+/// at random instants, inside `mpt_set_rate` included (holding the change
+/// lock, or having committed a change nobody applied yet), 100 times, while
+/// three worker processes wait for fuel with 100 ms timeouts. No worker
+/// blocks beyond its timeout, the grants stay between the two rates, and
+/// afterwards a change goes through at once and holds exactly.
+fn rate_changers_killed_wedge_nobody() -> TestResult {
+    let t = throttle(200, 1.0, MptHardcap::Limit)?;
+    let h = t.h();
+    check!(h.start() == MptStatus::Ok, "start");
+    // Per worker: grants, calls, worst overrun (ns), and a stop flag at 9.
+    let shm = Shm::new(10);
+    let mut workers = Kids::new();
+    for i in 0..3 {
+        let shm = &shm;
+        workers.spawn(move || {
+            while shm.get(9) == 0 {
+                let t0 = now();
+                let (st, _) = h.await_fuel(0.1);
+                let over = now() - t0 - 100 * MS;
+                shm.at(3 * i + 2)
+                    .fetch_max(over, std::sync::atomic::Ordering::SeqCst);
+                match st {
+                    MptStatus::Ok => shm.set(3 * i, shm.get(3 * i) + 1),
+                    MptStatus::Timeout => {}
+                    _ => return 1,
+                }
+                shm.set(3 * i + 1, shm.get(3 * i + 1) + 1);
+            }
+            0
+        });
+    }
+    let grants = |shm: &Shm| (0..3).map(|i| shm.get(3 * i)).sum::<i64>();
+    let mut rng = now() as u64 | 1;
+    let mut changers = Kids::new();
+    let chaos_from = now();
+    let before = grants(&shm);
+    for _ in 0..100 {
+        let pid = changers.spawn(move || {
+            let mut fast = false;
+            loop {
+                fast = !fast;
+                if set_rate(h, if fast { 400 } else { 200 }, 1.0) != MptStatus::Ok {
+                    return 1;
+                }
+                common::sleep_ms(2);
+                if false {
+                    return 1;
+                }
+            }
+        });
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        common::sleep_ms(rng % 20);
+        changers.kill(pid);
+    }
+    let chaos = now() - chaos_from;
+    let during = grants(&shm) - before;
+    let secs = chaos as f64 / 1e9;
+    note!("{during} grants in {secs:.2} s of chaos");
+    check!(
+        (during as f64) >= 190.0 * secs && (during as f64) <= 400.0 * secs + 400.0,
+        "{during} grants in {secs:.2} s: not between 200/s and 400/s"
+    );
+    // The lock is free (or taken over from the dead): a change goes through.
+    let t0 = now();
+    check!(
+        set_rate(h, 100, 1.0) == MptStatus::Ok,
+        "set_rate after the chaos"
+    );
+    check!(now() - t0 < SEC, "set_rate took {} ms", (now() - t0) / MS);
+    common::sleep_ms(200); // the old reservations drain
+    let from = grants(&shm);
+    common::sleep_ms(2000);
+    let steady = grants(&shm) - from;
+    note!("{steady} grants in the 2 s after at 100/s");
+    check!(
+        (190..=212).contains(&steady),
+        "{steady} grants in 2 s at 100/s"
+    );
+    shm.set(9, 1);
+    workers.wait_all_ok(5 * SEC)?;
+    for i in 0..3 {
+        let over = shm.get(3 * i + 2);
+        check!(
+            over < 50 * MS,
+            "worker {i} overran its timeout by {} ms",
+            over / MS
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         (
@@ -253,6 +348,11 @@ fn main() {
             "weighted_fuel_across_processes",
             weighted_fuel_across_processes,
             30,
+        ),
+        (
+            "rate_changers_killed_wedge_nobody",
+            rate_changers_killed_wedge_nobody,
+            60,
         ),
     ];
     common::run(

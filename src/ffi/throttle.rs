@@ -587,8 +587,8 @@ pub unsafe extern "C" fn mpt_has_fuel(
 /// times out or is killed takes nothing.
 ///
 /// - `n`: at least 1, at most what the tank can ever hold at the current
-///   rate: max_n for `MPT_HARDCAP_LIMIT`, 1 for `MPT_HARDCAP_ONE` and (for
-///   now) `MPT_HARDCAP_WINDOW`, any for `MPT_HARDCAP_NONE`.
+///   rate: max_n for `MPT_HARDCAP_LIMIT` and `MPT_HARDCAP_WINDOW`, 1 for
+///   `MPT_HARDCAP_ONE`, any for `MPT_HARDCAP_NONE`.
 /// - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
 ///
 /// Returns: as `mpt_await_fuel`; `MPT_STATUS_INVALID_ARGUMENT` also for an

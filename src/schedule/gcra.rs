@@ -133,6 +133,13 @@ fn respace(d: u128, per_old: u64, per_new: u64) -> u128 {
     q.saturating_mul(pn).saturating_add((r * pn).div_ceil(po))
 }
 
+/// `floor(d * per_new / per_old)`, as [`respace`] rounded down.
+fn respace_floor(d: u128, per_old: u64, per_new: u64) -> u128 {
+    let (po, pn) = (u128::from(per_old), u128::from(per_new));
+    let (q, r) = (d / po, d % po);
+    q.saturating_mul(pn).saturating_add(r * pn / po)
+}
+
 /// Where a sleeping waiter's unit is, after following the records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Follow {
@@ -221,13 +228,15 @@ impl Schedule {
                     // Units reserved ahead: the queue after t_c, respaced.
                     tc_new.saturating_add(respace(first - tc_old, old.per_ns, new.per_ns))
                 } else {
-                    // Fuel in the tank: keep as much as the new tank holds.
-                    let held = (tc_old - first) / u128::from(old.per_ns) + 1;
-                    let kept = match self.capacity_at(new) {
-                        Some(cap) => held.min(cap.into()),
-                        None => held,
+                    // Fuel in the tank, and progress towards the next unit:
+                    // the time it took, respaced (rounded down: never more
+                    // fuel than it was), and no more than the new tank holds.
+                    let accrued = respace_floor(tc_old - first, old.per_ns, new.per_ns);
+                    let accrued = match self.capacity_at(new) {
+                        Some(cap) => accrued.min(u128::from(cap - 1) * u128::from(new.per_ns)),
+                        None => accrued,
                     };
-                    tc_new.saturating_sub((kept - 1).saturating_mul(new.per_ns.into()))
+                    tc_new.saturating_sub(accrued)
                 };
                 first_new.saturating_add(self.tau_at(new))
             }

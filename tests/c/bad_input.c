@@ -56,6 +56,12 @@ static void null_handle(void) {
     CHECK_FAIL(mpt_lo_hi(NULL, &r), MPT_STATUS_NULL_POINTER, "throttle");
     CHECK_FAIL(mpt_hi_lo(NULL, &r), MPT_STATUS_NULL_POINTER, "throttle");
     CHECK_FAIL(mpt_get_summary(NULL, &s), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_await_fuel_n(NULL, 1, MPT_FOREVER, &g), MPT_STATUS_NULL_POINTER,
+               "throttle");
+    CHECK_FAIL(mpt_has_fuel_n(NULL, 1, &g), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_peek_fuel(NULL, 1, NULL, NULL), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_set_rate(NULL, 1, 1.0), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_get_rate(NULL, NULL, NULL), MPT_STATUS_NULL_POINTER, "throttle");
     /* NULL handle and NULL out-pointer: still NULL_POINTER, no crash. */
     CHECK_FAIL(mpt_latest(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);
     CHECK_FAIL(mpt_get_summary(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);
@@ -283,6 +289,50 @@ static void bad_timeouts(void) {
     CHECK_OK(mpt_throttle_free(t));
 }
 
+/* n units, rate changes, peeking: every bad number is refused and changes
+ * nothing. */
+static void bad_units_and_rates(void) {
+    mpt_options o = defaults();
+    mpt_throttle *t = make(&o);
+    int64_t g = -7;
+    uint64_t level = 7, max_n = 0;
+    double wait = -7.0, per = 0.0;
+    const double bad_per[] = {NAN, INFINITY, -INFINITY, 0.0, -1.0, 1e-10, 1e300};
+    const uint64_t bad_n[] = {0, ((uint64_t)1 << 40) + 1, UINT64_MAX};
+    size_t i;
+
+    CHECK_FAIL(mpt_peek_fuel(t, 1, &level, &wait), MPT_STATUS_NOT_RUNNING, NULL);
+    CHECK_OK(mpt_start(t));
+    /* The tank of `make` holds 4: n 0 and n 5 can never be granted. */
+    CHECK_FAIL(mpt_await_fuel_n(t, 0, MPT_FOREVER, &g), MPT_STATUS_INVALID_ARGUMENT, "n");
+    CHECK_FAIL(mpt_await_fuel_n(t, 5, MPT_FOREVER, &g), MPT_STATUS_INVALID_ARGUMENT,
+               "tank");
+    CHECK_FAIL(mpt_has_fuel_n(t, 0, &g), MPT_STATUS_INVALID_ARGUMENT, "n");
+    CHECK_FAIL(mpt_has_fuel_n(t, UINT64_MAX, &g), MPT_STATUS_INVALID_ARGUMENT, "tank");
+    CHECK_FAIL(mpt_peek_fuel(t, 0, &level, &wait), MPT_STATUS_INVALID_ARGUMENT, "n");
+    CHECK_FAIL(mpt_await_fuel_n(t, 1, NAN, &g), MPT_STATUS_INVALID_ARGUMENT, "timeout");
+    for (i = 0; i < sizeof bad_per / sizeof bad_per[0]; i++) {
+        CHECK_FAIL(mpt_set_rate(t, 4, bad_per[i]), MPT_STATUS_INVALID_ARGUMENT, "per");
+    }
+    for (i = 0; i < sizeof bad_n / sizeof bad_n[0]; i++) {
+        CHECK_FAIL(mpt_set_rate(t, bad_n[i], 1.0), MPT_STATUS_INVALID_ARGUMENT, "max_n");
+    }
+    CHECK(g == -7 && level == 7 && wait == -7.0);
+    CHECK_OK(mpt_get_rate(t, &max_n, &per));
+    CHECK(max_n == 4 && per == 1.0);
+    /* Nothing was taken: the first unit is still in the tank. */
+    CHECK_OK(mpt_peek_fuel(t, 1, &level, &wait));
+    CHECK(level == 1 && wait == 0.0);
+    CHECK_OK(mpt_has_fuel_n(t, 1, &g));
+    CHECK_OK(mpt_throttle_free(t));
+
+    /* WINDOW keeps its rate: its ring is sized for it. */
+    o.hardcap = MPT_HARDCAP_WINDOW;
+    t = make(&o);
+    CHECK_FAIL(mpt_set_rate(t, 5, 1.0), MPT_STATUS_UNSUPPORTED, "WINDOW");
+    CHECK_OK(mpt_throttle_free(t));
+}
+
 static void wrong_state(void) {
     mpt_options o = defaults();
     mpt_throttle *t = make(&o);
@@ -459,6 +509,8 @@ static void foreign_handle(void) {
     CHECK_FAIL(mpt_await_fuel(t, MPT_FOREVER, NULL), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_is_running(t, &b), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_latest(t, &r), MPT_STATUS_BAD_HANDLE, NULL);
+    CHECK_FAIL(mpt_set_rate(t, 1, 1.0), MPT_STATUS_BAD_HANDLE, NULL);
+    CHECK_FAIL(mpt_await_fuel_n(t, 1, MPT_FOREVER, NULL), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_throttle_free((mpt_throttle *)(void *)fake), MPT_STATUS_BAD_HANDLE,
                NULL);
     CHECK(b == true);
@@ -471,6 +523,7 @@ int main(void) {
     bad_options();
     option_defaults();
     bad_timeouts();
+    bad_units_and_rates();
     wrong_state();
     monitor_off();
     strerror_codes();

@@ -93,6 +93,11 @@ enum op {
     OP_IS_RUNNING,
     OP_CLOCK_NOW,
     OP_VERSION,
+    OP_AWAIT_N,
+    OP_HAS_FUEL_N,
+    OP_PEEK,
+    OP_SET_RATE,
+    OP_GET_RATE,
     OP_COUNT
 };
 
@@ -105,11 +110,14 @@ static const char *const op_name[OP_COUNT] = {
     "mpt_await_fuel",   "mpt_has_fuel",           "mpt_emit",
     "mpt_emit_at",      "mpt_kill",               "mpt_kill_flag_is_set",
     "mpt_is_running",   "mpt_clock_now",          "mpt_version",
+    "mpt_await_fuel_n", "mpt_has_fuel_n",         "mpt_peek_fuel",
+    "mpt_set_rate",     "mpt_get_rate",
 };
 
 /* How often each call is picked, relative to the others. */
 static const unsigned op_weight[OP_COUNT] = {
     1, 1, 1, 1, 1, 1, 2, 1, 3, 3, 2, 1, 2, 4, 3, 7, 6, 4, 4, 1, 1, 1, 1, 1,
+    4, 4, 2, 2, 1,
 };
 
 static const char *const status_name[NSTATUS + 1] = {
@@ -146,6 +154,11 @@ static const unsigned documented[OP_COUNT] = {
     [OP_IS_RUNNING] = S(0) | S(5) | S(6),
     [OP_CLOCK_NOW] = S(0) | S(5),
     [OP_VERSION] = S(0) | S(5),
+    [OP_AWAIT_N] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(12),
+    [OP_HAS_FUEL_N] = S(0) | S(3) | S(2) | S(5) | S(6) | S(7) | S(12),
+    [OP_PEEK] = S(0) | S(4) | S(5) | S(6) | S(7) | S(12),
+    [OP_SET_RATE] = S(0) | S(5) | S(6) | S(7) | S(10) | S(11) | S(12),
+    [OP_GET_RATE] = S(0) | S(5) | S(6) | S(12),
 };
 
 /* ------------------------------------------------------------ shared state */
@@ -285,7 +298,7 @@ static double pick_per(struct ctx *c) {
 static uint64_t pick_max_n(struct ctx *c) {
     static const uint64_t v[] = {
         0, 1, 2, 3, 5, 10, 100, 1000, 100000, 1000000, 4194304, 4194305,
-        (uint64_t)1 << 62, ((uint64_t)1 << 62) + 1, UINT64_MAX,
+        (uint64_t)1 << 40, ((uint64_t)1 << 40) + 1, (uint64_t)1 << 62, UINT64_MAX,
     };
     switch (below(c, 8)) {
     case 0: return rnd(c);
@@ -298,7 +311,7 @@ static enum cls max_n_class(uint64_t n, bool window) {
     if (n == 0 || (window && n > 4194304)) {
         return INVALID;
     }
-    return n > ((uint64_t)1 << 62) ? UNSURE : VALID;
+    return n > ((uint64_t)1 << 40) ? INVALID : VALID;
 }
 
 static double pick_refresh(struct ctx *c) {
@@ -988,6 +1001,152 @@ static void call_has_fuel(struct ctx *c) {
     }
 }
 
+/* n for the weighted calls: whether n > 1 fits the tank depends on the
+ * hardcap and on rate changes by other threads: INVALID_ARGUMENT is then
+ * left open. n = 0 is always refused. */
+static uint64_t pick_units(struct ctx *c) {
+    static const uint64_t v[] = {0, 1, 1, 1, 2, 3, 10, 1000, (uint64_t)1 << 40, UINT64_MAX};
+    return chance(c, 10) ? rnd(c) : v[below(c, sizeof v / sizeof v[0])];
+}
+
+static unsigned units_faults(uint64_t n) { return n == 0 ? S(MPT_STATUS_INVALID_ARGUMENT) : 0; }
+static unsigned units_unsure(uint64_t n) { return n > 1 ? S(MPT_STATUS_INVALID_ARGUMENT) : 0; }
+
+static void call_await_n(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    enum cls k;
+    bool forever;
+    uint64_t n = pick_units(c);
+    double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
+    unsigned faults = handle_faults(&p) | units_faults(n) |
+                      (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
+                   : !m->running ? S(MPT_STATUS_TIMEOUT)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
+    }
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[160];
+    snprintf(args, sizeof args, "mpt_await_fuel_n(%s, %" PRIu64 ", %g, &grant)", p.desc, n,
+             timeout);
+    begin(c, OP_AWAIT_N);
+    int64_t t0 = now();
+    mpt_status st = mpt_await_fuel_n(p.h, n, timeout, &g);
+    int64_t t1 = now();
+    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
+    int64_t limit = faults != 0 ? quick()
+                    : forever   ? 0
+                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    judge(c, OP_AWAIT_N, st, expect(faults, units_unsure(n), outcomes), t0, limit, args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_AWAIT_N, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !(g >= t0 && g <= t1)) {
+        fail(c, OP_AWAIT_N, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
+             args, g, t0, t1);
+    }
+}
+
+static void call_has_fuel_n(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    uint64_t n = pick_units(c);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
+                   : !m->running ? S(MPT_STATUS_NO_FUEL)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL);
+    }
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_has_fuel_n(%s, %" PRIu64 ", &grant)", p.desc, n);
+    begin(c, OP_HAS_FUEL_N);
+    int64_t t0 = now();
+    mpt_status st = mpt_has_fuel_n(p.h, n, &g);
+    judge(c, OP_HAS_FUEL_N, st, expect(handle_faults(&p) | units_faults(n), units_unsure(n),
+                                       outcomes),
+          t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_HAS_FUEL_N, "%s failed but wrote its out-parameter", args);
+    }
+}
+
+static void call_peek(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    uint64_t n = pick_units(c);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_RUNNING);
+    if (m != NULL && m->as_throttle) {
+        outcomes = m->running ? S(MPT_STATUS_OK) : S(MPT_STATUS_NOT_RUNNING);
+    }
+    uint64_t level;
+    double wait;
+    memset(&level, SENTINEL_BYTE, sizeof level);
+    memset(&wait, SENTINEL_BYTE, sizeof wait);
+    bool null_out = chance(c, 20);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_peek_fuel(%s, %" PRIu64 ", %s)", p.desc, n,
+             null_out ? "NULL, NULL" : "&level, &wait");
+    begin(c, OP_PEEK);
+    int64_t t0 = now();
+    mpt_status st = mpt_peek_fuel(p.h, n, null_out ? NULL : &level, null_out ? NULL : &wait);
+    judge(c, OP_PEEK, st, expect(handle_faults(&p) | units_faults(n), units_unsure(n), outcomes),
+          t0, quick(), args);
+    if (st != MPT_STATUS_OK && !(untouched(&level, sizeof level) && untouched(&wait, sizeof wait))) {
+        fail(c, OP_PEEK, "%s failed but wrote its out-parameters", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(wait >= 0.0 && isfinite(wait))) {
+        fail(c, OP_PEEK, "%s: a wait of %g s", args, wait);
+    }
+}
+
+static void call_set_rate(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    uint64_t max_n = pick_max_n(c);
+    double per = pick_per(c);
+    enum cls k = worst(seconds_class(per, 1e-9), max_n_class(max_n, false));
+    unsigned faults = handle_faults(&p) | (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    /* WINDOW refuses (UNSUPPORTED); a change lock held by a stopped
+     * process would give SYSTEM after 200 ms. */
+    unsigned unsure = S(MPT_STATUS_UNSUPPORTED) | S(MPT_STATUS_SYSTEM) |
+                      (k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_set_rate(%s, %" PRIu64 ", %g)", p.desc, max_n, per);
+    begin(c, OP_SET_RATE);
+    int64_t t0 = now();
+    mpt_status st = mpt_set_rate(p.h, max_n, per);
+    judge(c, OP_SET_RATE, st, expect(faults, unsure, S(MPT_STATUS_OK)), t0, quick(), args);
+}
+
+static void call_get_rate(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    uint64_t max_n;
+    double per;
+    memset(&max_n, SENTINEL_BYTE, sizeof max_n);
+    memset(&per, SENTINEL_BYTE, sizeof per);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_get_rate(%s, &max_n, &per)", p.desc);
+    begin(c, OP_GET_RATE);
+    int64_t t0 = now();
+    mpt_status st = mpt_get_rate(p.h, &max_n, &per);
+    judge(c, OP_GET_RATE, st, expect(handle_faults(&p), 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st == MPT_STATUS_OK &&
+        !(max_n >= 1 && max_n <= ((uint64_t)1 << 40) && per >= 1e-9 && isfinite(per))) {
+        fail(c, OP_GET_RATE, "%s: a rate of %" PRIu64 " per %g s", args, max_n, per);
+    }
+}
+
 static void call_emit(struct ctx *c, bool at) {
     struct pick p;
     pick_handle(c, &p);
@@ -1211,6 +1370,11 @@ static void one_call(struct ctx *c) {
     case OP_KILL: call_kill(c); break;
     case OP_KILL_FLAG: call_flag(c, false); break;
     case OP_IS_RUNNING: call_flag(c, true); break;
+    case OP_AWAIT_N: call_await_n(c); break;
+    case OP_HAS_FUEL_N: call_has_fuel_n(c); break;
+    case OP_PEEK: call_peek(c); break;
+    case OP_SET_RATE: call_set_rate(c); break;
+    case OP_GET_RATE: call_get_rate(c); break;
     default: call_misc(c, op); break;
     }
 }
