@@ -85,11 +85,11 @@
  * Change records of the GCRA schedule (`crate::schedule`): slot `g %
  * RECORDS` holds generation g's rate and what changed from g - 1.
  */
-#define RECORDS 4
+#define RECORDS 32
 
 /**
- * How long a rate change or a give-back waits for a live holder of the
- * change lock (held for microseconds by a running process).
+ * How long a rate change waits for a live holder of the change lock (held
+ * for microseconds by a running process).
  */
 #define CHANGE_PATIENCE_NS 200000000
 
@@ -711,8 +711,8 @@ MPT_MUST_USE mpt_status mpt_has_fuel(const struct mpt_throttle *throttle, int64_
  * times out or is killed takes nothing.
  *
  * - `n`: at least 1, at most what the tank can ever hold at the current
- *   rate: max_n for `MPT_HARDCAP_LIMIT`, 1 for `MPT_HARDCAP_ONE` and (for
- *   now) `MPT_HARDCAP_WINDOW`, any for `MPT_HARDCAP_NONE`.
+ *   rate: max_n for `MPT_HARDCAP_LIMIT` and `MPT_HARDCAP_WINDOW`, 1 for
+ *   `MPT_HARDCAP_ONE`, any for `MPT_HARDCAP_NONE`.
  * - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
  *
  * Returns: as `mpt_await_fuel`; `MPT_STATUS_INVALID_ARGUMENT` also for an
