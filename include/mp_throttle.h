@@ -63,7 +63,7 @@
 /**
  * Longest spin before a grant time accepted, in seconds.
  */
-#define MAX_SPIN_S 1.0
+#define MPT_MAX_SPIN_S 1.0
 
 /**
  * Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
@@ -82,21 +82,9 @@
 #define MPT_AUTO_EMIT_DEFAULT -1
 
 /**
- * Change records of the GCRA schedule (`crate::schedule`): slot `g %
- * RECORDS` holds generation g's rate and what changed from g - 1.
- */
-#define RECORDS 32
-
-/**
- * How long a rate change waits for a live holder of the change lock (held
- * for microseconds by a running process).
- */
-#define CHANGE_PATIENCE_NS 200000000
-
-/**
  * Longest throttle name, in bytes.
  */
-#define MAX_NAME_LEN 200
+#define MPT_MAX_NAME_LEN 200
 
 /**
  * Status codes. Every `mpt_` function returns one; `MPT_STATUS_OK` is 0.

@@ -800,7 +800,7 @@ const AUTO_TAIL_NS: i64 = 60_000;
 
 /// How long a rate change waits for a live holder of the change lock (held
 /// for microseconds by a running process).
-pub const CHANGE_PATIENCE_NS: i64 = 200_000_000;
+pub(crate) const CHANGE_PATIENCE_NS: i64 = 200_000_000;
 /// How long a waiter that times out waits for the change lock to give its
 /// units back.
 const GIVE_BACK_PATIENCE_NS: i64 = 2_000_000;

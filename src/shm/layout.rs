@@ -184,7 +184,7 @@ pub struct Lane {
 
 /// Change records of the GCRA schedule (`crate::schedule`): slot `g %
 /// RECORDS` holds generation g's rate and what changed from g - 1.
-pub const RECORDS: usize = 32;
+pub(crate) const RECORDS: usize = 32;
 
 /// The change records, field by field (a head says which generation a slot
 /// holds, its kind and rate; 0 = none).

@@ -1,0 +1,479 @@
+// mp_throttle.hpp: a header-only C++17 wrapper of the mp_throttle C API
+// (mp_throttle.h, which states the rules this wrapper keeps: shared state in
+// MAP_SHARED memory, a handle made before fork() works in every child, named
+// throttles for unrelated processes, CLOCK_MONOTONIC everywhere).
+//
+//     #include <mp_throttle.hpp>
+//     using namespace std::chrono_literals;
+//
+//     mpt::Throttle throttle(4, 1s);          // 4 per second, default options
+//     throttle.start();
+//     while (throttle.await_fuel()) {         // false once stopped or killed
+//         work();
+//     }
+//     mpt::Summary s = throttle.stop();
+//
+// Errors are exceptions. A call whose C function returns a status that means
+// something is wrong (a bad argument, the wrong state, a missing monitor, a
+// name that does not exist, the system refusing memory, ...) throws
+// mpt::Error, a std::runtime_error that carries the status (code()) and the
+// library's own message for the failure (detail(), from
+// mpt_last_error_message). Outcomes that a correct program meets in normal
+// operation are return values, never exceptions:
+//
+//   await_fuel   Fuel: granted, timeout or killed (the C statuses OK,
+//                TIMEOUT, KILLED); `if (fuel)` is true only when granted.
+//   has_fuel     Fuel: granted, no_fuel or killed (OK, NO_FUEL, KILLED).
+//   emit,        bool: true when counted, false when the throttle is not
+//   emit_at      running or is stopped/killed (NOT_RUNNING, KILLED): a worker
+//                racing a stop() is not an error. WRONG_STATE (auto_emit on)
+//                is a programming error and throws.
+//   unlink       bool: false when no throttle has that name (NOT_FOUND), as
+//                std::filesystem::remove does.
+//
+// Times: durations are std::chrono durations (any representation); instants
+// on the library's clock (grant times, emit_at) are mpt::Clock time
+// points, a std::chrono clock over CLOCK_MONOTONIC (mpt_clock_now). A
+// timeout of zero or less does not sleep, as std::condition_variable's.
+//
+// Ownership: mpt::Throttle owns one handle (mpt_throttle_free in the
+// destructor). It is movable, not copyable; a moved-from (or
+// default-constructed) Throttle owns nothing: destroying it, close() and
+// valid() are safe, and every call that reaches the library throws
+// mpt::Error with MPT_STATUS_NULL_POINTER. After
+// fork(), the child owns its own copy of the object: call close() in the
+// child before _exit(), or just _exit().
+//
+// Threads: every const member function may be called concurrently from any
+// number of threads, as the C functions it wraps (their `const mpt_throttle *`
+// rule). Moving, assigning, close() and destruction need exclusive access.
+//
+// Requires C++17; links with -lmp_throttle (pkg-config mp_throttle).
+#ifndef MP_THROTTLE_HPP
+#define MP_THROTTLE_HPP
+
+#include "mp_throttle.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace mpt {
+
+// ------------------------------------------------------------------ errors
+
+// The calling thread's last failure message from the library ("" if none).
+inline std::string last_error_message() {
+    std::size_t len = 0;
+    if (mpt_last_error_message(nullptr, 0, &len) != MPT_STATUS_OK || len == 0) {
+        return std::string();
+    }
+    std::string message(len + 1, '\0');
+    if (mpt_last_error_message(&message[0], message.size(), &len) != MPT_STATUS_OK) {
+        return std::string();
+    }
+    // Another failure in this thread cannot happen in between; shrink anyway.
+    message.resize(len < message.size() ? len : message.size() - 1);
+    return message;
+}
+
+// A failure of a C call. what() reads "<call>: <mpt_strerror(code)>: <detail>".
+class Error : public std::runtime_error {
+public:
+    Error(mpt_status code, const char *call, std::string detail)
+        : std::runtime_error(compose(code, call, detail)),
+          code_(code),
+          detail_(std::move(detail)) {}
+
+    // The status the C function returned (never MPT_STATUS_OK).
+    mpt_status code() const noexcept { return code_; }
+    // The library's message for this failure (mpt_last_error_message), or
+    // the wrapper's own for a failure it found before calling the library.
+    const std::string &detail() const noexcept { return detail_; }
+
+private:
+    static std::string compose(mpt_status code, const char *call, const std::string &detail) {
+        std::string what(call);
+        what += ": ";
+        what += mpt_strerror(code);
+        if (!detail.empty()) {
+            what += ": ";
+            what += detail;
+        }
+        return what;
+    }
+
+    mpt_status code_;
+    std::string detail_;
+};
+
+namespace detail {
+
+// Throws mpt::Error for any status but OK, with the thread's last message.
+inline void check(mpt_status status, const char *call) {
+    if (status != MPT_STATUS_OK) {
+        throw Error(status, call, last_error_message());
+    }
+}
+
+// A name as the C API takes it: NUL-terminated, so no NUL inside.
+inline std::string c_name(std::string_view name, const char *call) {
+    if (name.find('\0') != std::string_view::npos) {
+        throw Error(MPT_STATUS_INVALID_ARGUMENT, call, "name contains a NUL byte");
+    }
+    return std::string(name);
+}
+
+template <class Rep, class Period>
+double seconds(const std::chrono::duration<Rep, Period> &d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------ clock
+
+// The library's clock (CLOCK_MONOTONIC, through mpt_clock_now): the clock of
+// grant times and of emit_at, shared by every process of the host.
+struct Clock {
+    using rep = std::int64_t;
+    using period = std::nano;
+    using duration = std::chrono::nanoseconds;
+    using time_point = std::chrono::time_point<Clock>;
+    static constexpr bool is_steady = true;
+
+    static time_point now() {
+        std::int64_t ns = 0;
+        detail::check(mpt_clock_now(&ns), "mpt_clock_now");
+        return time_point(duration(ns));
+    }
+};
+
+// ------------------------------------------------------------------ values
+
+// The version of the library actually linked (mpt_version); compare with
+// MPT_VERSION_MAJOR / _MINOR / _PATCH of the header compiled against.
+struct Version {
+    std::uint32_t major;
+    std::uint32_t minor;
+    std::uint32_t patch;
+};
+
+inline Version version() {
+    Version v{0, 0, 0};
+    detail::check(mpt_version(&v.major, &v.minor, &v.patch), "mpt_version");
+    return v;
+}
+
+// A statistic (mpt_rate): time between emissions and emissions per second;
+// both 0 when there is nothing to measure yet.
+struct Rate {
+    std::chrono::duration<double> between;
+    double per_second;
+};
+
+// What stop() reports (mpt_summary): running time of all runs so far, the
+// emissions counted, and their mean interval and rate (0 if none).
+struct Summary {
+    std::chrono::duration<double> runtime;
+    std::uint64_t total;
+    std::chrono::duration<double> mean_between;
+    double mean_per_second;
+};
+
+// The outcome of await_fuel / has_fuel.
+enum class Outcome {
+    granted,  // a unit of fuel was taken (MPT_STATUS_OK)
+    timeout,  // await_fuel: none came before the timeout (MPT_STATUS_TIMEOUT)
+    killed,   // the kill flag is set: finish (MPT_STATUS_KILLED)
+    no_fuel,  // has_fuel: the tank is empty or not started (MPT_STATUS_NO_FUEL)
+};
+
+struct Fuel {
+    Outcome outcome;
+    // The grant time when granted (the instant the library let this caller
+    // go), the epoch of Clock otherwise.
+    Clock::time_point grant_time;
+
+    explicit operator bool() const noexcept { return outcome == Outcome::granted; }
+};
+
+// Tank capacity (mpt_hardcap; the header and DESIGN.md give the guarantees).
+enum class Hardcap : std::uint32_t {
+    limit = MPT_HARDCAP_LIMIT,
+    one = MPT_HARDCAP_ONE,
+    none = MPT_HARDCAP_NONE,
+    window = MPT_HARDCAP_WINDOW,
+};
+
+// Options of a throttle (mpt_options): the library's defaults
+// (mpt_options_init), changed by chained setters:
+//
+//     mpt::Options().hardcap(mpt::Hardcap::window).auto_emit(false)
+//
+// Values are checked by the library when a throttle is made (mpt::Error
+// with MPT_STATUS_INVALID_ARGUMENT), except those that do not fit the C
+// field, which the setter refuses at once.
+class Options {
+public:
+    Options() { detail::check(mpt_options_init(&raw_, MPT_OPTIONS_VERSION), "mpt_options_init"); }
+
+    Options &as_throttle(bool on) noexcept {
+        raw_.as_throttle = on ? 1u : 0u;
+        return *this;
+    }
+    Options &as_monitor(bool on) noexcept {
+        raw_.as_monitor = on ? 1u : 0u;
+        return *this;
+    }
+    Options &auto_emit(bool on) noexcept {
+        raw_.auto_emit = on ? 1 : 0;
+        return *this;
+    }
+    Options &hardcap(Hardcap h) noexcept {
+        raw_.hardcap = static_cast<std::uint32_t>(h);
+        return *this;
+    }
+    // How late the kernel may wake a sleeping waiter; 0 leaves the thread's
+    // slack alone. At most about 4.29 s (a uint32_t of ns).
+    template <class Rep, class Period>
+    Options &timer_slack(const std::chrono::duration<Rep, Period> &slack) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(slack).count();
+        if (ns < 0 || static_cast<unsigned long long>(ns) > std::numeric_limits<std::uint32_t>::max()) {
+            throw Error(MPT_STATUS_INVALID_ARGUMENT, "mpt::Options::timer_slack",
+                        "timer slack must be 0 to 4294967295 ns");
+        }
+        raw_.timer_slack_ns = static_cast<std::uint32_t>(ns);
+        return *this;
+    }
+    // Interval of the monitor's refreshes (rf_rate).
+    template <class Rep, class Period>
+    Options &refresh(const std::chrono::duration<Rep, Period> &interval) noexcept {
+        raw_.refresh_s = detail::seconds(interval);
+        return *this;
+    }
+    // The precise mode: how long before its grant time a waiter spins.
+    template <class Rep, class Period>
+    Options &spin(const std::chrono::duration<Rep, Period> &before) noexcept {
+        raw_.spin_s = detail::seconds(before);
+        return *this;
+    }
+
+    const mpt_options &raw() const noexcept { return raw_; }
+
+private:
+    mpt_options raw_{};
+};
+
+// ------------------------------------------------------------------ throttle
+
+class Throttle {
+public:
+    // Owns nothing (as a moved-from Throttle).
+    Throttle() noexcept = default;
+
+    // An anonymous throttle of max_n units per `per` (mpt_throttle_new),
+    // shared with the children fork()ed after this.
+    template <class Rep, class Period>
+    Throttle(std::uint64_t max_n, const std::chrono::duration<Rep, Period> &per,
+             const Options &options = Options()) {
+        detail::check(mpt_throttle_new(max_n, detail::seconds(per), &options.raw(), &handle_),
+                      "mpt_throttle_new");
+    }
+
+    // Creates the named throttle `name`, or opens it if it exists with the
+    // same configuration (mpt_throttle_create_named).
+    template <class Rep, class Period>
+    static Throttle create_named(std::string_view name, std::uint64_t max_n,
+                                 const std::chrono::duration<Rep, Period> &per,
+                                 const Options &options = Options()) {
+        const char *call = "mpt_throttle_create_named";
+        const std::string c = detail::c_name(name, call);
+        Throttle t;
+        detail::check(mpt_throttle_create_named(c.c_str(), max_n, detail::seconds(per), &options.raw(),
+                                                &t.handle_),
+                      call);
+        return t;
+    }
+
+    // Opens the named throttle `name`, adopting its configuration; only the
+    // options' timer_slack and spin are used (mpt_throttle_open).
+    static Throttle open(std::string_view name, const Options &options = Options()) {
+        const char *call = "mpt_throttle_open";
+        const std::string c = detail::c_name(name, call);
+        Throttle t;
+        detail::check(mpt_throttle_open(c.c_str(), &options.raw(), &t.handle_), call);
+        return t;
+    }
+
+    // Removes the name (mpt_throttle_unlink); handles stay usable. False if
+    // no throttle has that name.
+    static bool unlink(std::string_view name) {
+        const char *call = "mpt_throttle_unlink";
+        const std::string c = detail::c_name(name, call);
+        const mpt_status status = mpt_throttle_unlink(c.c_str());
+        if (status == MPT_STATUS_NOT_FOUND) {
+            return false;
+        }
+        detail::check(status, call);
+        return true;
+    }
+
+    Throttle(const Throttle &) = delete;
+    Throttle &operator=(const Throttle &) = delete;
+
+    Throttle(Throttle &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+
+    Throttle &operator=(Throttle &&other) noexcept {
+        if (this != &other) {
+            release();
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+
+    ~Throttle() { release(); }
+
+    // Releases the handle now (mpt_throttle_free); the object then owns
+    // nothing. Does not stop the throttle. A no-op if it owns nothing.
+    void close() {
+        mpt_throttle *h = std::exchange(handle_, nullptr);
+        if (h != nullptr) {
+            detail::check(mpt_throttle_free(h), "mpt_throttle_free");
+        }
+    }
+
+    // Whether this object owns a handle.
+    bool valid() const noexcept { return handle_ != nullptr; }
+    explicit operator bool() const noexcept { return valid(); }
+
+    // The C handle, for calls this wrapper lacks; still owned by this object.
+    mpt_throttle *native_handle() const noexcept { return handle_; }
+
+    // Starts or resumes the throttle (mpt_start).
+    void start() const { detail::check(mpt_start(handle_), "mpt_start"); }
+
+    // Stops (pauses) it: sets the kill flag, wakes every waiter, and reports
+    // the totals (mpt_stop).
+    Summary stop() const {
+        mpt_summary s{};
+        detail::check(mpt_stop(handle_, &s), "mpt_stop");
+        return summary_of(s);
+    }
+
+    // Blocks until a unit of fuel is granted or the kill flag is set.
+    Fuel await_fuel() const { return await(MPT_FOREVER); }
+
+    // Blocks at most `timeout` (zero or less: does not sleep; not a number:
+    // MPT_STATUS_INVALID_ARGUMENT).
+    template <class Rep, class Period>
+    Fuel await_fuel(const std::chrono::duration<Rep, Period> &timeout) const {
+        const double s = detail::seconds(timeout);
+        return await(s < 0.0 ? 0.0 : s);  // NaN passes, for the library to refuse
+    }
+
+    // Takes a unit of fuel if the tank holds one now; never blocks.
+    Fuel has_fuel() const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_has_fuel(handle_, &grant_ns);
+        return fuel(status, grant_ns, "mpt_has_fuel");
+    }
+
+    // Counts one emission now / at `when` (throttles with auto_emit off).
+    // False when not counted: not running, or stopped or killed.
+    bool emit() const { return counted(mpt_emit(handle_), "mpt_emit"); }
+    bool emit_at(Clock::time_point when) const {
+        return counted(mpt_emit_at(handle_, when.time_since_epoch().count()), "mpt_emit_at");
+    }
+
+    // Sets the kill flag: every waiter returns killed (mpt_kill).
+    void kill() const { detail::check(mpt_kill(handle_), "mpt_kill"); }
+
+    bool kill_flag_is_set() const {
+        bool set = false;
+        detail::check(mpt_kill_flag_is_set(handle_, &set), "mpt_kill_flag_is_set");
+        return set;
+    }
+
+    bool is_running() const {
+        bool running = false;
+        detail::check(mpt_is_running(handle_, &running), "mpt_is_running");
+        return running;
+    }
+
+    // Statistics; throw MPT_STATUS_MONITOR_OFF without a monitor.
+    Rate latest() const { return rate(mpt_latest, "mpt_latest"); }
+    Rate mean() const { return rate(mpt_mean, "mpt_mean"); }
+    Rate lo_hi() const { return rate(mpt_lo_hi, "mpt_lo_hi"); }
+    Rate hi_lo() const { return rate(mpt_hi_lo, "mpt_hi_lo"); }
+
+    // stop()'s four figures as of now, running or not (mpt_get_summary).
+    Summary summary() const {
+        mpt_summary s{};
+        detail::check(mpt_get_summary(handle_, &s), "mpt_get_summary");
+        return summary_of(s);
+    }
+
+private:
+    void release() noexcept {
+        if (handle_ != nullptr) {
+            // Only a handle freed twice fails, which ownership rules out.
+            (void)mpt_throttle_free(handle_);
+            handle_ = nullptr;
+        }
+    }
+
+    Fuel await(double timeout_s) const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_await_fuel(handle_, timeout_s, &grant_ns);
+        return fuel(status, grant_ns, "mpt_await_fuel");
+    }
+
+    static Fuel fuel(mpt_status status, std::int64_t grant_ns, const char *call) {
+        switch (status) {
+        case MPT_STATUS_OK:
+            return Fuel{Outcome::granted, Clock::time_point(Clock::duration(grant_ns))};
+        case MPT_STATUS_TIMEOUT:
+            return Fuel{Outcome::timeout, Clock::time_point()};
+        case MPT_STATUS_KILLED:
+            return Fuel{Outcome::killed, Clock::time_point()};
+        case MPT_STATUS_NO_FUEL:
+            return Fuel{Outcome::no_fuel, Clock::time_point()};
+        default:
+            detail::check(status, call);
+            return Fuel{Outcome::killed, Clock::time_point()};  // not reached
+        }
+    }
+
+    static bool counted(mpt_status status, const char *call) {
+        if (status == MPT_STATUS_NOT_RUNNING || status == MPT_STATUS_KILLED) {
+            return false;
+        }
+        detail::check(status, call);
+        return true;
+    }
+
+    using RateFn = mpt_status (*)(const mpt_throttle *, mpt_rate *);
+    Rate rate(RateFn fn, const char *call) const {
+        mpt_rate r{};
+        detail::check(fn(handle_, &r), call);
+        return Rate{std::chrono::duration<double>(r.seconds_between), r.per_second};
+    }
+
+    static Summary summary_of(const mpt_summary &s) noexcept {
+        return Summary{std::chrono::duration<double>(s.runtime_s), s.total,
+                       std::chrono::duration<double>(s.mean_seconds_between), s.mean_per_second};
+    }
+
+    mpt_throttle *handle_ = nullptr;
+};
+
+}  // namespace mpt
+
+#endif  // MP_THROTTLE_HPP
