@@ -385,6 +385,49 @@ public:
         return fuel(status, grant_ns, "mpt_has_fuel");
     }
 
+    // n units at once (bandwidth-style), as await_fuel / has_fuel; an n the
+    // tank can never hold throws MPT_STATUS_INVALID_ARGUMENT.
+    Fuel await_fuel_n(std::uint64_t n) const { return await(n, MPT_FOREVER); }
+    template <class Rep, class Period>
+    Fuel await_fuel_n(std::uint64_t n, const std::chrono::duration<Rep, Period> &timeout) const {
+        const double s = detail::seconds(timeout);
+        return await(n, s < 0.0 ? 0.0 : s);
+    }
+    Fuel has_fuel_n(std::uint64_t n) const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_has_fuel_n(handle_, n, &grant_ns);
+        return fuel(status, grant_ns, "mpt_has_fuel_n");
+    }
+
+    // Looks without taking (mpt_peek_fuel): units in the tank now, and how
+    // long until n units would be granted. Throws MPT_STATUS_NOT_RUNNING
+    // before start.
+    struct Peek {
+        std::uint64_t level;
+        std::chrono::duration<double> wait;
+    };
+    Peek peek_fuel(std::uint64_t n = 1) const {
+        std::uint64_t level = 0;
+        double wait_s = 0.0;
+        detail::check(mpt_peek_fuel(handle_, n, &level, &wait_s), "mpt_peek_fuel");
+        return Peek{level, std::chrono::duration<double>(wait_s)};
+    }
+
+    // Changes the rate for every process that shares the throttle; sleeping
+    // waiters are rescheduled at once (mpt_set_rate).
+    template <class Rep, class Period>
+    void set_rate(std::uint64_t max_n, const std::chrono::duration<Rep, Period> &per) const {
+        detail::check(mpt_set_rate(handle_, max_n, detail::seconds(per)), "mpt_set_rate");
+    }
+
+    // The rate in force: (max_n, per).
+    std::pair<std::uint64_t, std::chrono::duration<double>> rate() const {
+        std::uint64_t max_n = 0;
+        double per_s = 0.0;
+        detail::check(mpt_get_rate(handle_, &max_n, &per_s), "mpt_get_rate");
+        return {max_n, std::chrono::duration<double>(per_s)};
+    }
+
     // Counts one emission now / at `when` (throttles with auto_emit off).
     // False when not counted: not running, or stopped or killed.
     bool emit() const { return counted(mpt_emit(handle_), "mpt_emit"); }
@@ -433,6 +476,12 @@ private:
         std::int64_t grant_ns = 0;
         const mpt_status status = mpt_await_fuel(handle_, timeout_s, &grant_ns);
         return fuel(status, grant_ns, "mpt_await_fuel");
+    }
+
+    Fuel await(std::uint64_t n, double timeout_s) const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_await_fuel_n(handle_, n, timeout_s, &grant_ns);
+        return fuel(status, grant_ns, "mpt_await_fuel_n");
     }
 
     static Fuel fuel(mpt_status status, std::int64_t grant_ns, const char *call) {

@@ -422,6 +422,28 @@ void named() {
     CHECK(s.total == 5);
 }
 
+// n units at once, peeking and a live rate change through the wrapper.
+void weighted_and_rate() {
+    mpt::Throttle t(10, 1s);
+    CHECK_THROWS(t.peek_fuel(), MPT_STATUS_NOT_RUNNING);
+    t.start();
+    CHECK(t.peek_fuel().level == 1);
+    CHECK(static_cast<bool>(t.has_fuel_n(1)));
+    CHECK(t.has_fuel_n(2).outcome == mpt::Outcome::no_fuel);
+    CHECK_THROWS(t.has_fuel_n(11), MPT_STATUS_INVALID_ARGUMENT);
+    CHECK_THROWS(t.await_fuel_n(0, 1s), MPT_STATUS_INVALID_ARGUMENT);
+    // Two units come in 0.2 s at 10/s, not in 0.1 s.
+    CHECK(t.await_fuel_n(2, 100ms).outcome == mpt::Outcome::timeout);
+    CHECK(static_cast<bool>(t.await_fuel_n(2, 2s)));
+    const auto p = t.peek_fuel(3);
+    CHECK(p.level == 0 && p.wait > 200ms && p.wait <= 300ms);
+    t.set_rate(1000, 1s);
+    CHECK(t.rate().first == 1000 && t.rate().second == 1s);
+    CHECK(static_cast<bool>(t.await_fuel_n(500, 2s)));
+    CHECK_THROWS(t.set_rate(0, 1s), MPT_STATUS_INVALID_ARGUMENT);
+    t.stop();
+}
+
 }  // namespace
 
 int main() {
@@ -431,6 +453,7 @@ int main() {
         errors();
         ownership();
         named();
+        weighted_and_rate();
         tutorial();
     } catch (const std::exception &e) {
         failed++;
