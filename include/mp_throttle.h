@@ -25,10 +25,12 @@
  *   of the same user the same way.
  * - Failures: a process killed at any instant, inside mpt_await_fuel()
  *   included, never wedges the others (a waiter killed while it slept takes
- *   its one reserved unit with it). If the process that called mpt_start()
+ *   the units it reserved with it). If the process that called mpt_start()
  *   dies, fuel goes on being rationed; its monitor thread is gone, so the
  *   statistics calls return MPT_STATUS_MONITOR_OFF, and any process may stop
- *   the throttle. An unlinked name stays usable by those who have it open.
+ *   the throttle. A process that dies inside mpt_set_rate() leaves its
+ *   change done or not done, never half done. An unlinked name stays usable
+ *   by those who have it open.
  *   No room at creation gives MPT_STATUS_SYSTEM (memory is reserved then, so
  *   there is no SIGBUS later). README.md, "What happens when things fail".
  * - Time: every time is CLOCK_MONOTONIC, shared by all processes of a host;
