@@ -231,7 +231,12 @@ impl Schedule {
                     // Fuel in the tank, and progress towards the next unit:
                     // the time it took, respaced (rounded down: never more
                     // fuel than it was), and no more than the new tank holds.
-                    let accrued = respace_floor(tc_old - first, old.per_ns, new.per_ns);
+                    let held = match self.capacity_at(old) {
+                        // A full tank gains nothing more by waiting.
+                        Some(_) => (tc_old - first).min(self.tau_at(old)),
+                        None => tc_old - first,
+                    };
+                    let accrued = respace_floor(held, old.per_ns, new.per_ns);
                     let accrued = match self.capacity_at(new) {
                         Some(cap) => accrued.min(u128::from(cap - 1) * u128::from(new.per_ns)),
                         None => accrued,
