@@ -20,10 +20,8 @@ use mp_throttle::ffi::throttle::{
 fn throttle(max_n: u64, per_s: f64, hardcap: MptHardcap) -> Result<Owned, String> {
     let mut o = MptOptions::default();
     // SAFETY: `o` is valid for writing.
-    check!(
-        unsafe { mpt_options_init(&mut o, MPT_OPTIONS_VERSION) } == MptStatus::Ok,
-        "options"
-    );
+    let st = unsafe { mpt_options_init(&mut o, MPT_OPTIONS_VERSION) };
+    check!(st == MptStatus::Ok, "options: {st:?}");
     o.hardcap = hardcap as u32;
     o.as_monitor = 0;
     let mut p = std::ptr::null_mut();
@@ -111,10 +109,8 @@ fn rate_change_reschedules_sleepers_in_other_processes() -> TestResult {
     );
     let (mut max_n, mut per_s) = (0, 0.0);
     // SAFETY: a live handle; both outputs valid for writing.
-    check!(
-        unsafe { mpt_get_rate(h.0, &mut max_n, &mut per_s) } == MptStatus::Ok,
-        "mpt_get_rate"
-    );
+    let st = unsafe { mpt_get_rate(h.0, &mut max_n, &mut per_s) };
+    check!(st == MptStatus::Ok, "mpt_get_rate: {st:?}");
     check!((max_n, per_s) == (100, 1.0), "rate {max_n} per {per_s} s");
     Ok(())
 }
@@ -220,10 +216,8 @@ fn weighted_fuel_across_processes() -> TestResult {
     common::sleep_ms(300);
     let (mut level, mut wait) = (0, -1.0);
     // SAFETY: a live handle; both outputs valid for writing.
-    check!(
-        unsafe { mpt_peek_fuel(h.0, 1000, &mut level, &mut wait) } == MptStatus::Ok,
-        "mpt_peek_fuel"
-    );
+    let st = unsafe { mpt_peek_fuel(h.0, 1000, &mut level, &mut wait) };
+    check!(st == MptStatus::Ok, "mpt_peek_fuel: {st:?}");
     check!(
         (250..=1000).contains(&level) && wait > 0.0 || level == 1000,
         "{level}, {wait}"
