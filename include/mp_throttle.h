@@ -594,8 +594,15 @@ mpt_status mpt_throttle_free(struct mpt_throttle *throttle);
 
 /**
  * Starts (or resumes) the throttle: clears the kill flag, opens the tank
- * (empty: its first unit is there at once, then one every T) and, with
- * as_monitor, starts the monitor thread in the calling process.
+ * and, with as_monitor, starts the monitor thread in the calling process.
+ *
+ * The tank starts empty: its first unit is there at once, then one every
+ * T. A resume (a start after `mpt_stop`) is no way around the rate: the
+ * bounded hardcaps keep every promise across the pause (LIMIT counts the
+ * grants before the stop in its bucket, ONE waits T after the last grant,
+ * WINDOW keeps its window), so a unit may come later than at once; NONE
+ * carries its backlog over. Units reserved by waiters that the stop told
+ * "killed" are given back.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (already running, or
