@@ -172,6 +172,11 @@ enum mpt_status
    * another configuration (open it with `mpt_throttle_open` to adopt it).
    */
   MPT_STATUS_MISMATCH = 16,
+  /**
+   * `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired; nothing
+   * was taken.
+   */
+  MPT_STATUS_CANCELLED = 17,
 };
 #ifndef __cplusplus
 typedef int32_t mpt_status;
@@ -213,6 +218,11 @@ enum mpt_hardcap
 #ifndef __cplusplus
 typedef uint32_t mpt_hardcap;
 #endif // __cplusplus
+
+/**
+ * A cancellation token (opaque): see `mpt_cancel_new`.
+ */
+typedef struct mpt_cancel mpt_cancel;
 
 /**
  * A throttle handle: opaque to C.
@@ -347,6 +357,98 @@ const char *mpt_strerror(int32_t status);
  * `buf` must be valid for `len` bytes of writes; `out_len` NULL or valid.
  */
 mpt_status mpt_last_error_message(char *buf, size_t len, size_t *out_len);
+
+/**
+ * Makes a cancellation token: `mpt_cancel_fire` on it ends every
+ * `mpt_await_fuel_cancellable` given it, at once, from any thread of this
+ * process, and only those (the kill flag ends every wait of a throttle).
+ * It is how a Go context, a Ruby `Thread#kill` or a Python task
+ * cancellation ends one wait without disturbing the order of the others.
+ *
+ * - `out_cancel`: not NULL; receives the token, released with
+ *   `mpt_cancel_free`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`.
+ *
+ * Thread safety: the token may be fired, reset and waited with from any
+ * thread at once. Fork safety: a token belongs to the process that made
+ * it; a forked child gets `MPT_STATUS_WRONG_STATE` from a wait given its
+ * parent's token. Blocking: never. Since: 0.2.0.
+ *
+ * # Safety
+ * `out_cancel` must be NULL or valid for writing.
+ */
+mpt_status mpt_cancel_new(struct mpt_cancel **out_cancel);
+
+/**
+ * Releases a token. NULL is allowed (nothing happens).
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: no wait may be using the token, and no other thread may
+ * use it during or after this call. Blocking: never. Since: 0.2.0.
+ *
+ * # Safety
+ * `cancel` must be NULL or a live token that nothing else uses any more.
+ */
+mpt_status mpt_cancel_free(struct mpt_cancel *cancel);
+
+/**
+ * Fires the token: every `mpt_await_fuel_cancellable` given it returns
+ * `MPT_STATUS_CANCELLED` at once, having taken nothing (units it had
+ * reserved are given back, so the waiters behind it move up, in order;
+ * with `MPT_HARDCAP_WINDOW` a reserved unit stays taken), and so does
+ * every later one until `mpt_cancel_reset`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe from any thread of the process that made it.
+ * Blocking: never (one futex wake per throttle waited on). Since: 0.2.0.
+ *
+ * # Safety
+ * `cancel` must be NULL or a live token.
+ */
+mpt_status mpt_cancel_fire(const struct mpt_cancel *cancel);
+
+/**
+ * Makes a fired token usable again for new waits.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Blocking: never. Since: 0.2.0.
+ *
+ * # Safety
+ * `cancel` must be NULL or a live token.
+ */
+mpt_status mpt_cancel_reset(const struct mpt_cancel *cancel);
+
+/**
+ * As `mpt_await_fuel_n`, and `mpt_cancel_fire(cancel)` from any thread
+ * ends it at once with `MPT_STATUS_CANCELLED`, having taken nothing.
+ *
+ * - `cancel`: a live token of this process (NULL: as `mpt_await_fuel_n`).
+ *   One token may serve any number of waits at once.
+ *
+ * Returns: as `mpt_await_fuel_n`; `MPT_STATUS_CANCELLED` (the token fired,
+ * before or during the wait); `MPT_STATUS_BAD_HANDLE` also for a token
+ * that is not one; `MPT_STATUS_WRONG_STATE` for a token made by another
+ * process.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_await_fuel`, and woken at
+ * once by `mpt_cancel_fire`. Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle, `cancel` NULL or a live token
+ * (not freed during the call), `out_grant_ns` NULL or valid.
+ */
+MPT_MUST_USE
+mpt_status mpt_await_fuel_cancellable(const struct mpt_throttle *throttle,
+                                      uint64_t n,
+                                      double timeout_s,
+                                      const struct mpt_cancel *cancel,
+                                      int64_t *out_grant_ns);
 
 /**
  * The emissions of the last second (mp_throttle's `latest()`): how many

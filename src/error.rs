@@ -33,6 +33,8 @@ pub enum Error {
     PermissionDenied(String),
     /// A throttle of that name exists with another configuration.
     Mismatch(String),
+    /// The wait's cancellation token fired: nothing was taken.
+    Cancelled,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +46,7 @@ impl fmt::Display for Error {
             }
             Error::NoFuel => f.write_str("the tank is empty, or the throttle is not running"),
             Error::NotRunning => f.write_str("the throttle is not running: nothing was counted"),
+            Error::Cancelled => f.write_str("the wait was cancelled: nothing was taken"),
             Error::InvalidArgument(m)
             | Error::WrongState(m)
             | Error::MonitorOff(m)

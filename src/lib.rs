@@ -13,9 +13,11 @@
 //! - [`stats`] and [`monitor`]: the statistics and the thread that keeps them.
 //! - [`config`], [`error`], [`process`]: validated options, the core error
 //!   type, and the fork-aware process identity.
-//! - [`throttle`]: the throttle itself, tying the above together.
+//! - [`throttle`]: the throttle itself, tying the above together, and
+//!   [`cancel`]: ending one waiter's wait from another thread.
 //! - [`ffi`]: the C boundary (pointer checks, status codes, panic guard).
 
+pub mod cancel;
 pub mod clock;
 pub mod config;
 pub mod error;

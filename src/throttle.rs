@@ -7,6 +7,7 @@
 //! slot (a `parking_lot` mutex that the parent's thread may have held at the
 //! instant of the fork) is used only by the process that made the handle.
 
+use crate::cancel::Cancel;
 use crate::clock::{Clock, Monotonic, monotonic_ns};
 use crate::config::{self, Config, Options};
 use crate::error::{Error, Result};
@@ -220,11 +221,7 @@ impl Throttle {
 
     /// Tells every sleeper that something changed (no syscall if none sleeps).
     fn wake_all(&self) {
-        let c = &self.sh().control;
-        c.epoch.fetch_add(1, SeqCst);
-        if c.waiters.load(SeqCst) > 0 {
-            wait::wake_all(&c.epoch);
-        }
+        wake_sleepers(self.sh());
     }
 
     /// Sleeps until `deadline` or until the epoch moves on from `epoch`.
@@ -335,6 +332,9 @@ impl Throttle {
         let sh = self.sh();
         let c = &sh.control;
         c.kill.store(1, SeqCst);
+        // Grants and emissions that passed their check before the kill flag
+        // are counted before the totals are read.
+        monitor::settle(sh);
         let now = self.clock.now_ns();
         let ran = now.saturating_sub(c.run_start_ns.load(SeqCst)).max(0);
         c.runtime_ns.fetch_add(ran, SeqCst);
@@ -401,14 +401,45 @@ impl Throttle {
     /// returns `Timeout`. Errors also: [`Error::InvalidArgument`] (`n` is 0
     /// or more than the tank can ever hold).
     pub fn await_fuel_n(&self, n: u64, timeout_ns: Option<i64>) -> Result<i64> {
+        self.await_fuel_cancellable(n, timeout_ns, None)
+    }
+
+    /// As [`await_fuel_n`](Self::await_fuel_n), ended early by `cancel`
+    /// ([`Error::Cancelled`]): the units it reserved are given back, so it
+    /// takes nothing and those behind it move up, in order (with `WINDOW`,
+    /// whose reservations cannot be taken back, a unit it reserved stays
+    /// taken). Errors also: [`Error::WrongState`] for a token made by
+    /// another process.
+    pub fn await_fuel_cancellable(
+        &self,
+        n: u64,
+        timeout_ns: Option<i64>,
+        cancel: Option<&Cancel>,
+    ) -> Result<i64> {
         self.check_units(n)?;
+        let _registered = match cancel {
+            Some(token) if !token.is_usable_here() => {
+                return Err(Error::WrongState(
+                    "this mpt_cancel was made by another process (before a fork): make one \
+                     in this process"
+                        .into(),
+                ));
+            }
+            Some(token) => Some(token.register(&self.map)),
+            None => None,
+        };
+        let cancelled = || cancel.is_some_and(Cancel::is_fired);
         let c = &self.sh().control;
         let mut now = self.clock.now_ns();
+        let arrived = now;
         let deadline = timeout_ns.map(|t| now.saturating_add(t.max(0)));
         loop {
             let epoch = c.epoch.load(SeqCst);
             if c.kill.load(SeqCst) != 0 {
                 return Err(Error::Killed);
+            }
+            if cancelled() {
+                return Err(Error::Cancelled);
             }
             let run_id = c.run_id.load(SeqCst);
             let reserved = if !self.is_running() {
@@ -423,8 +454,8 @@ impl Throttle {
                 now = self.clock.now_ns();
                 continue;
             };
-            match self.sleep_until(&mut ticket, run_id, deadline)? {
-                Slept::Granted => return self.granted(ticket, run_id),
+            match self.sleep_until(&mut ticket, run_id, deadline, &cancelled)? {
+                Slept::Granted => return self.granted(ticket, run_id, arrived),
                 // Its units were lost to changes it slept through: queue again.
                 Slept::Lost => now = self.clock.now_ns(),
             }
@@ -463,6 +494,7 @@ impl Throttle {
         ticket: &mut Ticket,
         run_id: u32,
         deadline: Option<i64>,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Slept> {
         let c = &self.sh().control;
         // Tightened at the first real sleep only: a spin needs no syscall.
@@ -481,8 +513,12 @@ impl Throttle {
                 Follow::Lost => return Ok(Slept::Lost),
             };
             if deadline.is_some_and(|d| grant > d) {
-                self.give_back(ticket, deadline);
+                self.give_back(ticket, |grant| deadline.is_some_and(|d| grant > d));
                 return Err(Error::Timeout);
+            }
+            if cancelled() {
+                self.give_back(ticket, |_| true);
+                return Err(Error::Cancelled);
             }
             if now >= grant {
                 return Ok(Slept::Granted);
@@ -511,18 +547,23 @@ impl Throttle {
             .ok_or_else(corrupt)
     }
 
-    /// Gives back the units of a waiter whose grant a change moved past its
-    /// `deadline`, so every waiter behind it moves up. If the change lock
+    /// Gives back the units of a waiter (whose grant a change moved past its
+    /// deadline, or whose wait was cancelled) if `still` holds for their
+    /// grant time once followed, so every waiter behind it moves up. If the
+    /// change lock
     /// cannot be had within [`GIVE_BACK_PATIENCE_NS`] (other changes keep it
     /// busy, or its holder is stopped) the units stay taken: the waiter
     /// returns at its deadline rather than late.
-    fn give_back(&self, ticket: &mut Ticket, deadline: Option<i64>) {
+    fn give_back(&self, ticket: &mut Ticket, still: impl Fn(i64) -> bool) {
+        if !self.config.as_throttle {
+            return;
+        }
         let sched = &self.config.schedule;
         let st = self.state();
         let done = self.change_locked(GIVE_BACK_PATIENCE_NS, || {
             for _ in 0..8 {
                 match sched.follow(&st, ticket) {
-                    Some(Follow::At(grant)) if deadline.is_some_and(|d| grant > d) => {}
+                    Some(Follow::At(grant)) if still(grant) => {}
                     // Moved back within the deadline, lost, or corrupt: the
                     // units are not ours to give.
                     _ => return false,
@@ -592,8 +633,11 @@ impl Throttle {
         })?;
         let sched = &self.config.schedule;
         let st = self.state();
-        let now = self.clock.now_ns();
-        let done = self.change_locked(CHANGE_PATIENCE_NS, || sched.set_rate(&st, rate, now))?;
+        // The change takes effect when it is made, not when it was asked for:
+        // the time is read holding the lock, just before the commit.
+        let done = self.change_locked(CHANGE_PATIENCE_NS, || {
+            sched.set_rate(&st, rate, self.clock.now_ns())
+        })?;
         match done {
             Ok(()) => {
                 self.wake_all();
@@ -655,17 +699,24 @@ impl Throttle {
     }
 
     /// Hands out reserved units, unless their run ended meanwhile.
-    fn granted(&self, ticket: Ticket, run_id: u32) -> Result<i64> {
-        if self.run_over(run_id) {
-            return Err(Error::Killed);
-        }
-        if self.config.as_throttle {
-            self.config.schedule.confirm(&self.state(), ticket);
-        }
-        if self.config.auto_emit {
-            monitor::push(self.sh(), ticket.grant());
-        }
-        Ok(ticket.grant())
+    /// The grant time reported is never before `arrived`, when the caller
+    /// called: a give-back or a faster rate can move a queued unit to a time
+    /// its waiter had not yet arrived at (it goes at once).
+    fn granted(&self, ticket: Ticket, run_id: u32, arrived: i64) -> Result<i64> {
+        // Checked and counted as one step for `stop` (monitor::counting).
+        monitor::counting(self.sh(), |lane| {
+            if self.run_over(run_id) {
+                return Err(Error::Killed);
+            }
+            if self.config.as_throttle {
+                self.config.schedule.confirm(&self.state(), ticket);
+            }
+            let grant = ticket.grant().max(arrived);
+            if self.config.auto_emit {
+                monitor::push_to(lane, grant);
+            }
+            Ok(grant)
+        })
     }
 
     /// Takes a unit of fuel if the tank holds one now; never blocks.
@@ -689,7 +740,7 @@ impl Throttle {
         let run_id = c.run_id.load(SeqCst);
         let now = self.clock.now_ns();
         let ticket = self.reserve(n, now, now)?.ok_or(Error::NoFuel)?;
-        self.granted(ticket, run_id)
+        self.granted(ticket, run_id, now)
     }
 
     /// Counts one emission at `at` (`CLOCK_MONOTONIC` ns; `None` = now).
@@ -702,15 +753,17 @@ impl Throttle {
                     .into(),
             ));
         }
-        if self.kill_flag_is_set() {
-            return Err(Error::Killed);
-        }
-        if !self.is_running() {
-            return Err(Error::NotRunning);
-        }
-        let at = at.unwrap_or_else(|| self.clock.now_ns());
-        monitor::push(self.sh(), at);
-        Ok(())
+        monitor::counting(self.sh(), |lane| {
+            if self.kill_flag_is_set() {
+                return Err(Error::Killed);
+            }
+            if !self.is_running() {
+                return Err(Error::NotRunning);
+            }
+            let at = at.unwrap_or_else(|| self.clock.now_ns());
+            monitor::push_to(lane, at);
+            Ok(())
+        })
     }
 
     fn published(&self) -> Result<&layout::Published> {
@@ -826,6 +879,16 @@ fn check_atomics() -> Result<()> {
         Err(Error::Unsupported(
             "this CPU has no lock-free 128-bit compare-and-swap".into(),
         ))
+    }
+}
+
+/// Tells every sleeper of a throttle, in every process, that something
+/// changed: each re-checks what it waits for (no syscall if none sleeps).
+pub(crate) fn wake_sleepers(sh: &Shared) {
+    let c = &sh.control;
+    c.epoch.fetch_add(1, SeqCst);
+    if c.waiters.load(SeqCst) > 0 {
+        wait::wake_all(&c.epoch);
     }
 }
 

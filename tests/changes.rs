@@ -12,9 +12,13 @@ use common::{
     H, Kids, MS, OK, Overrun, Owned, SEC, Shm, Test, TestResult, check, kill_live, note, now,
 };
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::cancel::{
+    MptCancel, mpt_await_fuel_cancellable, mpt_cancel_fire, mpt_cancel_free, mpt_cancel_new,
+    mpt_cancel_reset,
+};
 use mp_throttle::ffi::throttle::{
-    MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_await_fuel_n, mpt_get_rate, mpt_has_fuel_n,
-    mpt_options_init, mpt_peek_fuel, mpt_set_rate, mpt_throttle_new,
+    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_await_fuel_n, mpt_get_rate,
+    mpt_has_fuel_n, mpt_options_init, mpt_peek_fuel, mpt_set_rate, mpt_throttle_new,
 };
 
 fn throttle(max_n: u64, per_s: f64, hardcap: MptHardcap) -> Result<Owned, String> {
@@ -326,6 +330,175 @@ fn rate_changers_killed_wedge_nobody() -> TestResult {
     Ok(())
 }
 
+/// A cancellation token of this process (freed on drop).
+struct Token(*mut MptCancel);
+
+// SAFETY: the C API makes fire/reset/wait safe from any thread.
+unsafe impl Send for Token {}
+// SAFETY: as for Send.
+unsafe impl Sync for Token {}
+
+impl Token {
+    fn new() -> Result<Token, String> {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: `p` is valid for writing.
+        let st = unsafe { mpt_cancel_new(&mut p) };
+        check!(
+            st == MptStatus::Ok && !p.is_null(),
+            "mpt_cancel_new: {st:?}"
+        );
+        Ok(Token(p))
+    }
+
+    fn fire(&self) -> MptStatus {
+        // SAFETY: a live token.
+        unsafe { mpt_cancel_fire(self.0) }
+    }
+
+    fn reset(&self) -> MptStatus {
+        // SAFETY: a live token.
+        unsafe { mpt_cancel_reset(self.0) }
+    }
+
+    fn wait(&self, h: H, n: u64, timeout_s: f64) -> (MptStatus, i64) {
+        let mut g = 0;
+        // SAFETY: a live handle and token; `g` valid for writing.
+        let st = unsafe { mpt_await_fuel_cancellable(h.0, n, timeout_s, self.0, &mut g) };
+        (st, g)
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        // SAFETY: a live token that no wait uses any more.
+        unsafe { mpt_cancel_free(self.0) };
+    }
+}
+
+/// A cancelled waiter returns CANCELLED at once and takes nothing: the
+/// waiter behind it gets its place, and the one before it keeps its own.
+/// A fired token refuses new waits until reset; a forked child cannot use
+/// its parent's token.
+fn cancel_ends_one_wait_and_the_others_move_up() -> TestResult {
+    let t = throttle(1, 0.1, MptHardcap::Limit)?;
+    let h = t.h();
+    let token = std::sync::Arc::new(Token::new()?);
+    check!(h.start() == MptStatus::Ok, "start");
+    let (st, g0) = h.await_fuel(1.0);
+    check!(st == MptStatus::Ok, "first unit: {st:?}");
+    // A is due at g0 + 100 ms, B (cancellable) at + 200 ms, C at + 300 ms.
+    let a = std::thread::spawn(move || h.await_fuel(60.0));
+    common::sleep_ms(10);
+    let b_token = std::sync::Arc::clone(&token);
+    let b = std::thread::spawn(move || {
+        let r = b_token.wait(h, 1, MPT_FOREVER);
+        (r, now())
+    });
+    common::sleep_ms(10);
+    let c = std::thread::spawn(move || h.await_fuel(60.0));
+    common::sleep_ms(30);
+    let fired = now();
+    check!(token.fire() == MptStatus::Ok, "fire");
+    let ((b_st, _), b_back) = b.join().unwrap();
+    let (a_st, a_grant) = a.join().unwrap();
+    let (c_st, c_grant) = c.join().unwrap();
+    check!(b_st == MptStatus::Cancelled, "B: {b_st:?}");
+    check!(
+        b_back - fired < 100 * MS,
+        "B returned {} ms after the cancel",
+        (b_back - fired) / MS
+    );
+    check!(
+        a_st == MptStatus::Ok && c_st == MptStatus::Ok,
+        "A {a_st:?}, C {c_st:?}"
+    );
+    check!(a_grant - g0 == 100 * MS, "A at +{} ms", (a_grant - g0) / MS);
+    check!(
+        c_grant - g0 == 200 * MS,
+        "C at +{} ms: B's unit was not given back (300 ms)",
+        (c_grant - g0) / MS
+    );
+    // Fired: refused at once, until reset.
+    let t0 = now();
+    check!(
+        token.wait(h, 1, MPT_FOREVER).0 == MptStatus::Cancelled,
+        "fired token"
+    );
+    check!(now() - t0 < 50 * MS, "a fired token waited");
+    check!(token.reset() == MptStatus::Ok, "reset");
+    check!(token.wait(h, 1, 1.0).0 == MptStatus::Ok, "after reset");
+    // A forked child may not use its parent's token.
+    let shm = Shm::new(1);
+    let mut kids = Kids::new();
+    {
+        let (shm, token) = (&shm, &token);
+        kids.spawn(move || {
+            shm.set(0, token.wait(h, 1, 0.0).0 as i64);
+            0
+        });
+    }
+    kids.wait_all_ok(10 * SEC)?;
+    check!(
+        shm.get(0) == MptStatus::WrongState as i64,
+        "child using its parent's token: {}",
+        shm.get(0)
+    );
+    Ok(())
+}
+
+/// `mpt_stop` reports every grant it let through: a grant that passed its
+/// check before the kill flag is counted before the total is read. Three
+/// processes take fuel at 1,000,000/s while this one starts and stops the
+/// throttle 300 times; each stop's total must equal the total read 5 ms
+/// later (a grant counted after the stop's read would show there).
+fn stop_counts_every_grant_it_let_through() -> TestResult {
+    let mut o = MptOptions::default();
+    // SAFETY: `o` is valid for writing.
+    let st = unsafe { mpt_options_init(&mut o, MPT_OPTIONS_VERSION) };
+    check!(st == MptStatus::Ok, "options: {st:?}");
+    o.hardcap = MptHardcap::None as u32;
+    let mut p = std::ptr::null_mut();
+    // SAFETY: `o` is a valid options struct, `p` valid for writing.
+    let st = unsafe { mpt_throttle_new(1_000_000, 1.0, &o, &mut p) };
+    check!(st == MptStatus::Ok, "mpt_throttle_new: {st:?}");
+    let t = Owned(H(p));
+    let h = t.h();
+    let shm = Shm::new(1);
+    let mut kids = Kids::new();
+    for _ in 0..3 {
+        let shm = &shm;
+        kids.spawn(move || {
+            while shm.get(0) == 0 {
+                match h.has_fuel().0 {
+                    MptStatus::Ok | MptStatus::NoFuel | MptStatus::Killed => {}
+                    _ => return 1,
+                }
+            }
+            0
+        });
+    }
+    let mut missed = 0;
+    for _ in 0..300 {
+        check!(h.start() == MptStatus::Ok, "start");
+        std::thread::sleep(std::time::Duration::from_micros(1500));
+        let (st, at_stop) = h.stop();
+        check!(st == MptStatus::Ok, "stop: {st:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let mut later = mp_throttle::ffi::throttle::MptSummary::default();
+        // SAFETY: a live handle; `later` valid for writing.
+        let st = unsafe { mp_throttle::ffi::stats::mpt_get_summary(h.0, &mut later) };
+        check!(st == MptStatus::Ok, "mpt_get_summary: {st:?}");
+        missed += later.total - at_stop.total;
+    }
+    shm.set(0, 1);
+    kids.wait_all_ok(10 * SEC)?;
+    check!(
+        missed == 0,
+        "{missed} grants were counted after the stop that let them through"
+    );
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         (
@@ -342,6 +515,16 @@ fn main() {
             "weighted_fuel_across_processes",
             weighted_fuel_across_processes,
             30,
+        ),
+        (
+            "cancel_ends_one_wait_and_the_others_move_up",
+            cancel_ends_one_wait_and_the_others_move_up,
+            30,
+        ),
+        (
+            "stop_counts_every_grant_it_let_through",
+            stop_counts_every_grant_it_let_through,
+            60,
         ),
         (
             "rate_changers_killed_wedge_nobody",

@@ -5,6 +5,7 @@
 //! status codes and thread-local messages, and catches panics, so nothing
 //! unwinds into C.
 
+pub mod cancel;
 pub mod stats;
 pub mod throttle;
 pub mod version;
@@ -61,11 +62,14 @@ pub enum MptStatus {
     /// `mpt_throttle_create_named`: a throttle of that name exists with
     /// another configuration (open it with `mpt_throttle_open` to adopt it).
     Mismatch = 16,
+    /// `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired; nothing
+    /// was taken.
+    Cancelled = 17,
 }
 
 impl MptStatus {
     /// Every status, in order of value.
-    pub const ALL: [MptStatus; 17] = [
+    pub const ALL: [MptStatus; 18] = [
         MptStatus::Ok,
         MptStatus::Timeout,
         MptStatus::Killed,
@@ -83,6 +87,7 @@ impl MptStatus {
         MptStatus::NotFound,
         MptStatus::PermissionDenied,
         MptStatus::Mismatch,
+        MptStatus::Cancelled,
     ];
 
     /// A NUL-terminated description.
@@ -111,6 +116,7 @@ impl MptStatus {
                 "permission denied: the throttle belongs to another user\0"
             }
             MptStatus::Mismatch => "a throttle of that name exists with another configuration\0",
+            MptStatus::Cancelled => "cancelled: the wait's mpt_cancel fired; nothing was taken\0",
         }
     }
 }
@@ -154,6 +160,7 @@ impl MptStatus {
             Error::NotFound(_) => MptStatus::NotFound,
             Error::PermissionDenied(_) => MptStatus::PermissionDenied,
             Error::Mismatch(_) => MptStatus::Mismatch,
+            Error::Cancelled => MptStatus::Cancelled,
         }
     }
 }
@@ -163,7 +170,11 @@ impl From<Error> for Failure {
         let status = MptStatus::of(&e);
         match e {
             // Outcomes of the hot calls: a static message, no allocation.
-            Error::Timeout | Error::Killed | Error::NoFuel | Error::NotRunning => {
+            Error::Timeout
+            | Error::Killed
+            | Error::NoFuel
+            | Error::NotRunning
+            | Error::Cancelled => {
                 let text = status.describe();
                 Failure::new(status, &text[..text.len() - 1])
             }

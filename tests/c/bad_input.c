@@ -62,6 +62,12 @@ static void null_handle(void) {
     CHECK_FAIL(mpt_peek_fuel(NULL, 1, NULL, NULL), MPT_STATUS_NULL_POINTER, "throttle");
     CHECK_FAIL(mpt_set_rate(NULL, 1, 1.0), MPT_STATUS_NULL_POINTER, "throttle");
     CHECK_FAIL(mpt_get_rate(NULL, NULL, NULL), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_await_fuel_cancellable(NULL, 1, MPT_FOREVER, NULL, &g),
+               MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_cancel_new(NULL), MPT_STATUS_NULL_POINTER, "out_cancel");
+    CHECK_FAIL(mpt_cancel_fire(NULL), MPT_STATUS_NULL_POINTER, "cancel");
+    CHECK_FAIL(mpt_cancel_reset(NULL), MPT_STATUS_NULL_POINTER, "cancel");
+    CHECK_OK(mpt_cancel_free(NULL));
     /* NULL handle and NULL out-pointer: still NULL_POINTER, no crash. */
     CHECK_FAIL(mpt_latest(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);
     CHECK_FAIL(mpt_get_summary(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);
@@ -408,7 +414,7 @@ static void monitor_off(void) {
 }
 
 /* The highest status code the library defines. */
-#define LAST_STATUS MPT_STATUS_MISMATCH
+#define LAST_STATUS MPT_STATUS_CANCELLED
 
 static void strerror_codes(void) {
     const int32_t unknown[] = {-1, LAST_STATUS + 1, LAST_STATUS + 2, 100, 1000, INT32_MIN, INT32_MAX};
@@ -511,6 +517,9 @@ static void foreign_handle(void) {
     CHECK_FAIL(mpt_latest(t, &r), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_set_rate(t, 1, 1.0), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_await_fuel_n(t, 1, MPT_FOREVER, NULL), MPT_STATUS_BAD_HANDLE, NULL);
+    CHECK_FAIL(mpt_cancel_fire((const mpt_cancel *)(const void *)fake), MPT_STATUS_BAD_HANDLE,
+               "mpt_cancel");
+    CHECK_FAIL(mpt_cancel_free((mpt_cancel *)(void *)fake), MPT_STATUS_BAD_HANDLE, NULL);
     CHECK_FAIL(mpt_throttle_free((mpt_throttle *)(void *)fake), MPT_STATUS_BAD_HANDLE,
                NULL);
     CHECK(b == true);

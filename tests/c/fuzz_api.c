@@ -60,7 +60,7 @@
 #define SHARED 8        /* throttles every thread of every process uses */
 #define PRIVATE 4       /* throttles one thread makes for itself */
 #define POOL 8          /* valid names that get created */
-#define NSTATUS 17      /* MPT_STATUS_OK .. MPT_STATUS_MISMATCH */
+#define NSTATUS 18      /* MPT_STATUS_OK .. MPT_STATUS_CANCELLED */
 #define MAX_REPORTS 25  /* failures printed in full */
 
 #define S(x) (1u << (x))
@@ -98,6 +98,8 @@ enum op {
     OP_PEEK,
     OP_SET_RATE,
     OP_GET_RATE,
+    OP_AWAIT_CANCELLABLE,
+    OP_CANCEL,
     OP_COUNT
 };
 
@@ -112,12 +114,13 @@ static const char *const op_name[OP_COUNT] = {
     "mpt_is_running",   "mpt_clock_now",          "mpt_version",
     "mpt_await_fuel_n", "mpt_has_fuel_n",         "mpt_peek_fuel",
     "mpt_set_rate",     "mpt_get_rate",
+    "mpt_await_fuel_cancellable", "mpt_cancel_fire/reset",
 };
 
 /* How often each call is picked, relative to the others. */
 static const unsigned op_weight[OP_COUNT] = {
     1, 1, 1, 1, 1, 1, 2, 1, 3, 3, 2, 1, 2, 4, 3, 7, 6, 4, 4, 1, 1, 1, 1, 1,
-    4, 4, 2, 2, 1,
+    4, 4, 2, 2, 1, 4, 2,
 };
 
 static const char *const status_name[NSTATUS + 1] = {
@@ -125,7 +128,7 @@ static const char *const status_name[NSTATUS + 1] = {
     "NOT_RUNNING", "NULL_POINTER", "BAD_HANDLE", "INVALID_ARGUMENT",
     "WRONG_STATE", "MONITOR_OFF",  "SYSTEM",    "UNSUPPORTED",
     "CORRUPT",     "PANIC",        "NOT_FOUND", "PERMISSION_DENIED",
-    "MISMATCH",    "(out of range)",
+    "MISMATCH",    "CANCELLED",  "(out of range)",
 };
 
 /* Statuses the header documents, per function (PANIC never: it is a bug). */
@@ -159,6 +162,8 @@ static const unsigned documented[OP_COUNT] = {
     [OP_PEEK] = S(0) | S(4) | S(5) | S(6) | S(7) | S(12),
     [OP_SET_RATE] = S(0) | S(5) | S(6) | S(7) | S(10) | S(11) | S(12),
     [OP_GET_RATE] = S(0) | S(5) | S(6) | S(12),
+    [OP_AWAIT_CANCELLABLE] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(8) | S(12) | S(17),
+    [OP_CANCEL] = S(0) | S(5) | S(6),
 };
 
 /* ------------------------------------------------------------ shared state */
@@ -1147,6 +1152,91 @@ static void call_get_rate(struct ctx *c) {
     }
 }
 
+/* Each process's cancellation tokens, shared by its fuzzing threads (made
+ * before they start, freed after they end). */
+#define TOKENS 2
+static mpt_cancel *tokens[TOKENS];
+
+static const mpt_cancel *pick_token(struct ctx *c, unsigned *faults, char *desc, size_t len) {
+    unsigned r = (unsigned)below(c, 100);
+    if (r < 15) {
+        snprintf(desc, len, "NULL");
+        return NULL;
+    }
+    if (r < 22) {
+        *faults |= S(MPT_STATUS_BAD_HANDLE);
+        snprintf(desc, len, "fake token");
+        return (const mpt_cancel *)(const void *)fake_zero;
+    }
+    int i = (int)below(c, TOKENS);
+    snprintf(desc, len, "token %d", i);
+    return tokens[i];
+}
+
+static void call_await_cancellable(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    enum cls k;
+    bool forever;
+    uint64_t n = pick_units(c);
+    double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
+    char tdesc[32];
+    unsigned faults = handle_faults(&p) | units_faults(n) |
+                      (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned token_faults = 0;
+    const mpt_cancel *token = pick_token(c, &token_faults, tdesc, sizeof tdesc);
+    if (p.kind != H_NULL) {
+        faults |= token_faults; /* a NULL handle is reported first */
+    }
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
+                   : !m->running ? S(MPT_STATUS_TIMEOUT)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
+    }
+    /* Other threads fire the tokens at any time; a fired one also beats
+     * the kill flag to it or not. */
+    unsigned unsure = units_unsure(n) | (token != NULL && token_faults == 0
+                                             ? S(MPT_STATUS_CANCELLED) | S(MPT_STATUS_KILLED)
+                                             : 0);
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[200];
+    snprintf(args, sizeof args, "mpt_await_fuel_cancellable(%s, %" PRIu64 ", %g, %s, &grant)",
+             p.desc, n, timeout, tdesc);
+    begin(c, OP_AWAIT_CANCELLABLE);
+    int64_t t0 = now();
+    mpt_status st = mpt_await_fuel_cancellable(p.h, n, timeout, token, &g);
+    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
+    /* A fired token may never be reset again: waits that would last
+     * forever are bounded by the supervisor's kills, as for mpt_await_fuel. */
+    int64_t limit = faults != 0 ? quick()
+                    : forever   ? 0
+                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    judge(c, OP_AWAIT_CANCELLABLE, st, expect(faults, unsure, outcomes), t0, limit, args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_AWAIT_CANCELLABLE, "%s failed but wrote its out-parameter", args);
+    }
+}
+
+static void call_cancel(struct ctx *c) {
+    unsigned faults = 0;
+    char tdesc[32];
+    const mpt_cancel *token = pick_token(c, &faults, tdesc, sizeof tdesc);
+    if (token == NULL) {
+        faults |= S(MPT_STATUS_NULL_POINTER);
+    }
+    bool fire = chance(c, 50);
+    char args[64];
+    snprintf(args, sizeof args, "mpt_cancel_%s(%s)", fire ? "fire" : "reset", tdesc);
+    begin(c, OP_CANCEL);
+    int64_t t0 = now();
+    mpt_status st = fire ? mpt_cancel_fire(token) : mpt_cancel_reset(token);
+    judge(c, OP_CANCEL, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+}
+
 static void call_emit(struct ctx *c, bool at) {
     struct pick p;
     pick_handle(c, &p);
@@ -1375,6 +1465,8 @@ static void one_call(struct ctx *c) {
     case OP_PEEK: call_peek(c); break;
     case OP_SET_RATE: call_set_rate(c); break;
     case OP_GET_RATE: call_get_rate(c); break;
+    case OP_AWAIT_CANCELLABLE: call_await_cancellable(c); break;
+    case OP_CANCEL: call_cancel(c); break;
     default: call_misc(c, op); break;
     }
 }
@@ -1455,6 +1547,12 @@ static bool fuzz(int first, int n, uint64_t s) {
         say("FAIL: out of memory\n");
         return false;
     }
+    for (int i = 0; i < TOKENS; i++) {
+        if (mpt_cancel_new(&tokens[i]) != MPT_STATUS_OK) {
+            say("FAIL: mpt_cancel_new\n");
+            exit(2);
+        }
+    }
     for (int i = 0; i < n; i++) {
         cs[i].id = first + i;
         cs[i].rng = (s ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(first + i + 1))) | 1;
@@ -1490,10 +1588,17 @@ static bool fuzz(int first, int n, uint64_t s) {
         for (int i = 0; i < SHARED; i++) {
             (void)mpt_kill(shared[i]);
         }
+        for (int i = 0; i < TOKENS; i++) {
+            (void)mpt_cancel_fire(tokens[i]);
+        }
         sleep_s(0.002);
     }
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
+    }
+    for (int i = 0; i < TOKENS; i++) {
+        (void)mpt_cancel_free(tokens[i]);
+        tokens[i] = NULL;
     }
     free(cs);
     return true;

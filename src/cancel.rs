@@ -1,0 +1,99 @@
+//! Cancelling a wait from another thread, one waiter at a time.
+//!
+//! The kill flag and `stop` end every wait of a throttle. A [`Cancel`] ends
+//! only the waits that were given it: a Go context, a Ruby `Thread#kill`, a
+//! Python `asyncio` task being cancelled. A cancelled waiter takes nothing:
+//! units it reserved are given back (as a waiter whose timeout a rate change
+//! overtook does), so those behind it move up, in order.
+//!
+//! A token lives in the memory of the process that made it. Waiters register
+//! the throttle they sleep on; `fire` sets the flag and moves the epoch of
+//! each such throttle on, which wakes its sleepers (the others re-check what
+//! they wait for and sleep again).
+
+use crate::process;
+use crate::shm::Mapping;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+/// A cancellation token (see the module documentation).
+pub struct Cancel {
+    fired: AtomicBool,
+    /// The throttles that waiters using this token sleep on, by registration.
+    sleepers: Mutex<Vec<(u64, Arc<Mapping>)>>,
+    next_id: AtomicU64,
+    /// The process that made the token: its mutex is not fork-safe.
+    owner: u32,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel")
+            .field("fired", &self.is_fired())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cancel {
+    /// A token that has not fired.
+    pub fn new() -> Self {
+        Self {
+            fired: AtomicBool::new(false),
+            sleepers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            owner: process::id(),
+        }
+    }
+
+    /// Whether this process made the token (a forked child must not use its
+    /// parent's: the parent's thread may have held its lock at the fork).
+    pub fn is_usable_here(&self) -> bool {
+        process::id() == self.owner
+    }
+
+    /// Whether [`fire`](Self::fire) was called since the last reset.
+    pub fn is_fired(&self) -> bool {
+        self.fired.load(SeqCst)
+    }
+
+    /// Ends every wait using this token, now and until [`reset`](Self::reset).
+    pub fn fire(&self) {
+        self.fired.store(true, SeqCst);
+        for (_, map) in self.sleepers.lock().iter() {
+            crate::throttle::wake_sleepers(map.shared());
+        }
+    }
+
+    /// Makes the token usable for new waits.
+    pub fn reset(&self) {
+        self.fired.store(false, SeqCst);
+    }
+
+    /// Registers a waiter sleeping on `map` until the guard drops. Register
+    /// before checking [`is_fired`](Self::is_fired): a `fire` after the
+    /// check then wakes the sleep.
+    pub(crate) fn register(&self, map: &Arc<Mapping>) -> Registered<'_> {
+        let id = self.next_id.fetch_add(1, SeqCst);
+        self.sleepers.lock().push((id, Arc::clone(map)));
+        Registered { cancel: self, id }
+    }
+}
+
+/// A waiter's registration with a [`Cancel`]; removed on drop.
+pub(crate) struct Registered<'a> {
+    cancel: &'a Cancel,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.cancel.sleepers.lock().retain(|(id, _)| *id != self.id);
+    }
+}
