@@ -141,7 +141,7 @@ fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)]) -> u64 {
 /// emitters that died mid-write.
 fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
     let len = LANE_LEN as u64;
-    let head = lane.head.load(Ordering::Acquire);
+    let head = lane.head.count.load(Ordering::Acquire);
     let mut tail = lane.tail.load(Ordering::Acquire).min(head);
     let mut lost = 0;
     if head - tail > len {
@@ -173,16 +173,55 @@ fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
 
 /// Records one emission at `ts` in the calling thread's lane.
 pub fn push(sh: &Shared, ts: i64) {
-    let lane = &sh.lanes[process::lane(sh.lanes.len())];
-    let seq = lane.head.fetch_add(1, Ordering::AcqRel);
+    push_to(lane(sh), ts);
+}
+
+/// This thread's emission lane.
+pub fn lane(sh: &Shared) -> &Lane {
+    &sh.lanes[process::lane(sh.lanes.len())]
+}
+
+/// Counts one emission at `ts` in `lane`.
+pub fn push_to(lane: &Lane, ts: i64) {
+    let seq = lane.head.count.fetch_add(1, Ordering::AcqRel);
     let entry = pack_entry(seq.wrapping_add(1), ts);
     lane.ring[(seq % LANE_LEN as u64) as usize].store(entry, Ordering::Release);
 }
+
+/// Runs `body` (which checks that the run goes on, then counts, or not) so
+/// that [`settle`] waits for it: a stop that sets the kill flag and then
+/// settles reads a total that holds every emission a check let through.
+pub fn counting<R>(sh: &Shared, body: impl FnOnce(&Lane) -> R) -> R {
+    let lane = lane(sh);
+    lane.head.busy.fetch_add(1, Ordering::SeqCst);
+    let r = body(lane);
+    lane.head.busy.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
+/// Waits (at most [`SETTLE_NS`]: a process may have died inside
+/// [`counting`]) until no thread is inside [`counting`].
+pub fn settle(sh: &Shared) {
+    let give_up = monotonic_ns().saturating_add(SETTLE_NS);
+    while sh
+        .lanes
+        .iter()
+        .any(|l| l.head.busy.load(Ordering::SeqCst) != 0)
+    {
+        if monotonic_ns() > give_up {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// See [`settle`].
+const SETTLE_NS: i64 = 10_000_000;
 
 /// Emissions ever counted, over all lanes.
 pub fn total(sh: &Shared) -> u64 {
     sh.lanes
         .iter()
-        .map(|l| l.head.load(Ordering::Acquire))
+        .map(|l| l.head.count.load(Ordering::Acquire))
         .fold(0, u64::wrapping_add)
 }

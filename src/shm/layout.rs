@@ -170,12 +170,25 @@ pub fn unpack_entry(raw: u128) -> (u64, i64) {
     ((raw >> 64) as u64, raw as u64 as i64)
 }
 
+/// The counting end of a lane, on a cache line of its own.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct LaneHead {
+    /// Emissions ever pushed into this lane (the exact count).
+    pub count: AtomicU64,
+    /// Threads that checked that the run goes on and have not yet counted
+    /// (or given up): `stop` waits for them before it reads the total, so a
+    /// grant it let through is in its total.
+    pub busy: AtomicU64,
+}
+
 /// One emission lane: a ring of `(sequence + 1, timestamp)` entries that
 /// emitters fill and the monitor drains.
 #[repr(C)]
 pub struct Lane {
-    /// Emissions ever pushed into this lane (the exact count).
-    pub head: Line<AtomicU64>,
+    /// Emissions ever pushed into this lane (the exact count), and the
+    /// threads between deciding to count and counting.
+    pub head: LaneHead,
     /// Entries the monitor has read.
     pub tail: Line<AtomicU64>,
     /// The timestamps.
