@@ -14,14 +14,16 @@
 use crate::process;
 use crate::shm::Mapping;
 use parking_lot::Mutex;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 /// A cancellation token (see the module documentation).
 pub struct Cancel {
     fired: AtomicBool,
-    /// The throttles that waiters using this token sleep on, by registration.
-    sleepers: Mutex<Vec<(u64, Arc<Mapping>)>>,
+    /// The throttles that waiters using this token sleep on, by
+    /// registration. Weak: a registration copied into a forked child (whose
+    /// waiting thread does not exist there) must not keep a mapping alive.
+    sleepers: Mutex<Vec<(u64, Weak<Mapping>)>>,
     next_id: AtomicU64,
     /// The process that made the token: its mutex is not fork-safe.
     owner: u32,
@@ -67,7 +69,9 @@ impl Cancel {
     pub fn fire(&self) {
         self.fired.store(true, SeqCst);
         for (_, map) in self.sleepers.lock().iter() {
-            crate::throttle::wake_sleepers(map.shared());
+            if let Some(map) = map.upgrade() {
+                crate::throttle::wake_sleepers(map.shared());
+            }
         }
     }
 
@@ -81,7 +85,7 @@ impl Cancel {
     /// check then wakes the sleep.
     pub(crate) fn register(&self, map: &Arc<Mapping>) -> Registered<'_> {
         let id = self.next_id.fetch_add(1, SeqCst);
-        self.sleepers.lock().push((id, Arc::clone(map)));
+        self.sleepers.lock().push((id, Arc::downgrade(map)));
         Registered { cancel: self, id }
     }
 }
