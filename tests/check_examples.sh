@@ -13,6 +13,9 @@
 #   stats              10 samples of (latest, mean); after the first second
 #                      both run at 3 to 5 per second; then the four lines
 #   monitor_only       Total equals what the workers say they emitted
+#   bandwidth          32 (31) chunks in the 2 s at 1 MiB/s, 8 (7 to 9) in
+#                      the 2 s at 256 KiB/s, the rate read back, and a new
+#                      chunk's wait behind the 3 queued between 0.7 and 1 s
 #   named_producer     the tutorial's four lines, Total 30 or 31 (10 per 1 s
 #                      for 3 s); the 3 workers it spawned took Total between
 #                      them; the name is gone from /dev/shm afterwards
@@ -72,6 +75,20 @@ check_summary() { # file lo hi secs
 }
 
 check_tutorial() { check_summary "$1" 20 21 5; }
+
+check_bandwidth() {
+    awk '
+        /^At 1 MiB\/s: /    { fast = $4; n++ }
+        /^At 256 KiB\/s: /  { slow = $4; n++ }
+        /^Rate now: /        { rate = $3 " per " $5 " " $6; wait = $(NF - 1); n++ }
+        END {
+            if (n != 3) { print "  missing lines"; exit 1 }
+            if (fast < 31 || fast > 32) { print "  " fast " chunks at 1 MiB/s, not 31 or 32"; exit 1 }
+            if (slow < 7 || slow > 9) { print "  " slow " chunks at 256 KiB/s, not 7 to 9"; exit 1 }
+            if (rate != "262144 per 1 s;") { print "  rate read back: " rate; exit 1 }
+            if (wait < 0.7 || wait > 1.0) { print "  a new chunk would wait " wait " s"; exit 1 }
+        }' "$1"
+}
 
 check_threads() {
     check_summary "$1" 20 21 5 || return 1
