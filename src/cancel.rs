@@ -14,8 +14,8 @@
 use crate::process;
 use crate::shm::Mapping;
 use parking_lot::Mutex;
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
 
 /// A cancellation token (see the module documentation).
 pub struct Cancel {

@@ -141,7 +141,7 @@ fn drain(sh: &Shared, engine: &mut Engine, stuck: &mut [(u64, u32)]) -> u64 {
 /// emitters that died mid-write.
 fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
     let len = LANE_LEN as u64;
-    let head = lane.head.count.load(Ordering::Acquire);
+    let head = lane.head.load(Ordering::Acquire) & !CLOSED;
     let mut tail = lane.tail.load(Ordering::Acquire).min(head);
     let mut lost = 0;
     if head - tail > len {
@@ -171,57 +171,56 @@ fn drain_lane(lane: &Lane, engine: &mut Engine, stuck: &mut (u64, u32)) -> u64 {
     lost
 }
 
-/// Records one emission at `ts` in the calling thread's lane.
-pub fn push(sh: &Shared, ts: i64) {
-    push_to(lane(sh), ts);
+/// Records one emission at `ts` in the calling thread's lane; false (nothing
+/// counted) if the lanes are closed: a stop is reading the totals.
+pub fn push(sh: &Shared, ts: i64) -> bool {
+    push_to(&sh.lanes[process::lane(sh.lanes.len())], ts)
 }
 
-/// This thread's emission lane.
-pub fn lane(sh: &Shared) -> &Lane {
-    &sh.lanes[process::lane(sh.lanes.len())]
-}
-
-/// Counts one emission at `ts` in `lane`.
-pub fn push_to(lane: &Lane, ts: i64) {
-    let seq = lane.head.count.fetch_add(1, Ordering::AcqRel);
+/// Records one emission at `ts` in `lane`, unless it is closed. Deciding and
+/// counting are one compare-and-swap, so a stop that closes the lanes and
+/// then reads them has every emission counted before, and none after.
+fn push_to(lane: &Lane, ts: i64) -> bool {
+    let mut raw = lane.head.load(Ordering::Acquire);
+    let seq = loop {
+        if raw & CLOSED != 0 {
+            return false;
+        }
+        match lane
+            .head
+            .compare_exchange_weak(raw, raw + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break raw,
+            Err(actual) => raw = actual,
+        }
+    };
     let entry = pack_entry(seq.wrapping_add(1), ts);
     lane.ring[(seq % LANE_LEN as u64) as usize].store(entry, Ordering::Release);
+    true
 }
 
-/// Runs `body` (which checks that the run goes on, then counts, or not) so
-/// that [`settle`] waits for it: a stop that sets the kill flag and then
-/// settles reads a total that holds every emission a check let through.
-pub fn counting<R>(sh: &Shared, body: impl FnOnce(&Lane) -> R) -> R {
-    let lane = lane(sh);
-    lane.head.busy.fetch_add(1, Ordering::SeqCst);
-    let r = body(lane);
-    lane.head.busy.fetch_sub(1, Ordering::SeqCst);
-    r
-}
+/// Bit 63 of a lane's head: closed.
+const CLOSED: u64 = 1 << 63;
 
-/// Waits (at most [`SETTLE_NS`]: a process may have died inside
-/// [`counting`]) until no thread is inside [`counting`].
-pub fn settle(sh: &Shared) {
-    let give_up = monotonic_ns().saturating_add(SETTLE_NS);
-    while sh
-        .lanes
-        .iter()
-        .any(|l| l.head.busy.load(Ordering::SeqCst) != 0)
-    {
-        if monotonic_ns() > give_up {
-            return;
-        }
-        std::thread::yield_now();
+/// Closes every lane: from now on [`push`] counts nothing until [`open`].
+/// `stop` closes them after setting the kill flag, then reads the totals.
+pub fn close(sh: &Shared) {
+    for lane in &sh.lanes {
+        lane.head.fetch_or(CLOSED, Ordering::SeqCst);
     }
 }
 
-/// See [`settle`].
-const SETTLE_NS: i64 = 10_000_000;
+/// Opens every lane (`start`, before the run begins).
+pub fn open(sh: &Shared) {
+    for lane in &sh.lanes {
+        lane.head.fetch_and(!CLOSED, Ordering::SeqCst);
+    }
+}
 
 /// Emissions ever counted, over all lanes.
 pub fn total(sh: &Shared) -> u64 {
     sh.lanes
         .iter()
-        .map(|l| l.head.count.load(Ordering::Acquire))
+        .map(|l| l.head.load(Ordering::Acquire) & !CLOSED)
         .fold(0, u64::wrapping_add)
 }

@@ -233,6 +233,7 @@ impl Schedule {
     /// granted no later than `latest`. `n` must be at least 1 and at most
     /// [`capacity`](Self::capacity) (the caller checks: a larger `n` could
     /// never be granted).
+    #[inline(always)]
     pub fn reserve_n(
         &self,
         st: &State<'_>,

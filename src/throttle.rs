@@ -292,6 +292,7 @@ impl Throttle {
         sh.published.latest.store(0, SeqCst);
         // The monitor thread beats on the real clock, whatever this one is.
         sh.published.heartbeat_ns.store(monotonic_ns(), SeqCst);
+        monitor::open(sh);
         c.kill.store(0, SeqCst);
         c.run.store(
             Phase::Running.pack(process::id(), process::start_time()),
@@ -332,9 +333,8 @@ impl Throttle {
         let sh = self.sh();
         let c = &sh.control;
         c.kill.store(1, SeqCst);
-        // Grants and emissions that passed their check before the kill flag
-        // are counted before the totals are read.
-        monitor::settle(sh);
+        // From here on nothing is counted: the totals read below are final.
+        monitor::close(sh);
         let now = self.clock.now_ns();
         let ran = now.saturating_sub(c.run_start_ns.load(SeqCst)).max(0);
         c.runtime_ns.fetch_add(ran, SeqCst);
@@ -417,6 +417,29 @@ impl Throttle {
         cancel: Option<&Cancel>,
     ) -> Result<i64> {
         self.check_units(n)?;
+        let c = &self.sh().control;
+        let now = self.clock.now_ns();
+        // The common case first: the fuel is in the tank now.
+        let free = cancel.is_none_or(|token| token.is_usable_here() && !token.is_fired());
+        if free && c.kill.load(SeqCst) == 0 && self.is_running() {
+            let run_id = c.run_id.load(SeqCst);
+            if let Some(ticket) = self.reserve(n, now, now)? {
+                return self.granted(ticket, run_id, now);
+            }
+        }
+        self.await_queued(n, now, timeout_ns, cancel)
+    }
+
+    /// The rest of [`await_fuel_cancellable`](Self::await_fuel_cancellable)
+    /// for a caller that arrived at `now` and found no fuel in the tank:
+    /// queue (reserve ahead) and sleep, or wait for a start.
+    fn await_queued(
+        &self,
+        n: u64,
+        mut now: i64,
+        timeout_ns: Option<i64>,
+        cancel: Option<&Cancel>,
+    ) -> Result<i64> {
         let _registered = match cancel {
             Some(token) if !token.is_usable_here() => {
                 return Err(Error::WrongState(
@@ -430,7 +453,6 @@ impl Throttle {
         };
         let cancelled = || cancel.is_some_and(Cancel::is_fired);
         let c = &self.sh().control;
-        let mut now = self.clock.now_ns();
         let arrived = now;
         let deadline = timeout_ns.map(|t| now.saturating_add(t.max(0)));
         loop {
@@ -454,6 +476,9 @@ impl Throttle {
                 now = self.clock.now_ns();
                 continue;
             };
+            if ticket.grant() <= now {
+                return self.granted(ticket, run_id, arrived); // in the tank
+            }
             match self.sleep_until(&mut ticket, run_id, deadline, &cancelled)? {
                 Slept::Granted => return self.granted(ticket, run_id, arrived),
                 // Its units were lost to changes it slept through: queue again.
@@ -463,14 +488,15 @@ impl Throttle {
     }
 
     /// `InvalidArgument` unless `n` units could ever be granted at once.
+    #[inline(always)]
     fn check_units(&self, n: u64) -> Result<()> {
         if n == 0 {
             return Err(Error::InvalidArgument(
                 "n is 0: take at least one unit of fuel".into(),
             ));
         }
-        if !self.config.as_throttle {
-            return Ok(());
+        if n == 1 || !self.config.as_throttle {
+            return Ok(()); // every tank holds one unit
         }
         match self.config.schedule.capacity(&self.state()) {
             None => Err(corrupt()),
@@ -683,6 +709,7 @@ impl Throttle {
 
     /// Reserves `n` units at `now` due no later than `latest`: the ticket,
     /// or `None`. Without `as_throttle` fuel is always there.
+    #[inline(always)]
     fn reserve(&self, n: u64, now: i64, latest: i64) -> Result<Option<Ticket>> {
         if !self.config.as_throttle {
             return Ok(Some(Ticket::now(now)));
@@ -702,21 +729,20 @@ impl Throttle {
     /// The grant time reported is never before `arrived`, when the caller
     /// called: a give-back or a faster rate can move a queued unit to a time
     /// its waiter had not yet arrived at (it goes at once).
+    #[inline(always)]
     fn granted(&self, ticket: Ticket, run_id: u32, arrived: i64) -> Result<i64> {
-        // Checked and counted as one step for `stop` (monitor::counting).
-        monitor::counting(self.sh(), |lane| {
-            if self.run_over(run_id) {
-                return Err(Error::Killed);
-            }
-            if self.config.as_throttle {
-                self.config.schedule.confirm(&self.state(), ticket);
-            }
-            let grant = ticket.grant().max(arrived);
-            if self.config.auto_emit {
-                monitor::push_to(lane, grant);
-            }
-            Ok(grant)
-        })
+        if self.run_over(run_id) {
+            return Err(Error::Killed);
+        }
+        if self.config.as_throttle {
+            self.config.schedule.confirm(&self.state(), ticket);
+        }
+        let grant = ticket.grant().max(arrived);
+        // Refused once a stop closed the lanes: it did not count this grant.
+        if self.config.auto_emit && !monitor::push(self.sh(), grant) {
+            return Err(Error::Killed);
+        }
+        Ok(grant)
     }
 
     /// Takes a unit of fuel if the tank holds one now; never blocks.
@@ -753,17 +779,17 @@ impl Throttle {
                     .into(),
             ));
         }
-        monitor::counting(self.sh(), |lane| {
-            if self.kill_flag_is_set() {
-                return Err(Error::Killed);
-            }
-            if !self.is_running() {
-                return Err(Error::NotRunning);
-            }
-            let at = at.unwrap_or_else(|| self.clock.now_ns());
-            monitor::push_to(lane, at);
-            Ok(())
-        })
+        if self.kill_flag_is_set() {
+            return Err(Error::Killed);
+        }
+        if !self.is_running() {
+            return Err(Error::NotRunning);
+        }
+        let at = at.unwrap_or_else(|| self.clock.now_ns());
+        if !monitor::push(self.sh(), at) {
+            return Err(Error::Killed); // a stop closed the lanes meanwhile
+        }
+        Ok(())
     }
 
     fn published(&self) -> Result<&layout::Published> {

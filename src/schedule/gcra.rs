@@ -44,8 +44,14 @@ pub(super) fn join(generation: u32, tat: u128) -> u128 {
     (u128::from(generation & GEN_MASK) << 104) | tat.min(TAT_MAX)
 }
 
+/// The generation after `generation`. 0 is the throttle's first and never
+/// comes back (after 2^24 - 1 it is 1): a throttle whose rate never changed
+/// reads its rate from its configuration, not from the records.
 fn next_generation(generation: u32) -> u32 {
-    generation.wrapping_add(1) & GEN_MASK
+    match generation.wrapping_add(1) & GEN_MASK {
+        0 => 1,
+        next => next,
+    }
 }
 
 /// What a change record says.
@@ -69,60 +75,77 @@ pub(super) struct Record {
     units: u128,
 }
 
-/// A record head: generation (24 bits), kind (2), `max_n - 1` (40),
-/// `per_ns - 1` (62). Zero (kind 0) is "no record".
-fn pack_head(generation: u32, kind: Kind, rate: Rate) -> u128 {
-    (u128::from(generation & GEN_MASK) << 104)
-        | ((kind as u128) << 102)
-        | (u128::from(rate.max_n() - 1) << 62)
-        | u128::from(rate.per_ns() - 1)
+/// A record tag: generation (bits 0..24) and kind (bits 24..26); 0 (kind 0)
+/// is "no record".
+fn pack_tag(generation: u32, kind: Kind) -> u64 {
+    u64::from(generation & GEN_MASK) | ((kind as u64) << 24)
 }
 
-fn unpack_head(raw: u128) -> Option<(u32, Kind, Rate)> {
-    let kind = match (raw >> 102) & 3 {
-        1 => Kind::Initial,
-        2 => Kind::Rate,
-        3 => Kind::GiveBack,
-        _ => return None,
-    };
-    let max_n = ((raw >> 62) & ((1 << 40) - 1)) as u64 + 1;
-    let per_ns = (raw & ((1 << 62) - 1)) as u64 + 1;
-    Some(((raw >> 104) as u32, kind, Rate::new(max_n, per_ns)?))
-}
-
-/// Record `generation`, if its slot holds it, complete (the head is read before
-/// and after the fields: a maker rewriting the slot clears the head first).
-pub(super) fn read_record(recs: &Records, generation: u32) -> Option<Record> {
-    let i = generation as usize % RECORDS;
-    let h1 = recs.heads[i].load(SeqCst);
-    let (g, kind, rate) = unpack_head(h1)?;
-    if g != generation {
+/// The kind of a tag that holds `generation`, if it does.
+fn tag_kind(raw: u64, generation: u32) -> Option<Kind> {
+    if raw & u64::from(GEN_MASK) != u64::from(generation) || raw >> 26 != 0 {
         return None;
     }
+    match (raw >> 24) & 3 {
+        1 => Some(Kind::Initial),
+        2 => Some(Kind::Rate),
+        3 => Some(Kind::GiveBack),
+        _ => None,
+    }
+}
+
+/// The kind and rate of record `generation`, if its slot holds it complete
+/// (the tag is read before and after the fields: a maker rewriting the slot
+/// clears the tag first). Plain 64-bit loads: this is on every reservation.
+fn record_head(recs: &Records, generation: u32) -> Option<(Kind, Rate)> {
+    let i = generation as usize % RECORDS;
+    let tag = recs.tags[i].load(SeqCst);
+    let kind = tag_kind(tag, generation)?;
+    let rate = Rate::new(recs.max_n[i].load(SeqCst), recs.per_ns[i].load(SeqCst));
+    (recs.tags[i].load(SeqCst) == tag).then_some((kind, rate?))
+}
+
+/// Record `generation`, if its slot holds it complete.
+pub(super) fn read_record(recs: &Records, generation: u32) -> Option<Record> {
+    let i = generation as usize % RECORDS;
+    let tag = recs.tags[i].load(SeqCst);
+    let kind = tag_kind(tag, generation)?;
+    let rate = Rate::new(recs.max_n[i].load(SeqCst), recs.per_ns[i].load(SeqCst));
     let rec = Record {
         kind,
-        rate,
+        rate: rate?,
         t_c: recs.t_c[i].load(SeqCst),
         x_c: recs.x_c[i].load(SeqCst),
         units: recs.units[i].load(SeqCst),
     };
-    (recs.heads[i].load(SeqCst) == h1).then_some(rec)
+    (recs.tags[i].load(SeqCst) == tag).then_some(rec)
 }
 
-/// The rate of generation `generation` (the head alone: one load).
+/// Whether record `generation` is committed (one load: the common answer
+/// is no).
+fn committed(recs: &Records, generation: u32) -> bool {
+    tag_kind(
+        recs.tags[generation as usize % RECORDS].load(SeqCst),
+        generation,
+    )
+    .is_some()
+}
+
+/// The rate of generation `generation`.
 fn record_rate(recs: &Records, generation: u32) -> Option<Rate> {
-    let (g, _, rate) = unpack_head(recs.heads[generation as usize % RECORDS].load(SeqCst))?;
-    (g == generation).then_some(rate)
+    record_head(recs, generation).map(|(_, rate)| rate)
 }
 
 /// Writes and commits record `generation` (the caller holds the change lock).
 fn write_record(recs: &Records, generation: u32, rec: &Record) {
     let i = generation as usize % RECORDS;
-    recs.heads[i].store(0, SeqCst);
+    recs.tags[i].store(0, SeqCst);
+    recs.max_n[i].store(rec.rate.max_n(), SeqCst);
+    recs.per_ns[i].store(rec.rate.per_ns(), SeqCst);
     recs.t_c[i].store(rec.t_c, SeqCst);
     recs.x_c[i].store(rec.x_c, SeqCst);
     recs.units[i].store(rec.units, SeqCst);
-    recs.heads[i].store(pack_head(generation, rec.kind, rec.rate), SeqCst);
+    recs.tags[i].store(pack_tag(generation, rec.kind), SeqCst);
 }
 
 /// `ceil(d * per_new / per_old)`: an offset of `d` old scaled units in new
@@ -170,8 +193,8 @@ impl Schedule {
     }
 
     pub(super) fn init_gcra(&self, st: &State<'_>) {
-        for h in &st.records.heads {
-            h.store(0, SeqCst);
+        for tag in &st.records.tags {
+            tag.store(0, SeqCst);
         }
         let first = Record {
             kind: Kind::Initial,
@@ -186,19 +209,31 @@ impl Schedule {
 
     /// The schedule word, its generation, TAT and rate, after finishing any
     /// committed change; `None` if corrupt.
+    #[inline(always)]
     fn current(&self, st: &State<'_>) -> Option<(u128, u32, u128, Rate)> {
         loop {
             let word = st.tat.load(SeqCst);
             let (generation, cur) = split(word);
-            let Some(rate) = record_rate(st.records, generation) else {
-                if st.tat.load(SeqCst) != word {
-                    continue; // a change went through while we read
-                }
+            let rate = if generation == 0 {
+                self.rate // never changed: no record to read
+            } else if let Some(rate) = record_rate(st.records, generation) {
+                rate
+            } else if st.tat.load(SeqCst) != word {
+                continue; // a change went through while we read
+            } else {
                 return None;
             };
-            if let Some(next) = read_record(st.records, next_generation(generation)) {
-                let done = join(next_generation(generation), self.convert(cur, rate, &next));
-                let _ = st.tat.compare_exchange(word, done, SeqCst, SeqCst);
+            let next = next_generation(generation);
+            if committed(st.records, next) {
+                match read_record(st.records, next) {
+                    Some(rec) => {
+                        let done = join(next, self.convert(cur, rate, &rec));
+                        let _ = st.tat.compare_exchange(word, done, SeqCst, SeqCst);
+                    }
+                    // A record is rewritten only for a later generation.
+                    None if st.tat.load(SeqCst) == word => return None,
+                    None => {}
+                }
                 continue;
             }
             return Some((word, generation, cur, rate));
@@ -250,6 +285,7 @@ impl Schedule {
 
     /// Reserves `n` units at `now` if they can all be granted (at once) no
     /// later than `latest`. The caller checked `n` against the capacity.
+    #[inline(always)]
     pub(super) fn reserve_gcra(
         &self,
         st: &State<'_>,
@@ -315,7 +351,11 @@ impl Schedule {
         }
         let (_, generation, _, _) = self.current(st)?;
         while ticket.generation != generation {
-            let Some(old) = record_rate(st.records, ticket.generation) else {
+            let old = match ticket.generation {
+                0 => Some(self.rate),
+                g => record_rate(st.records, g),
+            };
+            let Some(old) = old else {
                 return Some(Follow::Lost);
             };
             let to = next_generation(ticket.generation);

@@ -140,7 +140,9 @@ fn latest(rng: &mut Rng, now: i64, per: u64) -> i64 {
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     tat: u128,
-    heads: Vec<u128>,
+    tags: Vec<u64>,
+    max_n: Vec<u64>,
+    per_ns: Vec<u64>,
     t_c: Vec<i64>,
     x_c: Vec<u128>,
     units: Vec<u128>,
@@ -206,7 +208,9 @@ impl Fx {
         let s = self.snapshot();
         copy.tat.store(s.tat, Ordering::SeqCst);
         for i in 0..RECORDS {
-            copy.records.heads[i].store(s.heads[i], Ordering::SeqCst);
+            copy.records.tags[i].store(s.tags[i], Ordering::SeqCst);
+            copy.records.max_n[i].store(s.max_n[i], Ordering::SeqCst);
+            copy.records.per_ns[i].store(s.per_ns[i], Ordering::SeqCst);
             copy.records.t_c[i].store(s.t_c[i], Ordering::SeqCst);
             copy.records.x_c[i].store(s.x_c[i], Ordering::SeqCst);
             copy.records.units[i].store(s.units[i], Ordering::SeqCst);
@@ -228,7 +232,9 @@ impl Fx {
         let r = &self.records;
         Snapshot {
             tat: self.word(),
-            heads: r.heads.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            tags: r.tags.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            max_n: r.max_n.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            per_ns: r.per_ns.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             t_c: r.t_c.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             x_c: r.x_c.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             units: r.units.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
@@ -1050,16 +1056,17 @@ mod rate_change {
     }
 
     /// `m` changes in a row, followed at once by a ticket `m` generations
-    /// behind (`m` up to `RECORDS - 1`), give what following each change in
-    /// turn gives, and what the exact model gives; new reservations
-    /// continue the queue. A ticket `RECORDS` generations behind is lost;
-    /// one followed at every change is not.
+    /// behind, give what following each change in turn gives, and what the
+    /// exact model gives; new reservations continue the queue. The tickets
+    /// here are of generation 0, whose rate is the configuration's (no
+    /// record holds it), so `RECORDS` changes can still be followed; one
+    /// more and they are lost. One followed at every change never is.
     #[test]
     fn several_changes_followed_at_once() {
         let r0 = (10, SEC);
         let recs = RECORDS as u64;
         for hc in GCRA {
-            for m in [1, 2, 3, recs - 1, recs] {
+            for m in [1, 2, 3, recs - 1, recs, recs + 1] {
                 let what = format!("{hc:?} {m} changes");
                 let (each, mut t_each) = queue(r0, hc, 10);
                 let (once, mut t_once) = queue(r0, hc, 10);
@@ -1083,7 +1090,7 @@ mod rate_change {
                 }
                 for (k, (b, a)) in t_once.iter_mut().zip(&t_each).enumerate() {
                     let got = once.sched.follow(&once.st(), b);
-                    if m < recs {
+                    if m <= recs {
                         assert_eq!(got, Some(Follow::At(a.grant())), "{what}: waiter {k}");
                     } else {
                         assert_eq!(got, Some(Follow::Lost), "{what}: waiter {k}");
@@ -1464,31 +1471,37 @@ mod records {
         );
     }
 
-    /// The current record's head scribbled (zero, all ones, another
-    /// generation, no kind) or the generation in the `tat` word scribbled:
-    /// Corrupt / None / false everywhere.
+    /// The current record's tag scribbled (zero, all ones, another
+    /// generation, no kind), its rate scribbled (0, beyond the maxima), or
+    /// the generation in the `tat` word scribbled: Corrupt / None / false
+    /// everywhere.
     #[test]
     fn scribbled_records_are_reported() {
         for hc in GCRA {
-            // Generation 2 lives in record 2: 24-bit generation at bit 104,
-            // 2-bit kind at 102 (2 = a rate), max_n - 1 at 62, per - 1 at 0.
-            let head = |generation: u128, kind: u128| {
-                (generation << 104) | (kind << 102) | (29 << 62) | (SEC as u128 - 1)
-            };
+            // Generation 2 lives in record 2: the generation in bits 0..24,
+            // the kind in bits 24..26 (2 = a rate).
+            let tag = |generation: u64, kind: u64| generation | (kind << 24);
             let garbage = [
                 0,
-                u128::MAX,
-                head(6, 2),
-                head(2, 0),
-                head(3, 2),
-                head(1 << 23, 2),
+                u64::MAX,
+                tag(6, 2),
+                tag(2, 0),
+                tag(3, 2),
+                tag(1 << 23, 2),
             ];
             for g in garbage {
                 let (fx, t) = at_generation_2(hc);
-                // The head as the code wrote it is what `head` builds.
-                assert_eq!(fx.records.heads[2].load(Ordering::SeqCst), head(2, 2));
-                fx.records.heads[2].store(g, Ordering::SeqCst);
-                assert_corrupt(&fx, t, &format!("{hc:?} head {g:#x}"));
+                // The tag as the code wrote it is what `tag` builds.
+                assert_eq!(fx.records.tags[2].load(Ordering::SeqCst), tag(2, 2));
+                fx.records.tags[2].store(g, Ordering::SeqCst);
+                assert_corrupt(&fx, t, &format!("{hc:?} tag {g:#x}"));
+            }
+            let rates: [(u64, u64); 4] = [(0, SEC), (29, 0), (MAX_N + 1, SEC), (29, u64::MAX)];
+            for (max_n, per_ns) in rates {
+                let (fx, t) = at_generation_2(hc);
+                fx.records.max_n[2].store(max_n, Ordering::SeqCst);
+                fx.records.per_ns[2].store(per_ns, Ordering::SeqCst);
+                assert_corrupt(&fx, t, &format!("{hc:?} rate {max_n} per {per_ns}"));
             }
             // The word's generation moved to one no record holds.
             for generation in [3u128, 5, 7, (1 << 24) - 1] {

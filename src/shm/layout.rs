@@ -170,25 +170,13 @@ pub fn unpack_entry(raw: u128) -> (u64, i64) {
     ((raw >> 64) as u64, raw as u64 as i64)
 }
 
-/// The counting end of a lane, on a cache line of its own.
-#[repr(C, align(64))]
-#[derive(Default)]
-pub struct LaneHead {
-    /// Emissions ever pushed into this lane (the exact count).
-    pub count: AtomicU64,
-    /// Threads that checked that the run goes on and have not yet counted
-    /// (or given up): `stop` waits for them before it reads the total, so a
-    /// grant it let through is in its total.
-    pub busy: AtomicU64,
-}
-
 /// One emission lane: a ring of `(sequence + 1, timestamp)` entries that
 /// emitters fill and the monitor drains.
 #[repr(C)]
 pub struct Lane {
-    /// Emissions ever pushed into this lane (the exact count), and the
-    /// threads between deciding to count and counting.
-    pub head: LaneHead,
+    /// Emissions ever pushed into this lane (the exact count), and in bit
+    /// 63 whether the lane is closed (see `monitor::close`).
+    pub head: Line<AtomicU64>,
     /// Entries the monitor has read.
     pub tail: Line<AtomicU64>,
     /// The timestamps.
@@ -199,13 +187,19 @@ pub struct Lane {
 /// RECORDS` holds generation g's rate and what changed from g - 1.
 pub(crate) const RECORDS: usize = 32;
 
-/// The change records, field by field (a head says which generation a slot
-/// holds, its kind and rate; 0 = none).
+/// The change records, field by field. A tag says which generation a slot
+/// holds and what kind of change it records (0 = none); it is written last
+/// and read before and after the fields, so a reader never takes a record
+/// being rewritten for a complete one.
 #[repr(C)]
 #[derive(Default)]
 pub struct Records {
-    /// Generation, kind and rate of each record.
-    pub heads: [AtomicU128; RECORDS],
+    /// Generation (bits 0..24) and kind (bits 24..26) of each record.
+    pub tags: [AtomicU64; RECORDS],
+    /// The rate in force from each record on: units per period.
+    pub max_n: [AtomicU64; RECORDS],
+    /// The rate in force from each record on: the period in nanoseconds.
+    pub per_ns: [AtomicU64; RECORDS],
     /// A new rate: when it took effect.
     pub t_c: [AtomicI64; RECORDS],
     /// Units given back: the scaled slot of the last of them.
