@@ -173,8 +173,8 @@ enum mpt_status
    */
   MPT_STATUS_MISMATCH = 16,
   /**
-   * `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired; nothing
-   * was taken.
+   * `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired (what it
+   * had reserved was given back, see that function).
    */
   MPT_STATUS_CANCELLED = 17,
 };
@@ -395,10 +395,13 @@ mpt_status mpt_cancel_free(struct mpt_cancel *cancel);
 
 /**
  * Fires the token: every `mpt_await_fuel_cancellable` given it returns
- * `MPT_STATUS_CANCELLED` at once, having taken nothing (units it had
- * reserved are given back, so the waiters behind it move up, in order;
- * with `MPT_HARDCAP_WINDOW` a reserved unit stays taken), and so does
- * every later one until `mpt_cancel_reset`.
+ * `MPT_STATUS_CANCELLED` at once, having taken nothing: units it had
+ * reserved are given back, so the waiters behind it move up, in order.
+ * Two exceptions keep a reserved unit taken (none is handed to anyone
+ * else): `MPT_HARDCAP_WINDOW`, whose ring cannot take a grant back, and a
+ * change lock held for over 2 ms by another process (stopped in a
+ * debugger). Every later wait given the token returns
+ * `MPT_STATUS_CANCELLED` too, until `mpt_cancel_reset`.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_BAD_HANDLE`.
@@ -856,7 +859,8 @@ mpt_status mpt_has_fuel_n(const struct mpt_throttle *throttle,
  *   as_throttle: fuel is always there).
  * - `out_wait_s`: may be NULL; seconds until `n` units (0: now).
  *
- * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NOT_RUNNING` (not started: no fuel
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_KILLED` (the kill flag is set: no
+ * fuel is handed out); `MPT_STATUS_NOT_RUNNING` (not started: no fuel
  * accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
  * `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
  *

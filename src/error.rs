@@ -46,7 +46,7 @@ impl fmt::Display for Error {
             }
             Error::NoFuel => f.write_str("the tank is empty, or the throttle is not running"),
             Error::NotRunning => f.write_str("the throttle is not running: nothing was counted"),
-            Error::Cancelled => f.write_str("the wait was cancelled: nothing was taken"),
+            Error::Cancelled => f.write_str("the wait was cancelled by its mpt_cancel"),
             Error::InvalidArgument(m)
             | Error::WrongState(m)
             | Error::MonitorOff(m)

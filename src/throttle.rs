@@ -690,10 +690,13 @@ impl Throttle {
     /// Looks without taking: `(units in the tank now, ns until n units would
     /// be there)`. Waiters already queued come first: their units are not
     /// in the tank. Without `as_throttle` the tank is bottomless (`u64::MAX`,
-    /// 0). Errors: [`Error::NotRunning`] (no fuel accrues),
+    /// 0). Errors: [`Error::Killed`], [`Error::NotRunning`] (no fuel accrues),
     /// [`Error::InvalidArgument`] (as for [`await_fuel_n`](Self::await_fuel_n)).
     pub fn peek(&self, n: u64) -> Result<(u64, i64)> {
         self.check_units(n)?;
+        if self.kill_flag_is_set() {
+            return Err(Error::Killed);
+        }
         if !self.config.as_throttle {
             return Ok((u64::MAX, 0));
         }

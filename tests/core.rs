@@ -475,3 +475,19 @@ fn rate_change_applies_at_once_without_a_burst() {
     ));
     assert_eq!(w.rate(), Ok((10, SEC as u64)));
 }
+
+/// A full tank survives a change to a period longer than the host's uptime
+/// (the TAT would lie before boot: it is kept as sums, never negative).
+#[test]
+fn rate_change_keeps_a_full_tank_whatever_the_uptime() {
+    let (t, clock) = throttle(100, 1.0, opts(Hardcap::Limit, false));
+    t.start().unwrap();
+    clock.set(T0 + 200 * SEC); // full: 100 units
+    t.set_rate(100, 36_000 * SEC as u64).unwrap(); // 100 per 10 h
+    assert_eq!(t.peek(100), Ok((100, 0)));
+    assert_eq!(t.has_fuel_n(100), Ok(T0 + 200 * SEC));
+    assert_eq!(t.has_fuel(), Err(Error::NoFuel));
+    // Killed: peek says so, as every call that takes fuel does.
+    t.kill();
+    assert_eq!(t.peek(1), Err(Error::Killed));
+}

@@ -62,8 +62,8 @@ pub enum MptStatus {
     /// `mpt_throttle_create_named`: a throttle of that name exists with
     /// another configuration (open it with `mpt_throttle_open` to adopt it).
     Mismatch = 16,
-    /// `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired; nothing
-    /// was taken.
+    /// `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired (what it
+    /// had reserved was given back, see that function).
     Cancelled = 17,
 }
 
@@ -116,7 +116,7 @@ impl MptStatus {
                 "permission denied: the throttle belongs to another user\0"
             }
             MptStatus::Mismatch => "a throttle of that name exists with another configuration\0",
-            MptStatus::Cancelled => "cancelled: the wait's mpt_cancel fired; nothing was taken\0",
+            MptStatus::Cancelled => "cancelled: the wait's mpt_cancel fired\0",
         }
     }
 }

@@ -660,7 +660,8 @@ pub unsafe extern "C" fn mpt_has_fuel_n(
 ///   as_throttle: fuel is always there).
 /// - `out_wait_s`: may be NULL; seconds until `n` units (0: now).
 ///
-/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NOT_RUNNING` (not started: no fuel
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_KILLED` (the kill flag is set: no
+/// fuel is handed out); `MPT_STATUS_NOT_RUNNING` (not started: no fuel
 /// accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
 /// `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
 ///

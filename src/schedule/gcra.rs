@@ -256,29 +256,38 @@ impl Schedule {
             Kind::GiveBack => cur.saturating_sub(next.units.saturating_mul(old.per_ns.into())),
             Kind::Rate => {
                 let new = next.rate;
-                let first = cur.saturating_sub(self.tau_at(old));
+                let (tau_old, tau_new) = (self.tau_at(old), self.tau_at(new));
                 let tc_old = old.scale(next.t_c);
                 let tc_new = new.scale(next.t_c);
-                let first_new = if first > tc_old {
+                // The next unit is due at cur - tau_old; kept as sums, as
+                // cur may be less than tau_old.
+                let ready = tc_old.saturating_add(tau_old);
+                if cur > ready {
                     // Units reserved ahead: the queue after t_c, respaced.
-                    tc_new.saturating_add(respace(first - tc_old, old.per_ns, new.per_ns))
+                    let first_new =
+                        tc_new.saturating_add(respace(cur - ready, old.per_ns, new.per_ns));
+                    first_new.saturating_add(tau_new)
                 } else {
                     // Fuel in the tank, and progress towards the next unit:
-                    // the time it took, respaced (rounded down: never more
-                    // fuel than it was), and no more than the new tank holds.
-                    let held = match self.capacity_at(old) {
-                        // A full tank gains nothing more by waiting.
-                        Some(_) => (tc_old - first).min(self.tau_at(old)),
-                        None => tc_old - first,
+                    // the time it took (a full tank gains nothing more by
+                    // waiting), respaced (rounded down: never more fuel than
+                    // it was), and no more than the new tank holds.
+                    let bounded = self.capacity_at(new).is_some();
+                    let held = if bounded {
+                        (ready - cur).min(tau_old)
+                    } else {
+                        ready - cur
                     };
                     let accrued = respace_floor(held, old.per_ns, new.per_ns);
-                    let accrued = match self.capacity_at(new) {
-                        Some(cap) => accrued.min(u128::from(cap - 1) * u128::from(new.per_ns)),
-                        None => accrued,
+                    let accrued = if bounded {
+                        accrued.min(tau_new)
+                    } else {
+                        accrued
                     };
-                    tc_new.saturating_sub(accrued)
-                };
-                first_new.saturating_add(self.tau_at(new))
+                    // At least tc_new for a bounded tank; NONE's backlog is
+                    // limited to the time since boot at the new rate.
+                    tc_new.saturating_add(tau_new).saturating_sub(accrued)
+                }
             }
         }
     }
@@ -299,14 +308,13 @@ impl Schedule {
             };
             let per = u128::from(rate.per_ns);
             let now_s = rate.scale(now);
-            let need = u128::from(n - 1) * per;
-            let earliest = match self.capacity_at(rate) {
-                Some(_) => cur.saturating_sub(self.tau_at(rate)),
-                None => cur,
-            }
-            .saturating_add(need);
+            let tau = self.tau_at(rate);
+            // The last of the n units is due at cur - tau + (n-1)*per; kept
+            // as sums (`due` against `ready`): cur may be less than tau.
+            let due = cur.saturating_add(u128::from(n - 1) * per);
+            let ready = now_s.saturating_add(tau);
             let take = u128::from(n) * per;
-            let (grant, slot, next) = if earliest <= now_s {
+            let (grant, slot, next) = if due <= ready {
                 // The fuel is in the tank now. A bounded tank restarts its
                 // schedule from now; NONE keeps the old one to catch up.
                 let base = match self.hardcap {
@@ -320,8 +328,8 @@ impl Schedule {
                 };
                 (now.max(0), now_s, base.saturating_add(take))
             } else {
-                let grant = rate.unscale_ceil(earliest);
-                (grant, earliest, cur.saturating_add(take))
+                let slot = due - tau; // due > ready >= tau
+                (rate.unscale_ceil(slot), slot, cur.saturating_add(take))
             };
             if grant > latest {
                 return (Reservation::Later(grant), Ticket::default());
@@ -442,10 +450,11 @@ impl Schedule {
     pub(super) fn peek_gcra(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
         let (_, _, cur, rate) = self.current(st)?;
         let per = u128::from(rate.per_ns);
-        let now_s = rate.scale(now);
-        let first = cur.saturating_sub(self.tau_at(rate));
-        let level = if first <= now_s {
-            let held = (now_s - first) / per + 1;
+        let tau = self.tau_at(rate);
+        // As in reserve_gcra: sums, as cur may be less than tau.
+        let ready = rate.scale(now).saturating_add(tau);
+        let level = if cur <= ready {
+            let held = (ready - cur) / per + 1;
             let held = match self.capacity_at(rate) {
                 Some(cap) => held.min(cap.into()),
                 None => held,
@@ -454,11 +463,11 @@ impl Schedule {
         } else {
             0
         };
-        let due = first.saturating_add(u128::from(n.max(1) - 1) * per);
-        let wait = if due <= now_s {
+        let due = cur.saturating_add(u128::from(n.max(1) - 1) * per);
+        let wait = if due <= ready {
             0
         } else {
-            rate.unscale_ceil(due).saturating_sub(now)
+            rate.unscale_ceil(due - tau).saturating_sub(now)
         };
         Some((level, wait))
     }

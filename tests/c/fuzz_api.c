@@ -159,7 +159,7 @@ static const unsigned documented[OP_COUNT] = {
     [OP_VERSION] = S(0) | S(5),
     [OP_AWAIT_N] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(12),
     [OP_HAS_FUEL_N] = S(0) | S(3) | S(2) | S(5) | S(6) | S(7) | S(12),
-    [OP_PEEK] = S(0) | S(4) | S(5) | S(6) | S(7) | S(12),
+    [OP_PEEK] = S(0) | S(2) | S(4) | S(5) | S(6) | S(7) | S(12),
     [OP_SET_RATE] = S(0) | S(5) | S(6) | S(7) | S(10) | S(11) | S(12),
     [OP_GET_RATE] = S(0) | S(5) | S(6) | S(12),
     [OP_AWAIT_CANCELLABLE] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(8) | S(12) | S(17),
@@ -1089,9 +1089,12 @@ static void call_peek(struct ctx *c) {
     pick_handle(c, &p);
     struct priv *m = model_of(c, &p);
     uint64_t n = pick_units(c);
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_RUNNING);
-    if (m != NULL && m->as_throttle) {
-        outcomes = m->running ? S(MPT_STATUS_OK) : S(MPT_STATUS_NOT_RUNNING);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_RUNNING) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed        ? S(MPT_STATUS_KILLED)
+                   : !m->as_throttle ? S(MPT_STATUS_OK)
+                   : m->running      ? S(MPT_STATUS_OK)
+                                     : S(MPT_STATUS_NOT_RUNNING);
     }
     uint64_t level;
     double wait;
