@@ -1,0 +1,45 @@
+// Package mpthrottle is the Go binding of mp_throttle, a C library that
+// throttles and monitors many workers (goroutines, processes, programs in
+// other languages) so that together they start at most maxN pieces of work
+// per period, and reports how fast they really went.
+//
+// A Throttle made by New is shared by the goroutines of this process; one
+// made by CreateNamed can be opened with Open by any process of the same
+// user, in any language (C, Python, Ruby... through the same library).
+//
+//	th, err := mpthrottle.New(10, time.Second) // 10 units of fuel per second
+//	if err != nil { ... }
+//	defer th.Close()
+//	th.Start()
+//	// in each worker goroutine:
+//	for th.AwaitFuel(ctx) == nil {
+//		// one piece of work
+//	}
+//	summary, err := th.Stop() // every waiter returns ErrKilled
+//
+// Errors are *Error values carrying the library's status code and message;
+// compare them with errors.Is and the sentinels (ErrKilled, ErrTimeout,
+// ErrNotFound, ...). Expected outcomes are return values: HasFuel returns
+// false for an empty tank, not an error.
+//
+// AwaitFuel takes a context: its deadline is the timeout, and a
+// cancellation ends the wait at once, taking nothing (ErrCancelled); the
+// waiters behind it move up. Waiters are served first come, first served,
+// whatever their context. AwaitFuelN and HasFuelN take n units at once
+// (bandwidth-style throttling), Peek looks at the tank without taking, and
+// SetRate changes the rate for every process at once.
+//
+// # Building
+//
+// The package links the C library with -lmp_throttle. Against a library
+// installed in a standard place (/usr/local/lib, /usr/lib) nothing more is
+// needed. Elsewhere, give cgo its flags, e.g. from the library's pkg-config
+// file:
+//
+//	export CGO_CFLAGS="$(pkg-config --cflags mp_throttle)"
+//	export CGO_LDFLAGS="$(pkg-config --libs mp_throttle) -Wl,-rpath,$(pkg-config --variable=libdir mp_throttle)"
+//
+// With the build tag mpt_static the library is linked statically
+// (libmp_throttle.a; the program then needs no libmp_throttle.so at run
+// time): go build -tags mpt_static.
+package mpthrottle

@@ -1,0 +1,3 @@
+module mp_throttle/bindings/go
+
+go 1.19
