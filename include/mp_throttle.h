@@ -818,7 +818,9 @@ MPT_MUST_USE mpt_status mpt_has_fuel(const struct mpt_throttle *throttle, int64_
  * - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
  *
  * Returns: as `mpt_await_fuel`; `MPT_STATUS_INVALID_ARGUMENT` also for an
- * `n` of 0 or more than the tank holds (it could never be granted).
+ * `n` of 0 or more than the tank holds (it could never be granted), and
+ * when a rate change leaves the tank too small for `n` while the waiter
+ * sleeps (it gives its units back: nothing is taken).
  *
  * Thread safety, fork safety, blocking: as `mpt_await_fuel`. Since: 0.2.0.
  *

@@ -168,6 +168,12 @@ impl Ticket {
         }
     }
 
+    /// How many units it holds (GCRA; 0 for `WINDOW` and for fuel that is
+    /// always there).
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
     /// When the units are granted (as of the last [`Schedule::follow`]).
     pub fn grant(&self) -> i64 {
         self.grant

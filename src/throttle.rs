@@ -538,6 +538,19 @@ impl Throttle {
                 Follow::At(grant) => grant,
                 Follow::Lost => return Ok(Slept::Lost),
             };
+            if ticket.units() > 1 {
+                // A rate change may have left a tank too small for them all.
+                if let Some(Some(cap)) = self.config.schedule.capacity(&self.state()) {
+                    if ticket.units() > cap {
+                        self.give_back(ticket, |_| true);
+                        return Err(Error::InvalidArgument(format!(
+                            "the rate changed while this waiter slept: the tank now holds at \
+                             most {cap}, fewer than the {} units asked for; nothing was taken",
+                            ticket.units()
+                        )));
+                    }
+                }
+            }
             if deadline.is_some_and(|d| grant > d) {
                 self.give_back(ticket, |grant| deadline.is_some_and(|d| grant > d));
                 return Err(Error::Timeout);

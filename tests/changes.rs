@@ -499,6 +499,35 @@ fn stop_counts_every_grant_it_let_through() -> TestResult {
     Ok(())
 }
 
+/// A waiter for more units than a slower rate's tank can hold is refused
+/// when the change comes (INVALID_ARGUMENT at once, nothing taken), rather
+/// than granted a burst the new rate forbids.
+fn rate_change_refuses_a_waiter_the_new_tank_cannot_hold() -> TestResult {
+    let t = throttle(10, 1.0, MptHardcap::Limit)?;
+    let h = t.h();
+    check!(h.start() == MptStatus::Ok, "start");
+    // 8 units: due 0.7 s after the start (the tank starts with one).
+    let big = std::thread::spawn(move || {
+        let r = await_n(h, 8, 60.0);
+        (r, now())
+    });
+    common::sleep_ms(50);
+    let changed = now();
+    check!(set_rate(h, 5, 1.0) == MptStatus::Ok, "set_rate");
+    let ((st, _), back) = big.join().unwrap();
+    check!(st == MptStatus::InvalidArgument, "the waiter for 8: {st:?}");
+    check!(
+        back - changed < 100 * MS,
+        "refused {} ms after the change",
+        (back - changed) / MS
+    );
+    // Its units were given back: 5 units are in the tank within about a
+    // second at 5/s (less than the 8-unit wait would have left).
+    let (st, _) = await_n(h, 5, 2.0);
+    check!(st == MptStatus::Ok, "5 units after the refusal: {st:?}");
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         (
@@ -519,6 +548,11 @@ fn main() {
         (
             "cancel_ends_one_wait_and_the_others_move_up",
             cancel_ends_one_wait_and_the_others_move_up,
+            30,
+        ),
+        (
+            "rate_change_refuses_a_waiter_the_new_tank_cannot_hold",
+            rate_change_refuses_a_waiter_the_new_tank_cannot_hold,
             30,
         ),
         (
