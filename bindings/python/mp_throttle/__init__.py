@@ -1,0 +1,863 @@
+"""mp_throttle: throttle and monitor many workers through libmp_throttle.
+
+A drop-in successor of the Python package mp-throttle 0.0.5: the same
+:class:`Throttle` (constructor, ``kill_flag``, ``await_fuel``, ``has_fuel``,
+``emit``, ``latest``, ``mean``, ``lo_hi``, ``hi_lo``, ``start``, ``stop``),
+backed by the C library, whose schedule is exact: 4 per second for 5 s gives
+20 or 21 grants, shared by threads, ``fork``-ed and ``spawn``-ed processes
+and unrelated programs. Additions: ``n`` units at once (``await_fuel(n=...)``,
+``has_fuel(n=...)``), ``peek``, ``set_rate``/``rate`` (a live rate change
+seen by every process), and a blocking ``await_fuel`` in the main thread
+that Ctrl-C (KeyboardInterrupt) interrupts without disturbing the other
+waiters.
+
+A Throttle travels to other processes by reference: its creator makes a
+*named* throttle, and pickling sends the name, which the receiving process
+opens. See README.md for the rules (in short: workers must unpickle it while
+the creating Throttle is alive).
+"""
+
+import _thread
+import atexit
+import math
+import os
+import secrets
+import signal
+import threading
+import time
+import weakref
+from ctypes import byref, c_bool, c_double, c_int64, c_uint64
+
+from . import _ffi
+from ._ffi import ThrottleError
+
+__all__ = [
+    "Throttle",
+    "KillFlag",
+    "ThrottleError",
+    "clock_ns",
+    "library_version",
+    "HARDCAP_LIMIT",
+    "HARDCAP_ONE",
+    "HARDCAP_NONE",
+    "HARDCAP_WINDOW",
+]
+
+__version__ = "0.2.0"
+
+#: Values of ``hardcap=``. mp_throttle 0.0.5 knew 'limit' and 'one' and took
+#: any other value as "unbounded"; so does this binding ('none' is one such
+#: value). 'window' is new: an exact sliding window.
+HARDCAP_LIMIT = "limit"
+HARDCAP_ONE = "one"
+HARDCAP_NONE = "none"
+HARDCAP_WINDOW = "window"
+
+_HARDCAPS = {
+    HARDCAP_LIMIT: _ffi.HARDCAP_LIMIT,
+    HARDCAP_ONE: _ffi.HARDCAP_ONE,
+    HARDCAP_WINDOW: _ffi.HARDCAP_WINDOW,
+}
+
+
+def _hardcap_code(hardcap):
+    # 0.0.5: 'limit', 'one', anything else unbounded.
+    if isinstance(hardcap, str):
+        return _HARDCAPS.get(hardcap, _ffi.HARDCAP_NONE)
+    return _ffi.HARDCAP_NONE
+
+
+def clock_ns():
+    """The library's clock (``CLOCK_MONOTONIC``) in nanoseconds: the clock
+    of grant times and of :meth:`Throttle.emit_at_ns`. On Linux it is the
+    clock of :func:`time.monotonic_ns` too."""
+    now = c_int64()
+    _ffi.call("mpt_clock_now", byref(now))
+    return now.value
+
+
+def library_version():
+    """The version of the loaded libmp_throttle, ``(major, minor, patch)``."""
+    return _ffi.version()
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+# Every open Throttle of this process, so that a fork()ed child can renew
+# their locks (another thread may have held one at the fork) and the
+# interpreter's exit can unlink the names this process created.
+_live = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    global _live_lock
+    _live_lock = threading.Lock()
+    for throttle in list(_live):
+        throttle._lock = threading.Lock()
+        throttle._busy = 0  # the threads that were inside calls are gone
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _at_exit():
+    for throttle in list(_live):
+        try:
+            throttle.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at exit
+            pass
+
+
+def _unlink(name):
+    try:
+        _ffi.call("mpt_throttle_unlink", _name_bytes(name), ok=(_ffi.STATUS_OK, _ffi.STATUS_NOT_FOUND))
+    except ThrottleError:
+        pass
+
+
+def _new_name():
+    # Unique per process and per throttle; at most MAX_NAME_LEN bytes, no '/'.
+    return f"py-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def _options(
+    as_throttle=True,
+    as_monitor=True,
+    auto_emit=None,
+    hardcap="limit",
+    rf_rate=0.01,
+    timer_slack_ns=None,
+    spin_s=None,
+):
+    options = _ffi.mpt_options()
+    _ffi.call("mpt_options_init", byref(options), _ffi.OPTIONS_VERSION)
+    options.as_throttle = 1 if as_throttle else 0
+    options.as_monitor = 1 if as_monitor else 0
+    if auto_emit is None:
+        options.auto_emit = _ffi.AUTO_EMIT_DEFAULT
+    else:
+        options.auto_emit = 1 if auto_emit else 0
+    options.hardcap = _hardcap_code(hardcap)
+    options.refresh_s = float(rf_rate)
+    if timer_slack_ns is not None:
+        options.timer_slack_ns = _uint(timer_slack_ns, "timer_slack_ns", 2**32)
+    if spin_s is not None:
+        options.spin_s = float(spin_s)
+    return options
+
+
+def _uint(value, what, limit, function="Throttle"):
+    # Refuses what ctypes would wrap around (negative, too big) or truncate;
+    # the library judges the rest (0, more than the tank holds, ...).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
+        raise ThrottleError(
+            _ffi.STATUS_INVALID_ARGUMENT,
+            f"{what} must be a whole number from 0 to {limit - 1}, got {value!r}",
+            function,
+        )
+    return value
+
+
+def _timeout(t, function):
+    """await_fuel's ``t`` as the C ``timeout_s``."""
+    if t is None:
+        return _ffi.FOREVER
+    timeout = float(t)
+    # Checked here, not left to the library: -1.0 would mean "forever" to
+    # it, and a main-thread wait first asks with a timeout of 0 (which may
+    # succeed) before it passes this one on.
+    if not 0 <= timeout < math.inf:
+        raise ThrottleError(
+            _ffi.STATUS_INVALID_ARGUMENT,
+            f"timeout must be None or a finite number of seconds >= 0, got {t!r}",
+            function,
+        )
+    return timeout
+
+
+def _name_bytes(name):
+    if not isinstance(name, str):
+        raise TypeError(f"a throttle name is a str, not {type(name).__name__}")
+    return name.encode()
+
+
+def _reopen(name, config):
+    """Unpickles a Throttle: opens the named throttle ``name``."""
+    return Throttle._open(name, config)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+# How a blocking await_fuel in the main thread stays interruptible.
+#
+# Python runs signal handlers (the one raising KeyboardInterrupt included)
+# only in the main thread, between bytecodes: while the main thread sleeps in
+# a C call, a SIGINT is recorded and its handler runs when the call returns,
+# which for await_fuel() may be never. Waiting in slices of a C wait would
+# let the handler run, but each slice that times out gives up its place in
+# the queue (the library reserves nothing for a wait that would end after
+# its timeout), so the waiter would always be served last.
+#
+# So the main thread does not sleep in C. It first asks with a timeout of 0
+# (fuel there now: taken at once, no thread). Otherwise a helper thread makes
+# the one real wait, mpt_await_fuel_cancellable with a cancellation token of
+# its own, while the main thread sleeps on a lock, which a signal interrupts
+# (Python runs the handler there). If the handler raises (KeyboardInterrupt,
+# or a SystemExit of a SIGTERM handler, ...), the main thread fires the
+# token: the wait ends at once with MPT_STATUS_CANCELLED, having taken
+# nothing, its reserved units given back to the waiters behind it, in every
+# process. The main thread waits for the helper to be out of the call, then
+# re-raises. Other threads cannot receive KeyboardInterrupt; they call
+# mpt_await_fuel_n directly.
+#
+# The helper blocks every signal, so that the kernel delivers process-wide
+# signals to a thread that can act on them; the main thread also wakes every
+# _POLL_S seconds, in case the signal was caught by another thread anyway.
+# Token and handle: the helper holds the handle through Throttle._use() like
+# any call, and the token is freed by whichever of the two threads lets go
+# of the wait last, under _Wait.guard, so fire() never touches a freed
+# token, whatever the timing of a second Ctrl-C.
+
+_POLL_S = 0.1
+_WAIT_OK = (_ffi.STATUS_OK, _ffi.STATUS_TIMEOUT, _ffi.STATUS_KILLED)
+_SIGNALS = signal.valid_signals()
+
+
+def _in_main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+class _Wait:
+    """One blocking wait of the main thread, made by a helper thread."""
+
+    __slots__ = (
+        "throttle", "n", "timeout", "token", "guard", "done",
+        "entered", "finished", "abandoned", "status", "grant", "error",
+    )
+
+    def __init__(self, throttle, n, timeout):
+        self.throttle, self.n, self.timeout = throttle, n, timeout
+        token = _ffi.CANCEL()
+        _ffi.call("mpt_cancel_new", byref(token))
+        self.token = token
+        self.guard = threading.Lock()  # token, entered, finished, abandoned
+        self.done = threading.Lock()  # released by the helper when it is out
+        self.done.acquire()
+        self.entered = self.finished = self.abandoned = False
+        self.status = self.grant = self.error = None
+
+    def run(self):
+        """The helper thread."""
+        try:
+            try:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            except (OSError, ValueError):  # best effort: the main thread also polls
+                pass
+            with self.guard:
+                if self.abandoned:  # the main thread gave up before we ran
+                    return
+                self.entered = True
+            grant = c_int64()
+            try:
+                with self.throttle._use("await_fuel") as handle:
+                    self.status = _ffi.call(
+                        "mpt_await_fuel_cancellable",
+                        handle,
+                        self.n,
+                        self.timeout,
+                        self.token,
+                        byref(grant),
+                        ok=_WAIT_OK + (_ffi.STATUS_CANCELLED,),
+                    )
+                self.grant = grant.value
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self.error = e
+            with self.guard:
+                self.finished = True
+                if self.abandoned:
+                    self._free_token()
+        finally:
+            self.done.release()
+
+    def fire(self):
+        with self.guard:
+            if self.token is not None:
+                _ffi.lib.mpt_cancel_fire(self.token)
+
+    def let_go(self):
+        """The main thread is done with the wait (normally or not)."""
+        with self.guard:
+            self.abandoned = True
+            if not self.entered or self.finished:
+                self._free_token()
+
+    def _free_token(self):
+        # With self.guard held.
+        token, self.token = self.token, None
+        if token is not None:
+            _ffi.lib.mpt_cancel_free(token)
+
+
+def _await_interruptibly(throttle, n, timeout):
+    """mpt_await_fuel_cancellable made by a helper thread while the main
+    thread stays able to run signal handlers. Returns (status, grant)."""
+    wait = _Wait(throttle, n, timeout)
+    try:
+        try:
+            _thread.start_new_thread(wait.run, ())
+            while not wait.done.acquire(timeout=_POLL_S):
+                pass
+        except BaseException:
+            # KeyboardInterrupt & co.: end the wait, taking nothing. It ends
+            # at once; wait (at most 2 s, through further Ctrl-Cs, firing
+            # again after each) until the helper is out of the library, so
+            # that the units are given back when this raises.
+            deadline = None
+            while True:
+                try:
+                    wait.fire()
+                    with wait.guard:
+                        if not wait.entered or wait.finished:
+                            break
+                    if deadline is None:
+                        deadline = time.monotonic() + 2.0
+                    elif time.monotonic() >= deadline:
+                        break
+                    if wait.done.acquire(timeout=0.01):
+                        break
+                except BaseException:  # noqa: BLE001 - the first one is raised
+                    pass
+            raise
+    finally:
+        wait.let_go()
+    if wait.error is not None:
+        raise wait.error
+    return wait.status, wait.grant
+
+
+# ---------------------------------------------------------------- API
+
+
+class KillFlag:
+    """The throttle's kill flag, shared by every process that uses it
+    (mp_throttle 0.0.5's ``multiprocessing.Event``).
+
+    ``set()`` tells every worker to finish: every waiter in every process
+    returns at once, and every later ``await_fuel``/``has_fuel`` returns
+    False, until the next ``start()`` (which clears it). ``stop()`` sets it
+    too.
+    """
+
+    __slots__ = ("_throttle",)
+
+    def __init__(self, throttle):
+        self._throttle = throttle
+
+    def is_set(self):
+        """Whether the kill flag is set."""
+        flag = c_bool()
+        with self._throttle._use("kill_flag.is_set") as handle:
+            _ffi.call("mpt_kill_flag_is_set", handle, byref(flag))
+        return flag.value
+
+    def set(self):
+        """Sets the kill flag (``mpt_kill``); the throttle keeps running
+        (its runtime counts) until ``stop()``."""
+        with self._throttle._use("kill_flag.set") as handle:
+            _ffi.call("mpt_kill", handle)
+
+    def wait(self, timeout=None):
+        """Returns True once the flag is set, False if ``timeout`` seconds
+        pass first. Polls every 5 ms (the library has no call that waits for
+        the flag alone)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def __reduce__(self):
+        return (_kill_flag_of, (self._throttle,))
+
+
+def _kill_flag_of(throttle):
+    return throttle.kill_flag
+
+
+class _Use:
+    """Context manager of one call on a Throttle's handle (see Throttle._use)."""
+
+    __slots__ = ("_throttle", "_what")
+
+    def __init__(self, throttle, what):
+        self._throttle = throttle
+        self._what = what
+
+    def __enter__(self):
+        t = self._throttle
+        with t._lock:
+            if t._handle is None or t._closing:
+                raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the Throttle is closed", self._what)
+            t._busy += 1
+            return t._handle
+
+    def __exit__(self, *exc):
+        t = self._throttle
+        with t._lock:
+            t._busy -= 1
+            if t._closing and t._busy == 0:
+                t._free()
+        return False
+
+
+class Throttle:
+    """At most ``max_n`` pieces of work per ``per`` seconds, shared by every
+    thread and process that holds this Throttle, and statistics of the rate
+    they really achieved.
+
+    Parameters as in mp_throttle 0.0.5:
+
+    - ``max_n`` (default 0, which the library rejects: give it), ``per``
+      (seconds, default 1);
+    - ``as_monitor`` (default True): keep statistics; False makes
+      ``latest``/``mean``/``lo_hi``/``hi_lo`` raise;
+    - ``as_throttle`` (default True): ration fuel; False: fuel is always
+      there, the Throttle only counts;
+    - ``auto_emit`` (default: as ``as_throttle``): each unit of fuel taken
+      counts one emission; False: workers call :meth:`emit`;
+    - ``hardcap``: 'limit' (default; the tank holds max_n), 'one' (the tank
+      holds 1: grants at least per/max_n apart), 'window' (new: never more
+      than max_n in any window of ``per``), anything else: unbounded, slow
+      phases are caught up;
+    - ``rf_rate``: seconds between monitor refreshes (default 0.01; 0 is
+      rejected);
+    - ``auto_calibrate``, ``_correction``: accepted and ignored; the
+      library's schedule is exact and needs no calibration.
+
+    New keyword parameters:
+
+    - ``name``: the name under which the throttle is shared (default: a
+      unique generated one). Any process of the same user can open it with
+      :meth:`Throttle.open`. The creating Throttle unlinks it when closed.
+    - ``spin_s``, ``timer_slack_ns``: how this process waits (the C
+      ``mpt_options`` fields of the same names).
+
+    ``max_n`` and ``per`` are read-only properties: the rate in force, read
+    from the shared throttle at each access (:meth:`rate`), so that a
+    :meth:`set_rate` from any process shows; as given to the constructor
+    while unchanged, the last rate seen once closed.
+
+    Every failure raises :class:`ThrottleError` (status code + the library's
+    message). The handle is released by :meth:`close`, by the end of a
+    ``with`` block, by garbage collection or at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        max_n=0,
+        per=1,
+        *,
+        as_monitor=True,
+        as_throttle=True,
+        auto_emit=None,
+        auto_calibrate=None,
+        hardcap="limit",
+        rf_rate=0.01,
+        _correction=0,
+        name=None,
+        spin_s=None,
+        timer_slack_ns=None,
+    ):
+        self._init_state()
+        self._max_n = max_n
+        self._per = per
+        self.as_monitor = as_monitor
+        self.as_throttle = as_throttle
+        self.auto_emit = (as_throttle == True) if auto_emit is None else auto_emit  # noqa: E712 (as 0.0.5)
+        self.auto_calibrate = False  # never needed
+        self.hardcap = hardcap
+        self.refresh_rate = rf_rate
+        self._correction = 0
+        self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
+        options = _options(
+            as_throttle, as_monitor, self.auto_emit, hardcap, rf_rate, timer_slack_ns, spin_s
+        )
+        max_n = _uint(max_n, "max_n", 2**64)
+        name = _new_name() if name is None else name
+        handle = _ffi.HANDLE()
+        _ffi.call(
+            "mpt_throttle_create_named",
+            _name_bytes(name),
+            max_n,
+            float(per),
+            byref(options),
+            byref(handle),
+        )
+        self._adopt(handle, name, owner=True)
+
+    @classmethod
+    def open(cls, name, *, spin_s=None, timer_slack_ns=None):
+        """Opens the named throttle ``name``, made by another process (in any
+        language) of the same user. Its settings are the creator's: ``max_n``
+        and ``per`` are the rate in force (:meth:`rate`); the library does not
+        tell the others, so ``as_monitor``, ``as_throttle``, ``auto_emit``,
+        ``hardcap`` and ``refresh_rate`` are None. Closing it does not unlink
+        the name."""
+        config = {"wait": {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}}
+        return cls._open(name, config)
+
+    @classmethod
+    def _open(cls, name, config):
+        self = cls.__new__(cls)
+        self._init_state()
+        self._max_n = config.get("max_n")
+        self._per = config.get("per")
+        for attr in ("as_monitor", "as_throttle", "auto_emit", "hardcap"):
+            setattr(self, attr, config.get(attr))
+        self.refresh_rate = config.get("rf_rate")
+        self.auto_calibrate = False
+        self._correction = 0
+        self._wait_options = dict(config.get("wait") or {})
+        options = _options(**{k: v for k, v in self._wait_options.items()})
+        handle = _ffi.HANDLE()
+        _ffi.call("mpt_throttle_open", _name_bytes(name), byref(options), byref(handle))
+        self._adopt(handle, name, owner=False)
+        self._refresh_rate()  # the rate in force, whatever the pickler knew
+        return self
+
+    def _init_state(self):
+        self._max_n = self._per = None
+        self._handle = None
+        self._closing = False
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._owner_pid = None
+        self._name = None
+
+    def _adopt(self, handle, name, owner):
+        self._handle = handle
+        self._name = name
+        self._owner_pid = os.getpid() if owner else None
+        with _live_lock:
+            _live.add(self)
+
+    def _use(self, what):
+        # Every C call on the handle goes through this: close() from another
+        # thread waits for the calls in flight (the last one frees the handle)
+        # instead of freeing memory they use.
+        return _Use(self, what)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def kill_flag(self):
+        """The shared kill flag: ``kill_flag.is_set()``, ``kill_flag.set()``
+        (see :class:`KillFlag`)."""
+        # Made on each access: a stored KillFlag would make a reference cycle,
+        # and the Throttle would wait for the cyclic GC to be freed.
+        return KillFlag(self)
+
+    @property
+    def name(self):
+        """The name other processes open this throttle by."""
+        return self._name
+
+    @property
+    def max_n(self):
+        """Units of fuel per ``per`` seconds: the rate in force (see
+        :meth:`rate`; read-only, change it with :meth:`set_rate`)."""
+        self._refresh_rate()
+        return self._max_n
+
+    @property
+    def per(self):
+        """The period in seconds of ``max_n``: the rate in force (see
+        :meth:`rate`; read-only, change it with :meth:`set_rate`)."""
+        self._refresh_rate()
+        return self._per
+
+    def _refresh_rate(self):
+        try:
+            max_n, per = self.rate()
+        except ThrottleError:  # closed: the last rate seen
+            return
+        # Keep the values as given (1 stays 1, not 1.0) while they are the
+        # rate in force; the library keeps per in whole nanoseconds.
+        if max_n != self._max_n or not (
+            isinstance(self._per, (int, float)) and abs(per - self._per) <= 0.5e-9
+        ):
+            self._max_n, self._per = max_n, per
+
+    @property
+    def closed(self):
+        return self._handle is None or self._closing
+
+    def close(self):
+        """Releases this process's handle (``mpt_throttle_free``) and, in the
+        process that created the throttle, unlinks its name. Does not stop
+        the throttle. Safe to call twice; calls in flight in other threads
+        finish first (the last of them frees the handle); later calls raise
+        :class:`ThrottleError` (MPT_STATUS_BAD_HANDLE)."""
+        with self._lock:
+            if self._handle is None or self._closing:
+                return
+            self._closing = True
+            if self._owner_pid == os.getpid():
+                _unlink(self._name)
+            if self._busy == 0:
+                self._free()
+
+    def _free(self):
+        # Called with self._lock held and no call in flight.
+        handle, self._handle = self._handle, None
+        if handle:
+            _ffi.lib.mpt_throttle_free(handle)
+
+    def __del__(self):
+        # No call can be in flight: each holds a reference to self.
+        try:
+            if self._handle is None:
+                return
+            if self._owner_pid == os.getpid() and not self._closing:
+                _unlink(self._name)
+            self._closing = True
+            self._free()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Stops the throttle if this process created it and it still runs,
+        then closes it."""
+        try:
+            if self._owner_pid == os.getpid() and not self.closed and self.is_running():
+                try:
+                    self.stop()
+                except ThrottleError as e:
+                    if e.status != _ffi.STATUS_WRONG_STATE:  # stopped meanwhile
+                        raise
+        finally:
+            self.close()
+        return False
+
+    def __reduce__(self):
+        # Pickled by reference: the receiving process opens the name.
+        if self.closed:
+            raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the Throttle is closed", "pickle")
+        config = {
+            "max_n": self.max_n,
+            "per": self.per,
+            "as_monitor": self.as_monitor,
+            "as_throttle": self.as_throttle,
+            "auto_emit": self.auto_emit,
+            "hardcap": self.hardcap,
+            "rf_rate": self.refresh_rate,
+            "wait": self._wait_options,
+        }
+        return (_reopen, (self._name, config))
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return f"<mp_throttle.Throttle {self._name!r} max_n={self.max_n} per={self.per} {state}>"
+
+    # ------------------------------------------------------------ run
+
+    def start(self):
+        """Starts (or resumes) the throttle: clears the kill flag, opens the
+        tank (its first unit is there at once, then one every per/max_n) and
+        starts the monitor thread in this process."""
+        with self._use("start") as handle:
+            _ffi.call("mpt_start", handle)
+
+    def stop(self):
+        """Stops (pauses) the throttle: sets the kill flag, wakes every
+        waiter in every process, and returns ``(runtime, total emissions,
+        mean time between emissions, mean emissions per second)``."""
+        summary = _ffi.mpt_summary()
+        with self._use("stop") as handle:
+            _ffi.call("mpt_stop", handle, byref(summary))
+        return _summary(summary)
+
+    def summary(self):
+        """What :meth:`stop` would return, now, running or not."""
+        summary = _ffi.mpt_summary()
+        with self._use("summary") as handle:
+            _ffi.call("mpt_get_summary", handle, byref(summary))
+        return _summary(summary)
+
+    def is_running(self):
+        """Whether the throttle is started and not stopped."""
+        flag = c_bool()
+        with self._use("is_running") as handle:
+            _ffi.call("mpt_is_running", handle, byref(flag))
+        return flag.value
+
+    # ------------------------------------------------------------ fuel
+
+    def await_fuel(self, t=None, *, n=1):
+        """Blocks until a unit of fuel is granted (returns True), ``t``
+        seconds pass (False; ``None``: no limit) or the kill flag is set
+        (False). Before ``start()`` it waits for the start.
+
+        ``n`` (keyword, new): take ``n`` units at once (a budget of max_n
+        bytes per ``per``: one call per message of ``n`` bytes); at most
+        what the tank holds (max_n; 1 with hardcap 'one'). Waiters keep their
+        order whatever their ``n``; with auto_emit the ``n`` units count as
+        one emission.
+
+        In the main thread a blocking wait is interrupted by Ctrl-C: it
+        raises KeyboardInterrupt (or whatever a signal handler raises) at
+        once, having taken nothing, and the waiters behind it move up (see
+        README.md, "Ctrl-C")."""
+        return self.await_fuel_ns(t, n=n) is not None
+
+    def await_fuel_ns(self, t=None, *, n=1):
+        """As :meth:`await_fuel`, but returns the grant time (``CLOCK_MONOTONIC``
+        ns, see :func:`clock_ns`) instead of True, and None instead of False."""
+        timeout = _timeout(t, "await_fuel")
+        n = _uint(n, "n", 2**64, "await_fuel")
+        main = timeout != 0 and _in_main_thread()
+        deadline = time.monotonic() + timeout if main and timeout > 0 else None
+        grant = c_int64()
+        with self._use("await_fuel") as handle:
+            # The main thread first asks without sleeping (see "Ctrl-C" above).
+            status = _ffi.call(
+                "mpt_await_fuel_n", handle, n, 0.0 if main else timeout, byref(grant), ok=_WAIT_OK
+            )
+        if status == _ffi.STATUS_TIMEOUT and main:
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            status, grant.value = _await_interruptibly(self, n, timeout)
+        return grant.value if status == _ffi.STATUS_OK else None
+
+    def has_fuel(self, *, n=1):
+        """Takes a unit of fuel (``n`` units, keyword, new) if the tank holds
+        it now (True), else returns False (also when not started or killed);
+        never blocks."""
+        return self.has_fuel_ns(n=n) is not None
+
+    def has_fuel_ns(self, *, n=1):
+        """As :meth:`has_fuel`, but returns the grant time (ns) or None."""
+        n = _uint(n, "n", 2**64, "has_fuel")
+        grant = c_int64()
+        with self._use("has_fuel") as handle:
+            status = _ffi.call(
+                "mpt_has_fuel_n",
+                handle,
+                n,
+                byref(grant),
+                ok=(_ffi.STATUS_OK, _ffi.STATUS_NO_FUEL, _ffi.STATUS_KILLED),
+            )
+        return grant.value if status == _ffi.STATUS_OK else None
+
+    def peek(self, n=1):
+        """Looks at the tank without taking anything: ``(level, wait)``, the
+        units in the tank now (an int; ``math.inf`` with
+        ``as_throttle=False``) and the seconds until ``n`` units would be
+        granted to a waiter arriving now, after those already queued (0.0:
+        now). Raises :class:`ThrottleError`: MPT_STATUS_KILLED while the
+        kill flag is set (``stop()`` sets it), MPT_STATUS_NOT_RUNNING before
+        ``start()``: nothing accrues then."""
+        n = _uint(n, "n", 2**64, "peek")
+        level, wait = c_uint64(), c_double()
+        with self._use("peek") as handle:
+            _ffi.call("mpt_peek_fuel", handle, n, byref(level), byref(wait))
+        return (math.inf if level.value == 2**64 - 1 else level.value, wait.value)
+
+    def set_rate(self, max_n, per):
+        """Changes the rate to ``max_n`` units per ``per`` seconds, from now
+        on, for every process that shares the throttle, running or not.
+        Waiters asleep in every process are rescheduled at once, in their
+        order; fuel in the tank is kept up to what the new tank holds. A
+        waiter whose new grant falls after its timeout returns False. Raises
+        :class:`ThrottleError` as the constructor does for bad values, and
+        MPT_STATUS_UNSUPPORTED with hardcap 'window'."""
+        max_n = _uint(max_n, "max_n", 2**64, "set_rate")
+        with self._use("set_rate") as handle:
+            _ffi.call("mpt_set_rate", handle, max_n, float(per))
+        self._max_n, self._per = max_n, per
+        self._refresh_rate()  # (per as the library keeps it, if it differs)
+
+    def rate(self):
+        """The rate in force, ``(max_n, per)`` (int, float seconds): the
+        throttle's own, or the last :meth:`set_rate` from any process."""
+        max_n, per = c_uint64(), c_double()
+        with self._use("rate") as handle:
+            _ffi.call("mpt_get_rate", handle, byref(max_n), byref(per))
+        return (max_n.value, per.value)
+
+    def emit(self, timestamp=None):
+        """Counts one emission (throttles made with ``auto_emit=False``).
+
+        ``timestamp``: as in mp_throttle 0.0.5, an epoch time in seconds
+        (``time.time()``), converted to the library's monotonic clock;
+        None: now. Raises :class:`ThrottleError` if auto_emit is on
+        (MPT_STATUS_WRONG_STATE), if the throttle is not running
+        (MPT_STATUS_NOT_RUNNING) or was stopped or killed
+        (MPT_STATUS_KILLED)."""
+        if timestamp is None:
+            with self._use("emit") as handle:
+                _ffi.call("mpt_emit", handle)
+            return
+        timestamp = float(timestamp)
+        if not math.isfinite(timestamp):
+            raise ThrottleError(
+                _ffi.STATUS_INVALID_ARGUMENT,
+                f"timestamp must be a finite epoch time, got {timestamp!r}",
+                "emit",
+            )
+        ns = clock_ns() + round((timestamp - time.time()) * 1e9)
+        self.emit_at_ns(ns)
+
+    def emit_at_ns(self, monotonic_ns):
+        """Counts one emission at ``monotonic_ns`` (``CLOCK_MONOTONIC`` ns, see
+        :func:`clock_ns`)."""
+        ns = int(monotonic_ns)
+        if not -(2**63) <= ns < 2**63:
+            raise ThrottleError(
+                _ffi.STATUS_INVALID_ARGUMENT, f"timestamp out of range: {ns}", "emit_at_ns"
+            )
+        with self._use("emit") as handle:
+            _ffi.call("mpt_emit_at", handle, ns)
+
+    # ------------------------------------------------------------ statistics
+
+    def _rate(self, function):
+        rate = _ffi.mpt_rate()
+        with self._use(function) as handle:
+            _ffi.call(function, handle, byref(rate))
+        return (rate.seconds_between, rate.per_second)
+
+    def latest(self):
+        """The last second: ``(time between emissions, emissions per second)``."""
+        return self._rate("mpt_latest")
+
+    def mean(self):
+        """The whole running time: ``(mean time between emissions, mean
+        emissions per second)``."""
+        return self._rate("mpt_mean")
+
+    def lo_hi(self):
+        """The shortest interval seen between emissions and its rate;
+        ``(0.0, 0.0)`` until one has been seen."""
+        return self._rate("mpt_lo_hi")
+
+    def hi_lo(self):
+        """The longest interval seen between emissions and its rate;
+        ``(0.0, 0.0)`` until one has been seen."""
+        return self._rate("mpt_hi_lo")
+
+    def _calibrate(self):
+        """mp_throttle 0.0.5 measured a correction here; the library's
+        schedule is exact, so there is nothing to do."""
+
+
+def _summary(s):
+    return (s.runtime_s, int(s.total), s.mean_seconds_between, s.mean_per_second)

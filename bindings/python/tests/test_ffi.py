@@ -1,0 +1,168 @@
+"""The ctypes declarations against the C header (MPT_INCLUDE_DIR, default
+<repo>/include): every bound function's return and argument types, every
+struct's fields, every constant. ctypes trusts what it is told, so a wrong
+argtype would corrupt memory silently; this test is what catches it."""
+
+import ctypes
+import os
+import re
+
+import pytest
+
+from helpers import include_dir
+from mp_throttle import _ffi
+
+HEADER = os.path.join(include_dir(), "mp_throttle.h")
+
+# C type (const dropped, spaces normalised) -> ctypes type.
+C_TYPES = {
+    "int32_t": ctypes.c_int32,
+    "uint32_t": ctypes.c_uint32,
+    "int64_t": ctypes.c_int64,
+    "uint64_t": ctypes.c_uint64,
+    "double": ctypes.c_double,
+    "size_t": ctypes.c_size_t,
+    "bool": ctypes.c_bool,
+    "mpt_status": ctypes.c_int32,
+    "mpt_hardcap": ctypes.c_uint32,
+    "struct mpt_throttle": _ffi.mpt_throttle,
+    "struct mpt_cancel": _ffi.mpt_cancel,
+    "struct mpt_rate": _ffi.mpt_rate,
+    "struct mpt_summary": _ffi.mpt_summary,
+    "struct mpt_options": _ffi.mpt_options,
+}
+
+
+def ctype_of(c_type):
+    c_type = " ".join(c_type.replace("*", " * ").split())
+    if c_type == "const char *":
+        return ctypes.c_char_p  # a NUL-terminated string in (or a static one out)
+    if c_type == "char *":
+        return ctypes.POINTER(ctypes.c_char)  # a buffer the library writes
+    c_type = c_type.replace("const ", "")
+    stars = c_type.count("*")
+    result = C_TYPES[c_type.replace("*", "").strip()]
+    for _ in range(stars):
+        result = ctypes.POINTER(result)
+    return result
+
+
+@pytest.fixture(scope="module")
+def header():
+    with open(HEADER, encoding="utf-8") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def functions(header):
+    """name -> (return C type, [argument C types], since version)."""
+    found = {}
+    pattern = re.compile(
+        r"/\*\*((?:(?!\*/).)*)\*/\s*(?:MPT_MUST_USE\s+)?([\w\s\*]+?)\s*\b(mpt_\w+)\(([^)]*)\);",
+        re.S,
+    )
+    for doc, ret, name, params in pattern.findall(header):
+        since = re.search(r"Since: (\d+\.\d+\.\d+)", doc)
+        args = []
+        for param in params.split(","):
+            param = " ".join(param.split())
+            m = re.fullmatch(r"(.+?[\s\*])(\w+)", param)
+            assert m, (name, param)
+            args.append(m[1].strip())
+        found[name] = (ret.strip(), args, since and since[1])
+    assert len(found) >= 34, sorted(found)
+    return found
+
+
+def test_every_bound_function_matches_the_header(functions):
+    for name, (restype, argtypes) in _ffi.PROTOTYPES.items():
+        assert name in functions, f"{name} is not in {HEADER}"
+        ret, args, _ = functions[name]
+        assert restype == ctype_of(ret), (name, ret)
+        assert argtypes == [ctype_of(a) for a in args], (name, args)
+        fn = getattr(_ffi.lib, name)
+        assert fn.restype == restype and fn.argtypes == argtypes
+
+
+def test_binding_covers_the_whole_api(functions):
+    """Every function of the header is bound (0.2.0's additions included),
+    and every one has its Since: line."""
+    assert set(functions) == set(_ffi.PROTOTYPES)
+    since = {name: v for name, (_, _, v) in functions.items()}
+    assert None not in since.values(), since
+    added = {
+        "mpt_await_fuel_n", "mpt_has_fuel_n", "mpt_peek_fuel", "mpt_set_rate", "mpt_get_rate",
+        "mpt_cancel_new", "mpt_cancel_free", "mpt_cancel_fire", "mpt_cancel_reset",
+        "mpt_await_fuel_cancellable",
+    }
+    assert {name for name, v in since.items() if v == "0.2.0"} == added
+    assert set(since.values()) == {"0.1.0", "0.2.0"}
+
+
+@pytest.mark.parametrize("struct", [_ffi.mpt_rate, _ffi.mpt_summary, _ffi.mpt_options])
+def test_structs_match_the_header(header, struct):
+    m = re.search(
+        r"typedef struct " + struct.__name__ + r" \{(.*?)\} " + struct.__name__ + ";", header, re.S
+    )
+    assert m, struct.__name__
+    body = re.sub(r"/\*.*?\*/", "", m[1], flags=re.S)
+    fields = [tuple(f.split()) for f in body.split(";") if f.strip()]
+    assert [(n, ctype_of(t)) for t, n in fields] == list(struct._fields_)
+
+
+def test_constants_match_the_header(header):
+    defines = dict(re.findall(r"#define (\w+) (\S+)", header))
+    assert float(defines["MPT_FOREVER"]) == _ffi.FOREVER
+    assert int(defines["MPT_OPTIONS_VERSION"]) == _ffi.OPTIONS_VERSION
+    assert int(defines["MPT_AUTO_EMIT_DEFAULT"]) == _ffi.AUTO_EMIT_DEFAULT
+    assert int(defines["MPT_MAX_NAME_LEN"]) == _ffi.MAX_NAME_LEN
+    assert float(defines["MPT_MAX_SPIN_S"]) == _ffi.MAX_SPIN_S
+    assert int(defines["MPT_ABI_VERSION"]) == _ffi.ABI_VERSION
+    assert int(defines["MPT_VERSION_MAJOR"]) == _ffi.VERSION_MAJOR
+    assert int(defines["MPT_VERSION_MINOR"]) >= _ffi.VERSION_MINOR
+    enums = {name: int(value) for name, value in re.findall(r"\b(MPT_(?:STATUS|HARDCAP)_\w+) = (\d+)", header)}
+    # The binding names every value of the header, with the header's number.
+    known = {
+        "MPT_" + name: value
+        for name, value in vars(_ffi).items()
+        if name.startswith(("STATUS_", "HARDCAP_")) and isinstance(value, int)
+    }
+    assert known == enums
+    assert len(known) == 18 + 4 and known["MPT_STATUS_CANCELLED"] == 17
+    for code, name in _ffi.STATUS_NAMES.items():
+        assert enums[name] == code
+
+
+def test_strerror_and_version():
+    assert _ffi.strerror(_ffi.STATUS_INVALID_ARGUMENT)
+    assert _ffi.strerror(9999) == "unknown status"
+    major, minor, patch = _ffi.version()
+    assert major == _ffi.VERSION_MAJOR and minor >= _ffi.VERSION_MINOR == 2
+
+
+class FakeLibrary:
+    """Stands in for a libmp_throttle of another version (mpt_version only)."""
+
+    def __init__(self, version):
+        library = self
+
+        class Function:
+            def __call__(self, *pointers):
+                for pointer, value in zip(pointers, library.version):
+                    pointer._obj.value = value  # (what ctypes.byref points to)
+                return _ffi.STATUS_OK
+
+        self.version = version
+        self.mpt_version = Function()
+
+
+@pytest.mark.parametrize("version", [(0, 1, 0), (0, 1, 9), (1, 2, 0), (1, 0, 0)])
+def test_older_or_other_major_library_is_refused(version):
+    with pytest.raises(ImportError) as e:
+        _ffi._check_version(FakeLibrary(version), "/x/libmp_throttle.so.0")
+    assert ".".join(map(str, version)) in str(e.value) and "0.2.0" in str(e.value)
+
+
+@pytest.mark.parametrize("version", [(0, 2, 0), (0, 2, 7), (0, 3, 0)])
+def test_newer_minor_library_is_accepted(version):
+    _ffi._check_version(FakeLibrary(version), "/x/libmp_throttle.so.0")
