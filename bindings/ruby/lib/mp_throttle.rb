@@ -1,0 +1,814 @@
+# frozen_string_literal: true
+
+# mp_throttle for Ruby: throttle and monitor many workers (threads, forked
+# children, unrelated processes in any language) so that together they start
+# at most max_n pieces of work per `per` seconds.
+#
+# A thin binding of the C library libmp_throttle (include/mp_throttle.h)
+# through the ffi gem. MpThrottle::Native is the raw C API, one
+# attach_function per C function; MpThrottle::Throttle is the Ruby face, with
+# the names of the Python package mp_throttle 0.0.5. README.md beside this
+# directory says how to use it; the header says what each call guarantees.
+#
+# The library is loaded from $MPT_LIB_DIR when that is set (the
+# libmp_throttle.so.0 or libmp_throttle.so in it), otherwise from the
+# system's library path (libmp_throttle.so.0, then libmp_throttle.so).
+
+require "ffi"
+
+module MpThrottle
+  # The raw C API. Every function returns an mpt_status (an Integer, 0 = OK)
+  # and writes its results through pointer arguments, exactly as in C.
+  module Native
+    extend FFI::Library
+
+    # The ABI number in the SONAME this binding was written for.
+    ABI_VERSION = 0
+
+    # Where to look for the library, in order.
+    def self.library_candidates
+      dir = ENV["MPT_LIB_DIR"]
+      names = ["libmp_throttle.so.#{ABI_VERSION}", "libmp_throttle.so"]
+      if dir && !dir.empty?
+        names.map { |name| File.expand_path(name, dir) }
+      else
+        names
+      end
+    end
+
+    begin
+      ffi_lib library_candidates
+    rescue LoadError => e
+      raise LoadError, "mp_throttle: cannot load libmp_throttle (tried " \
+                       "#{library_candidates.join(', ')}; set MPT_LIB_DIR to the directory " \
+                       "that holds it): #{e.message}"
+    end
+
+    # struct mpt_options (40 bytes). Fill with mpt_options_init.
+    class Options < FFI::Struct
+      layout :version, :uint32,
+             :as_throttle, :uint32,
+             :as_monitor, :uint32,
+             :auto_emit, :int32,
+             :hardcap, :uint32,
+             :timer_slack_ns, :uint32,
+             :refresh_s, :double,
+             :spin_s, :double
+    end
+
+    # struct mpt_rate (16 bytes).
+    class Rate < FFI::Struct
+      layout :seconds_between, :double,
+             :per_second, :double
+    end
+
+    # struct mpt_summary (32 bytes).
+    class Summary < FFI::Struct
+      layout :runtime_s, :double,
+             :total, :uint64,
+             :mean_seconds_between, :double,
+             :mean_per_second, :double
+    end
+
+    # Every function of mp_throttle.h: name => [parameter types, return type,
+    # library version that introduced it]. `:string` is a `const char *` in,
+    # `:pointer` any other pointer. The tests compare this table with the
+    # header.
+    FUNCTIONS = {
+      mpt_strerror: [[:int32], :string, [0, 1, 0]],
+      mpt_last_error_message: [%i[pointer size_t pointer], :int32, [0, 1, 0]],
+      mpt_latest: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_mean: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_lo_hi: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_hi_lo: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_get_summary: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_options_init: [%i[pointer uint32], :int32, [0, 1, 0]],
+      mpt_throttle_new: [%i[uint64 double pointer pointer], :int32, [0, 1, 0]],
+      mpt_throttle_create_named: [%i[string uint64 double pointer pointer], :int32, [0, 1, 0]],
+      mpt_throttle_open: [%i[string pointer pointer], :int32, [0, 1, 0]],
+      mpt_throttle_unlink: [%i[string], :int32, [0, 1, 0]],
+      mpt_throttle_free: [%i[pointer], :int32, [0, 1, 0]],
+      mpt_start: [%i[pointer], :int32, [0, 1, 0]],
+      mpt_stop: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_await_fuel: [%i[pointer double pointer], :int32, [0, 1, 0]],
+      mpt_has_fuel: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_await_fuel_n: [%i[pointer uint64 double pointer], :int32, [0, 2, 0]],
+      mpt_has_fuel_n: [%i[pointer uint64 pointer], :int32, [0, 2, 0]],
+      mpt_peek_fuel: [%i[pointer uint64 pointer pointer], :int32, [0, 2, 0]],
+      mpt_set_rate: [%i[pointer uint64 double], :int32, [0, 2, 0]],
+      mpt_cancel_new: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_cancel_free: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_cancel_fire: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_cancel_reset: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_await_fuel_cancellable: [%i[pointer uint64 double pointer pointer], :int32, [0, 2, 0]],
+      mpt_get_rate: [%i[pointer pointer pointer], :int32, [0, 2, 0]],
+      mpt_emit: [%i[pointer], :int32, [0, 1, 0]],
+      mpt_emit_at: [%i[pointer int64], :int32, [0, 1, 0]],
+      mpt_kill: [%i[pointer], :int32, [0, 1, 0]],
+      mpt_kill_flag_is_set: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_is_running: [%i[pointer pointer], :int32, [0, 1, 0]],
+      mpt_clock_now: [%i[pointer], :int32, [0, 1, 0]],
+      mpt_version: [%i[pointer pointer pointer], :int32, [0, 1, 0]]
+    }.freeze
+
+    # Calls that can sleep: attached with `blocking: true`, so that they run
+    # without the GVL and the other Ruby threads go on meanwhile. (The call
+    # still runs on the calling thread's own OS thread, so the library's
+    # thread-local error message is read right after it by that thread.)
+    # mpt_stop and mpt_throttle_free join this process's monitor thread;
+    # create_named and open wait up to 2 s for another process's creation.
+    BLOCKING = %i[
+      mpt_await_fuel mpt_await_fuel_n mpt_await_fuel_cancellable mpt_stop mpt_throttle_free
+      mpt_throttle_create_named mpt_throttle_open
+    ].freeze
+
+    # Functions of a newer library than the one loaded (see FUNCTIONS), which
+    # were therefore not attached.
+    MISSING = []
+
+    library = ffi_libraries.first
+    FUNCTIONS.each do |name, (params, result, since)|
+      unless library.find_function(name.to_s)
+        raise LoadError, "mp_throttle: #{library.name} lacks #{name}" if since == [0, 1, 0]
+
+        MISSING << name
+        next
+      end
+      attach_function name, params, result, blocking: BLOCKING.include?(name)
+    end
+    MISSING.freeze
+  end
+
+  # Status codes (enum mpt_status). Values never change.
+  module Status
+    OK = 0
+    TIMEOUT = 1
+    KILLED = 2
+    NO_FUEL = 3
+    NOT_RUNNING = 4
+    NULL_POINTER = 5
+    BAD_HANDLE = 6
+    INVALID_ARGUMENT = 7
+    WRONG_STATE = 8
+    MONITOR_OFF = 9
+    SYSTEM = 10
+    UNSUPPORTED = 11
+    CORRUPT = 12
+    PANIC = 13
+    NOT_FOUND = 14
+    PERMISSION_DENIED = 15
+    MISMATCH = 16
+    CANCELLED = 17
+  end
+
+  # Hardcaps (enum mpt_hardcap), by the symbol Throttle.new takes.
+  HARDCAPS = { limit: 0, one: 1, none: 2, window: 3 }.freeze
+  # MPT_FOREVER: the C timeout "no timeout" (a nil timeout in Ruby).
+  FOREVER = -1.0
+  # MPT_OPTIONS_VERSION.
+  OPTIONS_VERSION = 1
+  # MPT_AUTO_EMIT_DEFAULT.
+  AUTO_EMIT_DEFAULT = -1
+
+  # Something the library refused. #status is the mpt_status code, #detail
+  # the library's own message for the failed call, #function the C function.
+  class Error < StandardError
+    attr_reader :status, :detail, :function
+
+    def initialize(status, detail = nil, function = nil)
+      @status = status
+      @detail = detail
+      @function = function
+      text = "#{MpThrottle.strerror(status)} (status #{status})"
+      text = "#{function}: #{text}" if function
+      text = "#{text}: #{detail}" if detail && !detail.empty?
+      super(text)
+    end
+
+    # The status as a Symbol, e.g. :invalid_argument.
+    def status_name
+      Status.constants.find { |c| Status.const_get(c) == status }&.downcase
+    end
+  end
+
+  # One subclass per failure status; #status says which.
+  class NullPointer < Error; end
+  class BadHandle < Error; end
+  class InvalidArgument < Error; end
+  class WrongState < Error; end
+  class NotRunning < Error; end
+  class MonitorOff < Error; end
+  class SystemError < Error; end
+  class Unsupported < Error; end
+  class Corrupt < Error; end
+  class Panic < Error; end
+  class NotFound < Error; end
+  class PermissionDenied < Error; end
+  class Mismatch < Error; end
+  class Cancelled < Error; end
+  # A Throttle used after #close (the library never sees the call).
+  class ClosedError < BadHandle
+    def initialize
+      super(Status::BAD_HANDLE, "the throttle is closed")
+    end
+  end
+
+  ERRORS = {
+    Status::NOT_RUNNING => NotRunning,
+    Status::NULL_POINTER => NullPointer,
+    Status::BAD_HANDLE => BadHandle,
+    Status::INVALID_ARGUMENT => InvalidArgument,
+    Status::WRONG_STATE => WrongState,
+    Status::MONITOR_OFF => MonitorOff,
+    Status::SYSTEM => SystemError,
+    Status::UNSUPPORTED => Unsupported,
+    Status::CORRUPT => Corrupt,
+    Status::PANIC => Panic,
+    Status::NOT_FOUND => NotFound,
+    Status::PERMISSION_DENIED => PermissionDenied,
+    Status::MISMATCH => Mismatch,
+    Status::CANCELLED => Cancelled
+  }.freeze
+  private_constant :ERRORS
+
+  # mpt_strerror: a status in words.
+  def self.strerror(status)
+    Native.mpt_strerror(status).dup.force_encoding(Encoding::UTF_8)
+  end
+
+  # The calling thread's last error message (mpt_last_error_message).
+  def self.last_error_message
+    length = FFI::MemoryPointer.new(:size_t)
+    size = 256
+    loop do
+      buf = FFI::MemoryPointer.new(:char, size)
+      return "" unless Native.mpt_last_error_message(buf, size, length).zero?
+
+      full = length.read(:size_t)
+      return buf.read_string(full).force_encoding(Encoding::UTF_8) if full < size
+
+      size = full + 1
+    end
+  end
+
+  # The exception for a failed call: read the thread-local message now, on
+  # the thread (and so the OS thread) that made the call, before any other
+  # mp_throttle call of this thread can replace it.
+  def self.error_for(status, function)
+    (ERRORS[status] || Error).new(status, last_error_message, function)
+  end
+
+  # Raise unless `status` is OK.
+  def self.check(status, function)
+    raise error_for(status, function) unless status == Status::OK
+
+    nil
+  end
+
+  # CLOCK_MONOTONIC now, in nanoseconds (mpt_clock_now): the clock of grant
+  # times and of Throttle#emit timestamps. Same clock as
+  # Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond).
+  def self.clock_now
+    out = FFI::MemoryPointer.new(:int64)
+    check(Native.mpt_clock_now(out), :mpt_clock_now)
+    out.read(:int64)
+  end
+
+  # The version of the library loaded, as [major, minor, patch].
+  def self.library_version
+    @library_version ||= begin
+      parts = Array.new(3) { FFI::MemoryPointer.new(:uint32) }
+      check(Native.mpt_version(*parts), :mpt_version)
+      parts.map { |p| p.read(:uint32) }.freeze
+    end
+  end
+
+  # Whether Thread#raise, Thread#kill, Timeout and Ctrl-C can end a
+  # Throttle#await_fuel at once: true with library 0.2.0 or later
+  # (mpt_await_fuel_cancellable). See README.md.
+  def self.interruptible_waits?
+    !Native::MISSING.include?(:mpt_await_fuel_cancellable)
+  end
+
+  # The loaded library's version as a String, e.g. "0.1.0".
+  def self.version
+    library_version.join(".")
+  end
+
+  # What Throttle#stop and Throttle#summary return: mp_throttle's stop()
+  # tuple, by name (#to_a gives it in that order).
+  Summary = Struct.new(:runtime, :total, :mean_seconds_between, :mean_per_second)
+
+  # Ruby values to C arguments and C results to Ruby values, for Throttle.
+  module Args
+    module_function
+
+    # Keyword options to a filled struct mpt_options.
+    def build_options(as_throttle: true, as_monitor: true, auto_emit: nil,
+                      hardcap: :limit, rf_rate: nil, timer_slack_ns: nil, spin_s: nil)
+      options = Native::Options.new
+      MpThrottle.check(Native.mpt_options_init(options, OPTIONS_VERSION), :mpt_options_init)
+      options[:as_throttle] = bool(as_throttle, "as_throttle")
+      options[:as_monitor] = bool(as_monitor, "as_monitor")
+      options[:auto_emit] = auto_emit.nil? ? AUTO_EMIT_DEFAULT : bool(auto_emit, "auto_emit")
+      options[:hardcap] = hardcap_code(hardcap)
+      options[:refresh_s] = seconds(rf_rate, "rf_rate") unless rf_rate.nil?
+      options[:timer_slack_ns] = uint32(timer_slack_ns, "timer_slack_ns") unless timer_slack_ns.nil?
+      options[:spin_s] = seconds(spin_s, "spin_s", zero: true) unless spin_s.nil?
+      options
+    end
+
+    def bool(value, what)
+      return 1 if value == true
+      return 0 if value == false
+
+      raise TypeError, "#{what} must be true or false, not #{value.inspect}"
+    end
+
+    def hardcap_code(value)
+      key = value.is_a?(String) ? value.to_sym : value
+      HARDCAPS.fetch(key) do
+        raise ArgumentError, "hardcap must be one of #{HARDCAPS.keys.map(&:inspect).join(', ')}, " \
+                             "not #{value.inspect}"
+      end
+    end
+
+    # A non-negative Integer that fits a uint64_t (the library checks the
+    # range it accepts and says why it refuses).
+    def count(value, what)
+      raise TypeError, "#{what} must be an Integer, not #{value.class}" unless value.is_a?(Integer)
+      unless value.between?(0, 2**64 - 1)
+        raise ArgumentError, "#{what} must be between 0 and 2**64-1, not #{value}"
+      end
+
+      value
+    end
+
+    def uint32(value, what)
+      raise TypeError, "#{what} must be an Integer, not #{value.class}" unless value.is_a?(Integer)
+      raise ArgumentError, "#{what} must be between 0 and 2**32-1" unless value.between?(0, 2**32 - 1)
+
+      value
+    end
+
+    def int64(value, what)
+      unless value.between?(-2**63, 2**63 - 1)
+        raise ArgumentError, "#{what} must fit in 64 bits, not #{value}"
+      end
+
+      value
+    end
+
+    # Seconds as a Float. NaN and infinities go through: the library
+    # refuses them with its own message. A negative timeout would be taken
+    # for MPT_FOREVER (-1.0) or refused, so Ruby refuses it first.
+    def seconds(value, what, zero: false)
+      raise TypeError, "#{what} must be Numeric seconds, not #{value.class}" unless value.is_a?(Numeric)
+
+      value = value.to_f
+      if zero && value.negative?
+        raise ArgumentError, "#{what} must be >= 0 seconds (nil: no timeout), not #{value}"
+      end
+
+      value
+    end
+
+    def name_arg(name)
+      raise TypeError, "name must be a String, not #{name.class}" unless name.is_a?(String)
+      raise ArgumentError, "name must not contain NUL bytes" if name.include?("\0")
+
+      name
+    end
+
+    def summary_of(native)
+      Summary.new(native[:runtime_s], native[:total], native[:mean_seconds_between],
+                  native[:mean_per_second])
+    end
+
+    # What a wait that took nothing returns: false (timeout), nil (killed).
+    def not_taken(status)
+      status == Status::TIMEOUT ? false : nil
+    end
+
+    def require_function(function)
+      return unless Native::MISSING.include?(function)
+
+      since = Native::FUNCTIONS.fetch(function)[2].join(".")
+      raise Unsupported.new(Status::UNSUPPORTED,
+                            "needs libmp_throttle #{since} or later; the one loaded is " \
+                            "#{MpThrottle.version}", function)
+    end
+  end
+  private_constant :Args
+
+  # A throttle: max_n units of fuel per `per` seconds, shared by every thread
+  # of this process, every child forked after it was made and, for a named
+  # throttle, every process that opens the name.
+  #
+  # Thread-safe: every method may be called from any thread at any time,
+  # #close included (a handle closed while another thread waits in it is
+  # released when that call returns).
+  class Throttle
+    # Throttle.new(max_n, per, **options): an anonymous throttle, shared
+    # with the children forked after it.
+    #
+    # - max_n: Integer >= 1; per: seconds (Numeric > 0).
+    # - as_throttle: true (ration fuel) or false (fuel is always there,
+    #   counting only).
+    # - as_monitor: true (a monitor thread keeps the statistics, started by
+    #   #start in this process) or false.
+    # - auto_emit: nil (= as_throttle), true (each unit of fuel taken counts
+    #   one emission) or false (workers call #emit).
+    # - hardcap: :limit (default), :one, :none or :window (README).
+    # - rf_rate: seconds between monitor refreshes (default 0.01).
+    # - timer_slack_ns, spin_s: how this process's waiters sleep (header).
+    #
+    # Raises MpThrottle::InvalidArgument (bad numbers, both modes off, ...),
+    # ArgumentError or TypeError for values Ruby cannot pass at all.
+    def initialize(max_n, per, **options)
+      options = Args.build_options(**options)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_throttle_new(Args.count(max_n, "max_n"), Args.seconds(per, "per"),
+                                options, out),
+        :mpt_throttle_new
+      )
+      adopt(out.read_pointer, nil)
+    end
+
+    # A named throttle that any process of this user can open by `name`
+    # (1 to 200 bytes, no '/'): creates it, or opens it if it exists with
+    # the same configuration (MpThrottle::Mismatch otherwise). Remove the
+    # name with Throttle.unlink. With a block: yields the throttle, closes
+    # it afterwards and returns the block's value.
+    def self.create_named(name, max_n, per, **options, &block)
+      options = Args.build_options(**options)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_throttle_create_named(Args.name_arg(name), Args.count(max_n, "max_n"),
+                                         Args.seconds(per, "per"), options, out),
+        :mpt_throttle_create_named
+      )
+      from_handle(out.read_pointer, name, &block)
+    end
+
+    # Opens the named throttle `name`, adopting its configuration. Only
+    # timer_slack_ns and spin_s apply (how this process waits).
+    # MpThrottle::NotFound if there is no such name. With a block: as
+    # create_named.
+    def self.open(name, timer_slack_ns: nil, spin_s: nil, &block)
+      options = Args.build_options(timer_slack_ns: timer_slack_ns, spin_s: spin_s)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(Native.mpt_throttle_open(Args.name_arg(name), options, out),
+                       :mpt_throttle_open)
+      from_handle(out.read_pointer, name, &block)
+    end
+
+    # Removes a name (mpt_throttle_unlink). Processes that have it open go
+    # on using it. MpThrottle::NotFound if there is no such name.
+    def self.unlink(name)
+      MpThrottle.check(Native.mpt_throttle_unlink(Args.name_arg(name)), :mpt_throttle_unlink)
+      nil
+    end
+
+    # The name of a named throttle, nil for an anonymous one.
+    attr_reader :name
+
+    # Starts (or resumes) the throttle: clears the kill flag, opens the tank
+    # (its first unit is there at once, then one every per/max_n) and, with
+    # as_monitor, starts the monitor thread in this process.
+    # MpThrottle::WrongState if it is running already. Returns self.
+    def start
+      call(:mpt_start) { |h| Native.mpt_start(h) }
+      self
+    end
+
+    # Stops (pauses) the throttle: sets the kill flag, wakes every waiter in
+    # every process, ends the monitor thread and returns the Summary
+    # (runtime, total, mean_seconds_between, mean_per_second). A later
+    # #start resumes. MpThrottle::WrongState if it is not running.
+    def stop
+      out = Native::Summary.new
+      call(:mpt_stop) { |h| Native.mpt_stop(h, out) }
+      Args.summary_of(out)
+    end
+
+    # The figures #stop reports, as of now, running or not.
+    def summary
+      out = Native::Summary.new
+      call(:mpt_get_summary) { |h| Native.mpt_get_summary(h, out) }
+      Args.summary_of(out)
+    end
+
+    # Blocks until a unit of fuel is granted (true), the timeout passes
+    # (false) or the kill flag is set (nil: #stop or #kill was called;
+    # nothing was taken, the worker should finish). `timeout` in seconds;
+    # nil waits for as long as it takes. Before #start it waits for the
+    # start. Other Ruby threads run meanwhile.
+    #
+    # `n:` takes n units at once (bandwidth-style; library 0.2.0 or later).
+    #
+    # Interrupts (Thread#raise, Thread#kill, Timeout, Ctrl-C, exit) end a
+    # wait at once, having taken nothing, with library 0.2.0 or later
+    # (MpThrottle.interruptible_waits?): the wait then sleeps in a helper
+    # thread on a cancellation token that an interrupt fires. With an
+    # older library they take effect only when the wait returns: give a
+    # timeout, as in the tutorial's loop, where a worker must stay
+    # responsive:
+    #
+    #   until throttle.kill_flag?
+    #     work if throttle.await_fuel(1.0)
+    #   end
+    def await_fuel(timeout = nil, n: 1)
+      status = wait_for_fuel(timeout, n, nil)
+      status == Status::OK ? true : Args.not_taken(status)
+    end
+
+    # As #await_fuel, but returns the grant time (Integer CLOCK_MONOTONIC
+    # nanoseconds, see MpThrottle.clock_now) instead of true: the instant
+    # the library decided this waiter may go.
+    def await_fuel_ns(timeout = nil, n: 1)
+      grant = FFI::MemoryPointer.new(:int64)
+      status = wait_for_fuel(timeout, n, grant)
+      status == Status::OK ? grant.read(:int64) : Args.not_taken(status)
+    end
+
+    # Takes a unit of fuel if the tank holds one now (true); false if it is
+    # empty, the throttle is not running, or the kill flag is set. Never
+    # blocks. `n` units at once needs library 0.2.0 or later.
+    def has_fuel?(n = 1)
+      take_fuel(n, nil) == Status::OK
+    end
+
+    # As #has_fuel?, but returns the grant time (nanoseconds) or nil.
+    def has_fuel_ns(n = 1)
+      grant = FFI::MemoryPointer.new(:int64)
+      take_fuel(n, grant) == Status::OK ? grant.read(:int64) : nil
+    end
+
+    # Counts one emission, for throttles made with auto_emit: false: now,
+    # or at `timestamp`, an Integer of CLOCK_MONOTONIC nanoseconds
+    # (MpThrottle.clock_now, Process.clock_gettime(Process::CLOCK_MONOTONIC,
+    # :nanosecond)). True if counted; false if the throttle is not running
+    # or its kill flag is set (nothing counted). MpThrottle::WrongState
+    # with auto_emit on.
+    def emit(timestamp = nil)
+      no = [Status::NOT_RUNNING, Status::KILLED]
+      status =
+        if timestamp.nil?
+          call(:mpt_emit, ok: no) { |h| Native.mpt_emit(h) }
+        else
+          unless timestamp.is_a?(Integer)
+            raise TypeError, "timestamp must be Integer nanoseconds of CLOCK_MONOTONIC, " \
+                             "not #{timestamp.class}"
+          end
+          ts = Args.int64(timestamp, "timestamp")
+          call(:mpt_emit_at, ok: no) { |h| Native.mpt_emit_at(h, ts) }
+        end
+      status == Status::OK
+    end
+
+    # Statistics, each a pair [seconds between emissions, emissions per
+    # second] as in mp_throttle; MpThrottle::MonitorOff without a monitor.
+    # The last second (sliding).
+    def latest
+      stat_pair(:mpt_latest)
+    end
+
+    # Over the whole running time.
+    def mean
+      stat_pair(:mpt_mean)
+    end
+
+    # The shortest interval seen, and its rate ([0.0, 0.0] until one is).
+    def lo_hi
+      stat_pair(:mpt_lo_hi)
+    end
+
+    # The longest interval seen, and its rate ([0.0, 0.0] until one is).
+    def hi_lo
+      stat_pair(:mpt_hi_lo)
+    end
+
+    # Sets the kill flag (mp_throttle's kill_flag.set()): every waiter in
+    # every process returns at once, until the next #start. Returns self.
+    def kill
+      call(:mpt_kill) { |h| Native.mpt_kill(h) }
+      self
+    end
+
+    # Whether the kill flag is set (mp_throttle's kill_flag.is_set()).
+    def kill_flag?
+      flag(:mpt_kill_flag_is_set)
+    end
+
+    # Whether the throttle is running (started and not stopped).
+    def running?
+      flag(:mpt_is_running)
+    end
+
+    # Without taking anything: [units in the tank now, seconds until `n`
+    # units would be granted to a waiter arriving now]. Library 0.2.0+.
+    def peek_fuel(n = 1)
+      Args.require_function(:mpt_peek_fuel)
+      n = Args.count(n, "n")
+      level = FFI::MemoryPointer.new(:uint64)
+      wait = FFI::MemoryPointer.new(:double)
+      call(:mpt_peek_fuel) { |h| Native.mpt_peek_fuel(h, n, level, wait) }
+      [level.read(:uint64), wait.read(:double)]
+    end
+
+    # The rate in force, [max_n, per]: the one the throttle was made with,
+    # or the last #set_rate of any process. Library 0.2.0+.
+    def rate
+      Args.require_function(:mpt_get_rate)
+      max_n = FFI::MemoryPointer.new(:uint64)
+      per = FFI::MemoryPointer.new(:double)
+      call(:mpt_get_rate) { |h| Native.mpt_get_rate(h, max_n, per) }
+      [max_n.read(:uint64), per.read(:double)]
+    end
+
+    # Changes the rate for every process that shares the throttle, from
+    # now on. Library 0.2.0+. Returns self.
+    def set_rate(max_n, per)
+      Args.require_function(:mpt_set_rate)
+      max_n = Args.count(max_n, "max_n")
+      per = Args.seconds(per, "per")
+      call(:mpt_set_rate) { |h| Native.mpt_set_rate(h, max_n, per) }
+      self
+    end
+
+    # Releases this process's handle (mpt_throttle_free). Idempotent; later
+    # calls raise MpThrottle::ClosedError. Does not stop the throttle: stop
+    # it first to keep the statistics of the run. If the handle is not
+    # closed, the garbage collector releases it (or the process's exit).
+    def close
+      free_now = @lock.synchronize do
+        return nil if @closed
+
+        @closed = true
+        # In a forked child, calls in flight belong to the parent's threads,
+        # which the child does not have.
+        @in_flight = 0 if @pid != Process.pid
+        @in_flight.zero?
+      end
+      release if free_now
+      nil
+    end
+
+    def closed?
+      @closed
+    end
+
+    def inspect
+      state = @closed ? "closed" : "open"
+      label = @name ? " #{@name.inspect}" : ""
+      "#<#{self.class}#{label} #{state}>"
+    end
+
+    # --- internals -------------------------------------------------------
+
+    # mpt_throttle_free, for FFI::AutoPointer: the garbage collector's (or
+    # exit's) release of a handle nobody closed. Holds no reference to the
+    # Throttle, which could then never be collected.
+    RELEASE = Native.method(:mpt_throttle_free)
+    private_constant :RELEASE
+
+    def self.from_handle(pointer, name)
+      throttle = allocate
+      throttle.send(:adopt, pointer, name)
+      return throttle unless block_given?
+
+      begin
+        yield throttle
+      ensure
+        throttle.close
+      end
+    end
+    private_class_method :from_handle
+
+    private
+
+    def adopt(pointer, name)
+      @handle = FFI::AutoPointer.new(pointer, RELEASE)
+      @name = name&.dup&.freeze
+      @lock = Mutex.new
+      @closed = false
+      @in_flight = 0
+      @pid = Process.pid
+    end
+
+    # A copy would share the handle and free it twice.
+    def initialize_copy(_other)
+      raise TypeError, "#{self.class} cannot be copied (share the object itself)"
+    end
+
+    # Runs one library call on the handle, and raises for a status that is
+    # neither OK nor one of `ok`. The handle stays valid during the call
+    # even if another thread closes the Throttle meanwhile (the last call
+    # out releases it). Asynchronous interrupts (Thread#raise, #kill) are
+    # deferred to the end, so the count of calls in flight stays exact.
+    def call(function, ok: [])
+      Thread.handle_interrupt(Object => :never) do
+        handle = @lock.synchronize do
+          raise ClosedError if @closed
+
+          @in_flight += 1
+          @handle
+        end
+        begin
+          status = yield handle
+          raise MpThrottle.error_for(status, function) unless status.zero? || ok.include?(status)
+
+          status
+        ensure
+          release if @lock.synchronize { (@in_flight -= 1).zero? && @closed }
+        end
+      end
+    end
+
+    def release
+      @handle.autorelease = false
+      status = Native.mpt_throttle_free(@handle)
+      MpThrottle.check(status, :mpt_throttle_free)
+    end
+
+    def wait_for_fuel(timeout, n, grant)
+      timeout = timeout.nil? ? FOREVER : Args.seconds(timeout, "timeout", zero: true)
+      n = Args.count(n, "n")
+      ok = [Status::TIMEOUT, Status::KILLED]
+      if timeout != 0.0 && MpThrottle.interruptible_waits?
+        call(:mpt_await_fuel_cancellable, ok: ok) do |h|
+          interruptible_wait(h, n, timeout, grant, ok)
+        end
+      elsif n == 1
+        call(:mpt_await_fuel, ok: ok) { |h| Native.mpt_await_fuel(h, timeout, grant) }
+      else
+        Args.require_function(:mpt_await_fuel_n)
+        call(:mpt_await_fuel_n, ok: ok) { |h| Native.mpt_await_fuel_n(h, n, timeout, grant) }
+      end
+    end
+
+    # A wait that an interrupt of the calling thread ends at once. Runs
+    # inside #call, so with asynchronous interrupts deferred; only the join
+    # of the helper thread takes them. Raises the helper's failures itself,
+    # with the message of the helper's thread.
+    def interruptible_wait(handle, n, timeout, grant, ok)
+      # Fuel there now, or the kill flag set: no thread needed. (Its
+      # message, if any, is this thread's, as #call expects.)
+      status = n == 1 ? Native.mpt_has_fuel(handle, grant) : Native.mpt_has_fuel_n(handle, n, grant)
+      return status unless status == Status::NO_FUEL
+
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(Native.mpt_cancel_new(out), :mpt_cancel_new)
+      token = out.read_pointer
+      # The helper makes the blocking call (without the GVL); this thread
+      # waits for it in Thread#value, which interrupts can end.
+      helper = Thread.new do
+        Thread.current.name = "mp_throttle await_fuel"
+        status = Native.mpt_await_fuel_cancellable(handle, n, timeout, token, grant)
+        # A failure's message is in the helper's thread: read it there.
+        failed = !(status.zero? || ok.include?(status))
+        [status, failed ? MpThrottle.error_for(status, :mpt_await_fuel_cancellable) : nil]
+      end
+      begin
+        status, error = Thread.handle_interrupt(Object => :immediate) { helper.value }
+        raise error if error
+
+        status
+      ensure
+        # Interrupted: the token ends the wait, which gives back any unit it
+        # had reserved (the waiters behind it move up); the helper must be
+        # done with the handle and the token before they can go.
+        if helper.alive?
+          Native.mpt_cancel_fire(token)
+          helper.join
+        end
+        Native.mpt_cancel_free(token)
+      end
+    end
+
+    def take_fuel(n, grant)
+      n = Args.count(n, "n")
+      ok = [Status::NO_FUEL, Status::KILLED]
+      if n == 1
+        call(:mpt_has_fuel, ok: ok) { |h| Native.mpt_has_fuel(h, grant) }
+      else
+        Args.require_function(:mpt_has_fuel_n)
+        call(:mpt_has_fuel_n, ok: ok) { |h| Native.mpt_has_fuel_n(h, n, grant) }
+      end
+    end
+
+    def flag(function)
+      out = FFI::MemoryPointer.new(:uint8)
+      call(function) { |h| Native.public_send(function, h, out) }
+      out.read(:uint8) != 0
+    end
+
+    def stat_pair(function)
+      out = Native::Rate.new
+      call(function) { |h| Native.public_send(function, h, out) }
+      [out[:seconds_between], out[:per_second]]
+    end
+  end
+end

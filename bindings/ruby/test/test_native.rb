@@ -1,0 +1,193 @@
+# frozen_string_literal: true
+
+# The FFI layer against the C header: every function attached with the
+# header's types, every struct with the header's sizes and offsets (asked of
+# the C compiler), every constant with the header's value.
+
+require_relative "helper"
+require "tmpdir"
+
+class TestNative < Minitest::Test
+  include TestHelper
+
+  SCALARS = {
+    "int32_t" => :int32, "uint32_t" => :uint32, "int64_t" => :int64,
+    "uint64_t" => :uint64, "double" => :double, "size_t" => :size_t,
+    "bool" => :bool, "mpt_status" => :int32
+  }.freeze
+
+  def header
+    @header ||= File.read(HEADER)
+  end
+
+  # The C type of a declaration such as "const struct mpt_throttle *throttle",
+  # as the FFI type the binding must use.
+  def ffi_type(decl, param: true)
+    decl = decl.strip
+    decl = decl.sub(/\b\w+\z/, "").strip if param # drop the parameter's name
+    if decl.include?("*")
+      decl.gsub(/\s+/, " ") == "const char *" ? :string : :pointer
+    else
+      SCALARS.fetch(decl) { flunk "type #{decl.inspect} not mapped" }
+    end
+  end
+
+  # name => [param types, return type, "since" version] from the header.
+  def declared_functions
+    code = header.gsub(%r{/\*.*?\*/}m, "").gsub(%r{//[^\n]*}, "")
+    functions = {}
+    code.scan(/^(?:MPT_MUST_USE\s+)?([A-Za-z_][\w ]*?\s*\**)\s*(mpt_\w+)\(([^)]*)\);/m) do |ret, name, params|
+      types = params.split(",").map { |p| ffi_type(p) }
+      functions[name.to_sym] = [types, ffi_type(ret, param: false)]
+    end
+    header.scan(%r{/\*\*((?:(?!\*/).)*)\*/\s*(?:MPT_MUST_USE\s+)?[^;{}/]*?\b(mpt_\w+)\(}m) do |doc, name|
+      since = doc[/Since: (\d+\.\d+\.\d+)/, 1]
+      functions[name.to_sym] << since.split(".").map(&:to_i) if functions[name.to_sym] && since
+    end
+    functions
+  end
+
+  def version_of(text)
+    text.split(".").map(&:to_i)
+  end
+
+  def header_version
+    %w[MAJOR MINOR PATCH].map { |part| header[/^#define MPT_VERSION_#{part} (\d+)$/, 1].to_i }
+  end
+
+  def test_every_header_function_is_bound_with_the_headers_types
+    declared = declared_functions
+    assert_operator declared.size, :>=, 24, "header parse found too few functions"
+    declared.each do |name, (params, result, since)|
+      bound = MpThrottle::Native::FUNCTIONS[name]
+      refute_nil bound, "#{name} is in the header but not in the binding"
+      assert_equal params, bound[0], "#{name}: parameter types"
+      assert_equal result, bound[1], "#{name}: return type"
+      refute_nil since, "#{name}: no 'Since:' in its doc block"
+      assert_equal since, bound[2], "#{name}: version that introduced it"
+    end
+    # Functions the binding knows that this header lacks must be newer than it.
+    (MpThrottle::Native::FUNCTIONS.keys - declared.keys).each do |name|
+      since = MpThrottle::Native::FUNCTIONS[name][2]
+      assert_operator (since <=> header_version), :>, 0,
+                      "#{name} is bound but not declared in #{HEADER}"
+    end
+  end
+
+  def test_every_function_the_library_has_is_attached
+    loaded = MpThrottle.library_version
+    MpThrottle::Native::FUNCTIONS.each do |name, (_, _, since)|
+      if MpThrottle::Native::MISSING.include?(name)
+        # Allowed for a newer function, or one of the version in progress.
+        assert_operator (since <=> loaded), :>=, 0,
+                        "#{name} (since #{since.join('.')}) missing from library #{loaded.join('.')}"
+      else
+        assert_respond_to MpThrottle::Native, name
+      end
+    end
+    if (header_version <=> loaded).positive?
+      warn "\nnote: #{HEADER} is version #{header_version.join('.')}, the library " \
+           "loaded is #{loaded.join('.')}: #{MpThrottle::Native::MISSING.join(', ')} not tested"
+    end
+  end
+
+  def test_struct_sizes_and_offsets_match_the_c_compiler
+    structs = {
+      "mpt_options" => MpThrottle::Native::Options,
+      "mpt_rate" => MpThrottle::Native::Rate,
+      "mpt_summary" => MpThrottle::Native::Summary
+    }
+    # The members, in order, as the header declares them.
+    structs.each do |c_name, klass|
+      body = header[/typedef struct #{c_name} \{(.*?)\} #{c_name};/m, 1]
+      refute_nil body, "struct #{c_name} not found in the header"
+      members = body.gsub(%r{/\*.*?\*/}m, "").scan(/(\w+);/).flatten.map(&:to_sym)
+      assert_equal members, klass.members, "#{c_name}: members"
+    end
+    # Sizes and offsets, from the C compiler.
+    cc = ENV.fetch("CC", "cc")
+    lines = structs.flat_map do |c_name, klass|
+      ["printf(\"#{c_name} size %zu\\n\", sizeof(struct #{c_name}));"] +
+        klass.members.map do |m|
+          "printf(\"#{c_name} #{m} %zu %zu\\n\", offsetof(struct #{c_name}, #{m}), " \
+            "sizeof(((struct #{c_name} *)0)->#{m}));"
+        end
+    end
+    program = "#include <stdio.h>\n#include <stddef.h>\n#include \"mp_throttle.h\"\n" \
+              "int main(void) {\n#{lines.join("\n")}\nreturn 0;\n}\n"
+    Dir.mktmpdir do |dir|
+      File.write(File.join(dir, "layout.c"), program)
+      exe = File.join(dir, "layout")
+      ok = system(cc, "-std=c99", "-I", INCLUDE_DIR, File.join(dir, "layout.c"), "-o", exe)
+      assert ok, "could not compile the layout probe with #{cc} (a C compiler is needed " \
+                 "to check the struct layouts against #{HEADER})"
+      expected = IO.popen([exe], &:read).lines.map(&:split)
+      expected.each do |c_name, field, offset, size|
+        klass = structs.fetch(c_name)
+        if field == "size"
+          assert_equal Integer(offset), klass.size, "sizeof(struct #{c_name})"
+        else
+          assert_equal Integer(offset), klass.offset_of(field.to_sym), "#{c_name}.#{field} offset"
+          assert_equal Integer(size), klass.new.layout[field.to_sym].size, "#{c_name}.#{field} size"
+        end
+      end
+      assert_equal structs.sum { |_, k| k.members.size + 1 }, expected.size
+    end
+  end
+
+  def test_constants_match_the_header
+    statuses = header.scan(/^\s+MPT_STATUS_(\w+) = (\d+),/).to_h { |n, v| [n, Integer(v)] }
+    assert_operator statuses.size, :>=, 17
+    ours = MpThrottle::Status.constants.to_h { |c| [c.to_s, MpThrottle::Status.const_get(c)] }
+    statuses.each { |name, value| assert_equal value, ours[name], "MPT_STATUS_#{name}" }
+    # Statuses the binding knows beyond this header are newer ones.
+    (ours.keys - statuses.keys).each do |name|
+      assert_operator ours[name], :>, statuses.values.max, "MPT_STATUS_#{name} is not in #{HEADER}"
+    end
+    ours.each_value { |value| refute_nil MpThrottle.strerror(value) }
+    hardcaps = header.scan(/^\s+MPT_HARDCAP_(\w+) = (\d+),/).to_h { |n, v| [n.downcase.to_sym, Integer(v)] }
+    assert_equal hardcaps, MpThrottle::HARDCAPS
+    assert_equal Float(header[/^#define MPT_FOREVER (\S+)$/, 1]), MpThrottle::FOREVER
+    assert_equal Integer(header[/^#define MPT_OPTIONS_VERSION (\d+)$/, 1]), MpThrottle::OPTIONS_VERSION
+    assert_equal Integer(header[/^#define MPT_AUTO_EMIT_DEFAULT (-?\d+)$/, 1]), MpThrottle::AUTO_EMIT_DEFAULT
+    assert_equal Integer(header[/^#define MPT_ABI_VERSION (\d+)$/, 1]), MpThrottle::Native::ABI_VERSION
+  end
+
+  def test_version_and_library_location
+    major, minor, patch = MpThrottle.library_version
+    assert_equal "#{major}.#{minor}.#{patch}", MpThrottle.version
+    assert_equal 0, major
+    assert_operator minor, :>=, 1
+    # The library came from MPT_LIB_DIR (test.sh always sets it).
+    path = MpThrottle::Native.ffi_libraries.first.name
+    assert_equal File.expand_path("libmp_throttle.so.0", ENV.fetch("MPT_LIB_DIR")), path
+  end
+
+  def test_strerror_and_clock
+    assert_equal "ok", MpThrottle.strerror(MpThrottle::Status::OK)
+    assert_equal "invalid argument", MpThrottle.strerror(MpThrottle::Status::INVALID_ARGUMENT)
+    assert_equal "unknown status", MpThrottle.strerror(9999)
+    a = MpThrottle.clock_now
+    b = Process.clock_gettime(Process::CLOCK_MONOTONIC, :nanosecond)
+    c = MpThrottle.clock_now
+    assert_operator a, :<=, b
+    assert_operator b, :<=, c
+  end
+
+  def test_missing_library_is_a_clear_load_error
+    # Loads from the test's MPT_LIB_DIR; a directory without it is an error
+    # that names the directory and the variable.
+    out, err, status = run_ruby(["-e", 'require "mp_throttle"; print MpThrottle.version'])
+    assert status.success?, err
+    assert_equal MpThrottle.version, out
+    Dir.mktmpdir do |dir|
+      pid = Process.spawn({ "MPT_LIB_DIR" => dir }, RbConfig.ruby, "-I", File.join(RUBY_DIR, "lib"),
+                          "-e", 'begin; require "mp_throttle"; rescue LoadError => e; puts e.message; exit 3; end',
+                          out: File.join(dir, "out"), err: File.join(dir, "err"))
+      assert_equal 3, reap(pid).exitstatus
+      message = File.read(File.join(dir, "out"))
+      assert_includes message, "MPT_LIB_DIR"
+      assert_includes message, File.join(dir, "libmp_throttle.so.0")
+    end
+  end
+end
