@@ -16,7 +16,9 @@
 #   make asan            tests/c/*.c with -fsanitize=address,undefined (static lib)
 #   make valgrind        tests/c/*.c (dynamic) under valgrind
 #   make demo            build and run examples-c/tutorial.c
-#   make lint            cargo fmt --check and cargo clippy -D warnings
+#   make lint            cargo fmt --check, cargo clippy -D warnings, and the
+#                        README's examples are the tested ones
+#                        (tests/check_readme.py)
 #   make install         install under PREFIX (default /usr/local; DESTDIR for
 #                        staging; LIBDIR, INCLUDEDIR, PKGCONFIGDIR to move
 #                        parts): lib/libmp_throttle.so.VERSION and its links
@@ -285,6 +287,7 @@ bench:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --quiet -- -D warnings
+	python3 tests/check_readme.py
 
 clean:
 	rm -rf build
