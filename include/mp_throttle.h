@@ -672,6 +672,47 @@ mpt_status mpt_throttle_open(const char *name,
 mpt_status mpt_throttle_unlink(const char *name);
 
 /**
+ * The configuration of a throttle, as `mpt_options`: what it was made with
+ * (for a throttle opened by name: its creator's options), and this
+ * handle's own waiting preferences (timer_slack_ns, spin_s). auto_emit is
+ * resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`). The rate in force is
+ * `mpt_get_rate`'s.
+ *
+ * - `out_options`: not NULL; written on success, with `version` set to
+ *   `MPT_OPTIONS_VERSION`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; `out_options` NULL or valid.
+ */
+mpt_status mpt_get_options(const struct mpt_throttle *throttle, struct mpt_options *out_options);
+
+/**
+ * Whether this handle made the throttle's shared state
+ * (`mpt_throttle_new`, or an `mpt_throttle_create_named` that created the
+ * name) or found it made (an `mpt_throttle_create_named` that opened an
+ * existing throttle of that name, `mpt_throttle_open`): a creator usually
+ * owns the name's removal.
+ *
+ * - `out_created`: not NULL.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child (a child's copy of
+ * the handle answers as the parent's). Blocking: never. Since: 0.2.0.
+ *
+ * # Safety
+ * `throttle` must be NULL or a live handle; `out_created` NULL or valid.
+ */
+mpt_status mpt_throttle_created(const struct mpt_throttle *throttle, bool *out_created);
+
+/**
  * Releases this process's handle. NULL is a no-op.
  *
  * The shared state lives on while any other process (a forked child) still

@@ -44,6 +44,9 @@ pub struct Throttle {
     clock: Arc<dyn Clock>,
     /// The process that made this handle: the only one that touches `monitor`.
     owner: u32,
+    /// Whether this handle made the shared state (new, or a create_named
+    /// that created it) rather than opened an existing one.
+    created: bool,
     monitor: Mutex<Option<MonitorThread>>,
 }
 
@@ -152,7 +155,8 @@ impl Throttle {
         header::write(&sh.header, &config, map.len());
         sh.published.lo_ns.store(-1, Relaxed);
         sh.published.hi_ns.store(-1, Relaxed);
-        let throttle = Self::adopt(map, config, clock);
+        let mut throttle = Self::adopt(map, config, clock);
+        throttle.created = true;
         config.schedule.init(&throttle.state());
         header::seal(&throttle.sh().header);
         throttle
@@ -166,6 +170,7 @@ impl Throttle {
             config,
             clock,
             owner: process::id(),
+            created: false,
             monitor: Mutex::new(None),
         }
     }
@@ -173,6 +178,13 @@ impl Throttle {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether this handle made the shared state ([`new`](Self::new), or a
+    /// [`create_named`](Self::create_named) that created the name) rather
+    /// than opened one that existed.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     fn sh(&self) -> &Shared {

@@ -393,6 +393,7 @@ fn statistics_of_a_live_monitor_whatever_the_handles_clock() {
 #[test]
 fn weighted_fuel_takes_n_units_at_once() {
     let (t, clock) = throttle(10, 1.0, opts(Hardcap::Limit, false));
+    assert!(t.created(), "new makes its shared state");
     t.start().unwrap();
     // The tank starts empty: one unit at the start instant.
     assert_eq!(t.has_fuel_n(2), Err(Error::NoFuel));

@@ -404,6 +404,79 @@ unsafe fn options_or_default(options: *const MptOptions) -> Result<Options, Fail
     Options::try_from(unsafe { &*options })
 }
 
+/// The configuration of a throttle, as `mpt_options`: what it was made with
+/// (for a throttle opened by name: its creator's options), and this
+/// handle's own waiting preferences (timer_slack_ns, spin_s). auto_emit is
+/// resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`). The rate in force is
+/// `mpt_get_rate`'s.
+///
+/// - `out_options`: not NULL; written on success, with `version` set to
+///   `MPT_OPTIONS_VERSION`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_options` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_get_options(
+    throttle: *const MptThrottle,
+    out_options: *mut MptOptions,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let c = unsafe { handle(throttle)? }.config();
+        non_null(out_options, "out_options")?;
+        let options = MptOptions {
+            version: MPT_OPTIONS_VERSION,
+            as_throttle: c.as_throttle.into(),
+            as_monitor: c.as_monitor.into(),
+            auto_emit: c.auto_emit.into(),
+            hardcap: c.schedule.hardcap() as u32,
+            timer_slack_ns: u32::try_from(c.timer_slack_ns).unwrap_or(u32::MAX),
+            refresh_s: c.refresh_ns as f64 / 1e9,
+            spin_s: c.spin_ns as f64 / 1e9,
+        };
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_options, options) };
+        Ok(())
+    })
+}
+
+/// Whether this handle made the throttle's shared state
+/// (`mpt_throttle_new`, or an `mpt_throttle_create_named` that created the
+/// name) or found it made (an `mpt_throttle_create_named` that opened an
+/// existing throttle of that name, `mpt_throttle_open`): a creator usually
+/// owns the name's removal.
+///
+/// - `out_created`: not NULL.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child (a child's copy of
+/// the handle answers as the parent's). Blocking: never. Since: 0.2.0.
+///
+/// # Safety
+/// `throttle` must be NULL or a live handle; `out_created` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_created(
+    throttle: *const MptThrottle,
+    out_created: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let created = unsafe { handle(throttle)? }.created();
+        non_null(out_created, "out_created")?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_created, created) };
+        Ok(())
+    })
+}
+
 /// Releases this process's handle. NULL is a no-op.
 ///
 /// The shared state lives on while any other process (a forked child) still

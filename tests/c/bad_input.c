@@ -68,6 +68,8 @@ static void null_handle(void) {
     CHECK_FAIL(mpt_cancel_fire(NULL), MPT_STATUS_NULL_POINTER, "cancel");
     CHECK_FAIL(mpt_cancel_reset(NULL), MPT_STATUS_NULL_POINTER, "cancel");
     CHECK_OK(mpt_cancel_free(NULL));
+    CHECK_FAIL(mpt_get_options(NULL, NULL), MPT_STATUS_NULL_POINTER, "throttle");
+    CHECK_FAIL(mpt_throttle_created(NULL, &b), MPT_STATUS_NULL_POINTER, "throttle");
     /* NULL handle and NULL out-pointer: still NULL_POINTER, no crash. */
     CHECK_FAIL(mpt_latest(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);
     CHECK_FAIL(mpt_get_summary(NULL, NULL), MPT_STATUS_NULL_POINTER, NULL);

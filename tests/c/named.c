@@ -136,8 +136,16 @@ static void create_open_mismatch(void) {
     CHECK((st.st_mode & 07777) == 0600);
     CHECK(st.st_uid == geteuid());
 
-    /* The same configuration: the same throttle. */
+    /* The same configuration: the same throttle, found made. */
     b = create(n, 2, 1000.0, &o);
+    {
+        bool made = false;
+        CHECK_OK(mpt_throttle_created(a, &made));
+        CHECK(made);
+        CHECK_OK(mpt_throttle_created(b, &made));
+        CHECK(!made);
+        CHECK_FAIL(mpt_throttle_created(a, NULL), MPT_STATUS_NULL_POINTER, "out_created");
+    }
     CHECK_OK(mpt_start(a));
     CHECK_OK(mpt_has_fuel(b, NULL));
     CHECK_STATUS(mpt_has_fuel(a, NULL), MPT_STATUS_NO_FUEL);
@@ -161,7 +169,16 @@ static void create_open_mismatch(void) {
     CHECK_OK(mpt_throttle_open(n, &wishes, &d));
     CHECK(d != NULL);
     if (d != NULL) {
-        bool running = false;
+        bool running = false, made = true;
+        mpt_options got;
+        /* It reads back the creator's options, with its own waiting ones. */
+        CHECK_OK(mpt_get_options(d, &got));
+        CHECK(got.version == MPT_OPTIONS_VERSION && got.as_monitor == 0 &&
+              got.as_throttle == 1 && got.auto_emit == 1 && got.hardcap == MPT_HARDCAP_LIMIT &&
+              got.refresh_s == o.refresh_s && got.timer_slack_ns == wishes.timer_slack_ns);
+        CHECK_FAIL(mpt_get_options(d, NULL), MPT_STATUS_NULL_POINTER, "out_options");
+        CHECK_OK(mpt_throttle_created(d, &made));
+        CHECK(!made);
         CHECK_FAIL(mpt_latest(d, &r), MPT_STATUS_MONITOR_OFF, NULL);
         CHECK_OK(mpt_is_running(d, &running));
         CHECK(running);
