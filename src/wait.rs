@@ -110,7 +110,7 @@ impl TimerSlack {
         }
         // SAFETY: PR_GET_TIMERSLACK takes no pointer and only reads the
         // calling thread's own setting.
-        let current = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
+        let current = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
         let Ok(current) = libc::c_ulong::try_from(current) else {
             return Self::untouched();
         };
@@ -123,7 +123,8 @@ impl TimerSlack {
         }
         // SAFETY: PR_SET_TIMERSLACK takes a number and only changes the
         // calling thread's own setting.
-        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong) };
+        // The unused arguments are passed as 0: prctl reads all five.
+        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
         Self {
             previous: (rc == 0).then_some(current),
             _thread_bound: std::marker::PhantomData,
@@ -143,7 +144,7 @@ impl Drop for TimerSlack {
         if let Some(previous) = self.previous {
             // SAFETY: as in `tighten`: a number, the calling thread's own
             // setting (a TimerSlack never leaves its thread: it is !Send).
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, previous) };
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, previous, 0, 0, 0) };
         }
     }
 }

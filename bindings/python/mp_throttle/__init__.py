@@ -498,16 +498,20 @@ class Throttle:
             byref(options),
             byref(handle),
         )
-        self._adopt(handle, name, owner=True)
+        # Only the Throttle that created the name removes it: one made with
+        # the name of an existing throttle (same settings) merely opened it.
+        created = c_bool()
+        _ffi.call("mpt_throttle_created", handle, byref(created))
+        self._adopt(handle, name, owner=created.value)
 
     @classmethod
     def open(cls, name, *, spin_s=None, timer_slack_ns=None):
         """Opens the named throttle ``name``, made by another process (in any
         language) of the same user. Its settings are the creator's: ``max_n``
-        and ``per`` are the rate in force (:meth:`rate`); the library does not
-        tell the others, so ``as_monitor``, ``as_throttle``, ``auto_emit``,
-        ``hardcap`` and ``refresh_rate`` are None. Closing it does not unlink
-        the name."""
+        and ``per`` are the rate in force (:meth:`rate`), ``as_monitor``,
+        ``as_throttle``, ``auto_emit``, ``hardcap`` (a string) and
+        ``refresh_rate`` are read from the throttle. Closing it does not
+        unlink the name."""
         config = {"wait": {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}}
         return cls._open(name, config)
 
@@ -528,6 +532,15 @@ class Throttle:
         _ffi.call("mpt_throttle_open", _name_bytes(name), byref(options), byref(handle))
         self._adopt(handle, name, owner=False)
         self._refresh_rate()  # the rate in force, whatever the pickler knew
+        got = _ffi.mpt_options()
+        with self._use("open") as h:
+            _ffi.call("mpt_get_options", h, byref(got))
+        names = {code: text for text, code in _HARDCAPS.items()}
+        self.as_monitor = bool(got.as_monitor)
+        self.as_throttle = bool(got.as_throttle)
+        self.auto_emit = bool(got.auto_emit)
+        self.hardcap = names.get(got.hardcap, HARDCAP_NONE)
+        self.refresh_rate = got.refresh_s
         return self
 
     def _init_state(self):

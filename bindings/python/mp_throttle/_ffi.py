@@ -157,6 +157,8 @@ PROTOTYPES = {
     "mpt_peek_fuel": (_status, [HANDLE, c_uint64, POINTER(c_uint64), POINTER(c_double)]),
     "mpt_set_rate": (_status, [HANDLE, c_uint64, c_double]),
     "mpt_get_rate": (_status, [HANDLE, POINTER(c_uint64), POINTER(c_double)]),
+    "mpt_get_options": (_status, [HANDLE, POINTER(mpt_options)]),
+    "mpt_throttle_created": (_status, [HANDLE, POINTER(c_bool)]),
     "mpt_emit": (_status, [HANDLE]),
     "mpt_emit_at": (_status, [HANDLE, c_int64]),
     "mpt_kill": (_status, [HANDLE]),

@@ -93,7 +93,7 @@ def test_binding_covers_the_whole_api(functions):
     added = {
         "mpt_await_fuel_n", "mpt_has_fuel_n", "mpt_peek_fuel", "mpt_set_rate", "mpt_get_rate",
         "mpt_cancel_new", "mpt_cancel_free", "mpt_cancel_fire", "mpt_cancel_reset",
-        "mpt_await_fuel_cancellable",
+        "mpt_await_fuel_cancellable", "mpt_get_options", "mpt_throttle_created",
     }
     assert {name for name, v in since.items() if v == "0.2.0"} == added
     assert set(since.values()) == {"0.1.0", "0.2.0"}

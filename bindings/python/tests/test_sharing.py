@@ -129,9 +129,10 @@ def test_unrelated_process_opens_by_name():
         code = f"""
 import mp_throttle
 t = mp_throttle.Throttle.open({throttle.name!r})
-# The rate is the creator's; the library does not tell the other settings.
+# The rate and the settings are the creator's, read from the throttle.
 assert (t.max_n, t.per, t.rate()) == (10, 1.0, (10, 1.0)), (t.max_n, t.per)
-assert t.hardcap is None and t.as_monitor is None
+assert (t.hardcap, t.as_monitor, t.as_throttle, t.auto_emit) == ("limit", True, True, True)
+assert t.refresh_rate == 0.01, t.refresh_rate
 n = 0
 while t.await_fuel():
     n += 1
@@ -205,3 +206,14 @@ print(path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert not os.path.exists(proc.stdout.strip())
+
+
+def test_a_throttle_made_with_an_existing_name_does_not_own_it():
+    """Throttle(name=...) of a name that exists (same settings) opens it:
+    closing it leaves the name to its creator (mpt_throttle_created)."""
+    with mp_throttle.Throttle(10, 1) as first:
+        second = mp_throttle.Throttle(10, 1, name=first.name)
+        second.close()
+        # The name is still there: a third process can open it.
+        third = mp_throttle.Throttle.open(first.name)
+        third.close()

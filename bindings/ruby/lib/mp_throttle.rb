@@ -102,6 +102,8 @@ module MpThrottle
       mpt_cancel_reset: [%i[pointer], :int32, [0, 2, 0]],
       mpt_await_fuel_cancellable: [%i[pointer uint64 double pointer pointer], :int32, [0, 2, 0]],
       mpt_get_rate: [%i[pointer pointer pointer], :int32, [0, 2, 0]],
+      mpt_get_options: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_throttle_created: [%i[pointer pointer], :int32, [0, 2, 0]],
       mpt_emit: [%i[pointer], :int32, [0, 1, 0]],
       mpt_emit_at: [%i[pointer int64], :int32, [0, 1, 0]],
       mpt_kill: [%i[pointer], :int32, [0, 1, 0]],
