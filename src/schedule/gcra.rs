@@ -302,51 +302,62 @@ impl Schedule {
         now: i64,
         latest: i64,
     ) -> (Reservation, Ticket) {
-        loop {
-            let Some((word, generation, cur, rate)) = self.current(st) else {
+        'fresh: loop {
+            let Some((mut word, generation, _, rate)) = self.current(st) else {
                 return (Reservation::Corrupt, Ticket::default());
             };
             let per = u128::from(rate.per_ns);
             let now_s = rate.scale(now);
             let tau = self.tau_at(rate);
-            // The last of the n units is due at cur - tau + (n-1)*per; kept
-            // as sums (`due` against `ready`): cur may be less than tau.
-            let due = cur.saturating_add(u128::from(n - 1) * per);
-            let ready = now_s.saturating_add(tau);
-            let take = u128::from(n) * per;
-            let (grant, slot, next) = if due <= ready {
-                // The fuel is in the tank now. A bounded tank restarts its
-                // schedule from now; NONE keeps the old one to catch up.
-                let base = match self.hardcap {
-                    // Capacity 1: a caller at `now`, the due time `cur`
-                    // rounded up to whole ns (now_s - cur < max_n), is on
-                    // time; restarting from `now_s` would lose the fraction
-                    // at every grant.
-                    Hardcap::One if now_s - cur < u128::from(rate.max_n) => cur,
-                    Hardcap::None => cur,
-                    _ => cur.max(now_s),
+            // Retries after a lost compare-and-swap start from the word it
+            // returned (no reload of the contended line) while the
+            // generation holds.
+            loop {
+                let (g, cur) = split(word);
+                if g != generation {
+                    continue 'fresh;
+                }
+                // The last of the n units is due at cur - tau + (n-1)*per; kept
+                // as sums (`due` against `ready`): cur may be less than tau.
+                let due = cur.saturating_add(u128::from(n - 1) * per);
+                let ready = now_s.saturating_add(tau);
+                let take = u128::from(n) * per;
+                let (grant, slot, next) = if due <= ready {
+                    // The fuel is in the tank now. A bounded tank restarts its
+                    // schedule from now; NONE keeps the old one to catch up.
+                    let base = match self.hardcap {
+                        // Capacity 1: a caller at `now`, the due time `cur`
+                        // rounded up to whole ns (now_s - cur < max_n), is on
+                        // time; restarting from `now_s` would lose the fraction
+                        // at every grant.
+                        Hardcap::One if now_s - cur < u128::from(rate.max_n) => cur,
+                        Hardcap::None => cur,
+                        _ => cur.max(now_s),
+                    };
+                    (now.max(0), now_s, base.saturating_add(take))
+                } else {
+                    let slot = due - tau; // due > ready >= tau
+                    (rate.unscale_ceil(slot), slot, cur.saturating_add(take))
                 };
-                (now.max(0), now_s, base.saturating_add(take))
-            } else {
-                let slot = due - tau; // due > ready >= tau
-                (rate.unscale_ceil(slot), slot, cur.saturating_add(take))
-            };
-            if grant > latest {
-                return (Reservation::Later(grant), Ticket::default());
-            }
-            if st
-                .tat
-                .compare_exchange_weak(word, join(generation, next), SeqCst, SeqCst)
-                .is_ok()
-            {
-                let ticket = Ticket {
-                    seq: 0,
-                    generation,
-                    slot,
-                    units: n,
-                    grant,
-                };
-                return (Reservation::Granted(grant), ticket);
+                if grant > latest {
+                    return (Reservation::Later(grant), Ticket::default());
+                }
+                match st
+                    .tat
+                    .compare_exchange_weak(word, join(generation, next), SeqCst, SeqCst)
+                {
+                    Ok(_) => {
+                        let ticket = Ticket {
+                            seq: 0,
+                            generation,
+                            slot,
+                            units: n,
+                            grant,
+                        };
+                        return (Reservation::Granted(grant), ticket);
+                    }
+                    Err(actual) => word = actual,
+                }
             }
         }
     }
