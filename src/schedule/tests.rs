@@ -31,11 +31,11 @@ fn units_in(max_n: u64, per_ns: u64, d_ns: i64) -> u64 {
     u64::try_from(q).unwrap()
 }
 
-/// A deterministic xorshift64 generator.
-struct Rng(u64);
+/// A deterministic xorshift64 generator (tests_changes.rs uses it too).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -44,13 +44,18 @@ impl Rng {
         x
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
 
     /// True with probability `pct` percent.
-    fn pct(&mut self, pct: u64) -> bool {
+    pub(super) fn pct(&mut self, pct: u64) -> bool {
         self.below(100) < pct
+    }
+
+    /// A number in `1..=n`.
+    pub(super) fn one_to(&mut self, n: u64) -> u64 {
+        1 + self.below(n)
     }
 }
 

@@ -24,6 +24,7 @@
 //! - `has_fuel`: `reserve_n(n, now, now)` (takes only what is there now);
 //! - a waiter with a timeout: `reserve_n(n, now, deadline)`.
 
+use super::tests::Rng;
 use super::*;
 use crate::shm::layout::RECORDS;
 
@@ -89,29 +90,6 @@ fn moved_grant(old: R, new: R, tc: i64, x: u128) -> i64 {
 
 fn rate((max_n, per_ns): R) -> Rate {
     Rate::new(max_n, per_ns).unwrap()
-}
-
-/// A deterministic xorshift64 generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    /// A number in `1..=n`.
-    fn one_to(&mut self, n: u64) -> u64 {
-        1 + self.below(n)
-    }
 }
 
 /// Random arrivals: the gap before the next arrival.

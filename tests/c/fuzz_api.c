@@ -932,80 +932,6 @@ static void call_stop(struct ctx *c) {
     }
 }
 
-static void call_await(struct ctx *c) {
-    struct pick p;
-    pick_handle(c, &p);
-    struct priv *m = model_of(c, &p);
-    enum cls k;
-    bool forever;
-    /* Only the shared throttles (which the supervisors kill now and then)
-     * and the fakes may be asked to wait forever. */
-    double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
-    unsigned faults = handle_faults(&p) | (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
-    if (m != NULL) {
-        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
-                   : !m->running ? S(MPT_STATUS_TIMEOUT)
-                   : !m->as_throttle ? S(MPT_STATUS_OK)
-                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
-    }
-    bool null_out = chance(c, 20);
-    int64_t g;
-    memset(&g, SENTINEL_BYTE, sizeof g);
-    char args[128];
-    snprintf(args, sizeof args, "mpt_await_fuel(%s, %g, %s)", p.desc, timeout,
-             null_out ? "NULL" : "&grant");
-    begin(c, OP_AWAIT);
-    int64_t t0 = now();
-    mpt_status st = mpt_await_fuel(p.h, timeout, null_out ? NULL : &g);
-    int64_t t1 = now();
-    /* A wait with a fault must not wait at all; one with a timeout, no
-     * longer than it, plus the timer slack its handle asked for (up to
-     * 4.3 s: UINT32_MAX ns; the header sets no maximum). */
-    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
-    int64_t limit = faults != 0 ? quick()
-                    : forever   ? 0
-                                : (int64_t)(timeout * 1e9) + quick() + slack;
-    judge(c, OP_AWAIT, st, expect(faults, 0, outcomes), t0, limit, args);
-    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
-        fail(c, OP_AWAIT, "%s failed but wrote its out-parameter", args);
-    }
-    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
-        fail(c, OP_AWAIT, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
-             args, g, t0, t1);
-    }
-}
-
-static void call_has_fuel(struct ctx *c) {
-    struct pick p;
-    pick_handle(c, &p);
-    struct priv *m = model_of(c, &p);
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL) | S(MPT_STATUS_KILLED);
-    if (m != NULL) {
-        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
-                   : !m->running ? S(MPT_STATUS_NO_FUEL)
-                   : !m->as_throttle ? S(MPT_STATUS_OK)
-                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL);
-    }
-    bool null_out = chance(c, 20);
-    int64_t g;
-    memset(&g, SENTINEL_BYTE, sizeof g);
-    char args[128];
-    snprintf(args, sizeof args, "mpt_has_fuel(%s, %s)", p.desc, null_out ? "NULL" : "&grant");
-    begin(c, OP_HAS_FUEL);
-    int64_t t0 = now();
-    mpt_status st = mpt_has_fuel(p.h, null_out ? NULL : &g);
-    int64_t t1 = now();
-    judge(c, OP_HAS_FUEL, st, expect(handle_faults(&p), 0, outcomes), t0, quick(), args);
-    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
-        fail(c, OP_HAS_FUEL, "%s failed but wrote its out-parameter", args);
-    }
-    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
-        fail(c, OP_HAS_FUEL, "%s: grant time %" PRId64 " is not now [%" PRId64 ", %" PRId64 "]",
-             args, g, t0, t1);
-    }
-}
-
 /* n for the weighted calls: whether n > 1 fits the tank depends on the
  * hardcap and on rate changes by other threads: INVALID_ARGUMENT is then
  * left open. n = 0 is always refused. */
@@ -1017,13 +943,17 @@ static uint64_t pick_units(struct ctx *c) {
 static unsigned units_faults(uint64_t n) { return n == 0 ? S(MPT_STATUS_INVALID_ARGUMENT) : 0; }
 static unsigned units_unsure(uint64_t n) { return n > 1 ? S(MPT_STATUS_INVALID_ARGUMENT) : 0; }
 
-static void call_await_n(struct ctx *c) {
+/* mpt_await_fuel, or with `weighted` mpt_await_fuel_n with a random n. */
+static void call_await(struct ctx *c, bool weighted) {
     struct pick p;
     pick_handle(c, &p);
     struct priv *m = model_of(c, &p);
     enum cls k;
     bool forever;
-    uint64_t n = pick_units(c);
+    uint64_t n = weighted ? pick_units(c) : 1;
+    int op = weighted ? OP_AWAIT_N : OP_AWAIT;
+    /* Only the shared throttles (which the supervisors kill now and then)
+     * and the fakes may be asked to wait forever. */
     double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
     unsigned faults = handle_faults(&p) | units_faults(n) |
                       (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
@@ -1034,34 +964,46 @@ static void call_await_n(struct ctx *c) {
                    : !m->as_throttle ? S(MPT_STATUS_OK)
                                      : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
     }
+    bool null_out = chance(c, 20);
     int64_t g;
     memset(&g, SENTINEL_BYTE, sizeof g);
     char args[160];
-    snprintf(args, sizeof args, "mpt_await_fuel_n(%s, %" PRIu64 ", %g, &grant)", p.desc, n,
-             timeout);
-    begin(c, OP_AWAIT_N);
+    if (weighted) {
+        snprintf(args, sizeof args, "mpt_await_fuel_n(%s, %" PRIu64 ", %g, %s)", p.desc, n,
+                 timeout, null_out ? "NULL" : "&grant");
+    } else {
+        snprintf(args, sizeof args, "mpt_await_fuel(%s, %g, %s)", p.desc, timeout,
+                 null_out ? "NULL" : "&grant");
+    }
+    begin(c, op);
     int64_t t0 = now();
-    mpt_status st = mpt_await_fuel_n(p.h, n, timeout, &g);
+    mpt_status st = weighted ? mpt_await_fuel_n(p.h, n, timeout, null_out ? NULL : &g)
+                             : mpt_await_fuel(p.h, timeout, null_out ? NULL : &g);
     int64_t t1 = now();
+    /* A wait with a fault must not wait at all; one with a timeout, no
+     * longer than it, plus the timer slack its handle asked for (up to
+     * 4.3 s: UINT32_MAX ns; the header sets no maximum). */
     int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
     int64_t limit = faults != 0 ? quick()
                     : forever   ? 0
                                 : (int64_t)(timeout * 1e9) + quick() + slack;
-    judge(c, OP_AWAIT_N, st, expect(faults, units_unsure(n), outcomes), t0, limit, args);
+    judge(c, op, st, expect(faults, units_unsure(n), outcomes), t0, limit, args);
     if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
-        fail(c, OP_AWAIT_N, "%s failed but wrote its out-parameter", args);
+        fail(c, op, "%s failed but wrote its out-parameter", args);
     }
-    if (st == MPT_STATUS_OK && !(g >= t0 && g <= t1)) {
-        fail(c, OP_AWAIT_N, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, op, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
              args, g, t0, t1);
     }
 }
 
-static void call_has_fuel_n(struct ctx *c) {
+/* mpt_has_fuel, or with `weighted` mpt_has_fuel_n with a random n. */
+static void call_has_fuel(struct ctx *c, bool weighted) {
     struct pick p;
     pick_handle(c, &p);
     struct priv *m = model_of(c, &p);
-    uint64_t n = pick_units(c);
+    uint64_t n = weighted ? pick_units(c) : 1;
+    int op = weighted ? OP_HAS_FUEL_N : OP_HAS_FUEL;
     unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL) | S(MPT_STATUS_KILLED);
     if (m != NULL) {
         outcomes = m->killed     ? S(MPT_STATUS_KILLED)
@@ -1069,18 +1011,29 @@ static void call_has_fuel_n(struct ctx *c) {
                    : !m->as_throttle ? S(MPT_STATUS_OK)
                                      : S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL);
     }
+    bool null_out = chance(c, 20);
     int64_t g;
     memset(&g, SENTINEL_BYTE, sizeof g);
     char args[128];
-    snprintf(args, sizeof args, "mpt_has_fuel_n(%s, %" PRIu64 ", &grant)", p.desc, n);
-    begin(c, OP_HAS_FUEL_N);
+    if (weighted) {
+        snprintf(args, sizeof args, "mpt_has_fuel_n(%s, %" PRIu64 ", %s)", p.desc, n,
+                 null_out ? "NULL" : "&grant");
+    } else {
+        snprintf(args, sizeof args, "mpt_has_fuel(%s, %s)", p.desc, null_out ? "NULL" : "&grant");
+    }
+    begin(c, op);
     int64_t t0 = now();
-    mpt_status st = mpt_has_fuel_n(p.h, n, &g);
-    judge(c, OP_HAS_FUEL_N, st, expect(handle_faults(&p) | units_faults(n), units_unsure(n),
-                                       outcomes),
-          t0, quick(), args);
+    mpt_status st = weighted ? mpt_has_fuel_n(p.h, n, null_out ? NULL : &g)
+                             : mpt_has_fuel(p.h, null_out ? NULL : &g);
+    int64_t t1 = now();
+    judge(c, op, st, expect(handle_faults(&p) | units_faults(n), units_unsure(n), outcomes), t0,
+          quick(), args);
     if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
-        fail(c, OP_HAS_FUEL_N, "%s failed but wrote its out-parameter", args);
+        fail(c, op, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, op, "%s: grant time %" PRId64 " is not now [%" PRId64 ", %" PRId64 "]", args, g,
+             t0, t1);
     }
 }
 
@@ -1456,15 +1409,15 @@ static void one_call(struct ctx *c) {
     case OP_FREE: call_free(c); break;
     case OP_START: call_start(c); break;
     case OP_STOP: call_stop(c); break;
-    case OP_AWAIT: call_await(c); break;
-    case OP_HAS_FUEL: call_has_fuel(c); break;
+    case OP_AWAIT: call_await(c, false); break;
+    case OP_HAS_FUEL: call_has_fuel(c, false); break;
     case OP_EMIT: call_emit(c, false); break;
     case OP_EMIT_AT: call_emit(c, true); break;
     case OP_KILL: call_kill(c); break;
     case OP_KILL_FLAG: call_flag(c, false); break;
     case OP_IS_RUNNING: call_flag(c, true); break;
-    case OP_AWAIT_N: call_await_n(c); break;
-    case OP_HAS_FUEL_N: call_has_fuel_n(c); break;
+    case OP_AWAIT_N: call_await(c, true); break;
+    case OP_HAS_FUEL_N: call_has_fuel(c, true); break;
     case OP_PEEK: call_peek(c); break;
     case OP_SET_RATE: call_set_rate(c); break;
     case OP_GET_RATE: call_get_rate(c); break;
