@@ -538,6 +538,9 @@ impl Throttle {
         // Tightened at the first real sleep only: a spin needs no syscall.
         let mut slack = None;
         let mut tail = None;
+        // The ticket as last checked against the tank (it changes only when
+        // a change is followed).
+        let mut checked = None;
         loop {
             let epoch = c.epoch.load(SeqCst);
             if self.run_over(run_id) {
@@ -550,7 +553,8 @@ impl Throttle {
                 Follow::At(grant) => grant,
                 Follow::Lost => return Ok(Slept::Lost),
             };
-            if ticket.units() > 1 {
+            if ticket.units() > 1 && checked != Some(*ticket) {
+                checked = Some(*ticket);
                 // A rate change may have left a tank too small for them all.
                 if let Some(Some(cap)) = self.config.schedule.capacity(&self.state()) {
                     if ticket.units() > cap {
