@@ -94,17 +94,6 @@ fn tag_kind(raw: u64, generation: u32) -> Option<Kind> {
     }
 }
 
-/// The kind and rate of record `generation`, if its slot holds it complete
-/// (the tag is read before and after the fields: a maker rewriting the slot
-/// clears the tag first). Plain 64-bit loads: this is on every reservation.
-fn record_head(recs: &Records, generation: u32) -> Option<(Kind, Rate)> {
-    let i = generation as usize % RECORDS;
-    let tag = recs.tags[i].load(SeqCst);
-    let kind = tag_kind(tag, generation)?;
-    let rate = Rate::new(recs.max_n[i].load(SeqCst), recs.per_ns[i].load(SeqCst));
-    (recs.tags[i].load(SeqCst) == tag).then_some((kind, rate?))
-}
-
 /// Record `generation`, if its slot holds it complete.
 pub(super) fn read_record(recs: &Records, generation: u32) -> Option<Record> {
     let i = generation as usize % RECORDS;
@@ -131,9 +120,16 @@ fn committed(recs: &Records, generation: u32) -> bool {
     .is_some()
 }
 
-/// The rate of generation `generation`.
+/// The rate of record `generation`, if its slot holds it complete (the tag
+/// is read before and after the fields: a maker rewriting the slot clears
+/// the tag first). Plain 64-bit loads: this is on every reservation of a
+/// throttle whose rate changed.
 fn record_rate(recs: &Records, generation: u32) -> Option<Rate> {
-    record_head(recs, generation).map(|(_, rate)| rate)
+    let i = generation as usize % RECORDS;
+    let tag = recs.tags[i].load(SeqCst);
+    tag_kind(tag, generation)?;
+    let rate = Rate::new(recs.max_n[i].load(SeqCst), recs.per_ns[i].load(SeqCst));
+    (recs.tags[i].load(SeqCst) == tag).then_some(rate?)
 }
 
 /// Writes and commits record `generation` (the caller holds the change lock).
@@ -192,6 +188,16 @@ impl Schedule {
         }
     }
 
+    /// The rate of `generation`: the configuration's for 0 (never changed:
+    /// no record to read), else its record's.
+    #[inline(always)]
+    fn rate_of(&self, st: &State<'_>, generation: u32) -> Option<Rate> {
+        match generation {
+            0 => Some(self.rate),
+            g => record_rate(st.records, g),
+        }
+    }
+
     pub(super) fn init_gcra(&self, st: &State<'_>) {
         for tag in &st.records.tags {
             tag.store(0, SeqCst);
@@ -214,14 +220,10 @@ impl Schedule {
         loop {
             let word = st.tat.load(SeqCst);
             let (generation, cur) = split(word);
-            let rate = if generation == 0 {
-                self.rate // never changed: no record to read
-            } else if let Some(rate) = record_rate(st.records, generation) {
-                rate
-            } else if st.tat.load(SeqCst) != word {
-                continue; // a change went through while we read
-            } else {
-                return None;
+            let rate = match self.rate_of(st, generation) {
+                Some(rate) => rate,
+                None if st.tat.load(SeqCst) != word => continue, // a change went through
+                None => return None,
             };
             let next = next_generation(generation);
             if committed(st.records, next) {
@@ -370,11 +372,7 @@ impl Schedule {
         }
         let (_, generation, _, _) = self.current(st)?;
         while ticket.generation != generation {
-            let old = match ticket.generation {
-                0 => Some(self.rate),
-                g => record_rate(st.records, g),
-            };
-            let Some(old) = old else {
+            let Some(old) = self.rate_of(st, ticket.generation) else {
                 return Some(Follow::Lost);
             };
             let to = next_generation(ticket.generation);
