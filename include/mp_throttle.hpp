@@ -24,6 +24,7 @@
 //   await_fuel   Fuel: granted, timeout or killed (the C statuses OK,
 //                TIMEOUT, KILLED); `if (fuel)` is true only when granted.
 //   has_fuel     Fuel: granted, no_fuel or killed (OK, NO_FUEL, KILLED).
+//   await_fuel with an mpt::Cancel: also cancelled (CANCELLED).
 //   emit,        bool: true when counted, false when the throttle is not
 //   emit_at      running or is stopped/killed (NOT_RUNNING, KILLED): a worker
 //                racing a stop() is not an error. WRONG_STATE (auto_emit on)
@@ -193,6 +194,7 @@ enum class Outcome {
     timeout,  // await_fuel: none came before the timeout (MPT_STATUS_TIMEOUT)
     killed,   // the kill flag is set: finish (MPT_STATUS_KILLED)
     no_fuel,  // has_fuel: the tank is empty or not started (MPT_STATUS_NO_FUEL)
+    cancelled,  // await_fuel with a Cancel that fired (MPT_STATUS_CANCELLED)
 };
 
 struct Fuel {
@@ -269,6 +271,35 @@ public:
 
 private:
     mpt_options raw_{};
+};
+
+// ------------------------------------------------------------------ cancel
+
+// A cancellation token (mpt_cancel): fire() from any thread ends every
+// Throttle::await_fuel given it, which returns Outcome::cancelled having
+// taken nothing (its place goes to the waiters behind it). Owns the token;
+// movable, not copyable. A token belongs to the process that made it.
+class Cancel {
+public:
+    Cancel() { detail::check(mpt_cancel_new(&handle_), "mpt_cancel_new"); }
+    Cancel(const Cancel &) = delete;
+    Cancel &operator=(const Cancel &) = delete;
+    Cancel(Cancel &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    Cancel &operator=(Cancel &&other) noexcept {
+        if (this != &other) {
+            (void)mpt_cancel_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~Cancel() { (void)mpt_cancel_free(handle_); }
+
+    void fire() const { detail::check(mpt_cancel_fire(handle_), "mpt_cancel_fire"); }
+    void reset() const { detail::check(mpt_cancel_reset(handle_), "mpt_cancel_reset"); }
+    const mpt_cancel *raw() const noexcept { return handle_; }
+
+private:
+    mpt_cancel *handle_ = nullptr;
 };
 
 // ------------------------------------------------------------------ throttle
@@ -406,6 +437,19 @@ public:
         std::uint64_t level;
         std::chrono::duration<double> wait;
     };
+    // n units, ended early by `cancel.fire()` from another thread
+    // (Outcome::cancelled, nothing taken); no timeout if `timeout` is
+    // negative.
+    template <class Rep, class Period>
+    Fuel await_fuel(std::uint64_t n, const std::chrono::duration<Rep, Period> &timeout,
+                    const Cancel &cancel) const {
+        const double s = detail::seconds(timeout);
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_await_fuel_cancellable(
+            handle_, n, s < 0.0 ? MPT_FOREVER : s, cancel.raw(), &grant_ns);
+        return fuel(status, grant_ns, "mpt_await_fuel_cancellable");
+    }
+
     Peek peek_fuel(std::uint64_t n = 1) const {
         std::uint64_t level = 0;
         double wait_s = 0.0;
@@ -494,6 +538,8 @@ private:
             return Fuel{Outcome::killed, Clock::time_point()};
         case MPT_STATUS_NO_FUEL:
             return Fuel{Outcome::no_fuel, Clock::time_point()};
+        case MPT_STATUS_CANCELLED:
+            return Fuel{Outcome::cancelled, Clock::time_point()};
         default:
             detail::check(status, call);
             return Fuel{Outcome::killed, Clock::time_point()};  // not reached

@@ -437,6 +437,24 @@ void weighted_and_rate() {
     CHECK(static_cast<bool>(t.await_fuel_n(2, 2s)));
     const auto p = t.peek_fuel(3);
     CHECK(p.level == 0 && p.wait > 200ms && p.wait <= 300ms);
+    // A cancelled wait ends at once and takes nothing: the next waiter gets
+    // the unit it had queued for.
+    {
+        mpt::Cancel cancel;
+        std::thread firer([&cancel] {
+            std::this_thread::sleep_for(20ms);
+            cancel.fire();
+        });
+        const auto t0 = mpt::Clock::now();
+        CHECK(t.await_fuel(1, -1s, cancel).outcome == mpt::Outcome::cancelled);
+        CHECK(mpt::Clock::now() - t0 < 1s);
+        firer.join();
+        CHECK(t.await_fuel(1, 0s, cancel).outcome == mpt::Outcome::cancelled);
+        cancel.reset();
+        CHECK(static_cast<bool>(t.await_fuel(1, 2s, cancel)));
+        mpt::Cancel moved(std::move(cancel));
+        CHECK(static_cast<bool>(t.await_fuel(1, 2s, moved)));
+    }
     t.set_rate(1000, 1s);
     CHECK(t.rate().first == 1000 && t.rate().second == 1s);
     CHECK(static_cast<bool>(t.await_fuel_n(500, 2s)));
