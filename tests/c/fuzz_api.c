@@ -932,6 +932,29 @@ static void call_stop(struct ctx *c) {
     }
 }
 
+/* What a call that takes fuel may answer: for a modelled throttle exactly
+ * (killed; `empty` when not running; OK without throttling; OK or `empty`),
+ * else any of OK, `empty` and KILLED. `empty` is TIMEOUT for a wait,
+ * NO_FUEL for has_fuel. */
+static unsigned take_outcomes(const struct priv *m, mpt_status empty) {
+    if (m == NULL) {
+        return S(MPT_STATUS_OK) | S(empty) | S(MPT_STATUS_KILLED);
+    }
+    return m->killed        ? S(MPT_STATUS_KILLED)
+           : !m->running     ? S(empty)
+           : !m->as_throttle ? S(MPT_STATUS_OK)
+                             : S(MPT_STATUS_OK) | S(empty);
+}
+
+/* How long a wait may take: no wait at all with a fault; with a timeout,
+ * the timeout plus the timer slack its handle asked for (up to 4.3 s:
+ * UINT32_MAX ns; the header sets no maximum); 0 (no bound) for forever. */
+static int64_t wait_limit(const struct ctx *c, const struct pick *p, unsigned faults,
+                          bool forever, double timeout) {
+    int64_t slack = p->kind == H_PRIVATE ? c->priv[p->index].slack_ns : 1;
+    return faults != 0 ? quick() : forever ? 0 : (int64_t)(timeout * 1e9) + quick() + slack;
+}
+
 /* n for the weighted calls: whether n > 1 fits the tank depends on the
  * hardcap and on rate changes by other threads: INVALID_ARGUMENT is then
  * left open. n = 0 is always refused. */
@@ -957,13 +980,7 @@ static void call_await(struct ctx *c, bool weighted) {
     double timeout = pick_timeout(c, p.kind != H_PRIVATE, &k, &forever);
     unsigned faults = handle_faults(&p) | units_faults(n) |
                       (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
-    if (m != NULL) {
-        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
-                   : !m->running ? S(MPT_STATUS_TIMEOUT)
-                   : !m->as_throttle ? S(MPT_STATUS_OK)
-                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
-    }
+    unsigned outcomes = take_outcomes(m, MPT_STATUS_TIMEOUT);
     bool null_out = chance(c, 20);
     int64_t g;
     memset(&g, SENTINEL_BYTE, sizeof g);
@@ -980,13 +997,7 @@ static void call_await(struct ctx *c, bool weighted) {
     mpt_status st = weighted ? mpt_await_fuel_n(p.h, n, timeout, null_out ? NULL : &g)
                              : mpt_await_fuel(p.h, timeout, null_out ? NULL : &g);
     int64_t t1 = now();
-    /* A wait with a fault must not wait at all; one with a timeout, no
-     * longer than it, plus the timer slack its handle asked for (up to
-     * 4.3 s: UINT32_MAX ns; the header sets no maximum). */
-    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
-    int64_t limit = faults != 0 ? quick()
-                    : forever   ? 0
-                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    int64_t limit = wait_limit(c, &p, faults, forever, timeout);
     judge(c, op, st, expect(faults, units_unsure(n), outcomes), t0, limit, args);
     if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
         fail(c, op, "%s failed but wrote its out-parameter", args);
@@ -1004,13 +1015,7 @@ static void call_has_fuel(struct ctx *c, bool weighted) {
     struct priv *m = model_of(c, &p);
     uint64_t n = weighted ? pick_units(c) : 1;
     int op = weighted ? OP_HAS_FUEL_N : OP_HAS_FUEL;
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL) | S(MPT_STATUS_KILLED);
-    if (m != NULL) {
-        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
-                   : !m->running ? S(MPT_STATUS_NO_FUEL)
-                   : !m->as_throttle ? S(MPT_STATUS_OK)
-                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_NO_FUEL);
-    }
+    unsigned outcomes = take_outcomes(m, MPT_STATUS_NO_FUEL);
     bool null_out = chance(c, 20);
     int64_t g;
     memset(&g, SENTINEL_BYTE, sizeof g);
@@ -1145,13 +1150,7 @@ static void call_await_cancellable(struct ctx *c) {
     if (p.kind != H_NULL) {
         faults |= token_faults; /* a NULL handle is reported first */
     }
-    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT) | S(MPT_STATUS_KILLED);
-    if (m != NULL) {
-        outcomes = m->killed     ? S(MPT_STATUS_KILLED)
-                   : !m->running ? S(MPT_STATUS_TIMEOUT)
-                   : !m->as_throttle ? S(MPT_STATUS_OK)
-                                     : S(MPT_STATUS_OK) | S(MPT_STATUS_TIMEOUT);
-    }
+    unsigned outcomes = take_outcomes(m, MPT_STATUS_TIMEOUT);
     /* Other threads fire the tokens at any time; a fired one also beats
      * the kill flag to it or not. */
     unsigned unsure = units_unsure(n) | (token != NULL && token_faults == 0
@@ -1165,12 +1164,9 @@ static void call_await_cancellable(struct ctx *c) {
     begin(c, OP_AWAIT_CANCELLABLE);
     int64_t t0 = now();
     mpt_status st = mpt_await_fuel_cancellable(p.h, n, timeout, token, &g);
-    int64_t slack = p.kind == H_PRIVATE ? c->priv[p.index].slack_ns : 1;
     /* A fired token may never be reset again: waits that would last
      * forever are bounded by the supervisor's kills, as for mpt_await_fuel. */
-    int64_t limit = faults != 0 ? quick()
-                    : forever   ? 0
-                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    int64_t limit = wait_limit(c, &p, faults, forever, timeout);
     judge(c, OP_AWAIT_CANCELLABLE, st, expect(faults, unsure, outcomes), t0, limit, args);
     if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
         fail(c, OP_AWAIT_CANCELLABLE, "%s failed but wrote its out-parameter", args);
