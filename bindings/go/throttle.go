@@ -201,8 +201,9 @@ func (t *Throttle) finalize() {
 
 // Start starts or resumes the throttle (mpt_start): clears the kill flag,
 // opens the tank (empty: its first unit is there at once, then one every
-// per/maxN) and, with a monitor, starts the monitor thread in this process.
-// Already running: ErrWrongState.
+// per/maxN; a resume keeps the rate across the pause, so its first unit may
+// come later, see mpt_start) and, with a monitor, starts the monitor thread
+// in this process. Already running: ErrWrongState.
 func (t *Throttle) Start() error {
 	const op = "Start"
 	h, err := t.acquire(op)
