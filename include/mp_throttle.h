@@ -84,6 +84,13 @@
 #define MPT_AUTO_EMIT_DEFAULT -1
 
 /**
+ * A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
+ * `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
+ * `mpt_set_rate` may raise its `max_n` to that many, no further.
+ */
+#define MPT_WINDOW_MIN_RING 4096
+
+/**
  * Longest throttle name, in bytes.
  */
 #define MPT_MAX_NAME_LEN 200
@@ -211,7 +218,8 @@ enum mpt_hardcap
   /**
    * Exact sliding window: never more than max_n grants in any half-open
    * window of length per, and no grant waits when the window allows it.
-   * max_n is at most 4194304 (the ring keeps max_n grant times).
+   * max_n is at most 4194304 (it keeps the last max(max_n,
+   * MPT_WINDOW_MIN_RING) grant times, 16 bytes each).
    */
   MPT_HARDCAP_WINDOW = 3,
 };
@@ -923,21 +931,34 @@ mpt_status mpt_peek_fuel(const struct mpt_throttle *throttle,
  * from now on, for every process that shares it, running or not.
  *
  * Sleeping waiters, in every process, are rescheduled at once at the new
- * rate, in the order they had; fuel in the tank is kept up to what the new
- * tank holds, so the change never lets through a burst that the new rate
- * forbids. A waiter whose new grant falls after its timeout gives its
- * units back and returns `MPT_STATUS_TIMEOUT`. The configuration a named
- * throttle was created with (what `mpt_throttle_create_named` compares) is
- * not changed; `mpt_get_rate` reads the rate in force.
+ * rate, in the order they had, and the change never lets through a burst
+ * that the new rate forbids:
+ * - `MPT_HARDCAP_LIMIT`, `_ONE`, `_NONE`: the queue is respaced at the new
+ *   rate; fuel in the tank is kept up to what the new tank holds.
+ * - `MPT_HARDCAP_WINDOW`: the grants made before the change count in the
+ *   new window; units reserved for after it are taken back, and their
+ *   waiters reserve again under the new rate in their old order (one whose
+ *   place before it is empty, because that waiter timed out or died, waits
+ *   up to 2 ms for it). `max_n` may grow to the number of grant times the
+ *   throttle keeps, `max(max_n as made, MPT_WINDOW_MIN_RING)`. If more
+ *   units wait than it keeps, those it no longer holds count as granted at
+ *   the change: the first grants after it may then be up to one new period
+ *   late, never early.
+ *
+ * A waiter whose new grant falls after its timeout gives its units back
+ * and returns `MPT_STATUS_TIMEOUT`; one waiting for more units than the new
+ * tank holds returns `MPT_STATUS_INVALID_ARGUMENT`, having taken nothing.
+ * The configuration a named throttle was created with (what
+ * `mpt_throttle_create_named` compares) is not changed; `mpt_get_rate`
+ * reads the rate in force.
  *
  * - `max_n`, `per_s`: as for `mpt_throttle_new`.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
- * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT`;
- * `MPT_STATUS_UNSUPPORTED` (`MPT_HARDCAP_WINDOW`: its ring is sized for its
- * rate); `MPT_STATUS_SYSTEM` (another process held the change lock for
- * 200 ms without dying, e.g. stopped in a debugger: try again);
- * `MPT_STATUS_CORRUPT`.
+ * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT` (also a `WINDOW`
+ * `max_n` beyond the grant times it keeps); `MPT_STATUS_SYSTEM` (another
+ * process held the change lock for 200 ms without dying, e.g. stopped in
+ * a debugger: try again); `MPT_STATUS_CORRUPT`.
  *
  * Thread safety: safe from any thread and process. Fork safety: safe in a
  * child. Blocking: for microseconds, on a lock that a dead holder cannot

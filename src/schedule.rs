@@ -17,10 +17,10 @@
 //!   `LIMIT` is a token bucket of capacity `max_n`, `ONE` of capacity 1 (so
 //!   grants are at least `T` apart), `NONE` never discards fuel, so slow
 //!   phases are caught up.
-//! - `WINDOW` keeps the last `max_n` grant times in a ring: grant k may not
-//!   come before grant `k - max_n` plus `per`, so no half-open window of
-//!   length `per` ever holds more than `max_n` grants, and no grant waits
-//!   when the window allows it.
+//! - `WINDOW` keeps the last grant times in a ring: grant k may not come
+//!   before grant `k - max_n` plus `per`, so no half-open window of length
+//!   `per` ever holds more than `max_n` grants, and no grant waits when the
+//!   window allows it (see [`window`]).
 //!
 //! A waiter reserves its unit first (one compare-and-swap) and then sleeps to
 //! its grant time, so waiters are served first come, first served, and no
@@ -28,12 +28,14 @@
 
 #![forbid(unsafe_code)]
 
-use crate::shm::layout::{Records, pack_entry as pack, unpack_entry as unpack};
+use crate::shm::layout::{Records, pack_entry as pack};
 
 mod gcra;
+mod window;
 pub use gcra::Follow;
 use portable_atomic::AtomicU128;
 use std::sync::atomic::{AtomicU64, Ordering};
+pub use window::{RING_MIN, Refused, TURN_PATIENCE_NS};
 
 /// How much fuel the tank may hold, and so what the schedule guarantees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +123,9 @@ pub enum Reservation {
     /// Nothing reserved: the earliest grant would be at this time, after the
     /// latest the caller accepted.
     Later(i64),
+    /// Nothing reserved: a change of rate is being made (`WINDOW`); try
+    /// again shortly (see `Throttle::settle`).
+    Busy,
     /// The shared state holds values no correct process writes.
     Corrupt,
 }
@@ -149,6 +154,11 @@ pub struct State<'a> {
 pub struct Ticket {
     /// `WINDOW`: the sequence number of the (last) unit.
     seq: u64,
+    /// `WINDOW`: the sequence number of the first unit.
+    first: u64,
+    /// `WINDOW`, once a change made the units void: the head the queue
+    /// reaches when it is this waiter's turn to reserve again.
+    turn: u64,
     /// GCRA: the generation the slot is in.
     generation: u32,
     /// GCRA: the exact scaled time of the last unit.
@@ -203,10 +213,11 @@ impl Schedule {
         self.hardcap
     }
 
-    /// Entries the `WINDOW` ring needs (0 for the other hardcaps).
+    /// Entries the `WINDOW` ring needs (0 for the other hardcaps): at least
+    /// [`RING_MIN`], so that its `max_n` may grow.
     pub fn ring_len(&self) -> u64 {
         match self.hardcap {
-            Hardcap::Window => self.rate.max_n,
+            Hardcap::Window => window::ring_len(self.rate.max_n),
             _ => 0,
         }
     }
@@ -268,15 +279,21 @@ impl Schedule {
         }
     }
 
-    /// Changes the rate from `now` on (`LIMIT`, `ONE`, `NONE`): the queue of
-    /// reserved units keeps its order and is respaced at the new rate. The
-    /// caller holds the change lock. `Err(true)`: `WINDOW`, whose ring is
-    /// sized for its rate; `Err(false)`: corrupt.
-    pub fn set_rate(&self, st: &State<'_>, rate: Rate, now: i64) -> Result<(), bool> {
+    /// Changes the rate from the time `now()` gives on; the caller holds the
+    /// change lock. `LIMIT`, `ONE`, `NONE`: the queue of reserved units
+    /// keeps its order and is respaced at the new rate. `WINDOW`: units
+    /// reserved for after the change are void, and their waiters reserve
+    /// again, in their order, under the new rate (see [`window`]).
+    pub fn set_rate(
+        &self,
+        st: &State<'_>,
+        rate: Rate,
+        now: &dyn Fn() -> i64,
+    ) -> Result<(), Refused> {
         match self.hardcap {
-            Hardcap::Window => Err(true),
-            _ if self.set_rate_gcra(st, rate, now) => Ok(()),
-            _ => Err(false),
+            Hardcap::Window => self.set_rate_window(st, rate, now),
+            _ if self.set_rate_gcra(st, rate, now()) => Ok(()),
+            _ => Err(Refused::Corrupt),
         }
     }
 
@@ -287,90 +304,6 @@ impl Schedule {
         if self.hardcap == Hardcap::Window {
             st.confirmed.fetch_max(ticket.seq, Ordering::AcqRel);
         }
-    }
-
-    /// `WINDOW`: claims entries `k .. k + m` of the ring at once by moving
-    /// the head from `(k, last grant)` to `(k + m, grant)`; the entries are
-    /// then filled, by the claimer or by whoever comes next, so a process
-    /// that dies between the two wedges nobody.
-    fn reserve_window(
-        &self,
-        st: &State<'_>,
-        m: u64,
-        now: i64,
-        latest: i64,
-    ) -> (Reservation, Ticket) {
-        let n = st.ring.len() as u64;
-        if n == 0 || m > n {
-            return (Reservation::Corrupt, Ticket::default());
-        }
-        let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
-        loop {
-            let raw = st.head.load(Ordering::Acquire);
-            let (k, last) = unpack(raw);
-            match fill_pending(st, k, last) {
-                Some(true) => {}
-                Some(false) => continue, // the head moved on while we looked
-                None => return (Reservation::Corrupt, Ticket::default()),
-            }
-            // The last unit of the batch, k + m - 1, may not come before
-            // grant k + m - 1 - n plus per (grants never go backwards).
-            let back = k.wrapping_add(m - 1).wrapping_sub(n);
-            let (tag, window_start) = unpack(st.ring[(back % n) as usize].load(Ordering::Acquire));
-            if tag != back {
-                if st.head.load(Ordering::Acquire) == raw {
-                    return (Reservation::Corrupt, Ticket::default());
-                }
-                continue;
-            }
-            let grant = now.max(window_start.saturating_add(per)).max(last);
-            if grant > latest {
-                return (Reservation::Later(grant), Ticket::default());
-            }
-            let claimed = pack(k.wrapping_add(m), grant);
-            if st
-                .head
-                .compare_exchange(raw, claimed, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                fill_pending(st, k.wrapping_add(m), grant);
-                let ticket = Ticket {
-                    seq: k.wrapping_add(m - 1),
-                    grant,
-                    ..Ticket::default()
-                };
-                return (Reservation::Granted(grant), ticket);
-            }
-        }
-    }
-
-    /// `(units grantable now, ns until n units are)` for `WINDOW`: unit j
-    /// from now is due when grant `head + j - 1 - max_n` leaves the window.
-    fn peek_window(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
-        let len = st.ring.len() as u64;
-        if len == 0 {
-            return None;
-        }
-        let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
-        let (k, prev) = unpack(st.head.load(Ordering::Acquire));
-        let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(Ordering::Acquire)).1;
-        let due = |j: u64| {
-            time_of(k.wrapping_add(j - 1).wrapping_sub(len))
-                .saturating_add(per)
-                .max(prev)
-                .max(now)
-        };
-        // Grant times never go backwards, so "due by now" holds for a prefix.
-        let (mut lo, mut hi) = (0, len);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if due(mid) <= now {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        Some((lo, due(n.clamp(1, len)) - now))
     }
 
     /// Opens the tank for a run starting at `t_start`.
@@ -390,151 +323,6 @@ impl Schedule {
             _ => self.start_gcra(st, t_start, last_stop),
         }
     }
-
-    fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
-        // A late process of the old run may claim entries meanwhile; then
-        // the rewrite starts over (it cannot keep doing so: it sees that the
-        // throttle is not running as soon as it looks again).
-        for _ in 0..16 {
-            let head = st.head.load(Ordering::Acquire);
-            if self.try_start_window(st, t_start, last_stop)
-                || st.head.load(Ordering::Acquire) == head
-            {
-                // Done; or nothing moved, so the ring is not in order and
-                // never will be: reserve() reports it as corrupt.
-                return;
-            }
-        }
-    }
-
-    /// Rewrites the ring for a run starting at `t_start`; false if the ring
-    /// changed under it.
-    ///
-    /// After the rewrite the ring holds the last `n` real grants, oldest
-    /// first, under the sequence numbers `k - n .. k - 1` (`k` = head). A
-    /// grant is real if its waiter confirmed it (which it does only before
-    /// `last_stop`). Reservations cut short by the stop overwrote older real
-    /// grants; each such grant is bounded by the time of the reservation
-    /// `m*n` later in its slot, less `m*per` (grant k is never before grant
-    /// k - n plus per), which only ever errs late, the safe side. Then the
-    /// empty tank of DESIGN.md: as if the last window before `t_start` held
-    /// one grant every T, so unit j of the new run is due at t_start + j*T.
-    fn try_start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) -> bool {
-        let n = st.ring.len() as u64;
-        if n == 0 {
-            return true; // a corrupt state: reserve() reports it
-        }
-        let per = i64::try_from(self.rate.per_ns).unwrap_or(i64::MAX);
-        let head = st.head.load(Ordering::Acquire);
-        let (k, last) = unpack(head);
-        if fill_pending(st, k, last) != Some(true) {
-            return false; // moved on, or corrupt (reserve() reports it)
-        }
-        let first = k.wrapping_sub(n);
-        // By slot: (raw entry, its sequence number, its grant time).
-        let slots: Vec<(u128, u64, i64)> = st
-            .ring
-            .iter()
-            .map(|e| {
-                let raw = e.load(Ordering::Acquire);
-                let (tag, t) = unpack(raw);
-                (raw, tag, t)
-            })
-            .collect();
-        if slots
-            .iter()
-            .any(|&(_, tag, _)| tag.wrapping_sub(first) >= n)
-        {
-            return false; // not the entries k - n .. k - 1
-        }
-        // The last real grant: the highest confirmed one (a waiter confirms
-        // only before the stop), never past the head even if scribbled.
-        let confirmed = st.confirmed.load(Ordering::Acquire);
-        let last_real = match last_stop {
-            None => first.wrapping_sub(1),
-            Some(_) if k.wrapping_sub(1).wrapping_sub(confirmed) > u64::MAX / 2 => {
-                k.wrapping_sub(1)
-            }
-            Some(_) => confirmed,
-        };
-        let mut floor = i64::MIN;
-        for j in 0..n {
-            // The j-th oldest of the last n real grants, and what bounds it.
-            let real = last_real.wrapping_sub(n - 1).wrapping_add(j);
-            let (_, tag, t) = slots[(real % n) as usize];
-            let known = match last_stop {
-                None => i64::MIN,
-                Some(stop) => {
-                    let laps = tag.wrapping_sub(real) / n;
-                    let bound = i64::try_from(laps)
-                        .map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
-                    bound.min(stop)
-                }
-            };
-            let seed = t_start
-                .saturating_sub(per)
-                .saturating_add(self.rate.offset_ns(j));
-            floor = floor.max(seed).max(known);
-            let tag = first.wrapping_add(j);
-            let idx = (tag % n) as usize;
-            if st.ring[idx]
-                .compare_exchange(
-                    slots[idx].0,
-                    pack(tag, floor),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
-                // A late claim of the old run filled the entry: start over.
-                return false;
-            }
-        }
-        // The last grant is the newest entry's, as rewritten.
-        if st
-            .head
-            .compare_exchange(head, pack(k, floor), Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        st.confirmed.store(k.wrapping_sub(1), Ordering::Release);
-        true
-    }
-}
-
-/// `WINDOW`: fills the entries of the last claimed batch that are still
-/// empty (their claimer may be slow, or dead). Below head `k` the ring holds
-/// grants `k - n .. k - 1`; the empty ones (still tagged a lap back) are a
-/// suffix, all of the last batch, granted at `last`. `Some(false)` if the
-/// head moved on meanwhile, `None` if the ring is corrupt.
-fn fill_pending(st: &State<'_>, k: u64, last: i64) -> Option<bool> {
-    let n = st.ring.len() as u64;
-    let moved_or_corrupt = || (unpack(st.head.load(Ordering::Acquire)).0 != k).then_some(false);
-    let mut j = k;
-    while k.wrapping_sub(j) < n {
-        let seq = j.wrapping_sub(1);
-        let (tag, _) = unpack(st.ring[(seq % n) as usize].load(Ordering::Acquire));
-        if tag == seq {
-            break;
-        }
-        if tag != seq.wrapping_sub(n) {
-            return moved_or_corrupt();
-        }
-        j = seq;
-    }
-    while j != k {
-        let entry = &st.ring[(j % n) as usize];
-        let raw = entry.load(Ordering::Acquire);
-        let (tag, _) = unpack(raw);
-        if tag == j.wrapping_sub(n) {
-            let _ = entry.compare_exchange(raw, pack(j, last), Ordering::AcqRel, Ordering::Acquire);
-        } else if tag != j {
-            return moved_or_corrupt();
-        }
-        j = j.wrapping_add(1);
-    }
-    Some(true)
 }
 
 #[cfg(test)]

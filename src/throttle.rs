@@ -13,7 +13,7 @@ use crate::config::{self, Config, Options};
 use crate::error::{Error, Result};
 use crate::monitor::{self, MonitorThread};
 use crate::process;
-use crate::schedule::{Follow, Rate, Reservation, State, Ticket};
+use crate::schedule::{Follow, Rate, Refused, Reservation, State, TURN_PATIENCE_NS, Ticket};
 use crate::shm::layout::{MONITOR_PANICKED, Phase, Shared};
 use crate::shm::{Mapping, header, layout, map};
 use crate::stats::RatePair;
@@ -296,7 +296,16 @@ impl Throttle {
         let now = self.clock.now_ns();
         let last_stop = (c.ever_started.load(SeqCst) != 0).then(|| c.last_stop_ns.load(SeqCst));
         if self.config.as_throttle {
-            self.config.schedule.start(&self.state(), now, last_stop);
+            // Not while a change of rate is being made (WINDOW rewrites the
+            // same ring).
+            let sched = &self.config.schedule;
+            let opened = self.change_locked(CHANGE_PATIENCE_NS, || {
+                sched.start(&self.state(), now, last_stop);
+            });
+            if let Err(e) = opened {
+                c.run.store(Phase::Stopped.pack(0, 0), SeqCst);
+                return Err(e);
+            }
         }
         c.ever_started.store(1, SeqCst);
         c.run_start_ns.store(now, SeqCst);
@@ -493,9 +502,64 @@ impl Throttle {
             }
             match self.sleep_until(&mut ticket, run_id, deadline, &cancelled)? {
                 Slept::Granted => return self.granted(ticket, run_id, arrived),
-                // Its units were lost to changes it slept through: queue again.
-                Slept::Lost => now = self.clock.now_ns(),
+                // Its units were lost to changes it slept through: queue
+                // again, in its old place if it still has one, and only
+                // if the tank can still hold them.
+                Slept::Lost => {
+                    self.await_turn(&ticket, run_id, deadline, &cancelled);
+                    self.check_units(n)?;
+                    now = self.clock.now_ns();
+                }
             }
+        }
+    }
+
+    /// Waits (at most [`TURN_PATIENCE_NS`]) until the waiters that were
+    /// before the holder of `ticket`, whose units a change made void, have
+    /// reserved again, so that it keeps its place; ends early when it
+    /// would return anyway (run over, deadline, cancelled).
+    fn await_turn(
+        &self,
+        ticket: &Ticket,
+        run_id: u32,
+        deadline: Option<i64>,
+        cancelled: &dyn Fn() -> bool,
+    ) {
+        let sched = &self.config.schedule;
+        let st = self.state();
+        let give_up = monotonic_ns().saturating_add(TURN_PATIENCE_NS);
+        while !sched.turn_reached(&st, ticket)
+            && monotonic_ns() < give_up
+            && !self.run_over(run_id)
+            && !cancelled()
+            && deadline.is_none_or(|d| self.clock.now_ns() < d)
+        {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits while a change of rate is being made (`WINDOW`: reserving waits
+    /// for it), finishing or undoing it if its maker died: true once none
+    /// is, false if `deadline` came first.
+    fn settle(&self, deadline: i64) -> Result<bool> {
+        let sched = &self.config.schedule;
+        let st = self.state();
+        loop {
+            if !sched.busy(&st) {
+                return Ok(true);
+            }
+            // Had at once: the lock is free or its holder died, so the
+            // change was abandoned.
+            if let Ok(ok) = self.change_locked(0, || sched.recover_window(&st)) {
+                if !ok {
+                    return Err(corrupt());
+                }
+                continue;
+            }
+            if self.clock.now_ns() >= deadline {
+                return Ok(false);
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -552,6 +616,12 @@ impl Throttle {
             let grant = match self.follow(ticket)? {
                 Follow::At(grant) => grant,
                 Follow::Lost => return Ok(Slept::Lost),
+                Follow::Wait => {
+                    if !self.settle(deadline.unwrap_or(i64::MAX))? {
+                        return Err(Error::Timeout);
+                    }
+                    continue;
+                }
             };
             if ticket.units() > 1 && checked != Some(*ticket) {
                 checked = Some(*ticket);
@@ -644,11 +714,17 @@ impl Throttle {
             match lock.compare_exchange(0, me, SeqCst, SeqCst) {
                 Ok(_) => break,
                 Err(held) => {
-                    let (_, pid, started) = run_state(held)?;
-                    if held != me && !process::is_alive(pid, started) {
+                    // No holder wrote a word that is not a holder's: scribbled,
+                    // so as free as a dead holder's.
+                    let holder = Phase::unpack(held).filter(|(p, _, _)| *p == Phase::Running);
+                    let alive = holder.is_some_and(|(_, pid, started)| {
+                        held == me || process::is_alive(pid, started)
+                    });
+                    if !alive {
                         let _ = lock.compare_exchange(held, 0, SeqCst, SeqCst);
                         continue;
                     }
+                    let pid = holder.map_or(0, |(_, pid, _)| pid);
                     if monotonic_ns() > give_up {
                         return Err(Error::System(format!(
                             "process {pid} has held the change lock of this throttle for {} ms \
@@ -672,10 +748,13 @@ impl Throttle {
 
     /// Changes the rate to `max_n` units per `per_ns`, from now on, for
     /// every process that shares the throttle, running or not. Sleeping
-    /// waiters are rescheduled at once, in their order, at the new rate;
-    /// fuel already in the tank is kept up to what the new tank holds, so
-    /// the change lets no burst through that the new rate forbids.
-    /// Errors: [`Error::InvalidArgument`], [`Error::Unsupported`] (`WINDOW`),
+    /// waiters are rescheduled at once, in their order, at the new rate,
+    /// and the change lets no burst through that the new rate forbids:
+    /// `LIMIT`, `ONE`, `NONE` respace the queue and keep the tank's fuel up
+    /// to what the new tank holds; `WINDOW` counts the grants made before
+    /// the change in the new window, and its waiters reserve again (see
+    /// `schedule::window`). Errors: [`Error::InvalidArgument`] (also a
+    /// `WINDOW` `max_n` beyond the grant times it keeps),
     /// [`Error::System`] (another process has held the change lock for
     /// [`CHANGE_PATIENCE_NS`] without dying: stopped in a debugger?).
     pub fn set_rate(&self, max_n: u64, per_ns: u64) -> Result<()> {
@@ -691,18 +770,18 @@ impl Throttle {
         // The change takes effect when it is made, not when it was asked for:
         // the time is read holding the lock, just before the commit.
         let done = self.change_locked(CHANGE_PATIENCE_NS, || {
-            sched.set_rate(&st, rate, self.clock.now_ns())
+            sched.set_rate(&st, rate, &|| self.clock.now_ns())
         })?;
+        // Waiters follow the change at once (and those of a change that
+        // failed halfway see that the head is no longer frozen).
+        self.wake_all();
         match done {
-            Ok(()) => {
-                self.wake_all();
-                Ok(())
-            }
-            Err(true) => Err(Error::Unsupported(
-                "the rate of a WINDOW throttle cannot change: its ring is sized for its rate"
-                    .into(),
-            )),
-            Err(false) => Err(corrupt()),
+            Ok(()) => Ok(()),
+            Err(Refused::RingTooSmall(len)) => Err(Error::InvalidArgument(format!(
+                "a WINDOW throttle keeps {len} grant times, so its max_n can grow to {len} \
+                 at most (got {max_n}); a larger max_n needs a new throttle"
+            ))),
+            Err(Refused::Corrupt) => Err(corrupt()),
         }
     }
 
@@ -732,11 +811,25 @@ impl Throttle {
         if !self.is_running() {
             return Err(Error::NotRunning);
         }
-        let now = self.clock.now_ns();
-        self.config
-            .schedule
-            .peek(&self.state(), n, now)
-            .ok_or_else(corrupt)
+        let sched = &self.config.schedule;
+        let mut quiet = 0;
+        loop {
+            let now = self.clock.now_ns();
+            if let Some(found) = sched.peek(&self.state(), n, now) {
+                return Ok(found);
+            }
+            // None: corrupt, or a change is being made (WINDOW).
+            if !sched.busy(&self.state()) {
+                quiet += 1;
+                if quiet > 1 {
+                    return Err(corrupt());
+                }
+            } else if !self.settle(now.saturating_add(CHANGE_PATIENCE_NS))? {
+                return Err(Error::System(
+                    "a change of rate has taken too long (its process stopped?); try again".into(),
+                ));
+            }
+        }
     }
 
     /// Reserves `n` units at `now` due no later than `latest`: the ticket,
@@ -753,7 +846,11 @@ impl Throttle {
         {
             (Reservation::Granted(_), ticket) => Ok(Some(ticket)),
             (Reservation::Later(_), _) => Ok(None),
-            (Reservation::Corrupt, _) => Err(corrupt()),
+            // A change is being made: wait for it, if the caller can.
+            (Reservation::Busy, _) if self.settle(latest)? => self.reserve(n, now, latest),
+            (Reservation::Busy, _) => Ok(None),
+            // A change of rate left the tank too small for n, or corrupt.
+            (Reservation::Corrupt, _) => self.check_units(n).and(Err(corrupt())),
         }
     }
 

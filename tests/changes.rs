@@ -51,11 +51,12 @@ fn set_rate(h: H, max_n: u64, per_s: f64) -> MptStatus {
 }
 
 /// Three processes sleep towards units due 10, 20 and 30 s away; a fourth
-/// process raises the rate 1,000-fold. All three go at once, in their order,
-/// exactly one new period (10 ms) apart, and `mpt_get_rate` reads the new
-/// rate everywhere.
-fn rate_change_reschedules_sleepers_in_other_processes() -> TestResult {
-    let t = throttle(1, 10.0, MptHardcap::Limit)?;
+/// process raises the rate 1,000-fold. All three go at once, in their order:
+/// with LIMIT exactly one new period (10 ms) apart; with WINDOW, whose new
+/// window of 1 s holds 100, as they reserve again (in their order), and
+/// `mpt_get_rate` reads the new rate everywhere.
+fn rate_change_reschedules_sleepers_in_other_processes(hardcap: MptHardcap) -> TestResult {
+    let t = throttle(1, 10.0, hardcap)?;
     let h = t.h();
     check!(h.start() == MptStatus::Ok, "h.start() == MptStatus::Ok");
     check!(
@@ -101,11 +102,18 @@ fn rate_change_reschedules_sleepers_in_other_processes() -> TestResult {
             back / MS
         );
     }
-    check!(
-        grants[1] - grants[0] == 10 * MS && grants[2] - grants[1] == 10 * MS,
-        "grants not in order one new period apart: {:?}",
-        grants.iter().map(|g| g - grants[0]).collect::<Vec<_>>()
-    );
+    let apart: Vec<i64> = grants.windows(2).map(|w| w[1] - w[0]).collect();
+    if hardcap == MptHardcap::Window {
+        check!(
+            apart.iter().all(|&d| d > 0 && d < SEC),
+            "grants not in order, at once: {apart:?} ns apart"
+        );
+    } else {
+        check!(
+            apart == [10 * MS, 10 * MS],
+            "grants not in order one new period apart: {apart:?} ns apart"
+        );
+    }
     check!(
         grants[0] >= before && grants[0] < before + SEC,
         "first grant {} ms after the change",
@@ -242,8 +250,8 @@ fn weighted_fuel_across_processes() -> TestResult {
 /// three worker processes wait for fuel with 100 ms timeouts. No worker
 /// blocks beyond its timeout, the grants stay between the two rates, and
 /// afterwards a change goes through at once and holds exactly.
-fn rate_changers_killed_wedge_nobody() -> TestResult {
-    let t = throttle(200, 1.0, MptHardcap::Limit)?;
+fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
+    let t = throttle(200, 1.0, hardcap)?;
     let h = t.h();
     check!(h.start() == MptStatus::Ok, "start");
     // Per worker: grants, calls, worst overrun (ns), and a stop flag at 9.
@@ -501,9 +509,10 @@ fn stop_counts_every_grant_it_let_through() -> TestResult {
 
 /// A waiter for more units than a slower rate's tank can hold is refused
 /// when the change comes (INVALID_ARGUMENT at once, nothing taken), rather
-/// than granted a burst the new rate forbids.
-fn rate_change_refuses_a_waiter_the_new_tank_cannot_hold() -> TestResult {
-    let t = throttle(10, 1.0, MptHardcap::Limit)?;
+/// than granted a burst the new rate forbids (WINDOW: when it would
+/// reserve again under the new rate).
+fn rate_change_refuses_a_waiter_the_new_tank_cannot_hold(hardcap: MptHardcap) -> TestResult {
+    let t = throttle(10, 1.0, hardcap)?;
     let h = t.h();
     check!(h.start() == MptStatus::Ok, "start");
     // 8 units: due 0.7 s after the start (the tank starts with one).
@@ -532,7 +541,12 @@ fn main() {
     let tests: &[Test] = &[
         (
             "rate_change_reschedules_sleepers_in_other_processes",
-            rate_change_reschedules_sleepers_in_other_processes,
+            || rate_change_reschedules_sleepers_in_other_processes(MptHardcap::Limit),
+            30,
+        ),
+        (
+            "window_rate_change_requeues_sleepers_in_other_processes",
+            || rate_change_reschedules_sleepers_in_other_processes(MptHardcap::Window),
             30,
         ),
         (
@@ -552,7 +566,12 @@ fn main() {
         ),
         (
             "rate_change_refuses_a_waiter_the_new_tank_cannot_hold",
-            rate_change_refuses_a_waiter_the_new_tank_cannot_hold,
+            || rate_change_refuses_a_waiter_the_new_tank_cannot_hold(MptHardcap::Limit),
+            30,
+        ),
+        (
+            "window_rate_change_refuses_a_waiter_the_new_window_cannot_hold",
+            || rate_change_refuses_a_waiter_the_new_tank_cannot_hold(MptHardcap::Window),
             30,
         ),
         (
@@ -562,7 +581,12 @@ fn main() {
         ),
         (
             "rate_changers_killed_wedge_nobody",
-            rate_changers_killed_wedge_nobody,
+            || rate_changers_killed_wedge_nobody(MptHardcap::Limit),
+            60,
+        ),
+        (
+            "window_rate_changers_killed_wedge_nobody",
+            || rate_changers_killed_wedge_nobody(MptHardcap::Window),
             60,
         ),
     ];

@@ -442,7 +442,8 @@ fn peek_reports_level_and_wait_without_taking() {
 }
 
 /// A rate change takes effect at once for has_fuel, keeps no more fuel than
-/// the new tank holds, and is what `rate` reports; WINDOW refuses it.
+/// the new tank holds, and is what `rate` reports; a WINDOW max_n grows
+/// only to the grant times it keeps.
 #[test]
 fn rate_change_applies_at_once_without_a_burst() {
     let (t, clock) = throttle(1000, 1.0, opts(Hardcap::Limit, false));
@@ -469,12 +470,15 @@ fn rate_change_applies_at_once_without_a_burst() {
         t.set_rate(0, SEC as u64),
         Err(Error::InvalidArgument(_))
     ));
+    // WINDOW: max_n grows to the grant times it keeps, no further.
     let (w, _) = throttle(10, 1.0, opts(Hardcap::Window, false));
     assert!(matches!(
-        w.set_rate(5, SEC as u64),
-        Err(Error::Unsupported(_))
+        w.set_rate(4097, SEC as u64),
+        Err(Error::InvalidArgument(m)) if m.contains("4096")
     ));
     assert_eq!(w.rate(), Ok((10, SEC as u64)));
+    w.set_rate(4096, SEC as u64).unwrap();
+    assert_eq!(w.rate(), Ok((4096, SEC as u64)));
 }
 
 /// A full tank survives a change to a period longer than the host's uptime

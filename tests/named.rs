@@ -53,7 +53,7 @@ use mp_throttle::ffi::throttle::{
     MptThrottle, mpt_throttle_create_named, mpt_throttle_free, mpt_throttle_open,
     mpt_throttle_unlink,
 };
-use mp_throttle::schedule::{Hardcap, MAX_N, MAX_PER_NS};
+use mp_throttle::schedule::{Hardcap, MAX_N, MAX_PER_NS, RING_MIN};
 use mp_throttle::shm::layout::{
     Control, FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, Header, LAYOUT_VERSION, Lane, MAGIC,
     Published, Shared,
@@ -1552,9 +1552,10 @@ fn variants(tag: &str, index: usize, base: &[u8], rng: &mut Rng) -> Vec<Variant>
     );
     if window {
         let n = get64(base, H_MAX_N);
+        let ring = get64(base, H_RING_LEN);
         add(
-            format!("WINDOW max_n {} (ring {n})", n + 1),
-            vec![p64(H_MAX_N, n + 1)],
+            format!("WINDOW max_n {} (ring {ring})", ring + 1),
+            vec![p64(H_MAX_N, ring + 1)],
             size,
             corrupt,
         );
@@ -1578,10 +1579,11 @@ fn variants(tag: &str, index: usize, base: &[u8], rng: &mut Rng) -> Vec<Variant>
         // A consistent header over a ring that does not fit it: it opens;
         // the calls say Corrupt (or cope).
         for m in [n + 1, n - 1, MAX_WINDOW] {
-            let len = shared + 16 * m;
+            let r = m.max(RING_MIN);
+            let len = shared + 16 * r;
             add(
                 format!("WINDOW grown/shrunk consistently to max_n {m}"),
-                vec![p64(H_MAX_N, m), p64(H_RING_LEN, m), p64(H_SIZE, len)],
+                vec![p64(H_MAX_N, m), p64(H_RING_LEN, r), p64(H_SIZE, len)],
                 len,
                 opens,
             );

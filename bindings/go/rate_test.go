@@ -132,8 +132,13 @@ func TestSetRate(t *testing.T) {
 	}
 	wantErr(t, th.SetRate(0, time.Second), ErrInvalidArgument, "SetRate")
 	wantErr(t, th.SetRate(1, 0), ErrInvalidArgument, "SetRate")
+	// A WINDOW max_n grows to the grant times it keeps (4096 here), no further.
 	window := mustNew(t, 3, time.Second, WithHardcap(HardcapWindow))
-	wantErr(t, window.SetRate(6, time.Second), ErrUnsupported, "SetRate")
+	must(t, window.SetRate(6, 2*time.Second))
+	if maxN, per, err := window.Rate(); maxN != 6 || per != 2*time.Second || err != nil {
+		t.Fatalf("WINDOW Rate() = %d, %v, %v; want 6, 2s", maxN, per, err)
+	}
+	wantErr(t, window.SetRate(4097, time.Second), ErrInvalidArgument, "SetRate")
 
 	must(t, th.Start())
 	g0, err := th.AwaitFuelGrant(context.Background())

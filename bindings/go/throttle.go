@@ -433,12 +433,14 @@ func (t *Throttle) Peek(n uint64) (level uint64, wait time.Duration, err error) 
 // SetRate changes the rate to maxN units of fuel per period, from now on,
 // for every process that shares the throttle, running or not
 // (mpt_set_rate). Waiters asleep in every process are rescheduled at once,
-// in the order they had; fuel in the tank is kept up to what the new tank
-// holds, so the change lets through no burst that the new rate forbids. A
-// waiter whose new grant falls after its context's deadline gives its units
-// back and returns ErrTimeout at once. maxN and per as for New
-// (ErrInvalidArgument otherwise). A HardcapWindow throttle keeps its rate:
-// ErrUnsupported. ErrSystem if another process holds the change lock for
+// in the order they had, and the change lets through no burst that the new
+// rate forbids: the tank keeps what the new tank holds (HardcapWindow: the
+// grants before the change count in the new window, and waiters reserve
+// again under it in their order). A waiter whose new grant falls after its
+// context's deadline gives its units back and returns ErrTimeout at once.
+// maxN and per as for New (ErrInvalidArgument otherwise, and for a
+// HardcapWindow maxN above the grant times it keeps: max(its first maxN,
+// 4096)). ErrSystem if another process holds the change lock for
 // 200 ms without dying (stopped in a debugger): try again.
 //
 // The configuration a named throttle was created with, which CreateNamed

@@ -47,7 +47,7 @@ pub(super) fn join(generation: u32, tat: u128) -> u128 {
 /// The generation after `generation`. 0 is the throttle's first and never
 /// comes back (after 2^24 - 1 it is 1): a throttle whose rate never changed
 /// reads its rate from its configuration, not from the records.
-fn next_generation(generation: u32) -> u32 {
+pub(super) fn next_generation(generation: u32) -> u32 {
     match generation.wrapping_add(1) & GEN_MASK {
         0 => 1,
         next => next,
@@ -70,9 +70,9 @@ pub(super) enum Kind {
 pub(super) struct Record {
     pub(super) kind: Kind,
     pub(super) rate: Rate,
-    t_c: i64,
-    x_c: u128,
-    units: u128,
+    pub(super) t_c: i64,
+    pub(super) x_c: u128,
+    pub(super) units: u128,
 }
 
 /// A record tag: generation (bits 0..24) and kind (bits 24..26); 0 (kind 0)
@@ -133,7 +133,7 @@ fn record_rate(recs: &Records, generation: u32) -> Option<Rate> {
 }
 
 /// Writes and commits record `generation` (the caller holds the change lock).
-fn write_record(recs: &Records, generation: u32, rec: &Record) {
+pub(super) fn write_record(recs: &Records, generation: u32, rec: &Record) {
     let i = generation as usize % RECORDS;
     recs.tags[i].store(0, SeqCst);
     recs.max_n[i].store(rec.rate.max_n(), SeqCst);
@@ -164,10 +164,13 @@ fn respace_floor(d: u128, per_old: u64, per_new: u64) -> u128 {
 pub enum Follow {
     /// Due at this time (unchanged or moved).
     At(i64),
-    /// The records it would need were overwritten by later changes (it slept
-    /// through more than `RECORDS - 1` of them): its unit is lost, and it
-    /// must reserve again.
+    /// Its units are gone, and it must reserve again: the records it would
+    /// need were overwritten by later changes (it slept through more than
+    /// `RECORDS - 1` of them), or (`WINDOW`) a change made them void; then
+    /// it waits for its turn first (`Schedule::turn_reached`).
     Lost,
+    /// `WINDOW`: a change is being made; look again shortly.
+    Wait,
 }
 
 impl Schedule {
@@ -191,7 +194,7 @@ impl Schedule {
     /// The rate of `generation`: the configuration's for 0 (never changed:
     /// no record to read), else its record's.
     #[inline(always)]
-    fn rate_of(&self, st: &State<'_>, generation: u32) -> Option<Rate> {
+    pub(super) fn rate_of(&self, st: &State<'_>, generation: u32) -> Option<Rate> {
         match generation {
             0 => Some(self.rate),
             g => record_rate(st.records, g),
@@ -242,11 +245,10 @@ impl Schedule {
         }
     }
 
-    /// The rate in force now (for `LIMIT`, `ONE`, `NONE`; `WINDOW` keeps the
-    /// rate it was made with).
+    /// The rate in force now.
     pub fn current_rate(&self, st: &State<'_>) -> Option<Rate> {
         match self.hardcap {
-            Hardcap::Window => Some(self.rate),
+            Hardcap::Window => self.window_current_rate(st),
             _ => self.current(st).map(|(_, _, _, rate)| rate),
         }
     }
@@ -350,11 +352,11 @@ impl Schedule {
                 {
                     Ok(_) => {
                         let ticket = Ticket {
-                            seq: 0,
                             generation,
                             slot,
                             units: n,
                             grant,
+                            ..Ticket::default()
                         };
                         return (Reservation::Granted(grant), ticket);
                     }
@@ -367,7 +369,10 @@ impl Schedule {
     /// Follows the changes committed since `ticket` was made or last
     /// followed, updating it; `None` if the state is corrupt.
     pub fn follow(&self, st: &State<'_>, ticket: &mut Ticket) -> Option<Follow> {
-        if self.hardcap == Hardcap::Window || ticket.units == 0 {
+        if self.hardcap == Hardcap::Window {
+            return self.follow_window(st, ticket);
+        }
+        if ticket.units == 0 {
             return Some(Follow::At(ticket.grant));
         }
         let (_, generation, _, _) = self.current(st)?;

@@ -10,6 +10,7 @@
 //! - a waiter with a timeout: `reserve(now, deadline)`.
 
 use super::*;
+use crate::shm::layout::unpack_entry as unpack;
 
 const SEC: u64 = 1_000_000_000;
 /// A start time that is a multiple of nothing in particular.
@@ -170,7 +171,7 @@ impl Fx {
                     );
                 }
                 Reservation::Later(t) => return (count, t),
-                Reservation::Corrupt => panic!("{:?}: Corrupt", self.hc()),
+                Reservation::Corrupt | Reservation::Busy => panic!("{:?}: Corrupt", self.hc()),
             }
         }
     }
@@ -387,7 +388,7 @@ fn random_run(fx: &Fx, rng: &mut Rng, t0: i64, calls: usize) -> Vec<(i64, i64, C
                     fx.hc()
                 );
             }
-            Reservation::Corrupt => panic!("{:?}: Corrupt", fx.hc()),
+            Reservation::Corrupt | Reservation::Busy => panic!("{:?}: Corrupt", fx.hc()),
         }
     }
     out
@@ -535,7 +536,10 @@ mod common {
             ),
             (0, 333_333_334, 666_666_667, 1_000_000_000)
         );
-        assert_eq!(Schedule::new(r, Hardcap::Window).ring_len(), 3);
+        // At least RING_MIN entries, so that max_n may grow.
+        assert_eq!(Schedule::new(r, Hardcap::Window).ring_len(), RING_MIN);
+        let big = Rate::new(RING_MIN + 1, SEC).unwrap();
+        assert_eq!(Schedule::new(big, Hardcap::Window).ring_len(), RING_MIN + 1);
         for hc in [Hardcap::Limit, Hardcap::One, Hardcap::None] {
             assert_eq!(Schedule::new(r, hc).ring_len(), 0);
         }
@@ -1291,7 +1295,7 @@ mod window {
                             run2.push(g);
                         }
                         Reservation::Later(t) => assert!(t > latest, "{what}"),
-                        Reservation::Corrupt => panic!("{what}: Corrupt"),
+                        Reservation::Corrupt | Reservation::Busy => panic!("{what}: Corrupt"),
                     }
                 }
                 real.extend(&run2);
@@ -1424,10 +1428,12 @@ mod window {
     /// Scribbled shared state is reported as Corrupt, never a hang or panic.
     #[test]
     fn corrupt_state_is_reported() {
-        let n = 3u64;
-        // The entry at the head holds a foreign tag.
+        let n = RING_MIN;
+        // The entry the next window starts at holds a foreign tag.
         assert_eq!(
-            scribbled(|fx, k| fx.ring[(k % n) as usize].store(pack(12345, T0), Ordering::SeqCst)),
+            scribbled(
+                |fx, k| fx.ring[((k - 3) % n) as usize].store(pack(12345, T0), Ordering::SeqCst)
+            ),
             Reservation::Corrupt
         );
         // The previous entry holds a foreign tag.
@@ -1436,8 +1442,12 @@ mod window {
             Reservation::Corrupt
         );
         // The head far ahead, far behind, at the end of the u64 range.
-        let heads: [fn(u64) -> u64; 4] =
-            [|k| k + 1000, |k| k.wrapping_sub(1000), |_| u64::MAX, |_| 0];
+        let heads: [fn(u64) -> u64; 4] = [
+            |k| k + 100_000,
+            |k| k.wrapping_sub(100_000),
+            |_| u64::MAX,
+            |_| 1,
+        ];
         for h in heads {
             assert_eq!(
                 scribbled(|fx, k| fx.head.store(pack(h(k), T0), Ordering::SeqCst)),
@@ -1532,7 +1542,7 @@ mod window {
         assert_eq!(fx.wait(T0), (prev + SEC as i64).max(g));
         for j in [k, k + 1] {
             assert_eq!(
-                unpack(fx.ring[(j % 3) as usize].load(Ordering::SeqCst)),
+                unpack(fx.ring[(j % RING_MIN) as usize].load(Ordering::SeqCst)),
                 (j, g)
             );
         }

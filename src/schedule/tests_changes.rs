@@ -254,7 +254,7 @@ impl Fx {
                     assert!(count < 1_000_000, "{:?}: tank never empties", self.hc());
                 }
                 Reservation::Later(t) => return (count, t),
-                Reservation::Corrupt => panic!("{:?}: Corrupt", self.hc()),
+                Reservation::Corrupt | Reservation::Busy => panic!("{:?}: Corrupt", self.hc()),
             }
         }
     }
@@ -267,7 +267,7 @@ impl Fx {
 
     fn set_rate(&self, r: R, now: i64) {
         assert_eq!(
-            self.sched.set_rate(&self.st(), rate(r), now),
+            self.sched.set_rate(&self.st(), rate(r), &|| now),
             Ok(()),
             "{:?}: set_rate",
             self.hc()
@@ -1100,23 +1100,6 @@ mod rate_change {
             assert_eq!(fx.follow(&mut tickets[2]), T0 + slot((10, SEC), 2));
         }
     }
-
-    /// WINDOW keeps its rate: `set_rate` is `Err(true)` and changes
-    /// nothing; `current_rate` is the rate it was made with; follow and
-    /// give_back leave its tickets alone.
-    #[test]
-    fn window_refuses_rate_changes() {
-        let r = (3, SEC);
-        let fx = Fx::started(r, Hardcap::Window, T0);
-        let (g, mut t) = fx.wait(1, T0);
-        let before = fx.snapshot();
-        assert_eq!(fx.sched.set_rate(&fx.st(), rate((10, SEC)), T0), Err(true));
-        assert_eq!(fx.snapshot(), before);
-        assert_eq!(fx.current_rate(), r);
-        assert_eq!(fx.sched.follow(&fx.st(), &mut t), Some(Follow::At(g)));
-        assert!(fx.give_back(&t));
-        assert_eq!(fx.snapshot(), before);
-    }
 }
 
 /// `give_back`: units a waiter does not use go back to the queue.
@@ -1434,8 +1417,8 @@ mod records {
         assert_eq!(fx.sched.current_rate(&st), None, "{what}");
         assert_eq!(fx.sched.capacity(&st), None, "{what}");
         assert_eq!(
-            fx.sched.set_rate(&st, rate((7, SEC)), now),
-            Err(false),
+            fx.sched.set_rate(&st, rate((7, SEC)), &|| now),
+            Err(Refused::Corrupt),
             "{what}"
         );
         let mut t = ticket;
@@ -1532,5 +1515,374 @@ mod records {
                 }
             }
         }
+    }
+}
+
+/// `WINDOW` rate changes, against a model that keeps every unit's grant
+/// time: a unit is due at the latest of its arrival, the grant `max_n`
+/// units before it plus `per`, and the unit before it; a change at `t_c`
+/// drops the units due after `t_c`, and their waiters reserve again in
+/// their order under the new rate.
+mod window {
+    use super::*;
+
+    struct Model {
+        /// Every unit's grant time, oldest first, after the seeds a fresh
+        /// start puts before `t0` (one every T).
+        units: Vec<i64>,
+        r: R,
+    }
+
+    impl Model {
+        fn started((n, per): R, t0: i64) -> Self {
+            let seed = |i: u64| {
+                t0 - i64::try_from(u128::from(i) * u128::from(per) / u128::from(n)).unwrap()
+            };
+            Self {
+                units: (1..=RING_MIN).rev().map(seed).collect(),
+                r: (n, per),
+            }
+        }
+
+        fn due(&self, m: u64, now: i64) -> i64 {
+            let (n, per) = self.r;
+            let back = self.units[self.units.len() + m as usize - 1 - n as usize];
+            now.max(back + per as i64).max(*self.units.last().unwrap())
+        }
+
+        fn claim(&mut self, m: u64, now: i64) -> i64 {
+            let g = self.due(m, now);
+            self.units.extend(std::iter::repeat_n(g, m as usize));
+            g
+        }
+
+        /// A change at `t_c`: the units due after it are dropped.
+        fn change(&mut self, r: R, t_c: i64) {
+            let kept = self.units.partition_point(|&t| t <= t_c);
+            self.units.truncate(kept);
+            self.r = r;
+        }
+    }
+
+    /// No window of length `per` ending at `units[from..]` holds more than
+    /// `max_n` of `units` (sorted): counted directly.
+    fn check_windows(units: &[i64], (n, per): R, from: usize, what: &str) {
+        for (j, &g) in units.iter().enumerate().skip(from) {
+            let inside = units[..=j].iter().filter(|&&t| t > g - per as i64).count()
+                + units[j + 1..].iter().take_while(|&&t| t == g).count();
+            assert!(
+                inside as u64 <= n,
+                "{what}: {inside} grants in the window ending at {g} (rate {n} per {per}, from {from}): {:?}",
+                &units[j.saturating_sub(8)..(j + 4).min(units.len())]
+            );
+        }
+    }
+
+    /// Waiters for `ms[i]` units each, arriving at `now`.
+    fn queue(fx: &Fx, model: &mut Model, ms: &[u64], now: i64) -> Vec<(u64, Ticket)> {
+        ms.iter()
+            .map(|&m| {
+                let (g, t) = fx.wait(m, now);
+                assert_eq!(g, model.claim(m, now), "waiter for {m} at {now}");
+                (m, t)
+            })
+            .collect()
+    }
+
+    /// After a change at `t_c`: every waiter follows it; one due by `t_c`
+    /// keeps its grant, the others lost their units and reserve again at
+    /// `now`, in their order, each once its turn has come (and the turn of
+    /// the next has not). Returns the waiters, with their new tickets.
+    fn requeue(
+        fx: &Fx,
+        model: &mut Model,
+        waiters: Vec<(u64, Ticket)>,
+        t_c: i64,
+        now: i64,
+    ) -> Vec<(u64, Ticket)> {
+        let st = fx.st();
+        let mut kept = Vec::new();
+        let mut lost = Vec::new();
+        for (m, mut t) in waiters {
+            let before = t.grant();
+            match fx.sched.follow(&st, &mut t) {
+                Some(Follow::At(g)) => {
+                    assert!(
+                        g == before && g <= t_c,
+                        "kept a unit due at {g} after {t_c}"
+                    );
+                    kept.push((m, t));
+                }
+                Some(Follow::Lost) => {
+                    assert!(before > t_c, "lost a unit due at {before}, by {t_c}");
+                    lost.push((m, t));
+                }
+                other => panic!("follow gave {other:?}"),
+            }
+        }
+        // Once a waiter left the queue, those after it wait for their turn
+        // in vain (the throttle gives up after TURN_PATIENCE_NS).
+        let mut gap = false;
+        for i in 0..lost.len() {
+            let reached = fx.sched.turn_reached(&st, &lost[i].1);
+            assert_eq!(reached, !gap, "waiter {i}: turn reached {reached}");
+            if let Some(next) = lost.get(i + 1) {
+                assert!(
+                    !fx.sched.turn_reached(&st, &next.1),
+                    "waiter {} went before {i}",
+                    i + 1
+                );
+            }
+            let m = lost[i].0;
+            if m > model.r.0 {
+                // The new window is too small for it: refused (the
+                // throttle says InvalidArgument), nothing taken.
+                let before = fx.snapshot();
+                assert_eq!(fx.reserve_n(m, now, i64::MAX).0, Reservation::Corrupt);
+                assert_eq!(fx.snapshot(), before);
+                gap = true;
+                continue;
+            }
+            let (g, t) = fx.wait(m, now);
+            assert_eq!(g, model.claim(m, now), "waiter {i} for {m} again at {now}");
+            kept.push((m, t));
+        }
+        kept
+    }
+
+    /// A change at `t_c` (to the same rate: no change at all).
+    fn change(fx: &Fx, model: &mut Model, r: R, t_c: i64) {
+        fx.set_rate(r, t_c);
+        if r != model.r {
+            model.change(r, t_c);
+        }
+        assert_eq!(fx.current_rate(), r);
+    }
+
+    /// Halving the rate: units due after the change are void; their waiters
+    /// keep their order and wait as the new window says.
+    #[test]
+    fn slowdown_requeues_in_order() {
+        let (old, new) = ((3, SEC), (3, 2 * SEC));
+        let fx = Fx::started(old, Hardcap::Window, T0);
+        let mut model = Model::started(old, T0);
+        let waiters = queue(&fx, &mut model, &[1; 6], T0);
+        let grants: Vec<i64> = waiters.iter().map(|(_, t)| t.grant()).collect();
+        assert_eq!(grants[..3], [T0, T0 + 333_333_334, T0 + 666_666_667]);
+        let t_c = T0 + (SEC / 2) as i64;
+        change(&fx, &mut model, new, t_c);
+        let from = model.units.len();
+        let waiters = requeue(&fx, &mut model, waiters, t_c, t_c + 5);
+        let grants: Vec<i64> = waiters.iter().map(|(_, t)| t.grant()).collect();
+        // Units 0 and 1 were granted; unit 2 waits for the seed one T
+        // before the start plus the new period, unit 3 for unit 0, ...
+        let third = 333_333_333;
+        assert_eq!(
+            grants,
+            [
+                T0,
+                T0 + 333_333_334,
+                T0 - third + 2 * SEC as i64,
+                T0 + 2 * SEC as i64,
+                T0 + 333_333_334 + 2 * SEC as i64,
+                T0 - third + 4 * SEC as i64,
+            ]
+        );
+        check_windows(&model.units, new, from, "slowdown");
+    }
+
+    /// Ten times faster, with batches: every waiter moves earlier, in order.
+    #[test]
+    fn speedup_with_batches_moves_the_queue_earlier() {
+        let (old, new) = ((4, 10 * SEC), (4, SEC));
+        let fx = Fx::started(old, Hardcap::Window, T0);
+        let mut model = Model::started(old, T0);
+        let ms = [2, 1, 3, 1, 2, 4, 1];
+        let waiters = queue(&fx, &mut model, &ms, T0);
+        let before: Vec<i64> = waiters.iter().map(|(_, t)| t.grant()).collect();
+        let t_c = T0 + 3 * SEC as i64;
+        change(&fx, &mut model, new, t_c);
+        let from = model.units.len();
+        let waiters = requeue(&fx, &mut model, waiters, t_c, t_c + 1);
+        for (i, ((_, t), b)) in waiters.iter().zip(&before).enumerate() {
+            assert!(t.grant() <= *b, "waiter {i} moved later");
+        }
+        // The 14 units went in under 4 s of the new rate, not 30 s.
+        assert!(waiters.last().unwrap().1.grant() < t_c + 4 * SEC as i64);
+        check_windows(&model.units, new, from, "speedup");
+    }
+
+    /// max_n may grow to the ring's length, not beyond; a grown window lets
+    /// waiting units through at once; a shrunk one refuses a batch it can
+    /// no longer hold.
+    #[test]
+    fn max_n_grows_to_the_ring_and_shrinks() {
+        let fx = Fx::started((3, SEC), Hardcap::Window, T0);
+        let mut model = Model::started((3, SEC), T0);
+        let waiters = queue(&fx, &mut model, &[1; 5], T0);
+        let before = fx.snapshot();
+        let st = fx.st();
+        assert_eq!(
+            fx.sched
+                .set_rate(&st, rate((RING_MIN + 1, SEC)), &|| T0 + 1),
+            Err(Refused::RingTooSmall(RING_MIN))
+        );
+        assert_eq!(fx.snapshot(), before, "a refused change changed something");
+        let t_c = T0 + 1;
+        change(&fx, &mut model, (RING_MIN, SEC), t_c);
+        assert_eq!(fx.sched.capacity(&st), Some(Some(RING_MIN)));
+        let waiters = requeue(&fx, &mut model, waiters, t_c, t_c);
+        assert!(waiters.iter().all(|(_, t)| t.grant() <= t_c));
+        let (level, _) = fx.peek(1, t_c);
+        // The last second holds the 5 units and 2 of the seeds (one every
+        // T before the start).
+        assert_eq!(level, RING_MIN - 7);
+        change(&fx, &mut model, (2, SEC), t_c + 2);
+        assert_eq!(fx.reserve_n(3, t_c + 2, i64::MAX).0, Reservation::Corrupt);
+        assert_eq!(fx.sched.capacity(&st), Some(Some(2)));
+    }
+
+    /// Random waiters, has_fuel calls and changes of rate: every grant is
+    /// the model's, and no window of any rate in force holds too many.
+    #[test]
+    fn random_changes_follow_the_model() {
+        let mut rng = Rng(0x005e_ed0f_3a11);
+        for round in 0..40 {
+            let mut r = (
+                rng.one_to(5),
+                [SEC / 2, SEC, 3 * SEC][rng.below(3) as usize],
+            );
+            let fx = Fx::started(r, Hardcap::Window, T0);
+            let mut model = Model::started(r, T0);
+            let mut now = T0;
+            let mut waiters: Vec<(u64, Ticket)> = Vec::new();
+            let mut checked_from = 0;
+            for _ in 0..200 {
+                now += gap(&mut rng, r.1);
+                // Waiters whose units are due went ahead.
+                waiters.retain(|(_, t)| t.grant() > now);
+                match rng.below(10) {
+                    0 => {
+                        check_windows(&model.units, r, checked_from, &format!("round {round}"));
+                        let old = r;
+                        while r == old {
+                            r = (
+                                rng.one_to(5),
+                                [SEC / 2, SEC, 3 * SEC][rng.below(3) as usize],
+                            );
+                        }
+                        change(&fx, &mut model, r, now);
+                        checked_from = model.units.len();
+                        waiters = requeue(&fx, &mut model, waiters, now, now);
+                    }
+                    1..=3 => {
+                        let m = rng.one_to(r.0);
+                        let want = model.due(m, now);
+                        match fx.take(m, now) {
+                            Reservation::Granted(g) => {
+                                assert_eq!((g, want), (now, now), "round {round}");
+                                model.claim(m, now);
+                            }
+                            Reservation::Later(g) => assert_eq!(g, want, "round {round}"),
+                            other => panic!("round {round}: {other:?}"),
+                        }
+                    }
+                    _ => {
+                        let m = rng.one_to(r.0);
+                        waiters.extend(queue(&fx, &mut model, &[m], now));
+                    }
+                }
+            }
+            check_windows(&model.units, r, checked_from, &format!("round {round}"));
+        }
+    }
+
+    /// More units waiting than the ring holds: those the ring lost count as
+    /// granted by the change (the safe side); no window is overfull, and no
+    /// unit is later than one new period after the model's.
+    #[test]
+    fn queue_longer_than_the_ring_is_safe() {
+        let (old, new) = ((100, SEC), (200, SEC));
+        let fx = Fx::started(old, Hardcap::Window, T0);
+        let mut model = Model::started(old, T0);
+        let count = RING_MIN as usize + 1000;
+        let waiters = queue(&fx, &mut model, &vec![1; count], T0);
+        let t_c = T0 + SEC as i64;
+        fx.set_rate(new, t_c);
+        model.change(new, t_c);
+        let st = fx.st();
+        let mut granted: Vec<i64> = model.units.clone();
+        let from = granted.len();
+        let mut exact = Model {
+            units: model.units.clone(),
+            r: new,
+        };
+        for (i, (m, mut t)) in waiters.into_iter().enumerate() {
+            match fx.sched.follow(&st, &mut t) {
+                Some(Follow::At(g)) => assert!(g <= t_c),
+                Some(Follow::Lost) => {
+                    assert!(fx.sched.turn_reached(&st, &t), "waiter {i}");
+                    let (g, _) = fx.wait(m, t_c);
+                    let best = exact.claim(m, t_c);
+                    assert!(
+                        g >= best && g <= best + SEC as i64,
+                        "waiter {i}: {g} vs {best}"
+                    );
+                    granted.push(g);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        check_windows(&granted, new, from, "long queue");
+    }
+
+    /// A change whose maker dies after any of its steps is finished (or,
+    /// before its commit, undone) by the next who takes the change lock,
+    /// exactly as if it had not died; meanwhile nobody reserves.
+    #[test]
+    fn dead_changer_is_recovered() {
+        let old = (3, SEC);
+        let len = RING_MIN;
+        for steps in [1, 2, 3, 4, 5, len / 2, len + 2] {
+            let fx = Fx::started(old, Hardcap::Window, T0);
+            let mut model = Model::started(old, T0);
+            let waiters = queue(&fx, &mut model, &[1, 2, 1], T0);
+            let t_c = T0 + 1;
+            let whole = fx.fork();
+            whole.set_rate((5, SEC), t_c);
+            let before = fx.snapshot();
+            let st = fx.st();
+            assert_eq!(
+                fx.sched.change_window(&st, rate((5, SEC)), &|| t_c, steps),
+                Ok(())
+            );
+            if steps < len + 3 {
+                assert!(fx.sched.busy(&st), "steps {steps}");
+                assert_eq!(fx.reserve_n(1, t_c, i64::MAX).0, Reservation::Busy);
+                assert_eq!(fx.sched.peek(&st, 1, t_c), None);
+                let mut t = waiters[2].1;
+                assert_eq!(fx.sched.follow(&st, &mut t), Some(Follow::Wait));
+            }
+            assert!(fx.sched.recover_window(&st));
+            assert!(!fx.sched.busy(&st));
+            if steps == 1 {
+                assert_eq!(fx.snapshot(), before, "undone");
+            } else {
+                assert_eq!(fx.snapshot(), whole.snapshot(), "steps {steps}");
+            }
+        }
+    }
+
+    /// A change while stopped; the next start opens an empty tank at the
+    /// new rate.
+    #[test]
+    fn change_while_stopped_then_start() {
+        let fx = Fx::new((3, SEC), Hardcap::Window);
+        fx.set_rate((5, SEC), T0 - 10);
+        fx.sched.start(&fx.st(), T0, None);
+        assert_eq!(fx.drain(T0), (1, T0 + 200_000_000));
+        let g: Vec<i64> = (0..6).map(|_| fx.wait(1, T0).0).collect();
+        let want: Vec<i64> = (1..=6).map(|j| T0 + slot((5, SEC), j)).collect();
+        assert_eq!(g, want);
     }
 }

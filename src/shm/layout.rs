@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// First word of every mapping: "MPTHRTL\0" read little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Emission lanes; a thread emits into one lane, so emitters rarely share one.
 pub const LANES: usize = 16;
 /// Emission timestamps one lane holds until the monitor reads them.
@@ -183,8 +183,8 @@ pub struct Lane {
     pub ring: [AtomicU128; LANE_LEN],
 }
 
-/// Change records of the GCRA schedule (`crate::schedule`): slot `g %
-/// RECORDS` holds generation g's rate and what changed from g - 1.
+/// Change records of the schedule (`crate::schedule`): slot `g % RECORDS`
+/// holds generation g's rate and what changed from g - 1.
 pub(crate) const RECORDS: usize = 32;
 
 /// The change records, field by field. A tag says which generation a slot
@@ -202,9 +202,11 @@ pub struct Records {
     pub per_ns: [AtomicU64; RECORDS],
     /// A new rate: when it took effect.
     pub t_c: [AtomicI64; RECORDS],
-    /// Units given back: the scaled slot of the last of them.
+    /// Units given back: the scaled slot of the last of them. A `WINDOW`
+    /// rate: the head's sequence number when it froze, and where the ring
+    /// was cut (64 bits each).
     pub x_c: [AtomicU128; RECORDS],
-    /// Units given back: how many.
+    /// Units given back: how many. A `WINDOW` rate: the old period in ns.
     pub units: [AtomicU128; RECORDS],
 }
 
@@ -217,16 +219,18 @@ pub struct Shared {
     pub control: Line<Control>,
     /// Statistics.
     pub published: Line<Published>,
-    /// GCRA generation and theoretical arrival time (see [`crate::schedule`]).
+    /// The generation of the rate in force (every hardcap) and, for GCRA,
+    /// the theoretical arrival time (see [`crate::schedule`]).
     pub tat: Line<AtomicU128>,
-    /// GCRA change records.
+    /// Change records of the rate (every hardcap) and of units given back.
     pub records: Line<Records>,
     /// Held while a process changes the rate or gives units back: the pid
     /// and start time of the holder ([`Phase::pack`] without a phase), 0 =
     /// free. A dead holder's lock is taken over.
     pub change_lock: Line<AtomicU128>,
     /// `WINDOW` sequence number of the next grant and time of the last
-    /// ([`pack_entry`]).
+    /// ([`pack_entry`]); a time near `i64::MAX` while a change of rate
+    /// freezes it.
     pub head: Line<AtomicU128>,
     /// `WINDOW` highest sequence number confirmed (see `Schedule::confirm`).
     pub confirmed: Line<AtomicU64>,

@@ -334,10 +334,17 @@ static void bad_units_and_rates(void) {
     CHECK_OK(mpt_has_fuel_n(t, 1, &g));
     CHECK_OK(mpt_throttle_free(t));
 
-    /* WINDOW keeps its rate: its ring is sized for it. */
+    /* WINDOW's max_n grows to the grant times it keeps, no further. */
     o.hardcap = MPT_HARDCAP_WINDOW;
     t = make(&o);
-    CHECK_FAIL(mpt_set_rate(t, 5, 1.0), MPT_STATUS_UNSUPPORTED, "WINDOW");
+    CHECK_OK(mpt_set_rate(t, 5, 2.0));
+    CHECK_OK(mpt_get_rate(t, &max_n, &per));
+    CHECK(max_n == 5 && per == 2.0);
+    CHECK_FAIL(mpt_set_rate(t, MPT_WINDOW_MIN_RING + 1, 1.0), MPT_STATUS_INVALID_ARGUMENT,
+               "4096");
+    CHECK_OK(mpt_get_rate(t, &max_n, &per));
+    CHECK(max_n == 5 && per == 2.0);
+    CHECK_OK(mpt_set_rate(t, MPT_WINDOW_MIN_RING, 1.0));
     CHECK_OK(mpt_throttle_free(t));
 }
 

@@ -64,6 +64,7 @@
 #define MAX_REPORTS 25  /* failures printed in full */
 
 #define S(x) (1u << (x))
+#define RING_UNKNOWN UINT64_MAX /* struct priv.ring: not known */
 #define SEC 1000000000LL
 
 /* ------------------------------------------------------------ the calls */
@@ -241,6 +242,7 @@ struct ctx {
         bool model; /* anonymous and only this thread's: state known */
         bool running, killed, as_throttle, as_monitor, auto_emit;
         int64_t slack_ns; /* timer_slack_ns asked for: how late a sleep may wake */
+        uint64_t ring;    /* WINDOW grant times kept: 0 none, RING_UNKNOWN not known */
     } priv[PRIVATE];
     int npriv;
     int64_t last_clock;
@@ -667,6 +669,16 @@ static void keep(struct ctx *c, mpt_throttle *h, bool model, const struct opts *
     p->as_monitor = o->as_monitor;
     p->auto_emit = o->auto_emit;
     p->slack_ns = o->p != NULL ? (int64_t)o->o.timer_slack_ns : 1;
+    p->ring = RING_UNKNOWN; /* a named one may have adopted any hardcap */
+}
+
+/* The grant times a handle's throttle keeps, if WINDOW (0: not WINDOW). */
+static uint64_t ring_of(const struct ctx *c, const struct pick *p) {
+    switch (p->kind) {
+    case H_SHARED: return p->index == 2 ? MPT_WINDOW_MIN_RING : 0; /* "C: 50/1s WINDOW" */
+    case H_PRIVATE: return c->priv[p->index].ring;
+    default: return 0;
+    }
 }
 
 /* ------------------------------------------------------------ one call */
@@ -769,6 +781,8 @@ static void call_new(struct ctx *c) {
         return;
     }
     keep(c, t, true, &o);
+    c->priv[c->npriv - 1].ring =
+        o.window ? (max_n > MPT_WINDOW_MIN_RING ? max_n : MPT_WINDOW_MIN_RING) : 0;
 }
 
 static void call_create_named(struct ctx *c) {
@@ -1081,11 +1095,16 @@ static void call_set_rate(struct ctx *c) {
     uint64_t max_n = pick_max_n(c);
     double per = pick_per(c);
     enum cls k = worst(seconds_class(per, 1e-9), max_n_class(max_n, false));
-    unsigned faults = handle_faults(&p) | (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
-    /* WINDOW refuses (UNSUPPORTED); a change lock held by a stopped
-     * process would give SYSTEM after 200 ms. */
-    unsigned unsure = S(MPT_STATUS_UNSUPPORTED) | S(MPT_STATUS_SYSTEM) |
-                      (k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    /* WINDOW's max_n grows only to the grant times it keeps. */
+    uint64_t ring = ring_of(c, &p);
+    bool too_many = ring != 0 && ring != RING_UNKNOWN && max_n > ring;
+    bool maybe = ring == RING_UNKNOWN && max_n > MPT_WINDOW_MIN_RING;
+    unsigned faults = handle_faults(&p) |
+                      (k == INVALID || too_many ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    /* A change lock held by a stopped process would give SYSTEM after
+     * 200 ms. */
+    unsigned unsure = S(MPT_STATUS_SYSTEM) |
+                      (k == UNSURE || maybe ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
     char args[128];
     snprintf(args, sizeof args, "mpt_set_rate(%s, %" PRIu64 ", %g)", p.desc, max_n, per);
     begin(c, OP_SET_RATE);

@@ -788,10 +788,12 @@ class Throttle:
         """Changes the rate to ``max_n`` units per ``per`` seconds, from now
         on, for every process that shares the throttle, running or not.
         Waiters asleep in every process are rescheduled at once, in their
-        order; fuel in the tank is kept up to what the new tank holds. A
-        waiter whose new grant falls after its timeout returns False. Raises
-        :class:`ThrottleError` as the constructor does for bad values, and
-        MPT_STATUS_UNSUPPORTED with hardcap 'window'."""
+        order; fuel in the tank is kept up to what the new tank holds (with
+        hardcap 'window' the grants before the change count in the new
+        window). A waiter whose new grant falls after its timeout returns
+        False. Raises :class:`ThrottleError` as the constructor does for bad
+        values, and for a 'window' max_n above the grant times it keeps
+        (max(its first max_n, 4096))."""
         max_n = _uint(max_n, "max_n", 2**64, "set_rate")
         with self._use("set_rate") as handle:
             _ffi.call("mpt_set_rate", handle, max_n, float(per))

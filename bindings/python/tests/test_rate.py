@@ -204,8 +204,10 @@ def test_set_rate_times_out_a_waiter_it_pushes_past_its_timeout():
 
 def test_set_rate_errors_and_attributes():
     with mp_throttle.Throttle(4, 1, hardcap="window") as t:
-        raises("MPT_STATUS_UNSUPPORTED", t.set_rate, 8, 1)
-        assert t.rate() == (4, 1.0)
+        t.set_rate(8, 2)  # WINDOW: max_n grows to the 4096 grant times kept
+        assert t.rate() == (8, 2.0)
+        raises("MPT_STATUS_INVALID_ARGUMENT", t.set_rate, 4097, 1)
+        assert t.rate() == (8, 2.0)
     with mp_throttle.Throttle(4, 1) as t:
         for max_n, per in ((0, 1), (4, 0), (4, -1), (4, math.nan), (4, math.inf)):
             err = raises("MPT_STATUS_INVALID_ARGUMENT", t.set_rate, max_n, per)

@@ -1,0 +1,600 @@
+//! `WINDOW`: an exact sliding window over a ring of the last grant times,
+//! whose rate can change while it runs.
+//!
+//! The ring holds `(sequence number, grant time)` of the last `len` units
+//! granted or reserved (`len` is at least the largest `max_n` the rate may
+//! take, see [`ring_len`]); the head holds the sequence number of the next
+//! unit and the time of the last. Unit k may not be granted before unit
+//! `k - max_n` plus `per`, so no half-open window of length `per` holds more
+//! than `max_n` grants, and none waits when the window allows it.
+//!
+//! A change of rate at `t_c` (made under the change lock, see `Throttle`):
+//! 1. freezes the head (its time becomes a marker naming the change), so no
+//!    one reserves while the ring is rewritten;
+//! 2. finds the first unit reserved for after `t_c` (grant times never go
+//!    backwards, so a binary search does);
+//! 3. commits a change record (the new rate, `t_c`, where the ring was cut)
+//!    and moves the generation in the schedule word;
+//! 4. rewrites the ring to hold the last `len` units granted by `t_c`, under
+//!    sequence numbers shifted by [`shift`] (so that no process that read an
+//!    entry before the change can take the rewritten one for it), and
+//!    unfreezes the head just after them.
+//!
+//! Every unit reserved for after `t_c` is void: its waiter sees the change
+//! when it follows its ticket, and reserves again under the new rate, in its
+//! old place in the queue (it waits for the head to reach its old sequence
+//! number, shifted, for at most [`TURN_PATIENCE_NS`]). Grants made by `t_c`
+//! that later units overwrote in the ring are replaced by upper bounds of
+//! their times (a unit `q` laps later was granted at least `q * per` after
+//! them, and they were granted by `t_c`): a bound only ever errs late, the
+//! safe side. Units of the queue that even the ring no longer holds (more
+//! waiting units than the ring has entries) count as granted at `t_c` at
+//! the latest: the safe side again, paid for with a late first grant.
+//!
+//! Whoever finds the head frozen and can take the change lock (its holder
+//! died, see `Throttle::settle`) finishes the change from its record, or
+//! undoes the freeze if the record was never committed: every step can be
+//! done again with the same result.
+
+#![forbid(unsafe_code)]
+
+use super::gcra::{Kind, Record, join, next_generation, read_record, split, write_record};
+use super::{Follow, Rate, Reservation, Schedule, State, Ticket};
+use crate::shm::layout::{pack_entry as pack, unpack_entry as unpack};
+use std::sync::atomic::Ordering::SeqCst;
+
+/// A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
+/// `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
+/// `mpt_set_rate` may raise its `max_n` to that many, no further.
+pub const RING_MIN: u64 = 4096;
+
+/// How long a waiter whose unit a change made void waits for those before
+/// it in the queue to reserve again, before it reserves anyway (they may
+/// have timed out, or died).
+pub const TURN_PATIENCE_NS: i64 = 2_000_000;
+
+/// Head times at and above this are not times: the head is frozen by the
+/// change that makes generation `i64::MAX - time`.
+const FROZEN_MIN: i64 = i64::MAX - (1 << 24);
+
+/// Entries of the ring of a throttle made with `max_n` units per period.
+pub fn ring_len(max_n: u64) -> u64 {
+    max_n.max(RING_MIN)
+}
+
+/// How far a change moves sequence numbers: a multiple of the ring length
+/// (every unit keeps its slot), far from any number in use.
+fn shift(len: u64) -> u64 {
+    len.wrapping_mul(1 << 16)
+}
+
+/// Whether sequence number `a` is at or after `b` (numbers wrap).
+fn reached(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) < 1 << 63
+}
+
+/// The generation a frozen head's time names, if frozen.
+fn frozen_for(last: i64) -> Option<u32> {
+    (last > FROZEN_MIN).then(|| (i64::MAX - last) as u32)
+}
+
+/// What a change record of this schedule keeps besides the rate: the head
+/// when it froze, where the ring was cut, and the old period.
+fn pack_cut(k: u64, rho: u64) -> u128 {
+    (u128::from(k) << 64) | u128::from(rho)
+}
+
+fn unpack_cut(x: u128) -> (u64, u64) {
+    ((x >> 64) as u64, x as u64)
+}
+
+/// Why a rate could not be set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `WINDOW`: the ring has only this many entries, fewer than `max_n`.
+    RingTooSmall(u64),
+    /// The shared state holds values no correct process writes.
+    Corrupt,
+}
+
+impl Schedule {
+    /// The generation and rate in force; `None` if corrupt.
+    fn window_rate(&self, st: &State<'_>) -> Option<(u32, Rate)> {
+        loop {
+            let word = st.tat.load(SeqCst);
+            let (generation, _) = split(word);
+            match self.rate_of(st, generation) {
+                Some(rate) => return Some((generation, rate)),
+                None if st.tat.load(SeqCst) != word => {} // a change went through
+                None => return None,
+            }
+        }
+    }
+
+    /// The rate in force (`WINDOW`).
+    pub(super) fn window_current_rate(&self, st: &State<'_>) -> Option<Rate> {
+        self.window_rate(st).map(|(_, rate)| rate)
+    }
+
+    /// Whether a change is being made right now (`WINDOW`: the head is
+    /// frozen); see `Throttle::settle`.
+    pub fn busy(&self, st: &State<'_>) -> bool {
+        frozen_for(unpack(st.head.load(SeqCst)).1).is_some()
+    }
+
+    /// Claims entries `k .. k + m` of the ring at once by moving the head
+    /// from `(k, last grant)` to `(k + m, grant)`; the entries are then
+    /// filled, by the claimer or by whoever comes next, so a process that
+    /// dies between the two wedges nobody.
+    pub(super) fn reserve_window(
+        &self,
+        st: &State<'_>,
+        m: u64,
+        now: i64,
+        latest: i64,
+    ) -> (Reservation, Ticket) {
+        let len = st.ring.len() as u64;
+        loop {
+            let raw = st.head.load(SeqCst);
+            let (k, last) = unpack(raw);
+            if frozen_for(last).is_some() {
+                return (Reservation::Busy, Ticket::default());
+            }
+            // The rate after the head: a change moves the head first, so the
+            // compare-and-swap below fails if one came between.
+            let Some((generation, rate)) = self.window_rate(st) else {
+                return (Reservation::Corrupt, Ticket::default());
+            };
+            let n = rate.max_n;
+            if len == 0 || n > len || m > n {
+                return (Reservation::Corrupt, Ticket::default());
+            }
+            match fill_pending(st, k, last) {
+                Some(true) => {}
+                Some(false) => continue, // the head moved on while we looked
+                None => return (Reservation::Corrupt, Ticket::default()),
+            }
+            // The last unit of the batch, k + m - 1, may not come before
+            // unit k + m - 1 - n plus per (grants never go backwards).
+            let back = k.wrapping_add(m - 1).wrapping_sub(n);
+            let (tag, window_start) = unpack(st.ring[(back % len) as usize].load(SeqCst));
+            if tag != back {
+                if st.head.load(SeqCst) == raw {
+                    return (Reservation::Corrupt, Ticket::default());
+                }
+                continue;
+            }
+            let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
+            let grant = now.max(window_start.saturating_add(per)).max(last);
+            if grant > latest {
+                return (Reservation::Later(grant), Ticket::default());
+            }
+            let claimed = pack(k.wrapping_add(m), grant);
+            if st
+                .head
+                .compare_exchange(raw, claimed, SeqCst, SeqCst)
+                .is_ok()
+            {
+                fill_pending(st, k.wrapping_add(m), grant);
+                let ticket = Ticket {
+                    seq: k.wrapping_add(m - 1),
+                    first: k,
+                    generation,
+                    grant,
+                    ..Ticket::default()
+                };
+                return (Reservation::Granted(grant), ticket);
+            }
+        }
+    }
+
+    /// Follows a `WINDOW` ticket: a change that came after its grant time
+    /// made its units void ([`Follow::Lost`], and the ticket's turn says
+    /// where in the queue it was); [`Follow::Wait`] while a change is made.
+    pub(super) fn follow_window(&self, st: &State<'_>, ticket: &mut Ticket) -> Option<Follow> {
+        // The head first: a change freezes it before it reads its time, so a
+        // waiter that found it thawed and its unit due went ahead before
+        // the change (which then counts the unit as granted).
+        if self.busy(st) {
+            return Some(Follow::Wait);
+        }
+        let (generation, _) = self.window_rate(st)?;
+        if generation == ticket.generation {
+            return Some(Follow::At(ticket.grant));
+        }
+        let to = next_generation(ticket.generation);
+        match read_record(st.records, to) {
+            Some(rec) if rec.kind == Kind::Rate && ticket.grant <= rec.t_c => {
+                // Granted by the change: later changes cannot touch it.
+                ticket.generation = generation;
+                Some(Follow::At(ticket.grant))
+            }
+            Some(rec) if rec.kind == Kind::Rate => {
+                let len = st.ring.len() as u64;
+                let (_, rho) = unpack_cut(rec.x_c);
+                let first = if reached(ticket.first, rho) {
+                    ticket.first
+                } else {
+                    rho // the ring no longer held it: no place to keep
+                };
+                ticket.turn = first.wrapping_add(shift(len));
+                Some(Follow::Lost)
+            }
+            // Overwritten by later changes (or corrupt): queue again.
+            _ => {
+                ticket.turn = unpack(st.head.load(SeqCst)).0;
+                Some(Follow::Lost)
+            }
+        }
+    }
+
+    /// Whether the queue has come to the place of a waiter whose units a
+    /// change made void (see [`Follow::Lost`]); always true for GCRA.
+    pub fn turn_reached(&self, st: &State<'_>, ticket: &Ticket) -> bool {
+        match self.hardcap {
+            super::Hardcap::Window => reached(unpack(st.head.load(SeqCst)).0, ticket.turn),
+            _ => true,
+        }
+    }
+
+    /// `(units grantable now, ns until n units are)` for `WINDOW`: unit j
+    /// from now is due when unit `head + j - 1 - max_n` leaves the window.
+    /// `None` if corrupt or a change is being made.
+    pub(super) fn peek_window(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
+        let len = st.ring.len() as u64;
+        let (_, rate) = self.window_rate(st)?;
+        let cap = rate.max_n;
+        if len == 0 || cap > len || self.busy(st) {
+            return None;
+        }
+        let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
+        let (k, prev) = unpack(st.head.load(SeqCst));
+        let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(SeqCst)).1;
+        let due = |j: u64| {
+            time_of(k.wrapping_add(j - 1).wrapping_sub(cap))
+                .saturating_add(per)
+                .max(prev)
+                .max(now)
+        };
+        // Grant times never go backwards, so "due by now" holds for a prefix.
+        let (mut lo, mut hi) = (0, cap);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if due(mid) <= now {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some((lo, due(n.clamp(1, cap)) - now))
+    }
+
+    /// Changes the rate at the time `now()` gives (read once the head is
+    /// frozen). The caller holds the change lock.
+    pub(super) fn set_rate_window(
+        &self,
+        st: &State<'_>,
+        rate: Rate,
+        now: &dyn Fn() -> i64,
+    ) -> Result<(), Refused> {
+        self.change_window(st, rate, now, u64::MAX)
+    }
+
+    /// [`set_rate_window`](Self::set_rate_window), making only the first
+    /// `steps` steps (freeze, commit, new generation, then one per ring
+    /// entry rewritten), as a maker that dies would: tests use it.
+    pub(super) fn change_window(
+        &self,
+        st: &State<'_>,
+        rate: Rate,
+        now: &dyn Fn() -> i64,
+        steps: u64,
+    ) -> Result<(), Refused> {
+        let len = st.ring.len() as u64;
+        if rate.max_n > len {
+            return Err(Refused::RingTooSmall(len));
+        }
+        if !self.recover_window(st) {
+            return Err(Refused::Corrupt);
+        }
+        let (generation, old) = self.window_rate(st).ok_or(Refused::Corrupt)?;
+        if old == rate {
+            return Ok(());
+        }
+        let to = next_generation(generation);
+        let (k, last) = loop {
+            let raw = st.head.load(SeqCst);
+            let (k, last) = unpack(raw);
+            match fill_pending(st, k, last) {
+                Some(true) => {}
+                Some(false) => continue,
+                None => return Err(Refused::Corrupt),
+            }
+            let frozen = pack(k, i64::MAX - i64::from(to));
+            if st
+                .head
+                .compare_exchange(raw, frozen, SeqCst, SeqCst)
+                .is_ok()
+            {
+                break (k, last);
+            }
+        };
+        if steps < 2 {
+            return Ok(());
+        }
+        let t_c = now();
+        // The first unit reserved for after t_c (at most k: none).
+        let time_of = |seq: u64| {
+            let (tag, t) = unpack(st.ring[(seq % len) as usize].load(SeqCst));
+            (tag == seq).then_some(t)
+        };
+        let (mut lo, mut hi) = (k.wrapping_sub(len), k);
+        while lo != hi {
+            let mid = lo.wrapping_add(hi.wrapping_sub(lo) / 2);
+            match time_of(mid) {
+                Some(t) if t <= t_c => lo = mid.wrapping_add(1),
+                Some(_) => hi = mid,
+                None => {
+                    self.thaw(st, k, last);
+                    return Err(Refused::Corrupt);
+                }
+            }
+        }
+        let rec = Record {
+            kind: Kind::Rate,
+            rate,
+            t_c,
+            x_c: pack_cut(k, lo),
+            units: u128::from(old.per_ns),
+        };
+        write_record(st.records, to, &rec);
+        if steps < 3 {
+            return Ok(());
+        }
+        st.tat.store(join(to, 0), SeqCst);
+        if self.cut_window(st, k, &rec, steps - 3) {
+            Ok(())
+        } else {
+            Err(Refused::Corrupt)
+        }
+    }
+
+    /// Unfreezes a head frozen at `k` whose change was never committed.
+    fn thaw(&self, st: &State<'_>, k: u64, last: i64) {
+        let raw = st.head.load(SeqCst);
+        if unpack(raw).0 == k && frozen_for(unpack(raw).1).is_some() {
+            let _ = st.head.compare_exchange(raw, pack(k, last), SeqCst, SeqCst);
+        }
+    }
+
+    /// Finishes or undoes a change whose maker died with the head frozen.
+    /// The caller holds the change lock. False if corrupt.
+    pub fn recover_window(&self, st: &State<'_>) -> bool {
+        let len = st.ring.len() as u64;
+        let (k, last) = unpack(st.head.load(SeqCst));
+        let Some(to) = frozen_for(last) else {
+            return true;
+        };
+        if len == 0 {
+            return false;
+        }
+        let mine = |rec: &Record| rec.kind == Kind::Rate && unpack_cut(rec.x_c).0 == k;
+        match read_record(st.records, to) {
+            Some(rec) if mine(&rec) => {
+                st.tat.store(join(to, 0), SeqCst);
+                self.cut_window(st, k, &rec, u64::MAX)
+            }
+            _ => {
+                // Frozen, nothing committed: the head as it was (its last
+                // grant is in the ring, filled before the freeze).
+                let (tag, t) = unpack(st.ring[(k.wrapping_sub(1) % len) as usize].load(SeqCst));
+                if tag != k.wrapping_sub(1) {
+                    return false;
+                }
+                self.thaw(st, k, t);
+                true
+            }
+        }
+    }
+
+    /// Step 4 of a change (see the module): rewrites the ring of a head
+    /// frozen at `k` to hold the units granted by `rec.t_c`, shifted, and
+    /// unfreezes the head after them. Can be done again after a partial
+    /// run with the same result. Stops after rewriting `limit` entries (a
+    /// test's dying maker). False if corrupt.
+    fn cut_window(&self, st: &State<'_>, k: u64, rec: &Record, limit: u64) -> bool {
+        let len = st.ring.len() as u64;
+        let (_, rho) = unpack_cut(rec.x_c);
+        let per_old = i64::try_from(rec.units).unwrap_or(i64::MAX);
+        let d = shift(len);
+        let pending = k.wrapping_sub(rho);
+        if pending > len {
+            return false;
+        }
+        // From the newest down, each bounded by those after it (grant times
+        // never go backwards) and by t_c (they were granted by then).
+        let mut cap = rec.t_c;
+        for i in 1..=len {
+            if i > limit {
+                return true;
+            }
+            let r = rho.wrapping_sub(i);
+            let entry = &st.ring[(r % len) as usize];
+            let (tag, t) = unpack(entry.load(SeqCst));
+            let laps = tag.wrapping_sub(r);
+            cap = if tag == r.wrapping_add(d) || tag == r {
+                cap.min(t) // rewritten already, or granted and still here
+            } else if laps % len == 0 && tag.wrapping_sub(rho) < pending {
+                // Overwritten by unit `tag`, `laps / len` laps later.
+                let laps = i64::try_from(laps / len).unwrap_or(i64::MAX);
+                cap.min(t.saturating_sub(per_old.saturating_mul(laps)))
+            } else {
+                return false;
+            };
+            entry.store(pack(r.wrapping_add(d), cap), SeqCst);
+        }
+        let raw = st.head.load(SeqCst);
+        if unpack(raw).0 != k || frozen_for(unpack(raw).1).is_none() {
+            return false;
+        }
+        // Every unit kept was granted by t_c: a restart counts them all.
+        st.confirmed
+            .store(rho.wrapping_add(d).wrapping_sub(1), SeqCst);
+        let thawed = pack(rho.wrapping_add(d), rec.t_c);
+        st.head
+            .compare_exchange(raw, thawed, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// Opens the tank for a run starting at `t_start`; see
+    /// [`Schedule::start`]. The caller holds the change lock.
+    pub(super) fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+        if !self.recover_window(st) {
+            return; // corrupt: reserve() reports it
+        }
+        // A late process of the old run may claim entries meanwhile; then
+        // the rewrite starts over (it cannot keep doing so: it sees that the
+        // throttle is not running as soon as it looks again).
+        for _ in 0..16 {
+            let head = st.head.load(SeqCst);
+            if self.try_start_window(st, t_start, last_stop) || st.head.load(SeqCst) == head {
+                // Done; or nothing moved, so the ring is not in order and
+                // never will be: reserve() reports it as corrupt.
+                return;
+            }
+        }
+    }
+
+    /// Rewrites the ring for a run starting at `t_start`; false if the ring
+    /// changed under it.
+    ///
+    /// After the rewrite the ring holds the last `len` real grants, oldest
+    /// first, under the sequence numbers `k - len .. k - 1` (`k` = head). A
+    /// grant is real if its waiter confirmed it (which it does only before
+    /// `last_stop`). Reservations cut short by the stop overwrote older real
+    /// grants; each such grant is bounded by the time of the reservation
+    /// `m*len` later in its slot, less `m*per` (a unit is never granted
+    /// before the one `max_n` earlier plus per), which only ever errs late,
+    /// the safe side. Then the empty tank of DESIGN.md: as if the time before
+    /// `t_start` held one grant every T, so unit j of the new run is due at
+    /// t_start + j*T.
+    fn try_start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) -> bool {
+        let len = st.ring.len() as u64;
+        let Some((_, rate)) = self.window_rate(st) else {
+            return true; // corrupt: reserve() reports it
+        };
+        if len == 0 || rate.max_n > len {
+            return true;
+        }
+        let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
+        let head = st.head.load(SeqCst);
+        let (k, last) = unpack(head);
+        if fill_pending(st, k, last) != Some(true) {
+            return false; // moved on, or corrupt (reserve() reports it)
+        }
+        let first = k.wrapping_sub(len);
+        // By slot: (raw entry, its sequence number, its grant time).
+        let slots: Vec<(u128, u64, i64)> = st
+            .ring
+            .iter()
+            .map(|e| {
+                let raw = e.load(SeqCst);
+                let (tag, t) = unpack(raw);
+                (raw, tag, t)
+            })
+            .collect();
+        if slots
+            .iter()
+            .any(|&(_, tag, _)| tag.wrapping_sub(first) >= len)
+        {
+            return false; // not the entries k - len .. k - 1
+        }
+        // The last real grant: the highest confirmed one (a waiter confirms
+        // only before the stop), never past the head even if scribbled.
+        let confirmed = st.confirmed.load(SeqCst);
+        let last_real = match last_stop {
+            None => first.wrapping_sub(1),
+            Some(_) if k.wrapping_sub(1).wrapping_sub(confirmed) > u64::MAX / 2 => {
+                k.wrapping_sub(1)
+            }
+            Some(_) => confirmed,
+        };
+        // What bounds each real grant, from the newest down: its entry, or
+        // the entry that overwrote it `m` laps later, less `m*per`; and
+        // every grant after it (grant times never go backwards).
+        let mut known = vec![i64::MIN; len as usize];
+        if let Some(stop) = last_stop {
+            let mut cap = stop;
+            for j in (0..len).rev() {
+                let real = last_real.wrapping_sub(len - 1).wrapping_add(j);
+                let (_, tag, t) = slots[(real % len) as usize];
+                let laps = tag.wrapping_sub(real) / len;
+                let bound = i64::try_from(laps)
+                    .map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
+                cap = cap.min(bound);
+                known[j as usize] = cap;
+            }
+        }
+        let mut floor = i64::MIN;
+        for j in 0..len {
+            // One grant every T before t_start: the i-th before it at
+            // t_start - floor(i*T).
+            let back = u128::from(len - j) * u128::from(rate.per_ns) / u128::from(rate.max_n);
+            let seed = t_start.saturating_sub(i64::try_from(back).unwrap_or(i64::MAX));
+            floor = floor.max(seed).max(known[j as usize]);
+            let tag = first.wrapping_add(j);
+            let idx = (tag % len) as usize;
+            if st.ring[idx]
+                .compare_exchange(slots[idx].0, pack(tag, floor), SeqCst, SeqCst)
+                .is_err()
+            {
+                // A late claim of the old run filled the entry: start over.
+                return false;
+            }
+        }
+        // The last grant is the newest entry's, as rewritten.
+        if st
+            .head
+            .compare_exchange(head, pack(k, floor), SeqCst, SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        st.confirmed.store(k.wrapping_sub(1), SeqCst);
+        true
+    }
+}
+
+/// Fills the entries of the last claimed batch that are still empty (their
+/// claimer may be slow, or dead). Below head `k` the ring holds units
+/// `k - len .. k - 1`; the empty ones (still tagged a lap back) are a
+/// suffix, all of the last batch, granted at `last`. `Some(false)` if the
+/// head moved on meanwhile, `None` if the ring is corrupt.
+pub(super) fn fill_pending(st: &State<'_>, k: u64, last: i64) -> Option<bool> {
+    let n = st.ring.len() as u64;
+    let moved_or_corrupt = || (unpack(st.head.load(SeqCst)).0 != k).then_some(false);
+    let mut j = k;
+    while k.wrapping_sub(j) < n {
+        let seq = j.wrapping_sub(1);
+        let (tag, _) = unpack(st.ring[(seq % n) as usize].load(SeqCst));
+        if tag == seq {
+            break;
+        }
+        if tag != seq.wrapping_sub(n) {
+            return moved_or_corrupt();
+        }
+        j = seq;
+    }
+    while j != k {
+        let entry = &st.ring[(j % n) as usize];
+        let raw = entry.load(SeqCst);
+        let (tag, _) = unpack(raw);
+        if tag == j.wrapping_sub(n) {
+            let _ = entry.compare_exchange(raw, pack(j, last), SeqCst, SeqCst);
+        } else if tag != j {
+            return moved_or_corrupt();
+        }
+        j = j.wrapping_add(1);
+    }
+    Some(true)
+}
