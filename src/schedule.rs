@@ -152,16 +152,15 @@ pub struct State<'a> {
 /// ahead with them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ticket {
-    /// `WINDOW`: the sequence number of the (last) unit.
+    /// `WINDOW`: the sequence number of the last unit; once a change made
+    /// the units void, the head the queue reaches when it is this waiter's
+    /// turn to reserve again.
     seq: u64,
-    /// `WINDOW`: the sequence number of the first unit.
-    first: u64,
-    /// `WINDOW`, once a change made the units void: the head the queue
-    /// reaches when it is this waiter's turn to reserve again.
-    turn: u64,
-    /// GCRA: the generation the slot is in.
+    /// The generation of the rate the ticket was made or last followed in.
     generation: u32,
-    /// GCRA: the exact scaled time of the last unit.
+    /// GCRA: the exact scaled time of the last unit. `WINDOW`: the sequence
+    /// number of the first unit (kept in this word: a ticket is copied on
+    /// every grant, so it stays small).
     slot: u128,
     /// GCRA: units held (0: nothing to follow or give back).
     units: u64,

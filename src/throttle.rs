@@ -540,7 +540,9 @@ impl Throttle {
 
     /// Waits while a change of rate is being made (`WINDOW`: reserving waits
     /// for it), finishing or undoing it if its maker died: true once none
-    /// is, false if `deadline` came first.
+    /// is, false if `deadline` came first. Out of the fast path's way.
+    #[cold]
+    #[inline(never)]
     fn settle(&self, deadline: i64) -> Result<bool> {
         let sched = &self.config.schedule;
         let st = self.state();
@@ -839,19 +841,31 @@ impl Throttle {
         if !self.config.as_throttle {
             return Ok(Some(Ticket::now(now)));
         }
-        match self
-            .config
-            .schedule
-            .reserve_n(&self.state(), n, now, latest)
-        {
-            (Reservation::Granted(_), ticket) => Ok(Some(ticket)),
-            (Reservation::Later(_), _) => Ok(None),
-            // A change is being made: wait for it, if the caller can.
-            (Reservation::Busy, _) if self.settle(latest)? => self.reserve(n, now, latest),
-            (Reservation::Busy, _) => Ok(None),
-            // A change of rate left the tank too small for n, or corrupt.
-            (Reservation::Corrupt, _) => self.check_units(n).and(Err(corrupt())),
+        loop {
+            match self
+                .config
+                .schedule
+                .reserve_n(&self.state(), n, now, latest)
+            {
+                (Reservation::Granted(_), ticket) => return Ok(Some(ticket)),
+                (Reservation::Later(_), _) => return Ok(None),
+                // A change is being made: wait for it, if the caller can.
+                (Reservation::Busy, _) => {
+                    if !self.settle(latest)? {
+                        return Ok(None);
+                    }
+                }
+                (Reservation::Corrupt, _) => return Err(self.corrupt_or_too_many(n)),
+            }
         }
+    }
+
+    /// What a reservation found corrupt means: a change of rate left the
+    /// tank too small for `n` (`InvalidArgument`), or the state is corrupt.
+    #[cold]
+    #[inline(never)]
+    fn corrupt_or_too_many(&self, n: u64) -> Error {
+        self.check_units(n).err().unwrap_or_else(corrupt)
     }
 
     /// Hands out reserved units, unless their run ended meanwhile.

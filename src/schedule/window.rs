@@ -178,7 +178,7 @@ impl Schedule {
                 fill_pending(st, k.wrapping_add(m), grant);
                 let ticket = Ticket {
                     seq: k.wrapping_add(m - 1),
-                    first: k,
+                    slot: u128::from(k),
                     generation,
                     grant,
                     ..Ticket::default()
@@ -212,17 +212,18 @@ impl Schedule {
             Some(rec) if rec.kind == Kind::Rate => {
                 let len = st.ring.len() as u64;
                 let (_, rho) = unpack_cut(rec.x_c);
-                let first = if reached(ticket.first, rho) {
-                    ticket.first
+                let first = ticket.slot as u64;
+                let first = if reached(first, rho) {
+                    first
                 } else {
                     rho // the ring no longer held it: no place to keep
                 };
-                ticket.turn = first.wrapping_add(shift(len));
+                ticket.seq = first.wrapping_add(shift(len));
                 Some(Follow::Lost)
             }
             // Overwritten by later changes (or corrupt): queue again.
             _ => {
-                ticket.turn = unpack(st.head.load(SeqCst)).0;
+                ticket.seq = unpack(st.head.load(SeqCst)).0;
                 Some(Follow::Lost)
             }
         }
@@ -232,7 +233,7 @@ impl Schedule {
     /// change made void (see [`Follow::Lost`]); always true for GCRA.
     pub fn turn_reached(&self, st: &State<'_>, ticket: &Ticket) -> bool {
         match self.hardcap {
-            super::Hardcap::Window => reached(unpack(st.head.load(SeqCst)).0, ticket.turn),
+            super::Hardcap::Window => reached(unpack(st.head.load(SeqCst)).0, ticket.seq),
             _ => true,
         }
     }
