@@ -405,10 +405,12 @@ mpt_status mpt_cancel_free(struct mpt_cancel *cancel);
  * Fires the token: every `mpt_await_fuel_cancellable` given it returns
  * `MPT_STATUS_CANCELLED` at once, having taken nothing: units it had
  * reserved are given back, so the waiters behind it move up, in order.
- * Two exceptions keep a reserved unit taken (none is handed to anyone
- * else): `MPT_HARDCAP_WINDOW`, whose ring cannot take a grant back, and a
- * change lock held for over 2 ms by another process (stopped in a
- * debugger). Every later wait given the token returns
+ * (`MPT_HARDCAP_WINDOW`: the waiters behind it reserve again, one place
+ * up.) Two exceptions keep a reserved unit taken (none is handed to anyone
+ * else): a change lock held for over 2 ms by another process (stopped in
+ * a debugger), and with `MPT_HARDCAP_WINDOW` a unit so far back in the
+ * queue that the window no longer holds it (more units wait than
+ * `max(max_n, MPT_WINDOW_MIN_RING)`). Every later wait given the token returns
  * `MPT_STATUS_CANCELLED` too, until `mpt_cancel_reset`.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;

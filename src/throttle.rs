@@ -427,10 +427,10 @@ impl Throttle {
 
     /// As [`await_fuel_n`](Self::await_fuel_n), ended early by `cancel`
     /// ([`Error::Cancelled`]): the units it reserved are given back, so it
-    /// takes nothing and those behind it move up, in order (with `WINDOW`,
-    /// whose reservations cannot be taken back, a unit it reserved stays
-    /// taken). Errors also: [`Error::WrongState`] for a token made by
-    /// another process.
+    /// takes nothing and those behind it move up, in order (with `WINDOW`
+    /// they reserve again, one place up; its units stay taken only if the
+    /// ring no longer holds them). Errors also: [`Error::WrongState`] for a
+    /// token made by another process.
     pub fn await_fuel_cancellable(
         &self,
         n: u64,
@@ -695,7 +695,7 @@ impl Throttle {
                     // units are not ours to give.
                     _ => return false,
                 }
-                if sched.give_back(&st, ticket) {
+                if sched.give_back(&st, ticket, &|| self.clock.now_ns()) {
                     return true;
                 }
             }

@@ -387,8 +387,8 @@ impl Drop for Token {
 /// waiter behind it gets its place, and the one before it keeps its own.
 /// A fired token refuses new waits until reset; a forked child cannot use
 /// its parent's token.
-fn cancel_ends_one_wait_and_the_others_move_up() -> TestResult {
-    let t = throttle(1, 0.1, MptHardcap::Limit)?;
+fn cancel_ends_one_wait_and_the_others_move_up(hardcap: MptHardcap) -> TestResult {
+    let t = throttle(1, 0.1, hardcap)?;
     let h = t.h();
     let token = std::sync::Arc::new(Token::new()?);
     check!(h.start() == MptStatus::Ok, "start");
@@ -561,7 +561,12 @@ fn main() {
         ),
         (
             "cancel_ends_one_wait_and_the_others_move_up",
-            cancel_ends_one_wait_and_the_others_move_up,
+            || cancel_ends_one_wait_and_the_others_move_up(MptHardcap::Limit),
+            30,
+        ),
+        (
+            "window_cancel_ends_one_wait_and_the_others_move_up",
+            || cancel_ends_one_wait_and_the_others_move_up(MptHardcap::Window),
             30,
         ),
         (

@@ -245,8 +245,8 @@ func (t *Throttle) Stop() (Summary, error) {
 // at once, before the deadline). A cancellation ends the wait at once: the
 // error matches ErrCancelled and wraps ctx.Err() (context.Canceled), and
 // nothing was taken: the unit reserved is given back, so the waiters behind
-// it move up, in order (with HardcapWindow the unit reserved stays taken,
-// unused). A unit granted before the cancellation is kept (nil). A ctx
+// it move up, in order (HardcapWindow: unless more units wait than it keeps
+// grant times for). A unit granted before the cancellation is kept (nil). A ctx
 // already done on entry returns its error at once, taking nothing. Close
 // ends a wait whose ctx can be cancelled the same way (ErrClosed).
 //

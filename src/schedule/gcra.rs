@@ -436,11 +436,15 @@ impl Schedule {
 
     /// Gives back the units of `ticket` (followed to the current generation
     /// by the caller, who holds the change lock): every waiter after it
-    /// moves earlier by as many units. Returns false if the ticket is not
-    /// current (a change went through: follow it and try again) or the
-    /// state is corrupt.
-    pub fn give_back(&self, st: &State<'_>, ticket: &Ticket) -> bool {
-        if self.hardcap == Hardcap::Window || ticket.units == 0 {
+    /// moves earlier by as many units (`WINDOW`: reserves again, one place
+    /// up, see `window`; `now` reads the time once its head is frozen).
+    /// Returns false if the ticket is not current (a change went through:
+    /// follow it and try again), `WINDOW` cannot, or the state is corrupt.
+    pub fn give_back(&self, st: &State<'_>, ticket: &Ticket, now: &dyn Fn() -> i64) -> bool {
+        if self.hardcap == Hardcap::Window {
+            return self.give_back_window(st, ticket, now);
+        }
+        if ticket.units == 0 {
             return true;
         }
         let Some((_, generation, _, rate)) = self.current(st) else {

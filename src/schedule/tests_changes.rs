@@ -286,7 +286,7 @@ impl Fx {
     }
 
     fn give_back(&self, ticket: &Ticket) -> bool {
-        self.sched.give_back(&self.st(), ticket)
+        self.sched.give_back(&self.st(), ticket, &|| T0)
     }
 
     fn current_rate(&self) -> R {
@@ -1871,6 +1871,87 @@ mod window {
                 assert_eq!(fx.snapshot(), whole.snapshot(), "steps {steps}");
             }
         }
+    }
+
+    /// A cancelled waiter gives its units back: those before it keep
+    /// theirs, those after it reserve again one place up, in their order,
+    /// as if it had never come; a unit due already, or a ticket a change
+    /// went past, cannot be given back (nothing changes).
+    #[test]
+    fn give_back_moves_the_waiters_behind_up() {
+        let r = (3, SEC);
+        let fx = Fx::started(r, Hardcap::Window, T0);
+        let st = fx.st();
+        let mut model = Model::started(r, T0);
+        let ms = [1, 1, 2, 1, 1, 2, 1];
+        let mut waiters = queue(&fx, &mut model, &ms, T0);
+        let now = T0 + 10;
+        // Due already: refused.
+        let before = fx.snapshot();
+        assert!(!fx.sched.give_back(&st, &waiters[0].1, &|| now));
+        assert_eq!(fx.snapshot(), before);
+        for cancel in [2, 3] {
+            // Cancel waiter `cancel` of those left.
+            let (_, gone) = waiters.remove(cancel);
+            let old: Vec<i64> = waiters.iter().map(|(_, t)| t.grant()).collect();
+            assert!(
+                fx.sched.give_back(&st, &gone, &|| now),
+                "give back {cancel}"
+            );
+            let kept = RING_MIN as usize
+                + waiters[..cancel]
+                    .iter()
+                    .map(|&(m, _)| m as usize)
+                    .sum::<usize>();
+            model.units.truncate(kept);
+            let mut lost = Vec::new();
+            for (i, (m, t)) in waiters.iter_mut().enumerate() {
+                match fx.sched.follow(&st, t) {
+                    Some(Follow::At(g)) => assert!(i < cancel && g == old[i], "waiter {i}"),
+                    Some(Follow::Lost) => {
+                        assert!(i >= cancel, "waiter {i} lost its units");
+                        lost.push((i, *m));
+                    }
+                    other => panic!("waiter {i}: {other:?}"),
+                }
+            }
+            for (j, &(i, m)) in lost.iter().enumerate() {
+                assert!(
+                    fx.sched.turn_reached(&st, &waiters[i].1),
+                    "waiter {i}'s turn"
+                );
+                if let Some(&(next, _)) = lost.get(j + 1) {
+                    assert!(
+                        !fx.sched.turn_reached(&st, &waiters[next].1),
+                        "waiter {next} early"
+                    );
+                }
+                let (g, t) = fx.wait(m, now);
+                assert_eq!(g, model.claim(m, now), "waiter {i} again");
+                assert!(g <= old[i], "waiter {i} moved later");
+                waiters[i].1 = t;
+            }
+        }
+        check_windows(&model.units, r, 0, "give-backs");
+        // A ticket that a change went past is not current: refused.
+        let stale = waiters.last().unwrap().1;
+        fx.set_rate((3, 2 * SEC), now);
+        let before = fx.snapshot();
+        assert!(!fx.sched.give_back(&st, &stale, &|| now));
+        assert_eq!(fx.snapshot(), before);
+    }
+
+    /// The last waiter's units given back are the next comer's.
+    #[test]
+    fn give_back_of_the_last_waiter_frees_its_place() {
+        let fx = Fx::started((2, SEC), Hardcap::Window, T0);
+        let st = fx.st();
+        for _ in 0..4 {
+            fx.wait(1, T0);
+        }
+        let (g, t) = fx.wait(1, T0);
+        assert!(fx.sched.give_back(&st, &t, &|| T0 + 1));
+        assert_eq!(fx.wait(1, T0 + 2).0, g);
     }
 
     /// A change while stopped; the next start opens an empty tank at the

@@ -188,9 +188,10 @@ impl Schedule {
         }
     }
 
-    /// Follows a `WINDOW` ticket: a change that came after its grant time
-    /// made its units void ([`Follow::Lost`], and the ticket's turn says
-    /// where in the queue it was); [`Follow::Wait`] while a change is made.
+    /// Follows a `WINDOW` ticket through the changes made since it was made
+    /// or last followed: a change that cut the ring before its units made
+    /// them void ([`Follow::Lost`], and the ticket's turn says where in the
+    /// queue it was); [`Follow::Wait`] while a change is made.
     pub(super) fn follow_window(&self, st: &State<'_>, ticket: &mut Ticket) -> Option<Follow> {
         // The head first: a change freezes it before it reads its time, so a
         // waiter that found it thawed and its unit due went ahead before
@@ -199,34 +200,41 @@ impl Schedule {
             return Some(Follow::Wait);
         }
         let (generation, _) = self.window_rate(st)?;
-        if generation == ticket.generation {
-            return Some(Follow::At(ticket.grant));
-        }
-        let to = next_generation(ticket.generation);
-        match read_record(st.records, to) {
-            Some(rec) if rec.kind == Kind::Rate && ticket.grant <= rec.t_c => {
-                // Granted by the change: later changes cannot touch it.
-                ticket.generation = generation;
-                Some(Follow::At(ticket.grant))
-            }
-            Some(rec) if rec.kind == Kind::Rate => {
-                let len = st.ring.len() as u64;
-                let (_, rho) = unpack_cut(rec.x_c);
-                let first = ticket.slot as u64;
-                let first = if reached(first, rho) {
+        let d = shift(st.ring.len() as u64);
+        while ticket.generation != generation {
+            let to = next_generation(ticket.generation);
+            let Some(rec) = read_record(st.records, to) else {
+                // Overwritten by later changes (or corrupt): queue again.
+                ticket.seq = unpack(st.head.load(SeqCst)).0;
+                return Some(Follow::Lost);
+            };
+            let (_, rho) = unpack_cut(rec.x_c);
+            let first = ticket.slot as u64;
+            let turn = match rec.kind {
+                // A new rate: void if due after it.
+                Kind::Rate if ticket.grant > rec.t_c => Some(if reached(first, rho) {
                     first
                 } else {
                     rho // the ring no longer held it: no place to keep
-                };
-                ticket.seq = first.wrapping_add(shift(len));
-                Some(Follow::Lost)
+                }),
+                // Units given back: void if after them, and one place up.
+                Kind::GiveBack if reached(first, rho) => {
+                    let units = u64::try_from(rec.units).unwrap_or(u64::MAX);
+                    Some(first.wrapping_sub(units))
+                }
+                Kind::Rate | Kind::GiveBack => None,
+                Kind::Initial => return None, // never a change: corrupt
+            };
+            if let Some(turn) = turn {
+                ticket.seq = turn.wrapping_add(d);
+                return Some(Follow::Lost);
             }
-            // Overwritten by later changes (or corrupt): queue again.
-            _ => {
-                ticket.seq = unpack(st.head.load(SeqCst)).0;
-                Some(Follow::Lost)
-            }
+            // Kept: in the ring's new numbering.
+            ticket.seq = ticket.seq.wrapping_add(d);
+            ticket.slot = u128::from(first.wrapping_add(d));
+            ticket.generation = to;
         }
+        Some(Follow::At(ticket.grant))
     }
 
     /// Whether the queue has come to the place of a waiter whose units a
@@ -303,23 +311,7 @@ impl Schedule {
             return Ok(());
         }
         let to = next_generation(generation);
-        let (k, last) = loop {
-            let raw = st.head.load(SeqCst);
-            let (k, last) = unpack(raw);
-            match fill_pending(st, k, last) {
-                Some(true) => {}
-                Some(false) => continue,
-                None => return Err(Refused::Corrupt),
-            }
-            let frozen = pack(k, i64::MAX - i64::from(to));
-            if st
-                .head
-                .compare_exchange(raw, frozen, SeqCst, SeqCst)
-                .is_ok()
-            {
-                break (k, last);
-            }
-        };
+        let (k, last) = self.freeze(st, to).ok_or(Refused::Corrupt)?;
         if steps < 2 {
             return Ok(());
         }
@@ -360,6 +352,76 @@ impl Schedule {
         }
     }
 
+    /// Gives back the units of `ticket` (current: followed by the caller,
+    /// who holds the change lock), if they are still in the ring and not
+    /// due by the time `now()` gives once the head is frozen: the ring is
+    /// cut before them, and every unit after them is void, its waiter
+    /// reserving again one place up (see [`follow_window`]). False if it
+    /// cannot (the units stay taken), or corrupt.
+    ///
+    /// [`follow_window`]: Self::follow_window
+    pub(super) fn give_back_window(
+        &self,
+        st: &State<'_>,
+        ticket: &Ticket,
+        now: &dyn Fn() -> i64,
+    ) -> bool {
+        let len = st.ring.len() as u64;
+        if len == 0 || !self.recover_window(st) {
+            return false;
+        }
+        let Some((generation, rate)) = self.window_rate(st) else {
+            return false;
+        };
+        if generation != ticket.generation {
+            return false;
+        }
+        let to = next_generation(generation);
+        let Some((k, last)) = self.freeze(st, to) else {
+            return false;
+        };
+        let t = now();
+        let a = ticket.slot as u64;
+        let (tag, due) = unpack(st.ring[(a % len) as usize].load(SeqCst));
+        let units = ticket.seq.wrapping_sub(a).wrapping_add(1);
+        // Still in the ring, and not due: no unit from a on has gone ahead.
+        if !(1..=len).contains(&k.wrapping_sub(a)) || tag != a || due <= t || units > len {
+            self.thaw(st, k, last);
+            return false;
+        }
+        let rec = Record {
+            kind: Kind::GiveBack,
+            rate,
+            t_c: t,
+            x_c: pack_cut(k, a),
+            units: u128::from(units),
+        };
+        write_record(st.records, to, &rec);
+        st.tat.store(join(to, 0), SeqCst);
+        self.cut_window(st, k, &rec, u64::MAX)
+    }
+
+    /// Freezes the head for the change that makes generation `to`, after
+    /// filling the entries of its last batch: the `(k, last)` it held;
+    /// `None` if corrupt.
+    fn freeze(&self, st: &State<'_>, to: u32) -> Option<(u64, i64)> {
+        loop {
+            let raw = st.head.load(SeqCst);
+            let (k, last) = unpack(raw);
+            if !fill_pending(st, k, last)? {
+                continue;
+            }
+            let frozen = pack(k, i64::MAX - i64::from(to));
+            if st
+                .head
+                .compare_exchange(raw, frozen, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return Some((k, last));
+            }
+        }
+    }
+
     /// Unfreezes a head frozen at `k` whose change was never committed.
     fn thaw(&self, st: &State<'_>, k: u64, last: i64) {
         let raw = st.head.load(SeqCst);
@@ -379,7 +441,9 @@ impl Schedule {
         if len == 0 {
             return false;
         }
-        let mine = |rec: &Record| rec.kind == Kind::Rate && unpack_cut(rec.x_c).0 == k;
+        let mine = |rec: &Record| {
+            matches!(rec.kind, Kind::Rate | Kind::GiveBack) && unpack_cut(rec.x_c).0 == k
+        };
         match read_record(st.records, to) {
             Some(rec) if mine(&rec) => {
                 st.tat.store(join(to, 0), SeqCst);
@@ -406,15 +470,21 @@ impl Schedule {
     fn cut_window(&self, st: &State<'_>, k: u64, rec: &Record, limit: u64) -> bool {
         let len = st.ring.len() as u64;
         let (_, rho) = unpack_cut(rec.x_c);
-        let per_old = i64::try_from(rec.units).unwrap_or(i64::MAX);
+        // The period the units after the cut were reserved at. A new rate's
+        // units kept were granted by t_c; units given back leave the queue
+        // before them as it was.
+        let (per_old, mut cap) = match rec.kind {
+            Kind::Rate => (i64::try_from(rec.units).unwrap_or(i64::MAX), rec.t_c),
+            _ => (i64::try_from(rec.rate.per_ns).unwrap_or(i64::MAX), i64::MAX),
+        };
         let d = shift(len);
         let pending = k.wrapping_sub(rho);
         if pending > len {
             return false;
         }
         // From the newest down, each bounded by those after it (grant times
-        // never go backwards) and by t_c (they were granted by then).
-        let mut cap = rec.t_c;
+        // never go backwards).
+        let mut newest = None;
         for i in 1..=len {
             if i > limit {
                 return true;
@@ -432,16 +502,22 @@ impl Schedule {
             } else {
                 return false;
             };
+            newest.get_or_insert(cap);
             entry.store(pack(r.wrapping_add(d), cap), SeqCst);
         }
         let raw = st.head.load(SeqCst);
         if unpack(raw).0 != k || frozen_for(unpack(raw).1).is_none() {
             return false;
         }
-        // Every unit kept was granted by t_c: a restart counts them all.
+        // A restart counts every unit kept as granted (after a new rate they
+        // were; after a give-back some may be waiting: the safe side).
         st.confirmed
             .store(rho.wrapping_add(d).wrapping_sub(1), SeqCst);
-        let thawed = pack(rho.wrapping_add(d), rec.t_c);
+        let last = match rec.kind {
+            Kind::Rate => rec.t_c,
+            _ => newest.unwrap_or(i64::MIN),
+        };
+        let thawed = pack(rho.wrapping_add(d), last);
         st.head
             .compare_exchange(raw, thawed, SeqCst, SeqCst)
             .is_ok()
