@@ -38,7 +38,7 @@ use governor::{Quota, RateLimiter};
 use mp_throttle::ffi::MptStatus;
 use mp_throttle::ffi::stats::mpt_get_summary;
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel,
+    MPT_FOREVER, MptHardcap, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel, mpt_set_rate,
 };
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -287,7 +287,67 @@ fn run(c: &mut Criterion) {
 
     bench_mpt(&mut g, false);
     bench_mpt(&mut g, true);
+    bench_window_and_changes(&mut g);
     g.finish();
+}
+
+/// `WINDOW`'s fast path, and what a change of rate costs its maker (for
+/// `WINDOW`, how long reservations are held off: it rewrites the window's
+/// 4096 grant times).
+fn bench_window_and_changes(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+) {
+    let mut opts = options(false);
+    opts.hardcap = MptHardcap::Window as u32;
+    // 4096 units per ns: fuel always there.
+    let t: *mut MptThrottle = throttle(4096, 1e-9, &opts, true);
+    let mut bad = 0u64;
+    c.bench_function("mpt_has_fuel_window", |b| {
+        b.iter(|| {
+            // SAFETY: a live handle; NULL out-pointer is allowed.
+            let st = unsafe { mpt_has_fuel(t, std::ptr::null_mut()) };
+            bad += u64::from(black_box(st) != MptStatus::Ok);
+        })
+    });
+    assert_eq!(bad, 0, "mpt_has_fuel_window: not all OK");
+    record(
+        "mpt_has_fuel_window",
+        "`mpt_has_fuel`, `MPT_HARDCAP_WINDOW`, as_monitor 0, auto_emit 0",
+        String::new(),
+    );
+    for (name, what, hardcap, max_n, per) in [
+        (
+            "mpt_set_rate_limit",
+            "`mpt_set_rate`, LIMIT, alternating two rates",
+            MptHardcap::Limit,
+            1_000_000_000_000u64,
+            1.0,
+        ),
+        (
+            "mpt_set_rate_window",
+            "`mpt_set_rate`, WINDOW (4096 grant times), alternating two rates",
+            MptHardcap::Window,
+            4096,
+            1e-9,
+        ),
+    ] {
+        opts.hardcap = hardcap as u32;
+        let t2: *mut MptThrottle = throttle(max_n, per, &opts, true);
+        let mut flip = false;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                flip = !flip;
+                let n = if flip { max_n / 2 } else { max_n };
+                // SAFETY: a live handle.
+                let st = unsafe { mpt_set_rate(t2, n, per) };
+                bad += u64::from(black_box(st) != MptStatus::Ok);
+            })
+        });
+        assert_eq!(bad, 0, "{name}: not all OK");
+        stop_and_free(t2);
+        record(name, what, String::new());
+    }
+    stop_and_free(t);
 }
 
 /// When this process started: estimates written before it are stale (from

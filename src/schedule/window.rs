@@ -41,7 +41,7 @@
 use super::gcra::{Kind, Record, join, next_generation, read_record, split, write_record};
 use super::{Follow, Rate, Reservation, Schedule, State, Ticket};
 use crate::shm::layout::{pack_entry as pack, unpack_entry as unpack};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Release, SeqCst};
 
 /// A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
 /// `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
@@ -503,7 +503,9 @@ impl Schedule {
                 return false;
             };
             newest.get_or_insert(cap);
-            entry.store(pack(r.wrapping_add(d), cap), SeqCst);
+            // Release: the head is thawed (SeqCst) after every store; nobody
+            // reserves from the ring before.
+            entry.store(pack(r.wrapping_add(d), cap), Release);
         }
         let raw = st.head.load(SeqCst);
         if unpack(raw).0 != k || frozen_for(unpack(raw).1).is_none() {
