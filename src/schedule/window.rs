@@ -31,6 +31,12 @@
 //! waiting units than the ring has entries) count as granted at `t_c` at
 //! the latest: the safe side again, paid for with a late first grant.
 //!
+//! Units given back (a cancelled waiter) are a cut of the same kind, at the
+//! first of them rather than at a time: the ring keeps every unit before
+//! them, waiting ones included, and the waiters after them reserve again,
+//! each one place up (`Kind::GiveBack`). A waiter kept by a cut takes the
+//! ring's new numbering when it follows the record.
+//!
 //! Whoever finds the head frozen and can take the change lock (its holder
 //! died, see `Throttle::settle`) finishes the change from its record, or
 //! undoes the freeze if the record was never committed: every step can be
