@@ -254,8 +254,9 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
     let t = throttle(200, 1.0, hardcap)?;
     let h = t.h();
     check!(h.start() == MptStatus::Ok, "start");
-    // Per worker: grants, calls, worst overrun (ns), and a stop flag at 9.
-    let shm = Shm::new(10);
+    // Per worker: grants, calls, worst overrun (ns); a stop flag at 9; per
+    // worker at 10 + i, a status it should never have had.
+    let shm = Shm::new(13);
     let mut workers = Kids::new();
     for i in 0..3 {
         let shm = &shm;
@@ -269,7 +270,10 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
                 match st {
                     MptStatus::Ok => shm.set(3 * i, shm.get(3 * i) + 1),
                     MptStatus::Timeout => {}
-                    _ => return 1,
+                    other => {
+                        shm.set(10 + i, other as i64);
+                        return 1;
+                    }
                 }
                 shm.set(3 * i + 1, shm.get(3 * i + 1) + 1);
             }
@@ -326,7 +330,10 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
         "{steady} grants in 2 s at 100/s"
     );
     shm.set(9, 1);
-    workers.wait_all_ok(5 * SEC)?;
+    workers.wait_all_ok(5 * SEC).map_err(|e| {
+        let odd: Vec<i64> = (0..3).map(|i| shm.get(10 + i)).collect();
+        format!("{e}; statuses the workers got besides OK and TIMEOUT: {odd:?}")
+    })?;
     for i in 0..3 {
         let over = shm.get(3 * i + 2);
         check!(

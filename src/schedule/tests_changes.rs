@@ -1862,6 +1862,15 @@ mod window {
                 assert_eq!(fx.sched.peek(&st, 1, t_c), None);
                 let mut t = waiters[2].1;
                 assert_eq!(fx.sched.follow(&st, &mut t), Some(Follow::Wait));
+                // A claimer that read the head before the freeze (same
+                // number, another time) and finds rewritten entries sees that
+                // the head moved: it looks again, it does not call the ring
+                // corrupt.
+                let rewritten = steps == len + 2;
+                assert_eq!(
+                    crate::schedule::window::fill_pending(&st, before.head),
+                    Some(!rewritten)
+                );
             }
             assert!(fx.sched.recover_window(&st));
             assert!(!fx.sched.busy(&st));

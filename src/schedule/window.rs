@@ -155,7 +155,7 @@ impl Schedule {
             if len == 0 || n > len || m > n {
                 return (Reservation::Corrupt, Ticket::default());
             }
-            match fill_pending(st, k, last) {
+            match fill_pending(st, raw) {
                 Some(true) => {}
                 Some(false) => continue, // the head moved on while we looked
                 None => return (Reservation::Corrupt, Ticket::default()),
@@ -181,7 +181,7 @@ impl Schedule {
                 .compare_exchange(raw, claimed, SeqCst, SeqCst)
                 .is_ok()
             {
-                fill_pending(st, k.wrapping_add(m), grant);
+                fill_pending(st, claimed);
                 let ticket = Ticket {
                     seq: k.wrapping_add(m - 1),
                     slot: u128::from(k),
@@ -257,31 +257,41 @@ impl Schedule {
     /// `None` if corrupt or a change is being made.
     pub(super) fn peek_window(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
         let len = st.ring.len() as u64;
-        let (_, rate) = self.window_rate(st)?;
-        let cap = rate.max_n;
-        if len == 0 || cap > len || self.busy(st) {
-            return None;
-        }
-        let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
-        let (k, prev) = unpack(st.head.load(SeqCst));
-        let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(SeqCst)).1;
-        let due = |j: u64| {
-            time_of(k.wrapping_add(j - 1).wrapping_sub(cap))
-                .saturating_add(per)
-                .max(prev)
-                .max(now)
-        };
-        // Grant times never go backwards, so "due by now" holds for a prefix.
-        let (mut lo, mut hi) = (0, cap);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if due(mid) <= now {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+        // Read again if the head moved meanwhile: a change may have
+        // rewritten the entries read.
+        for _ in 0..64 {
+            let head = st.head.load(SeqCst);
+            let (k, prev) = unpack(head);
+            let (_, rate) = self.window_rate(st)?;
+            let cap = rate.max_n;
+            if len == 0 || cap > len || frozen_for(prev).is_some() {
+                return None;
+            }
+            let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
+            let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(SeqCst)).1;
+            let due = |j: u64| {
+                time_of(k.wrapping_add(j - 1).wrapping_sub(cap))
+                    .saturating_add(per)
+                    .max(prev)
+                    .max(now)
+            };
+            // Grant times never go backwards, so "due by now" holds for a
+            // prefix.
+            let (mut lo, mut hi) = (0, cap);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if due(mid) <= now {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            let found = (lo, due(n.clamp(1, cap)) - now);
+            if st.head.load(SeqCst) == head {
+                return Some(found);
             }
         }
-        Some((lo, due(n.clamp(1, cap)) - now))
+        None
     }
 
     /// Changes the rate at the time `now()` gives (read once the head is
@@ -414,7 +424,7 @@ impl Schedule {
         loop {
             let raw = st.head.load(SeqCst);
             let (k, last) = unpack(raw);
-            if !fill_pending(st, k, last)? {
+            if !fill_pending(st, raw)? {
                 continue;
             }
             let frozen = pack(k, i64::MAX - i64::from(to));
@@ -573,8 +583,8 @@ impl Schedule {
         }
         let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
         let head = st.head.load(SeqCst);
-        let (k, last) = unpack(head);
-        if fill_pending(st, k, last) != Some(true) {
+        let (k, _) = unpack(head);
+        if fill_pending(st, head) != Some(true) {
             return false; // moved on, or corrupt (reserve() reports it)
         }
         let first = k.wrapping_sub(len);
@@ -651,13 +661,15 @@ impl Schedule {
 }
 
 /// Fills the entries of the last claimed batch that are still empty (their
-/// claimer may be slow, or dead). Below head `k` the ring holds units
-/// `k - len .. k - 1`; the empty ones (still tagged a lap back) are a
-/// suffix, all of the last batch, granted at `last`. `Some(false)` if the
-/// head moved on meanwhile, `None` if the ring is corrupt.
-pub(super) fn fill_pending(st: &State<'_>, k: u64, last: i64) -> Option<bool> {
+/// claimer may be slow, or dead). Below the head `(k, last)`, read as `raw`,
+/// the ring holds units `k - len .. k - 1`; the empty ones (still tagged a
+/// lap back) are a suffix, all of the last batch, granted at `last`.
+/// `Some(false)` if the head moved on meanwhile (or froze: a change keeps
+/// its number, not its time), `None` if the ring is corrupt.
+pub(super) fn fill_pending(st: &State<'_>, raw: u128) -> Option<bool> {
     let n = st.ring.len() as u64;
-    let moved_or_corrupt = || (unpack(st.head.load(SeqCst)).0 != k).then_some(false);
+    let (k, last) = unpack(raw);
+    let moved_or_corrupt = || (st.head.load(SeqCst) != raw).then_some(false);
     let mut j = k;
     while k.wrapping_sub(j) < n {
         let seq = j.wrapping_sub(1);
