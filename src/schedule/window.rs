@@ -257,12 +257,12 @@ impl Schedule {
     /// `None` if corrupt or a change is being made.
     pub(super) fn peek_window(&self, st: &State<'_>, n: u64, now: i64) -> Option<(u64, i64)> {
         let len = st.ring.len() as u64;
-        // Read again if the head moved meanwhile: a change may have
-        // rewritten the entries read.
+        // Read again if a change went through meanwhile: it may have
+        // rewritten the entries read (it rewrites them only after it moved
+        // the generation, and while the head is frozen).
         for _ in 0..64 {
-            let head = st.head.load(SeqCst);
-            let (k, prev) = unpack(head);
-            let (_, rate) = self.window_rate(st)?;
+            let (generation, rate) = self.window_rate(st)?;
+            let (k, prev) = unpack(st.head.load(SeqCst));
             let cap = rate.max_n;
             if len == 0 || cap > len || frozen_for(prev).is_some() {
                 return None;
@@ -287,7 +287,7 @@ impl Schedule {
                 }
             }
             let found = (lo, due(n.clamp(1, cap)) - now);
-            if st.head.load(SeqCst) == head {
+            if split(st.tat.load(SeqCst)).0 == generation {
                 return Some(found);
             }
         }
