@@ -7,9 +7,14 @@
  *
  * - Status: every function returns an mpt_status (MPT_STATUS_OK = 0) and
  *   delivers results through out-parameters named out_*, which are written
- *   only on success. mpt_strerror(status) describes a code in words, and
+ *   only on success; but two, which cannot fail: mpt_strerror() and
+ *   mpt_version_string() return a static, NUL-terminated string, never
+ *   NULL. mpt_strerror(status) describes a code in words, and
  *   each failure also records a message for the calling thread, copied out
  *   by mpt_last_error_message(). Nothing ever aborts or unwinds into C.
+ *   The "Returns:" paragraph of each function lists every status it can
+ *   return, but one: any function may also return MPT_STATUS_PANIC, a bug
+ *   in the library caught at the boundary (its message says where).
  * - Ownership: mpt_throttle_new() hands the caller a handle, released once
  *   per process with mpt_throttle_free(). Pointers passed in are borrowed
  *   for the duration of the call only.
@@ -17,6 +22,14 @@
  *   concurrently with any other call on the same handle, from any thread.
  *   Only mpt_throttle_free() takes a non-const handle: no other thread may
  *   use the handle during or after it.
+ * - Thread cancellation: no call is a cancellation point. A call that can
+ *   reach one (a wait, a nap, the join of the monitor thread, a read of
+ *   /proc) holds the calling thread's cancellation off and restores the
+ *   caller's state before it returns, so a pthread_cancel() (deferred, the
+ *   default) takes effect at the caller's next cancellation point. A thread
+ *   blocked in mpt_await_fuel*() waits on until the call returns: end one
+ *   wait with mpt_cancel_fire(), every wait with mpt_kill(). Asynchronous
+ *   cancellation is not supported (POSIX allows no library call under it).
  * - Processes: the shared state lives in a MAP_SHARED mapping. A handle made
  *   before fork() works in every child; children touch only the shared
  *   mapping, never a lock of the parent's private memory, so forking while
@@ -63,19 +76,12 @@
 
 
 /**
- * Longest spin before a grant time accepted, in seconds.
+ * The `version` of `mpt_options` of this header: 2 (48 bytes, with
+ * `group_shared`). The library also accepts version 1 (the 40 bytes before
+ * `group_shared`, which is then off), so that programs built against an
+ * older header keep working.
  */
-#define MPT_MAX_SPIN_S 1.0
-
-/**
- * Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
- */
-#define MPT_FOREVER -1.0
-
-/**
- * The `version` of `mpt_options` this library knows.
- */
-#define MPT_OPTIONS_VERSION 1
+#define MPT_OPTIONS_VERSION 2
 
 /**
  * `mpt_options.auto_emit`: on exactly when `as_throttle` is on (as in
@@ -84,11 +90,21 @@
 #define MPT_AUTO_EMIT_DEFAULT -1
 
 /**
+ * Longest spin before a grant time accepted, in seconds.
+ */
+#define MPT_MAX_SPIN_S 1.0
+
+/**
  * A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
  * `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
  * `mpt_set_rate` may raise its `max_n` to that many, no further.
  */
 #define MPT_WINDOW_MIN_RING 4096
+
+/**
+ * Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
+ */
+#define MPT_FOREVER -1.0
 
 /**
  * Longest throttle name, in bytes.
@@ -170,8 +186,11 @@ enum mpt_status
    */
   MPT_STATUS_NOT_FOUND = 14,
   /**
-   * The named throttle belongs to another user (it is created with mode
-   * 0600).
+   * The named throttle belongs to another user: `mpt_throttle_open`,
+   * `mpt_throttle_create_named` and `mpt_throttle_unlink` use only the
+   * caller's own (root included), checked on the opened object; another
+   * user's only if both sides asked for group sharing (see
+   * `mpt_throttle_open`). The message names the owner.
    */
   MPT_STATUS_PERMISSION_DENIED = 15,
   /**
@@ -184,13 +203,20 @@ enum mpt_status
    * had reserved was given back, see that function).
    */
   MPT_STATUS_CANCELLED = 17,
+  /**
+   * The store that holds the throttle's state could not be reached (a
+   * store on another machine). Never returned by a throttle in shared
+   * memory, which is every throttle this version makes; listed so that
+   * programs can handle it before such stores come.
+   */
+  MPT_STATUS_UNREACHABLE = 18,
 };
 #ifndef __cplusplus
 typedef int32_t mpt_status;
 #endif // __cplusplus
 
 /**
- * Tank capacity: what the schedule guarantees (DESIGN.md, "Hardcap").
+ * Tank capacity: what the schedule guarantees (docs/design.md, "Hardcaps").
  * Let T = per / max_n; the tank starts empty at start, its first unit is
  * there at the start instant, then one every T.
  */
@@ -238,45 +264,9 @@ typedef struct mpt_cancel mpt_cancel;
 typedef struct mpt_throttle mpt_throttle;
 
 /**
- * A statistic: mp_throttle's `(time between emissions, emissions per
- * second)` pair. Both are 0 when there is nothing to measure yet.
- */
-typedef struct mpt_rate {
-  /**
-   * Seconds between emissions.
-   */
-  double seconds_between;
-  /**
-   * Emissions per second (`INFINITY` for an interval of 0 ns).
-   */
-  double per_second;
-} mpt_rate;
-
-/**
- * What `mpt_stop` reports: mp_throttle's `stop()` tuple.
- */
-typedef struct mpt_summary {
-  /**
-   * Running time of all runs so far, in seconds (pauses excluded).
-   */
-  double runtime_s;
-  /**
-   * Emissions counted so far, by every process.
-   */
-  uint64_t total;
-  /**
-   * Mean seconds between emissions (0 if none).
-   */
-  double mean_seconds_between;
-  /**
-   * Mean emissions per second (0 if none).
-   */
-  double mean_per_second;
-} mpt_summary;
-
-/**
  * Options of `mpt_throttle_new`: mp_throttle's keyword arguments.
- * Fill with `mpt_options_init`, then change fields.
+ * Fill with `mpt_options_init`, then change fields. Version 2 (48 bytes);
+ * version 1 is the same struct without `group_shared` (40 bytes).
  */
 typedef struct mpt_options {
   /**
@@ -325,7 +315,61 @@ typedef struct mpt_options {
    * and any wait under 20 us, for which sleeping would wake too late.
    */
   double spin_s;
+  /**
+   * Named throttles only (options version 2; off in version 1): 1 shares
+   * the throttle with a group, 0 (default) keeps it to one user.
+   * `mpt_throttle_create_named`: creates the object group-accessible
+   * (mode 0660, the creator's effective group) and records it in the
+   * throttle's header; it is part of the configuration, so creating a
+   * name that exists with the other value is `MPT_STATUS_MISMATCH`.
+   * `mpt_throttle_open` (and a create_named that finds the name made):
+   * accepts another user's throttle if it was made group-shared, its
+   * mode gives its group read and write and others nothing, and its
+   * group is one of the caller's (effective or supplementary). Without
+   * it, only a throttle of the caller's effective uid is ever used. Every
+   * member of the group can then damage or truncate the throttle (a
+   * truncated throttle makes its users die of SIGBUS): share only with a
+   * group you trust. No effect on `mpt_throttle_new`.
+   */
+  uint32_t group_shared;
 } mpt_options;
+
+/**
+ * A statistic: mp_throttle's `(time between emissions, emissions per
+ * second)` pair. Both are 0 when there is nothing to measure yet.
+ */
+typedef struct mpt_rate {
+  /**
+   * Seconds between emissions.
+   */
+  double seconds_between;
+  /**
+   * Emissions per second (`INFINITY` for an interval of 0 ns).
+   */
+  double per_second;
+} mpt_rate;
+
+/**
+ * What `mpt_stop` reports: mp_throttle's `stop()` tuple.
+ */
+typedef struct mpt_summary {
+  /**
+   * Running time of all runs so far, in seconds (pauses excluded).
+   */
+  double runtime_s;
+  /**
+   * Emissions counted so far, by every process.
+   */
+  uint64_t total;
+  /**
+   * Mean seconds between emissions (0 if none).
+   */
+  double mean_seconds_between;
+  /**
+   * Mean emissions per second (0 if none).
+   */
+  double mean_per_second;
+} mpt_summary;
 
 #ifdef __cplusplus
 extern "C" {
@@ -464,6 +508,29 @@ mpt_status mpt_await_fuel_cancellable(const struct mpt_throttle *throttle,
                                       int64_t *out_grant_ns);
 
 /**
+ * Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
+ * as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
+ * `MPT_HARDCAP_LIMIT`, refresh_s 0.01; and timer_slack_ns 1, spin_s 0,
+ * group_shared 0.
+ *
+ * - `out_options`: not NULL; written on success: the 48 bytes of version
+ *   2, or only the 40 bytes of version 1 if `version` is 1 (a program
+ *   built against an older header, whose struct is that long).
+ * - `version`: pass `MPT_OPTIONS_VERSION` (2), or 1.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT` for a version this library does not know.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.1.0.
+ *
+ * # Safety
+ * `out_options` must be NULL or valid for writing one `mpt_options` of
+ * the version asked (40 bytes for version 1).
+ */
+mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
+
+/**
  * The emissions of the last second (mp_throttle's `latest()`): how many
  * emissions of this run carry a timestamp in the last second (or later: a
  * timestamp of `mpt_emit_at` in the future counts until it is a second
@@ -540,25 +607,6 @@ mpt_status mpt_hi_lo(const struct mpt_throttle *throttle, struct mpt_rate *out_r
 mpt_status mpt_get_summary(const struct mpt_throttle *throttle, struct mpt_summary *out_summary);
 
 /**
- * Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
- * as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
- * `MPT_HARDCAP_LIMIT`, refresh_s 0.01; and timer_slack_ns 1, spin_s 0.
- *
- * - `out_options`: not NULL; written on success.
- * - `version`: pass `MPT_OPTIONS_VERSION`.
- *
- * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
- * `MPT_STATUS_INVALID_ARGUMENT` for a version this library does not know.
- *
- * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
- * Since: 0.1.0.
- *
- * # Safety
- * `out_options` must be NULL or valid for writing one `mpt_options`.
- */
-mpt_status mpt_options_init(struct mpt_options *out_options, uint32_t version);
-
-/**
  * Makes a throttle of `max_n` units of fuel per `per_s` seconds, and its
  * shared state. Nothing runs until `mpt_start`.
  *
@@ -601,18 +649,29 @@ mpt_status mpt_throttle_new(uint64_t max_n,
  * creates it and the others open it, fully initialised.
  *
  * The throttle is a POSIX shared memory object (`/dev/shm/mp_throttle.<name>`,
- * mode 0600) whose memory is reserved at creation. It lives until
- * `mpt_throttle_unlink` removes the name and the last process lets go.
+ * mode 0600; 0660 with `options.group_shared`) whose memory is reserved at
+ * creation. It lives until `mpt_throttle_unlink` removes the name and the
+ * last process lets go.
+ *
+ * An existing object is used only under the rules of `mpt_throttle_open`:
+ * one of another user (root included: no exception) is refused with
+ * `MPT_STATUS_PERMISSION_DENIED` unless it is group-shared and
+ * `options.group_shared` is 1, and is never mapped otherwise (`/dev/shm`
+ * is writable by every user: anyone may make the name first).
  *
  * - `name`: not NULL; 1 to 200 bytes of UTF-8 without '/' (borrowed).
- * - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`.
+ * - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`;
+ *   `options.group_shared` is part of the configuration (a throttle of the
+ *   name made with the other value is `MPT_STATUS_MISMATCH`).
  * - `out_throttle`: not NULL; receives a handle this process owns and
  *   frees with `mpt_throttle_free`.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT` (a bad name, number or option);
  * `MPT_STATUS_MISMATCH` (the name exists with another configuration);
- * `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user);
+ * `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user, and
+ * is not one this call may share, see `mpt_throttle_open`; the message
+ * names the owner);
  * `MPT_STATUS_CORRUPT` / `MPT_STATUS_UNSUPPORTED` (the name holds something
  * else, see `mpt_throttle_open`); `MPT_STATUS_SYSTEM` (/dev/shm full, a
  * memory or file limit).
@@ -634,21 +693,40 @@ mpt_status mpt_throttle_create_named(const char *name,
 /**
  * Opens the named throttle `name`, adopting its configuration.
  *
+ * Whose it is, is checked first, with `fstat` on the opened object (not
+ * on the path), before anything is mapped: it must belong to the caller's
+ * effective uid (root included: root opening another user's throttle is
+ * refused the same way) and be a regular file. Another user's throttle is
+ * used only if all of these hold: the caller asks for it
+ * (`options.group_shared` 1), its header says it was made group-shared
+ * (`mpt_throttle_create_named` with `group_shared` 1; a chmod does not
+ * make one), its mode gives its group read and write and others nothing
+ * (0660), and its group is the caller's effective group or one of its
+ * supplementary groups. Sharing between users is never an accident of the
+ * mode: a throttle planted by another user under the name is refused, so
+ * that user can never truncate it under this process (a SIGBUS).
+ *
  * Everything read from the shared object is checked before use: its magic
  * word, layout version, size and every value the library will use. A
  * foreign, truncated, corrupt or newer-version object gets a status, never
  * a crash or a hang.
  *
  * - `name`: not NULL; as for `mpt_throttle_create_named`.
- * - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` are used
- *   (how this process waits); the throttle's own settings are adopted.
+ * - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` (how
+ *   this process waits) and `group_shared` (accept another user's
+ *   group-shared throttle, see above) are used; the throttle's own
+ *   settings are adopted.
  * - `out_throttle`: not NULL; receives a handle this process owns.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
- * `MPT_STATUS_PERMISSION_DENIED`; `MPT_STATUS_CORRUPT` (not a throttle,
- * truncated, damaged, or never finished by a creator that died);
- * `MPT_STATUS_UNSUPPORTED` (made by another layout version).
+ * `MPT_STATUS_PERMISSION_DENIED` (another user's, not shared as above; the
+ * message names the owner: uid, and user name when known);
+ * `MPT_STATUS_CORRUPT` (not a throttle, not a regular file, truncated,
+ * damaged, or never finished by a creator that died);
+ * `MPT_STATUS_UNSUPPORTED` (made by another layout version);
+ * `MPT_STATUS_SYSTEM` (a memory or file limit, or the name is taken by
+ * something the system cannot open as shared memory, e.g. a directory).
  *
  * Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
  * while another process is still creating it. Since: 0.1.0.
@@ -667,11 +745,22 @@ mpt_status mpt_throttle_open(const char *name,
  * using it; its memory is freed when the last one lets go. A later
  * `mpt_throttle_create_named` of the same name makes a new throttle.
  *
+ * Only the owner removes a name: the object is opened and its owner
+ * checked with `fstat` first; another user's is refused (root included,
+ * and a group-shared throttle's group members too). The race that
+ * remains: the name is removed by name after the check, so if in between
+ * the owner removes it and another user makes a new object of that name,
+ * that one is removed. Only a caller the system lets remove other users'
+ * files in `/dev/shm` (root, `CAP_FOWNER`) can be led to do so; for any
+ * other the system refuses.
+ *
  * - `name`: not NULL; as for `mpt_throttle_create_named`.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
- * `MPT_STATUS_PERMISSION_DENIED`.
+ * `MPT_STATUS_PERMISSION_DENIED` (another user's; the message names the
+ * owner); `MPT_STATUS_SYSTEM` (the system refused for another reason,
+ * e.g. the name is taken by a directory).
  *
  * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
  * Since: 0.1.0.
@@ -683,13 +772,17 @@ mpt_status mpt_throttle_unlink(const char *name);
 
 /**
  * The configuration of a throttle, as `mpt_options`: what it was made with
- * (for a throttle opened by name: its creator's options), and this
- * handle's own waiting preferences (timer_slack_ns, spin_s). auto_emit is
- * resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`). The rate in force is
- * `mpt_get_rate`'s.
+ * (for a throttle opened by name: its creator's options, group_shared
+ * included), and this handle's own waiting preferences (timer_slack_ns,
+ * spin_s). auto_emit is resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`).
+ * The rate in force is `mpt_get_rate`'s.
  *
- * - `out_options`: not NULL; written on success, with `version` set to
- *   `MPT_OPTIONS_VERSION`.
+ * - `out_options`: not NULL. Its `version` on entry says how much is
+ *   written: `MPT_OPTIONS_VERSION` (2; e.g. set by `mpt_options_init`)
+ *   gets every field, with version 2; anything else gets only the 40 bytes
+ *   of version 1, with version 1 (a program built against an older
+ *   header, whose struct is that long, did not set it). Written on
+ *   success only.
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_BAD_HANDLE`.
@@ -698,7 +791,9 @@ mpt_status mpt_throttle_unlink(const char *name);
  * Since: 0.2.0.
  *
  * # Safety
- * `throttle` must be NULL or a live handle; `out_options` NULL or valid.
+ * `throttle` must be NULL or a live handle; `out_options` NULL or valid
+ * for reading its `version` and writing that version's struct (40 bytes
+ * unless `version` is 2).
  */
 mpt_status mpt_get_options(const struct mpt_throttle *throttle, struct mpt_options *out_options);
 
@@ -763,7 +858,10 @@ mpt_status mpt_throttle_free(struct mpt_throttle *throttle);
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (already running, or
  * another process is starting or stopping it); `MPT_STATUS_SYSTEM` (no
- * thread could be started; the throttle stays stopped).
+ * thread could be started, or another process has held the change lock
+ * for 200 ms without dying, e.g. stopped in a debugger; the throttle stays
+ * stopped); `MPT_STATUS_CORRUPT` (the shared run state holds a value no
+ * process of this library writes; nothing is changed).
  *
  * Thread safety: safe; of concurrent starts one succeeds.
  * Fork safety: safe in a child; the monitor then runs in the child.
@@ -785,7 +883,8 @@ MPT_MUST_USE mpt_status mpt_start(const struct mpt_throttle *throttle);
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER` (throttle);
  * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (not running: never
- * started, or stopped already).
+ * started, or stopped already); `MPT_STATUS_CORRUPT` (the shared run state
+ * holds a value no process of this library writes; nothing is changed).
  *
  * Thread safety: safe; of concurrent stops one succeeds.
  * Fork safety: safe in a child: the monitor thread, in the process that
@@ -811,6 +910,10 @@ mpt_status mpt_stop(const struct mpt_throttle *throttle, struct mpt_summary *out
  *   sleep), or `MPT_FOREVER`. A waiter whose unit would come only after its
  *   timeout reserves nothing and returns `MPT_STATUS_TIMEOUT` when the
  *   timeout passes (earlier `MPT_STATUS_KILLED` if stopped or killed).
+ *   `MPT_STATUS_TIMEOUT` comes at the deadline, never before: a sleeping
+ *   waiter whose grant a rate change moves past its deadline gives its
+ *   unit back at once (the waiters behind it move up) and waits on, as a
+ *   new arrival, in case a later change lets it through.
  * - `out_grant_ns`: may be NULL; receives the grant time, in
  *   `CLOCK_MONOTONIC` nanoseconds (see `mpt_clock_now`): the instant the
  *   library decided this waiter may go. It returns at or just after it.
@@ -823,7 +926,10 @@ mpt_status mpt_stop(const struct mpt_throttle *throttle, struct mpt_summary *out
  * Thread safety: safe from any number of threads and processes.
  * Fork safety: safe in a child. Blocking: yes, on a futex shared between
  * processes with an absolute deadline; woken at once by `mpt_kill`,
- * `mpt_stop` and `mpt_start` from any process. Since: 0.1.0.
+ * `mpt_stop` and `mpt_start` from any process. Not a cancellation point:
+ * a thread cancelled with `pthread_cancel` meanwhile waits on until the
+ * call returns (end one wait with `mpt_await_fuel_cancellable` and
+ * `mpt_cancel_fire`, every wait with `mpt_kill`). Since: 0.1.0.
  *
  * # Safety
  * `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
@@ -858,9 +964,10 @@ MPT_MUST_USE mpt_status mpt_has_fuel(const struct mpt_throttle *throttle, int64_
  * `per`). Waiters keep their order whatever their `n`. With auto_emit, the
  * `n` units count as one emission.
  *
- * A sleeping waiter follows every `mpt_set_rate` at once; if a change
- * moves its grant past its timeout, it gives its units back (every waiter
- * behind it moves up) and returns `MPT_STATUS_TIMEOUT`: a waiter that
+ * A sleeping waiter follows every `mpt_set_rate` at once, keeping its
+ * place however many changes it sleeps through; if a change moves its
+ * grant past its timeout, it gives its units back (every waiter behind it
+ * moves up) and waits on as a new arrival until its timeout: a waiter that
  * times out or is killed takes nothing.
  *
  * - `n`: at least 1, at most what the tank can ever hold at the current
@@ -915,7 +1022,9 @@ mpt_status mpt_has_fuel_n(const struct mpt_throttle *throttle,
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_KILLED` (the kill flag is set: no
  * fuel is handed out); `MPT_STATUS_NOT_RUNNING` (not started: no fuel
  * accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
- * `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
+ * `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_SYSTEM` (a change of
+ * rate by another process has been under way for 200 ms, e.g. that
+ * process is stopped in a debugger: try again); `MPT_STATUS_CORRUPT`.
  *
  * Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
  * system call. Since: 0.2.0.
@@ -934,9 +1043,15 @@ mpt_status mpt_peek_fuel(const struct mpt_throttle *throttle,
  *
  * Sleeping waiters, in every process, are rescheduled at once at the new
  * rate, in the order they had, and the change never lets through a burst
- * that the new rate forbids:
+ * that the new rate forbids. Changes may come as often as they like, from
+ * one process or several: no waiter loses its place, and the grants in
+ * any stretch of time are at least what the slowest rate in force during
+ * it allows, less one.
  * - `MPT_HARDCAP_LIMIT`, `_ONE`, `_NONE`: the queue is respaced at the new
- *   rate; fuel in the tank is kept up to what the new tank holds.
+ *   rate (each unit keeps its place counted in periods: a unit carried
+ *   through changes is granted at most 1 ns, and one grid step of
+ *   `1/per_ns` of a period per change, after the exact time, never
+ *   before); fuel in the tank is kept up to what the new tank holds.
  * - `MPT_HARDCAP_WINDOW`: the grants made before the change count in the
  *   new window; units reserved for after it are taken back, and their
  *   waiters reserve again under the new rate in their old order (one whose
@@ -948,8 +1063,9 @@ mpt_status mpt_peek_fuel(const struct mpt_throttle *throttle,
  *   late, never early.
  *
  * A waiter whose new grant falls after its timeout gives its units back
- * and returns `MPT_STATUS_TIMEOUT`; one waiting for more units than the new
- * tank holds returns `MPT_STATUS_INVALID_ARGUMENT`, having taken nothing.
+ * and waits on until its timeout (see `mpt_await_fuel`); one waiting for
+ * more units than the new tank holds returns
+ * `MPT_STATUS_INVALID_ARGUMENT`, having taken nothing.
  * The configuration a named throttle was created with (what
  * `mpt_throttle_create_named` compares) is not changed; `mpt_get_rate`
  * reads the rate in force.
@@ -1106,6 +1222,21 @@ mpt_status mpt_clock_now(int64_t *out_ns);
  * Each pointer must be NULL or valid for writing.
  */
 mpt_status mpt_version(uint32_t *out_major, uint32_t *out_minor, uint32_t *out_patch);
+
+/**
+ * The version of the library actually linked, as a static, NUL-terminated
+ * string "MAJOR.MINOR.PATCH": the header's `MPT_VERSION_STRING` when the
+ * library and the header agree (as zstd's `ZSTD_versionString()`). The
+ * numbers are those of `mpt_version`.
+ *
+ * Returns: the string, never NULL; not an `mpt_status` (like
+ * `mpt_strerror`, it cannot fail). It lives as long as the library: do not
+ * free or modify it.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ */
+const char *mpt_version_string(void);
 
 #ifdef __cplusplus
 }  // extern "C"

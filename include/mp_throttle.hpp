@@ -172,6 +172,9 @@ inline Version version() {
     return v;
 }
 
+// The same, as the library's static string (mpt_version_string), e.g. "0.2.0".
+inline std::string_view version_string() noexcept { return mpt_version_string(); }
+
 // A statistic (mpt_rate): time between emissions and emissions per second;
 // both 0 when there is nothing to measure yet.
 struct Rate {
@@ -206,7 +209,7 @@ struct Fuel {
     explicit operator bool() const noexcept { return outcome == Outcome::granted; }
 };
 
-// Tank capacity (mpt_hardcap; the header and DESIGN.md give the guarantees).
+// Tank capacity (mpt_hardcap; the header and docs/design.md give the guarantees).
 enum class Hardcap : std::uint32_t {
     limit = MPT_HARDCAP_LIMIT,
     one = MPT_HARDCAP_ONE,
@@ -264,6 +267,14 @@ public:
     template <class Rep, class Period>
     Options &spin(const std::chrono::duration<Rep, Period> &before) noexcept {
         raw_.spin_s = detail::seconds(before);
+        return *this;
+    }
+
+    // A named throttle other processes of the creator's group may open too
+    // (mode 0660; every opener asks for it as well). Off: the creator's uid
+    // alone.
+    Options &group_shared(bool on) noexcept {
+        raw_.group_shared = on ? 1u : 0u;
         return *this;
     }
 

@@ -1,6 +1,6 @@
 //! Cancelling a wait from another thread, one waiter at a time.
 //!
-//! The kill flag and `stop` end every wait of a throttle. A [`Cancel`] ends
+//! The kill flag and `stop` end every wait of a throttle. A [`Cancel`](crate::cancel::Cancel) ends
 //! only the waits that were given it: a Go context, a Ruby `Thread#kill`, a
 //! Python `asyncio` task being cancelled. A cancelled waiter takes nothing:
 //! units it reserved are given back (as a waiter whose timeout a rate change
@@ -12,18 +12,25 @@
 //! they wait for and sleep again).
 
 use crate::process;
-use crate::shm::Mapping;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Weak};
+
+/// What waiters sleep on, as a token sees it: whatever holds a throttle's
+/// state, which can wake every sleeper of that throttle, in every process
+/// (each re-checks what it waits for).
+pub trait Wakeable: Send + Sync {
+    /// Wakes every sleeper.
+    fn wake_sleepers(&self);
+}
 
 /// A cancellation token (see the module documentation).
 pub struct Cancel {
     fired: AtomicBool,
     /// The throttles that waiters using this token sleep on, by
     /// registration. Weak: a registration copied into a forked child (whose
-    /// waiting thread does not exist there) must not keep a mapping alive.
-    sleepers: Mutex<Vec<(u64, Weak<Mapping>)>>,
+    /// waiting thread does not exist there) must not keep a state alive.
+    sleepers: Mutex<Vec<(u64, Weak<dyn Wakeable>)>>,
     next_id: AtomicU64,
     /// The process that made the token: its mutex is not fork-safe.
     owner: u32,
@@ -68,9 +75,9 @@ impl Cancel {
     /// Ends every wait using this token, now and until [`reset`](Self::reset).
     pub fn fire(&self) {
         self.fired.store(true, SeqCst);
-        for (_, map) in self.sleepers.lock().iter() {
-            if let Some(map) = map.upgrade() {
-                crate::throttle::wake_sleepers(map.shared());
+        for (_, state) in self.sleepers.lock().iter() {
+            if let Some(state) = state.upgrade() {
+                state.wake_sleepers();
             }
         }
     }
@@ -80,12 +87,13 @@ impl Cancel {
         self.fired.store(false, SeqCst);
     }
 
-    /// Registers a waiter sleeping on `map` until the guard drops. Register
-    /// before checking [`is_fired`](Self::is_fired): a `fire` after the
-    /// check then wakes the sleep.
-    pub(crate) fn register(&self, map: &Arc<Mapping>) -> Registered<'_> {
+    /// Registers a waiter sleeping on `state` until the guard drops.
+    /// Register before checking [`is_fired`](Self::is_fired): a `fire` after
+    /// the check then wakes the sleep.
+    pub(crate) fn register<W: Wakeable + 'static>(&self, state: &Arc<W>) -> Registered<'_> {
         let id = self.next_id.fetch_add(1, SeqCst);
-        self.sleepers.lock().push((id, Arc::downgrade(map)));
+        let state: Weak<dyn Wakeable> = Arc::downgrade(state) as Weak<W>;
+        self.sleepers.lock().push((id, state));
         Registered { cancel: self, id }
     }
 }

@@ -1,4 +1,4 @@
-//! Options as mp_throttle knows them, validated into a [`Config`].
+//! Options as mp_throttle knows them, validated into a [`Config`](crate::config::Config).
 
 #![forbid(unsafe_code)]
 
@@ -36,6 +36,15 @@ pub struct Options {
     /// spins on the clock: the precise mode. Default 0: spin only the last
     /// 60 us of waits of 2 ms or more, and waits under 20 us.
     pub spin_s: f64,
+    /// Named throttles: share with a group rather than keep to one user
+    /// (default off). At creation, the object is made group-accessible
+    /// (mode 0660, the creator's effective group) and the header records
+    /// it; the throttle's configuration then includes it, so a creation
+    /// that differs in it is a mismatch. At open, it is the acceptance of
+    /// another user's throttle: one that was made group-shared, has mode
+    /// 0660 and a group of this process (see `Throttle::open`). Without it,
+    /// only a throttle of this process's effective uid is ever opened.
+    pub group_shared: bool,
 }
 
 impl Default for Options {
@@ -48,6 +57,7 @@ impl Default for Options {
             refresh_s: 0.01,
             timer_slack_ns: 1,
             spin_s: 0.0,
+            group_shared: false,
         }
     }
 }
@@ -69,6 +79,8 @@ pub struct Config {
     pub timer_slack_ns: u64,
     /// See [`Options::spin_s`], in nanoseconds.
     pub spin_ns: i64,
+    /// See [`Options::group_shared`].
+    pub group_shared: bool,
 }
 
 impl Config {
@@ -113,23 +125,27 @@ impl Config {
             refresh_ns,
             timer_slack_ns: options.timer_slack_ns,
             spin_ns: (options.spin_s * 1e9).round() as i64,
+            group_shared: options.group_shared,
         })
     }
 }
 
 impl Config {
-    /// The options that belong to each process rather than to the throttle.
+    /// The options that belong to each process rather than to the throttle:
+    /// how it waits, and (for an open) whether it accepts another user's
+    /// group-shared throttle.
     pub fn waiting(&self) -> Options {
         Options {
             timer_slack_ns: self.timer_slack_ns,
             spin_s: self.spin_ns as f64 / 1e9,
+            group_shared: self.group_shared,
             ..Options::default()
         }
     }
 }
 
-/// Checks the options that say how this process waits (the only ones an
-/// opener of a named throttle gives).
+/// Checks the options that say how this process waits (with group_shared,
+/// the only ones an opener of a named throttle gives).
 pub fn check_waiting(options: &Options) -> Result<()> {
     if !(options.spin_s.is_finite() && (0.0..=MAX_SPIN_S).contains(&options.spin_s)) {
         return Err(invalid(&format!(

@@ -4,37 +4,47 @@
 
 use std::fmt;
 
-/// Why a call did not do what was asked.
+/// Why a call did not do what was asked. The variants with a `String` carry
+/// the library's explanation, which [`Display`](fmt::Display) prints. The C
+/// boundary maps each variant to a status code; Rust programs get it from
+/// [`crate::api`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
-    /// `await_fuel`: no fuel came before the timeout.
+    /// No fuel came before the timeout.
     Timeout,
-    /// The kill flag is set (by `kill` or `stop`): finish.
+    /// The kill flag is set (by `kill` or `stop`, in any process): finish.
+    /// Cleared by the next `start`.
     Killed,
-    /// `has_fuel`: the tank is empty (or the throttle is not running).
+    /// `has_fuel`: the tank is empty now (or the throttle is not running).
     NoFuel,
-    /// `emit` while the throttle is not running.
+    /// `emit` or `peek` while the throttle is not running.
     NotRunning,
     /// An argument is out of range or contradicts another.
     InvalidArgument(String),
-    /// The call does not fit the throttle's state (e.g. start while running).
+    /// The call does not fit the throttle's state (start while running, emit
+    /// with auto emit on, a token made before a `fork()`, ...).
     WrongState(String),
     /// Statistics asked of a throttle without a working monitor.
     MonitorOff(String),
-    /// The operating system refused (mmap, thread creation, ...).
+    /// The operating system refused (memory mapping, thread creation, ...).
     System(String),
     /// This machine lacks something the library needs.
     Unsupported(String),
     /// The shared state holds values no correct process writes.
     Corrupt(String),
-    /// No throttle has that name.
+    /// No named throttle has that name.
     NotFound(String),
-    /// The throttle of that name belongs to another user.
+    /// The named throttle belongs to another user.
     PermissionDenied(String),
-    /// A throttle of that name exists with another configuration.
+    /// A named throttle of that name exists with another configuration.
     Mismatch(String),
     /// The wait's cancellation token fired: nothing was taken.
     Cancelled,
+    /// The store that holds the throttle's state could not be reached (a
+    /// store on another machine; the shared-memory store never returns
+    /// it). Nothing was taken or changed, as far as this process knows.
+    Unreachable(String),
 }
 
 impl fmt::Display for Error {
@@ -46,7 +56,7 @@ impl fmt::Display for Error {
             }
             Error::NoFuel => f.write_str("the tank is empty, or the throttle is not running"),
             Error::NotRunning => f.write_str("the throttle is not running: nothing was counted"),
-            Error::Cancelled => f.write_str("the wait was cancelled by its mpt_cancel"),
+            Error::Cancelled => f.write_str("the wait was cancelled by its cancellation token"),
             Error::InvalidArgument(m)
             | Error::WrongState(m)
             | Error::MonitorOff(m)
@@ -55,7 +65,8 @@ impl fmt::Display for Error {
             | Error::Corrupt(m)
             | Error::NotFound(m)
             | Error::PermissionDenied(m)
-            | Error::Mismatch(m) => f.write_str(m),
+            | Error::Mismatch(m)
+            | Error::Unreachable(m) => f.write_str(m),
         }
     }
 }

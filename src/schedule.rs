@@ -3,7 +3,7 @@
 //! Pure integer arithmetic on atomics, with no clock and no sleeping: every
 //! function takes the current time as an argument, so tests drive it with
 //! exact times. The atomics may live in process-private memory (tests) or in
-//! the shared mapping ([`crate::shm`]); the algorithms are lock-free, so a
+//! the shared mapping ([`crate::store::shm`]); the algorithms are lock-free, so a
 //! process that dies at any instant leaves a consistent state behind.
 //!
 //! Let `T = per / max_n`. Fuel unit k (k = 0, 1, ...) of a run that starts at
@@ -20,7 +20,7 @@
 //! - `WINDOW` keeps the last grant times in a ring: grant k may not come
 //!   before grant `k - max_n` plus `per`, so no half-open window of length
 //!   `per` ever holds more than `max_n` grants, and no grant waits when the
-//!   window allows it (see [`window`]).
+//!   window allows it (see `schedule/window.rs`).
 //!
 //! A waiter reserves its unit first (one compare-and-swap) and then sleeps to
 //! its grant time, so waiters are served first come, first served, and no
@@ -28,7 +28,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::shm::layout::{Records, pack_entry as pack};
+use crate::store::shm::layout::{GiveBacks, Records, pack_entry as pack};
 
 mod gcra;
 mod window;
@@ -74,7 +74,7 @@ pub struct Rate {
 }
 
 /// Largest `max_n` accepted: keeps every scaled time below 2^103, so that a
-/// generation fits beside it in the schedule word (see [`gcra`]).
+/// generation fits beside it in the schedule word (see `schedule/gcra.rs`).
 pub const MAX_N: u64 = 1 << 40;
 /// Largest `per` accepted, in nanoseconds (about 146 years).
 pub const MAX_PER_NS: u64 = 1 << 62;
@@ -94,12 +94,6 @@ impl Rate {
     /// The period in nanoseconds.
     pub fn per_ns(&self) -> u64 {
         self.per_ns
-    }
-
-    /// `t_ns` in units of `1/max_n` ns. Negative times (never read from
-    /// `CLOCK_MONOTONIC`) count as 0.
-    fn scale(&self, t_ns: i64) -> u128 {
-        u128::from(t_ns.max(0) as u64) * u128::from(self.max_n)
     }
 
     /// A scaled time back in whole nanoseconds, rounded up.
@@ -124,7 +118,7 @@ pub enum Reservation {
     /// latest the caller accepted.
     Later(i64),
     /// Nothing reserved: a change of rate is being made (`WINDOW`); try
-    /// again shortly (see `Throttle::settle`).
+    /// again shortly (see `ShmStore::settle`).
     Busy,
     /// The shared state holds values no correct process writes.
     Corrupt,
@@ -135,8 +129,10 @@ pub enum Reservation {
 pub struct State<'a> {
     /// GCRA: the generation and theoretical arrival time, scaled.
     pub tat: &'a AtomicU128,
-    /// GCRA: the change records (rates, units given back).
+    /// The change records (rates, units given back).
     pub records: &'a Records,
+    /// GCRA: the last give-backs (see `schedule/gcra.rs`).
+    pub give_backs: &'a GiveBacks,
     /// WINDOW: the sequence number of the next grant and the time of the
     /// last, packed as a ring entry.
     pub head: &'a AtomicU128,
@@ -152,18 +148,30 @@ pub struct State<'a> {
 /// ahead with them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ticket {
-    /// `WINDOW`: the sequence number of the last unit; once a change made
-    /// the units void, the head the queue reaches when it is this waiter's
-    /// turn to reserve again.
-    seq: u64,
     /// The generation of the rate the ticket was made or last followed in.
     generation: u32,
-    /// GCRA: the exact scaled time of the last unit. `WINDOW`: the sequence
-    /// number of the first unit (kept in this word: a ticket is copied on
-    /// every grant, so it stays small).
+    /// Changes made up to that generation (`Records::serial`).
+    serial: u64,
+    /// GCRA: the scaled slot of the last unit, in the frame whose period is
+    /// `per` (see [`gcra`]): set when the units are reserved, and moved
+    /// only by give-backs ahead of them.
     slot: u128,
+    /// GCRA: the period (ns) of the frame `slot` is in.
+    per: u64,
+    /// GCRA: the whole periods dropped up to that frame.
+    shift: u128,
+    /// GCRA: give-backs followed (`Records::give_backs`).
+    give_backs: u64,
     /// GCRA: units held (0: nothing to follow or give back).
     units: u64,
+    /// `WINDOW`: the sequence number of the first unit.
+    first: u64,
+    /// `WINDOW`: the sequence number of the last unit.
+    seq: u64,
+    /// `WINDOW`, once a change made the units void ([`Follow::Lost`]): the
+    /// head the queue reaches when it is this waiter's turn to reserve
+    /// again, in the numbering of generation `generation`.
+    turn: u64,
     /// The grant time.
     grant: i64,
 }
@@ -224,7 +232,7 @@ impl Schedule {
     /// Puts a fresh state in order (tags of the `WINDOW` ring). Call once,
     /// before the state is shared.
     pub fn init(&self, st: &State<'_>) {
-        self.init_gcra(st);
+        self.init_records(st);
         let n = st.ring.len() as u64;
         st.head.store(pack(n, i64::MIN), Ordering::Relaxed);
         st.confirmed.store(n.wrapping_sub(1), Ordering::Relaxed);
@@ -282,7 +290,7 @@ impl Schedule {
     /// change lock. `LIMIT`, `ONE`, `NONE`: the queue of reserved units
     /// keeps its order and is respaced at the new rate. `WINDOW`: units
     /// reserved for after the change are void, and their waiters reserve
-    /// again, in their order, under the new rate (see [`window`]).
+    /// again, in their order, under the new rate (see `schedule/window.rs`).
     pub fn set_rate(
         &self,
         st: &State<'_>,
@@ -324,6 +332,8 @@ impl Schedule {
     }
 }
 
+#[cfg(test)]
+mod memory;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

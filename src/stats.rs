@@ -1,4 +1,4 @@
-//! The statistics of DESIGN.md, computed from emission timestamps: pure data
+//! The statistics of docs/design.md ("Statistics"), computed from emission timestamps: pure data
 //! structures with no threads and no shared memory, driven by the monitor.
 //!
 //! - `latest`: emissions whose timestamp lies in the last second

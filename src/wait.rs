@@ -148,3 +148,60 @@ impl Drop for TimerSlack {
         }
     }
 }
+
+/// The calling thread's POSIX cancellation state, held off (disabled) for
+/// as long as this value lives and restored to what the caller had when it
+/// drops.
+///
+/// A thread cancelled with `pthread_cancel` (deferred, the default) is
+/// unwound at the next cancellation point it reaches: `nanosleep`,
+/// `pthread_join`, `open` and `read` of `/proc`, `close`, ... Unwinding
+/// through the library would end the process (the C boundary catches
+/// unwinds, and glibc aborts a cancellation that is caught). Every call
+/// that can reach a cancellation point holds one of these, so no call is a
+/// cancellation point: a cancel requested meanwhile stays pending and
+/// takes effect at the caller's next cancellation point. Costs two
+/// `pthread_setcancelstate` calls (no system call).
+#[derive(Debug)]
+pub struct NoCancel {
+    previous: libc::c_int,
+    /// The state is per thread: the guard must not move to another one.
+    _thread_bound: std::marker::PhantomData<*const ()>,
+}
+
+// glibc and musl: PTHREAD_CANCEL_ENABLE is 0, PTHREAD_CANCEL_DISABLE is 1.
+// The libc crate does not declare them, nor the function.
+const PTHREAD_CANCEL_DISABLE: libc::c_int = 1;
+
+/// Sets the calling thread's cancellation state; returns the one it had.
+fn set_cancel_state(state: libc::c_int) -> libc::c_int {
+    // Declared here, not at module level, where cbindgen would put it in
+    // the C header.
+    unsafe extern "C" {
+        fn pthread_setcancelstate(state: libc::c_int, oldstate: *mut libc::c_int) -> libc::c_int;
+    }
+    let mut previous = state;
+    // SAFETY: pthread_setcancelstate only changes the calling thread's own
+    // state and writes the old one to `previous`, a valid c_int; callers
+    // pass PTHREAD_CANCEL_DISABLE or a state it reported, so it cannot fail.
+    unsafe { pthread_setcancelstate(state, &mut previous) };
+    previous
+}
+
+impl NoCancel {
+    /// Holds the calling thread's cancellation off until the value drops.
+    pub fn hold() -> Self {
+        Self {
+            previous: set_cancel_state(PTHREAD_CANCEL_DISABLE),
+            _thread_bound: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for NoCancel {
+    fn drop(&mut self) {
+        // The calling thread's own state (a NoCancel never leaves its
+        // thread: it is !Send), set back to what it was.
+        set_cancel_state(self.previous);
+    }
+}

@@ -1,34 +1,39 @@
 //! `mpt_cancel`: ending one waiter's wait from another thread.
 
+use super::handle::{Handle, Tagged, borrow, free, into_c};
 use super::throttle::{MptThrottle, handle};
 use super::{Failure, MptStatus, guard, non_null, write, write_opt};
 use crate::cancel::Cancel;
 use crate::config;
 
 /// A cancellation token (opaque): see `mpt_cancel_new`.
-pub struct MptCancel {
-    magic: u64,
-    cancel: Cancel,
-}
+pub struct MptCancel(Tagged<Cancel>);
 
-const CANCEL_MAGIC: u64 = 0x6d70_745f_6361_6e63; // "mpt_canc"
+impl Handle for MptCancel {
+    type Inner = Cancel;
+    const MAGIC: u64 = 0x6d70_745f_6361_6e63; // "mpt_canc"
+    const C_TYPE: &'static str = "mpt_cancel";
+
+    fn wrap(tagged: Tagged<Cancel>) -> Self {
+        Self(tagged)
+    }
+
+    fn tagged(&self) -> &Tagged<Cancel> {
+        &self.0
+    }
+
+    fn tagged_mut(&mut self) -> &mut Tagged<Cancel> {
+        &mut self.0
+    }
+}
 
 /// The token behind a handle, or `NULL_POINTER` / `BAD_HANDLE`.
 ///
 /// # Safety
-/// `p` must be NULL or a pointer from `mpt_cancel_new` not yet freed.
+/// As [`borrow`].
 unsafe fn token<'a>(p: *const MptCancel) -> Result<&'a Cancel, Failure> {
-    non_null(p, "cancel")?;
-    // SAFETY: non-NULL and, per the contract, a live MptCancel for the
-    // duration of this boundary call.
-    let c = unsafe { &*p };
-    if c.magic != CANCEL_MAGIC {
-        return Err(Failure::new(
-            MptStatus::BadHandle,
-            "cancel is not a live mpt_cancel (freed, or never one)",
-        ));
-    }
-    Ok(&c.cancel)
+    // SAFETY: the caller's contract.
+    unsafe { borrow(p, "cancel") }
 }
 
 /// Makes a cancellation token: `mpt_cancel_fire` on it ends every
@@ -53,12 +58,8 @@ unsafe fn token<'a>(p: *const MptCancel) -> Result<&'a Cancel, Failure> {
 pub unsafe extern "C" fn mpt_cancel_new(out_cancel: *mut *mut MptCancel) -> MptStatus {
     guard(|| {
         non_null(out_cancel, "out_cancel")?;
-        let boxed = Box::into_raw(Box::new(MptCancel {
-            magic: CANCEL_MAGIC,
-            cancel: Cancel::new(),
-        }));
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_cancel, boxed) };
+        unsafe { write(out_cancel, into_c(Cancel::new())) };
         Ok(())
     })
 }
@@ -75,17 +76,9 @@ pub unsafe extern "C" fn mpt_cancel_new(out_cancel: *mut *mut MptCancel) -> MptS
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mpt_cancel_free(cancel: *mut MptCancel) -> MptStatus {
     guard(|| {
-        if cancel.is_null() {
-            return Ok(());
-        }
-        // SAFETY: non-NULL, live per the contract.
-        unsafe { token(cancel)? };
-        // SAFETY: made by Box::into_raw in mpt_cancel_new and used by nothing
-        // else (the contract): we own it from here on.
-        let mut owned = unsafe { Box::from_raw(cancel) };
-        owned.magic = 0;
-        drop(owned);
-        Ok(())
+        // SAFETY: NULL or a live token that nothing else uses any more (the
+        // contract).
+        unsafe { free(cancel, "cancel") }
     })
 }
 

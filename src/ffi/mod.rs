@@ -6,6 +6,8 @@
 //! unwinds into C.
 
 pub mod cancel;
+pub mod handle;
+pub mod options;
 pub mod stats;
 pub mod throttle;
 pub mod version;
@@ -56,8 +58,11 @@ pub enum MptStatus {
     /// `mpt_throttle_open` / `mpt_throttle_unlink`: no throttle has that
     /// name.
     NotFound = 14,
-    /// The named throttle belongs to another user (it is created with mode
-    /// 0600).
+    /// The named throttle belongs to another user: `mpt_throttle_open`,
+    /// `mpt_throttle_create_named` and `mpt_throttle_unlink` use only the
+    /// caller's own (root included), checked on the opened object; another
+    /// user's only if both sides asked for group sharing (see
+    /// `mpt_throttle_open`). The message names the owner.
     PermissionDenied = 15,
     /// `mpt_throttle_create_named`: a throttle of that name exists with
     /// another configuration (open it with `mpt_throttle_open` to adopt it).
@@ -65,11 +70,16 @@ pub enum MptStatus {
     /// `mpt_await_fuel_cancellable`: the wait's `mpt_cancel` fired (what it
     /// had reserved was given back, see that function).
     Cancelled = 17,
+    /// The store that holds the throttle's state could not be reached (a
+    /// store on another machine). Never returned by a throttle in shared
+    /// memory, which is every throttle this version makes; listed so that
+    /// programs can handle it before such stores come.
+    Unreachable = 18,
 }
 
 impl MptStatus {
     /// Every status, in order of value.
-    pub const ALL: [MptStatus; 18] = [
+    pub const ALL: [MptStatus; 19] = [
         MptStatus::Ok,
         MptStatus::Timeout,
         MptStatus::Killed,
@@ -88,6 +98,7 @@ impl MptStatus {
         MptStatus::PermissionDenied,
         MptStatus::Mismatch,
         MptStatus::Cancelled,
+        MptStatus::Unreachable,
     ];
 
     /// A NUL-terminated description.
@@ -117,6 +128,7 @@ impl MptStatus {
             }
             MptStatus::Mismatch => "a throttle of that name exists with another configuration\0",
             MptStatus::Cancelled => "cancelled: the wait's mpt_cancel fired\0",
+            MptStatus::Unreachable => "the store that holds the throttle could not be reached\0",
         }
     }
 }
@@ -161,6 +173,7 @@ impl MptStatus {
             Error::PermissionDenied(_) => MptStatus::PermissionDenied,
             Error::Mismatch(_) => MptStatus::Mismatch,
             Error::Cancelled => MptStatus::Cancelled,
+            Error::Unreachable(_) => MptStatus::Unreachable,
         }
     }
 }

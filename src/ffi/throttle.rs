@@ -1,143 +1,20 @@
 //! `mpt_throttle`: making, running and freeing a throttle, taking fuel,
 //! emitting and the kill flag.
 
+use super::handle::{Handle, Tagged, borrow, free, into_c};
+use super::options::{MPT_OPTIONS_VERSION, MptOptions, MptOptionsV1, options_or_default};
 use super::{Failure, MptStatus, guard, non_null, text, write, write_opt};
 use crate::clock::monotonic_ns;
-use crate::config::{self, Config, Options};
-use crate::schedule::Hardcap;
+use crate::config::{self, Config};
 use crate::throttle::{Summary, Throttle};
 use std::ffi::c_char;
 
 /// Wait without a timeout: the `timeout_s` of `mpt_await_fuel`.
 pub const MPT_FOREVER: f64 = -1.0;
 
-/// The `version` of `mpt_options` this library knows.
-pub const MPT_OPTIONS_VERSION: u32 = 1;
-
-/// `mpt_options.auto_emit`: on exactly when `as_throttle` is on (as in
-/// mp_throttle).
-pub const MPT_AUTO_EMIT_DEFAULT: i32 = -1;
-
-/// Tank capacity: what the schedule guarantees (DESIGN.md, "Hardcap").
-/// Let T = per / max_n; the tank starts empty at start, its first unit is
-/// there at the start instant, then one every T.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MptHardcap {
-    /// Default, as mp_throttle's 'limit': a token bucket of capacity max_n
-    /// and rate max_n/per.
-    Limit = 0,
-    /// As mp_throttle's 'one': the tank holds at most 1; grants at least T
-    /// apart, never more than max_n in any window of length per.
-    One = 1,
-    /// As mp_throttle's other values: unbounded; grants by time t never
-    /// exceed 1 + floor((t - t0)/T) over running time, slow phases are
-    /// caught up.
-    None = 2,
-    /// Exact sliding window: never more than max_n grants in any half-open
-    /// window of length per, and no grant waits when the window allows it.
-    /// max_n is at most 4194304 (it keeps the last max(max_n,
-    /// MPT_WINDOW_MIN_RING) grant times, 16 bytes each).
-    Window = 3,
-}
-
-/// Options of `mpt_throttle_new`: mp_throttle's keyword arguments.
-/// Fill with `mpt_options_init`, then change fields.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MptOptions {
-    /// `MPT_OPTIONS_VERSION`, set by `mpt_options_init`.
-    pub version: u32,
-    /// 1 (default): ration fuel. 0: fuel is always available, counting only.
-    pub as_throttle: u32,
-    /// 1 (default): a monitor thread keeps statistics. 0: the statistics
-    /// calls return `MPT_STATUS_MONITOR_OFF`.
-    pub as_monitor: u32,
-    /// 1: each unit of fuel taken counts an emission. 0: workers call
-    /// `mpt_emit` themselves. `MPT_AUTO_EMIT_DEFAULT` (default): as
-    /// `as_throttle`.
-    pub auto_emit: i32,
-    /// An `mpt_hardcap` value (default `MPT_HARDCAP_LIMIT`).
-    pub hardcap: u32,
-    /// Timer slack, in ns, of a thread while `mpt_await_fuel` sleeps towards
-    /// its grant time; the thread's own slack is restored afterwards.
-    /// Default 1 (the tightest: wake-ups about 50 us earlier than with the
-    /// kernel's default of 50 us). 0: leave the thread's slack alone. The
-    /// kernel may wake a sleeping waiter up to this late: a large value makes
-    /// waits (timeouts included) overrun by as much.
-    pub timer_slack_ns: u32,
-    /// Seconds between monitor refreshes (mp_throttle's rf_rate; default
-    /// 0.01; finite and at least 1e-6).
-    pub refresh_s: f64,
-    /// The precise mode: seconds before its grant time at which a waiter
-    /// stops sleeping and spins on the clock, trading CPU for timing (e.g.
-    /// 0.00005; see BENCHMARKS.md for what it costs). From 0 to 1.
-    /// Default 0: a waiter spins only the last 60 us of a wait of 2 ms or
-    /// more (an idle CPU wakes that late; at most 3% of the waiting time),
-    /// and any wait under 20 us, for which sleeping would wake too late.
-    pub spin_s: f64,
-}
-
-impl Default for MptOptions {
-    fn default() -> Self {
-        let o = Options::default();
-        Self {
-            version: MPT_OPTIONS_VERSION,
-            as_throttle: u32::from(o.as_throttle),
-            as_monitor: u32::from(o.as_monitor),
-            auto_emit: MPT_AUTO_EMIT_DEFAULT,
-            hardcap: o.hardcap as u32,
-            timer_slack_ns: o.timer_slack_ns as u32,
-            refresh_s: o.refresh_s,
-            spin_s: o.spin_s,
-        }
-    }
-}
-
-impl TryFrom<&MptOptions> for Options {
-    type Error = Failure;
-
-    fn try_from(o: &MptOptions) -> Result<Self, Failure> {
-        if o.version != MPT_OPTIONS_VERSION {
-            return Err(Failure::invalid(format!(
-                "options.version is {}, this library knows {MPT_OPTIONS_VERSION}: \
-                 fill the options with mpt_options_init",
-                o.version
-            )));
-        }
-        let flag = |v: u32, name: &str| match v {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(Failure::invalid(format!(
-                "options.{name} must be 0 or 1 (got {v})"
-            ))),
-        };
-        let auto_emit = match o.auto_emit {
-            MPT_AUTO_EMIT_DEFAULT => None,
-            0 => Some(false),
-            1 => Some(true),
-            v => {
-                return Err(Failure::invalid(format!(
-                    "options.auto_emit must be 0, 1 or MPT_AUTO_EMIT_DEFAULT (got {v})"
-                )));
-            }
-        };
-        let hardcap = Hardcap::try_from(o.hardcap).map_err(|v| {
-            Failure::invalid(format!(
-                "options.hardcap must be an mpt_hardcap value 0..3 (got {v})"
-            ))
-        })?;
-        Ok(Options {
-            as_throttle: flag(o.as_throttle, "as_throttle")?,
-            as_monitor: flag(o.as_monitor, "as_monitor")?,
-            auto_emit,
-            hardcap,
-            refresh_s: o.refresh_s,
-            timer_slack_ns: u64::from(o.timer_slack_ns),
-            spin_s: o.spin_s,
-        })
-    }
-}
+/// Longest throttle name, in bytes.
+pub const MPT_MAX_NAME_LEN: usize = 200;
+const _: () = assert!(MPT_MAX_NAME_LEN == crate::store::shm::named::MAX_NAME_LEN);
 
 /// What `mpt_stop` reports: mp_throttle's `stop()` tuple.
 #[repr(C)]
@@ -164,61 +41,34 @@ impl From<Summary> for MptSummary {
     }
 }
 
-const HANDLE_MAGIC: u64 = 0x6d70_745f_7468_726f; // "mpt_thro"
-
 /// A throttle handle: opaque to C.
-pub struct MptThrottle {
-    magic: u64,
-    throttle: Throttle,
+pub struct MptThrottle(Tagged<Throttle>);
+
+impl Handle for MptThrottle {
+    type Inner = Throttle;
+    const MAGIC: u64 = 0x6d70_745f_7468_726f; // "mpt_thro"
+    const C_TYPE: &'static str = "mpt_throttle";
+
+    fn wrap(tagged: Tagged<Throttle>) -> Self {
+        Self(tagged)
+    }
+
+    fn tagged(&self) -> &Tagged<Throttle> {
+        &self.0
+    }
+
+    fn tagged_mut(&mut self) -> &mut Tagged<Throttle> {
+        &mut self.0
+    }
 }
 
 /// The throttle behind a handle, or `NULL_POINTER` / `BAD_HANDLE`.
 ///
 /// # Safety
-/// `p` must be NULL or a pointer from `mpt_throttle_new` that has not been
-/// freed (a freed one is usually caught by the magic word, but not always).
+/// As [`borrow`].
 pub(super) unsafe fn handle<'a>(p: *const MptThrottle) -> Result<&'a Throttle, Failure> {
-    non_null(p, "throttle")?;
-    // SAFETY: non-NULL and, per the contract, a live MptThrottle; the
-    // borrow lasts for one boundary call, during which C must not free it.
-    let h = unsafe { &*p };
-    if h.magic != HANDLE_MAGIC {
-        return Err(Failure::new(
-            MptStatus::BadHandle,
-            "throttle is not a live mpt_throttle (freed, or never one)",
-        ));
-    }
-    Ok(&h.throttle)
-}
-
-/// Fills `out_options` with the defaults of mp_throttle: as_throttle 1,
-/// as_monitor 1, auto_emit `MPT_AUTO_EMIT_DEFAULT`, hardcap
-/// `MPT_HARDCAP_LIMIT`, refresh_s 0.01; and timer_slack_ns 1, spin_s 0.
-///
-/// - `out_options`: not NULL; written on success.
-/// - `version`: pass `MPT_OPTIONS_VERSION`.
-///
-/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
-/// `MPT_STATUS_INVALID_ARGUMENT` for a version this library does not know.
-///
-/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
-/// Since: 0.1.0.
-///
-/// # Safety
-/// `out_options` must be NULL or valid for writing one `mpt_options`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mpt_options_init(out_options: *mut MptOptions, version: u32) -> MptStatus {
-    guard(|| {
-        non_null(out_options, "out_options")?;
-        if version != MPT_OPTIONS_VERSION {
-            return Err(Failure::invalid(format!(
-                "options version {version} is unknown; this library knows {MPT_OPTIONS_VERSION}"
-            )));
-        }
-        // SAFETY: checked non-NULL; valid per the caller's contract.
-        unsafe { write(out_options, MptOptions::default()) };
-        Ok(())
-    })
+    // SAFETY: the caller's contract.
+    unsafe { borrow(p, "throttle") }
 }
 
 /// Makes a throttle of `max_n` units of fuel per `per_s` seconds, and its
@@ -261,17 +111,9 @@ pub unsafe extern "C" fn mpt_throttle_new(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::new(Config::new(max_n, per_s, &options)?)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, boxed(throttle)) };
+        unsafe { write(out_throttle, into_c(throttle)) };
         Ok(())
     })
-}
-
-/// The handle of a new or opened throttle, for `out_throttle`.
-fn boxed(throttle: Throttle) -> *mut MptThrottle {
-    Box::into_raw(Box::new(MptThrottle {
-        magic: HANDLE_MAGIC,
-        throttle,
-    }))
 }
 
 /// Creates a named throttle of `max_n` units per `per_s` seconds, which any
@@ -282,18 +124,29 @@ fn boxed(throttle: Throttle) -> *mut MptThrottle {
 /// creates it and the others open it, fully initialised.
 ///
 /// The throttle is a POSIX shared memory object (`/dev/shm/mp_throttle.<name>`,
-/// mode 0600) whose memory is reserved at creation. It lives until
-/// `mpt_throttle_unlink` removes the name and the last process lets go.
+/// mode 0600; 0660 with `options.group_shared`) whose memory is reserved at
+/// creation. It lives until `mpt_throttle_unlink` removes the name and the
+/// last process lets go.
+///
+/// An existing object is used only under the rules of `mpt_throttle_open`:
+/// one of another user (root included: no exception) is refused with
+/// `MPT_STATUS_PERMISSION_DENIED` unless it is group-shared and
+/// `options.group_shared` is 1, and is never mapped otherwise (`/dev/shm`
+/// is writable by every user: anyone may make the name first).
 ///
 /// - `name`: not NULL; 1 to 200 bytes of UTF-8 without '/' (borrowed).
-/// - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`.
+/// - `max_n`, `per_s`, `options`: as for `mpt_throttle_new`;
+///   `options.group_shared` is part of the configuration (a throttle of the
+///   name made with the other value is `MPT_STATUS_MISMATCH`).
 /// - `out_throttle`: not NULL; receives a handle this process owns and
 ///   frees with `mpt_throttle_free`.
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_INVALID_ARGUMENT` (a bad name, number or option);
 /// `MPT_STATUS_MISMATCH` (the name exists with another configuration);
-/// `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user);
+/// `MPT_STATUS_PERMISSION_DENIED` (the name belongs to another user, and
+/// is not one this call may share, see `mpt_throttle_open`; the message
+/// names the owner);
 /// `MPT_STATUS_CORRUPT` / `MPT_STATUS_UNSUPPORTED` (the name holds something
 /// else, see `mpt_throttle_open`); `MPT_STATUS_SYSTEM` (/dev/shm full, a
 /// memory or file limit).
@@ -321,12 +174,25 @@ pub unsafe extern "C" fn mpt_throttle_create_named(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::create_named(name, Config::new(max_n, per_s, &options)?)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, boxed(throttle)) };
+        unsafe { write(out_throttle, into_c(throttle)) };
         Ok(())
     })
 }
 
 /// Opens the named throttle `name`, adopting its configuration.
+///
+/// Whose it is, is checked first, with `fstat` on the opened object (not
+/// on the path), before anything is mapped: it must belong to the caller's
+/// effective uid (root included: root opening another user's throttle is
+/// refused the same way) and be a regular file. Another user's throttle is
+/// used only if all of these hold: the caller asks for it
+/// (`options.group_shared` 1), its header says it was made group-shared
+/// (`mpt_throttle_create_named` with `group_shared` 1; a chmod does not
+/// make one), its mode gives its group read and write and others nothing
+/// (0660), and its group is the caller's effective group or one of its
+/// supplementary groups. Sharing between users is never an accident of the
+/// mode: a throttle planted by another user under the name is refused, so
+/// that user can never truncate it under this process (a SIGBUS).
 ///
 /// Everything read from the shared object is checked before use: its magic
 /// word, layout version, size and every value the library will use. A
@@ -334,15 +200,21 @@ pub unsafe extern "C" fn mpt_throttle_create_named(
 /// a crash or a hang.
 ///
 /// - `name`: not NULL; as for `mpt_throttle_create_named`.
-/// - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` are used
-///   (how this process waits); the throttle's own settings are adopted.
+/// - `options`: may be NULL; only its `timer_slack_ns` and `spin_s` (how
+///   this process waits) and `group_shared` (accept another user's
+///   group-shared throttle, see above) are used; the throttle's own
+///   settings are adopted.
 /// - `out_throttle`: not NULL; receives a handle this process owns.
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
-/// `MPT_STATUS_PERMISSION_DENIED`; `MPT_STATUS_CORRUPT` (not a throttle,
-/// truncated, damaged, or never finished by a creator that died);
-/// `MPT_STATUS_UNSUPPORTED` (made by another layout version).
+/// `MPT_STATUS_PERMISSION_DENIED` (another user's, not shared as above; the
+/// message names the owner: uid, and user name when known);
+/// `MPT_STATUS_CORRUPT` (not a throttle, not a regular file, truncated,
+/// damaged, or never finished by a creator that died);
+/// `MPT_STATUS_UNSUPPORTED` (made by another layout version);
+/// `MPT_STATUS_SYSTEM` (a memory or file limit, or the name is taken by
+/// something the system cannot open as shared memory, e.g. a directory).
 ///
 /// Thread safety: safe. Fork safety: safe in a child. Blocking: up to 2 s
 /// while another process is still creating it. Since: 0.1.0.
@@ -365,7 +237,7 @@ pub unsafe extern "C" fn mpt_throttle_open(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::open(name, &options)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, boxed(throttle)) };
+        unsafe { write(out_throttle, into_c(throttle)) };
         Ok(())
     })
 }
@@ -374,11 +246,22 @@ pub unsafe extern "C" fn mpt_throttle_open(
 /// using it; its memory is freed when the last one lets go. A later
 /// `mpt_throttle_create_named` of the same name makes a new throttle.
 ///
+/// Only the owner removes a name: the object is opened and its owner
+/// checked with `fstat` first; another user's is refused (root included,
+/// and a group-shared throttle's group members too). The race that
+/// remains: the name is removed by name after the check, so if in between
+/// the owner removes it and another user makes a new object of that name,
+/// that one is removed. Only a caller the system lets remove other users'
+/// files in `/dev/shm` (root, `CAP_FOWNER`) can be led to do so; for any
+/// other the system refuses.
+///
 /// - `name`: not NULL; as for `mpt_throttle_create_named`.
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
-/// `MPT_STATUS_PERMISSION_DENIED`.
+/// `MPT_STATUS_PERMISSION_DENIED` (another user's; the message names the
+/// owner); `MPT_STATUS_SYSTEM` (the system refused for another reason,
+/// e.g. the name is taken by a directory).
 ///
 /// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
 /// Since: 0.1.0.
@@ -393,26 +276,18 @@ pub unsafe extern "C" fn mpt_throttle_unlink(name: *const c_char) -> MptStatus {
     })
 }
 
-/// The options behind a C pointer: NULL gives the defaults.
-///
-/// # Safety
-/// `options` must be NULL or valid for reading one `mpt_options`.
-unsafe fn options_or_default(options: *const MptOptions) -> Result<Options, Failure> {
-    if options.is_null() {
-        return Ok(Options::default());
-    }
-    // SAFETY: non-NULL and readable per the contract.
-    Options::try_from(unsafe { &*options })
-}
-
 /// The configuration of a throttle, as `mpt_options`: what it was made with
-/// (for a throttle opened by name: its creator's options), and this
-/// handle's own waiting preferences (timer_slack_ns, spin_s). auto_emit is
-/// resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`). The rate in force is
-/// `mpt_get_rate`'s.
+/// (for a throttle opened by name: its creator's options, group_shared
+/// included), and this handle's own waiting preferences (timer_slack_ns,
+/// spin_s). auto_emit is resolved (0 or 1, never `MPT_AUTO_EMIT_DEFAULT`).
+/// The rate in force is `mpt_get_rate`'s.
 ///
-/// - `out_options`: not NULL; written on success, with `version` set to
-///   `MPT_OPTIONS_VERSION`.
+/// - `out_options`: not NULL. Its `version` on entry says how much is
+///   written: `MPT_OPTIONS_VERSION` (2; e.g. set by `mpt_options_init`)
+///   gets every field, with version 2; anything else gets only the 40 bytes
+///   of version 1, with version 1 (a program built against an older
+///   header, whose struct is that long, did not set it). Written on
+///   success only.
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_BAD_HANDLE`.
@@ -421,7 +296,9 @@ unsafe fn options_or_default(options: *const MptOptions) -> Result<Options, Fail
 /// Since: 0.2.0.
 ///
 /// # Safety
-/// `throttle` must be NULL or a live handle; `out_options` NULL or valid.
+/// `throttle` must be NULL or a live handle; `out_options` NULL or valid
+/// for reading its `version` and writing that version's struct (40 bytes
+/// unless `version` is 2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mpt_get_options(
     throttle: *const MptThrottle,
@@ -440,9 +317,20 @@ pub unsafe extern "C" fn mpt_get_options(
             timer_slack_ns: u32::try_from(c.timer_slack_ns).unwrap_or(u32::MAX),
             refresh_s: c.refresh_ns as f64 / 1e9,
             spin_s: c.spin_ns as f64 / 1e9,
+            group_shared: c.group_shared.into(),
         };
-        // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_options, options) };
+        // SAFETY: checked non-NULL; the version field is readable per the
+        // contract. A volatile read: a program built against an older
+        // header may not have set it (any value but 2 means version 1).
+        let asked = unsafe { std::ptr::read_volatile(out_options.cast::<u32>()) };
+        if asked == MPT_OPTIONS_VERSION {
+            // SAFETY: checked non-NULL; a version-2 struct per the contract.
+            unsafe { write(out_options, options) };
+        } else {
+            // SAFETY: checked non-NULL; valid for the 40 bytes of version 1
+            // per the contract.
+            unsafe { write(out_options.cast(), MptOptionsV1::from(options)) };
+        }
         Ok(())
     })
 }
@@ -503,18 +391,9 @@ pub unsafe extern "C" fn mpt_throttle_created(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mpt_throttle_free(throttle: *mut MptThrottle) -> MptStatus {
     guard(|| {
-        if throttle.is_null() {
-            return Ok(());
-        }
-        // SAFETY: non-NULL, live per the contract.
-        unsafe { handle(throttle)? };
-        // SAFETY: a live handle made by Box::into_raw in mpt_throttle_new,
-        // used by no other thread (the contract): we own it from here on.
-        let mut owned = unsafe { Box::from_raw(throttle) };
-        // Cleared so that a second free of the same pointer is usually caught.
-        owned.magic = 0;
-        drop(owned);
-        Ok(())
+        // SAFETY: NULL or a live handle that no other thread uses (the
+        // contract).
+        unsafe { free(throttle, "throttle") }
     })
 }
 
@@ -532,7 +411,10 @@ pub unsafe extern "C" fn mpt_throttle_free(throttle: *mut MptThrottle) -> MptSta
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (already running, or
 /// another process is starting or stopping it); `MPT_STATUS_SYSTEM` (no
-/// thread could be started; the throttle stays stopped).
+/// thread could be started, or another process has held the change lock
+/// for 200 ms without dying, e.g. stopped in a debugger; the throttle stays
+/// stopped); `MPT_STATUS_CORRUPT` (the shared run state holds a value no
+/// process of this library writes; nothing is changed).
 ///
 /// Thread safety: safe; of concurrent starts one succeeds.
 /// Fork safety: safe in a child; the monitor then runs in the child.
@@ -557,7 +439,8 @@ pub unsafe extern "C" fn mpt_start(throttle: *const MptThrottle) -> MptStatus {
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER` (throttle);
 /// `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_WRONG_STATE` (not running: never
-/// started, or stopped already).
+/// started, or stopped already); `MPT_STATUS_CORRUPT` (the shared run state
+/// holds a value no process of this library writes; nothing is changed).
 ///
 /// Thread safety: safe; of concurrent stops one succeeds.
 /// Fork safety: safe in a child: the monitor thread, in the process that
@@ -593,6 +476,10 @@ pub unsafe extern "C" fn mpt_stop(
 ///   sleep), or `MPT_FOREVER`. A waiter whose unit would come only after its
 ///   timeout reserves nothing and returns `MPT_STATUS_TIMEOUT` when the
 ///   timeout passes (earlier `MPT_STATUS_KILLED` if stopped or killed).
+///   `MPT_STATUS_TIMEOUT` comes at the deadline, never before: a sleeping
+///   waiter whose grant a rate change moves past its deadline gives its
+///   unit back at once (the waiters behind it move up) and waits on, as a
+///   new arrival, in case a later change lets it through.
 /// - `out_grant_ns`: may be NULL; receives the grant time, in
 ///   `CLOCK_MONOTONIC` nanoseconds (see `mpt_clock_now`): the instant the
 ///   library decided this waiter may go. It returns at or just after it.
@@ -605,7 +492,10 @@ pub unsafe extern "C" fn mpt_stop(
 /// Thread safety: safe from any number of threads and processes.
 /// Fork safety: safe in a child. Blocking: yes, on a futex shared between
 /// processes with an absolute deadline; woken at once by `mpt_kill`,
-/// `mpt_stop` and `mpt_start` from any process. Since: 0.1.0.
+/// `mpt_stop` and `mpt_start` from any process. Not a cancellation point:
+/// a thread cancelled with `pthread_cancel` meanwhile waits on until the
+/// call returns (end one wait with `mpt_await_fuel_cancellable` and
+/// `mpt_cancel_fire`, every wait with `mpt_kill`). Since: 0.1.0.
 ///
 /// # Safety
 /// `throttle` must be NULL or a live handle; `out_grant_ns` NULL or valid.
@@ -662,9 +552,10 @@ pub unsafe extern "C" fn mpt_has_fuel(
 /// `per`). Waiters keep their order whatever their `n`. With auto_emit, the
 /// `n` units count as one emission.
 ///
-/// A sleeping waiter follows every `mpt_set_rate` at once; if a change
-/// moves its grant past its timeout, it gives its units back (every waiter
-/// behind it moves up) and returns `MPT_STATUS_TIMEOUT`: a waiter that
+/// A sleeping waiter follows every `mpt_set_rate` at once, keeping its
+/// place however many changes it sleeps through; if a change moves its
+/// grant past its timeout, it gives its units back (every waiter behind it
+/// moves up) and waits on as a new arrival until its timeout: a waiter that
 /// times out or is killed takes nothing.
 ///
 /// - `n`: at least 1, at most what the tank can ever hold at the current
@@ -739,7 +630,9 @@ pub unsafe extern "C" fn mpt_has_fuel_n(
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_KILLED` (the kill flag is set: no
 /// fuel is handed out); `MPT_STATUS_NOT_RUNNING` (not started: no fuel
 /// accrues); `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
-/// `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_CORRUPT`.
+/// `MPT_STATUS_INVALID_ARGUMENT` (`n`); `MPT_STATUS_SYSTEM` (a change of
+/// rate by another process has been under way for 200 ms, e.g. that
+/// process is stopped in a debugger: try again); `MPT_STATUS_CORRUPT`.
 ///
 /// Thread safety: safe. Fork safety: safe in a child. Blocking: never; no
 /// system call. Since: 0.2.0.
@@ -769,9 +662,15 @@ pub unsafe extern "C" fn mpt_peek_fuel(
 ///
 /// Sleeping waiters, in every process, are rescheduled at once at the new
 /// rate, in the order they had, and the change never lets through a burst
-/// that the new rate forbids:
+/// that the new rate forbids. Changes may come as often as they like, from
+/// one process or several: no waiter loses its place, and the grants in
+/// any stretch of time are at least what the slowest rate in force during
+/// it allows, less one.
 /// - `MPT_HARDCAP_LIMIT`, `_ONE`, `_NONE`: the queue is respaced at the new
-///   rate; fuel in the tank is kept up to what the new tank holds.
+///   rate (each unit keeps its place counted in periods: a unit carried
+///   through changes is granted at most 1 ns, and one grid step of
+///   `1/per_ns` of a period per change, after the exact time, never
+///   before); fuel in the tank is kept up to what the new tank holds.
 /// - `MPT_HARDCAP_WINDOW`: the grants made before the change count in the
 ///   new window; units reserved for after it are taken back, and their
 ///   waiters reserve again under the new rate in their old order (one whose
@@ -783,8 +682,9 @@ pub unsafe extern "C" fn mpt_peek_fuel(
 ///   late, never early.
 ///
 /// A waiter whose new grant falls after its timeout gives its units back
-/// and returns `MPT_STATUS_TIMEOUT`; one waiting for more units than the new
-/// tank holds returns `MPT_STATUS_INVALID_ARGUMENT`, having taken nothing.
+/// and waits on until its timeout (see `mpt_await_fuel`); one waiting for
+/// more units than the new tank holds returns
+/// `MPT_STATUS_INVALID_ARGUMENT`, having taken nothing.
 /// The configuration a named throttle was created with (what
 /// `mpt_throttle_create_named` compares) is not changed; `mpt_get_rate`
 /// reads the rate in force.
@@ -995,5 +895,4 @@ pub unsafe extern "C" fn mpt_clock_now(out_ns: *mut i64) -> MptStatus {
 
 // The ABI of the structs C sees; tests/c checks the same sizes with
 // _Static_assert.
-const _: () = assert!(size_of::<MptOptions>() == 40 && align_of::<MptOptions>() == 8);
 const _: () = assert!(size_of::<MptSummary>() == 32 && align_of::<MptSummary>() == 8);

@@ -1,6 +1,7 @@
 //! The library's version, to compare with the header's `MPT_VERSION_*`.
 
 use super::{MptStatus, guard, non_null, write};
+use std::ffi::c_char;
 
 fn part(s: &str) -> u32 {
     s.parse().unwrap_or(0)
@@ -37,4 +38,20 @@ pub unsafe extern "C" fn mpt_version(
         unsafe { write(out_patch, part(env!("CARGO_PKG_VERSION_PATCH"))) };
         Ok(())
     })
+}
+
+/// The version of the library actually linked, as a static, NUL-terminated
+/// string "MAJOR.MINOR.PATCH": the header's `MPT_VERSION_STRING` when the
+/// library and the header agree (as zstd's `ZSTD_versionString()`). The
+/// numbers are those of `mpt_version`.
+///
+/// Returns: the string, never NULL; not an `mpt_status` (like
+/// `mpt_strerror`, it cannot fail). It lives as long as the library: do not
+/// free or modify it.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+#[unsafe(no_mangle)]
+pub extern "C" fn mpt_version_string() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }

@@ -1,15 +1,19 @@
 //! Unit tests of weighted fuel, peeking, rate changes and give-backs, with
 //! explicit times: no clock, no sleeping.
 //!
-//! Every expected grant time is computed here from DESIGN.md and the module
+//! Every expected grant time is computed here from docs/design.md and the module
 //! doc of [`super::gcra`], independently of the code under test, in exact
 //! integer arithmetic (`u128`):
 //! - unit k of a run started at `t0` is due at `t0 + ceil(k * per / max_n)`;
 //! - times are exact in "scaled" units of `1/max_n` ns (unit k at
 //!   `t0*max_n + k*per`), grants are whole ns rounded up;
-//! - a rate change at `t_c` leaves a unit due by `t_c` where it is, and
-//!   moves a unit due after `t_c` to `t_c + ceil(d * T_new / T_old)`, `d`
-//!   its exact offset from `t_c`;
+//! - a rate change at `t_c` keeps virtual time (periods elapsed): a unit due
+//!   by `t_c` stays where it is; a unit due after `t_c` keeps its place in
+//!   virtual time, so its offset from `t_c` is respaced to the new `T`
+//!   (`t_c + d * T_new / T_old`, `d` its exact offset). On the new scaled
+//!   grid the unit's place is rounded up and `t_c`'s rounded down, so its
+//!   grant is that exact time rounded up, or at most 1 ns later (see
+//!   [`Frame`]: the frames of the module doc of `gcra`, as plain numbers);
 //! - a rate change with nothing queued keeps the tank's content and its
 //!   progress towards the next unit: the time accrued since its first unit
 //!   (at most what the old tank holds), respaced to the new `T` rounded
@@ -24,9 +28,10 @@
 //! - `has_fuel`: `reserve_n(n, now, now)` (takes only what is there now);
 //! - a waiter with a timeout: `reserve_n(n, now, deadline)`.
 
+use super::memory::Memory;
 use super::tests::Rng;
 use super::*;
-use crate::shm::layout::RECORDS;
+use crate::store::shm::layout::{GIVE_BACKS, RECORDS};
 
 const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
@@ -60,23 +65,32 @@ fn grant_of((max_n, _): R, x: u128) -> i64 {
     i64::try_from(x.div_ceil(u128::from(max_n))).unwrap()
 }
 
-/// Where a unit at exact scaled time `x` (at rate `old`) is after a change
-/// to `new` at `tc`, in `new`'s scaled units: unchanged if due by `tc`
-/// (kept at its grant), else its offset from `tc` in units of `T`, kept,
-/// rounded up to the new scaled grid.
+/// Where a unit at exact scaled time `x` (at rate `old`, a throttle's first
+/// rate: scaled time `t * max_n`) is after a change to `new` at `tc`, in
+/// `new`'s scaled units counted from `tc` (`scaled(new, tc)` plus its
+/// distance from `tc`): unchanged if due by `tc` (kept at its grant); else
+/// its place on the new grid (`x * per_new / per_old`, rounded up) less
+/// `tc`'s (rounded down).
 fn moved(old: R, new: R, tc: i64, x: u128) -> u128 {
     let tc_old = scaled(old, tc);
     if x <= tc_old {
         scaled(new, grant_of(old, x))
     } else {
-        let num = (x - tc_old) * u128::from(new.1);
-        scaled(new, tc) + num.div_ceil(u128::from(old.1))
+        let (po, pn) = (u128::from(old.1), u128::from(new.1));
+        scaled(new, tc) + (x * pn).div_ceil(po) - tc_old * pn / po
     }
 }
 
-/// The grant of a unit at exact scaled time `x` after a change at `tc`,
-/// straight from DESIGN terms: `tc + ceil(offset_ns * T_new / T_old)`.
+/// The grant of a unit at exact scaled time `x` after a change at `tc`
+/// (see [`moved`]).
 fn moved_grant(old: R, new: R, tc: i64, x: u128) -> i64 {
+    grant_of(new, moved(old, new, tc, x))
+}
+
+/// The grant of a unit at exact scaled time `x` after a change at `tc` in
+/// exact time, from DESIGN terms: `tc + ceil(offset_ns * T_new / T_old)`.
+/// [`moved_grant`] is this, or 1 ns later.
+fn exact_moved_grant(old: R, new: R, tc: i64, x: u128) -> i64 {
     let tc_old = scaled(old, tc);
     if x <= tc_old {
         return grant_of(old, x);
@@ -86,6 +100,46 @@ fn moved_grant(old: R, new: R, tc: i64, x: u128) -> i64 {
     let num = (x - tc_old) * u128::from(new.1);
     let den = u128::from(old.1) * u128::from(new.0);
     tc + i64::try_from(num.div_ceil(den)).unwrap()
+}
+
+/// A frame of the module doc of `gcra`, as plain numbers: scaled time
+/// `t * max_n + off`, one period `T` is `per_ns` scaled units.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    r: R,
+    off: i128,
+}
+
+impl Frame {
+    /// A throttle's first frame.
+    fn first(r: R) -> Self {
+        Self { r, off: 0 }
+    }
+
+    fn at(&self, t: i64) -> i128 {
+        i128::from(t) * i128::from(self.r.0) + self.off
+    }
+
+    /// The frame of `new` from `tc` on: virtual time goes on where it was
+    /// (`tc`'s place rescaled, rounded down).
+    fn changed(&self, new: R, tc: i64) -> Self {
+        let x = self.at(tc) * i128::from(new.1) / i128::from(self.r.1);
+        Self {
+            r: new,
+            off: x - i128::from(tc) * i128::from(new.0),
+        }
+    }
+
+    /// A place `x` of the frame of `from` in this one: rescaled, rounded up.
+    fn place(&self, from: R, x: u128) -> u128 {
+        (x * u128::from(self.r.1)).div_ceil(u128::from(from.1))
+    }
+
+    /// The grant of place `x`: whole ns, rounded up.
+    fn grant(&self, x: u128) -> i64 {
+        let d = u128::try_from(i128::try_from(x).unwrap() - self.off).unwrap();
+        i64::try_from(d.div_ceil(u128::from(self.r.0))).unwrap()
+    }
 }
 
 fn rate((max_n, per_ns): R) -> Rate {
@@ -121,39 +175,45 @@ struct Snapshot {
     tags: Vec<u64>,
     max_n: Vec<u64>,
     per_ns: Vec<u64>,
+    base_lo: Vec<u64>,
+    base_hi: Vec<u64>,
+    serial: Vec<u64>,
+    give_backs: Vec<u64>,
+    shift_lo: Vec<u64>,
+    shift_hi: Vec<u64>,
     t_c: Vec<i64>,
     x_c: Vec<u128>,
     units: Vec<u128>,
+    gb_tags: Vec<u64>,
+    gb_slot: Vec<u128>,
+    gb_per: Vec<u64>,
+    gb_shift: Vec<u128>,
+    gb_units: Vec<u64>,
     head: u128,
     ring: Vec<u128>,
     confirmed: u64,
 }
 
-/// A schedule and its own atomics.
+/// A schedule and its own state (its words read as `fx.tat`, `fx.head`...).
 struct Fx {
     sched: Schedule,
-    tat: AtomicU128,
-    records: Records,
-    head: AtomicU128,
-    ring: Vec<AtomicU128>,
-    confirmed: AtomicU64,
+    memory: Memory,
+}
+
+impl std::ops::Deref for Fx {
+    type Target = Memory;
+
+    fn deref(&self) -> &Memory {
+        &self.memory
+    }
 }
 
 impl Fx {
     /// Made and initialised, not started.
     fn new(r: R, hardcap: Hardcap) -> Self {
         let sched = Schedule::new(rate(r), hardcap);
-        let ring = (0..sched.ring_len()).map(|_| AtomicU128::new(0)).collect();
-        let fx = Self {
-            sched,
-            tat: AtomicU128::new(0),
-            records: Records::default(),
-            head: AtomicU128::new(0),
-            ring,
-            confirmed: AtomicU64::new(0),
-        };
-        fx.sched.init(&fx.st());
-        fx
+        let memory = Memory::for_schedule(&sched);
+        Self { sched, memory }
     }
 
     /// Made, initialised and started (first run) at `t0`.
@@ -161,16 +221,6 @@ impl Fx {
         let fx = Self::new(r, hardcap);
         fx.sched.start(&fx.st(), t0, None);
         fx
-    }
-
-    fn st(&self) -> State<'_> {
-        State {
-            tat: &self.tat,
-            records: &self.records,
-            head: &self.head,
-            ring: &self.ring,
-            confirmed: &self.confirmed,
-        }
     }
 
     fn hc(&self) -> Hardcap {
@@ -189,9 +239,23 @@ impl Fx {
             copy.records.tags[i].store(s.tags[i], Ordering::SeqCst);
             copy.records.max_n[i].store(s.max_n[i], Ordering::SeqCst);
             copy.records.per_ns[i].store(s.per_ns[i], Ordering::SeqCst);
+            copy.records.base_lo[i].store(s.base_lo[i], Ordering::SeqCst);
+            copy.records.base_hi[i].store(s.base_hi[i], Ordering::SeqCst);
+            copy.records.serial[i].store(s.serial[i], Ordering::SeqCst);
+            copy.records.give_backs[i].store(s.give_backs[i], Ordering::SeqCst);
+            copy.records.shift_lo[i].store(s.shift_lo[i], Ordering::SeqCst);
+            copy.records.shift_hi[i].store(s.shift_hi[i], Ordering::SeqCst);
             copy.records.t_c[i].store(s.t_c[i], Ordering::SeqCst);
             copy.records.x_c[i].store(s.x_c[i], Ordering::SeqCst);
             copy.records.units[i].store(s.units[i], Ordering::SeqCst);
+        }
+        let gb = &copy.give_backs;
+        for i in 0..GIVE_BACKS {
+            gb.tags[i].store(s.gb_tags[i], Ordering::SeqCst);
+            gb.slot[i].store(s.gb_slot[i], Ordering::SeqCst);
+            gb.per_ns[i].store(s.gb_per[i], Ordering::SeqCst);
+            gb.shift[i].store(s.gb_shift[i], Ordering::SeqCst);
+            gb.units[i].store(s.gb_units[i], Ordering::SeqCst);
         }
         copy.head.store(s.head, Ordering::SeqCst);
         for (e, v) in copy.ring.iter().zip(&s.ring) {
@@ -208,14 +272,38 @@ impl Fx {
 
     fn snapshot(&self) -> Snapshot {
         let r = &self.records;
+        let gb = &self.give_backs;
         Snapshot {
             tat: self.word(),
             tags: r.tags.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             max_n: r.max_n.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             per_ns: r.per_ns.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            base_lo: r.base_lo.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            base_hi: r.base_hi.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            serial: r.serial.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            give_backs: r
+                .give_backs
+                .iter()
+                .map(|a| a.load(Ordering::SeqCst))
+                .collect(),
+            shift_lo: r
+                .shift_lo
+                .iter()
+                .map(|a| a.load(Ordering::SeqCst))
+                .collect(),
+            shift_hi: r
+                .shift_hi
+                .iter()
+                .map(|a| a.load(Ordering::SeqCst))
+                .collect(),
             t_c: r.t_c.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             x_c: r.x_c.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             units: r.units.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            gb_tags: gb.tags.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            gb_slot: gb.slot.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            gb_per: gb.per_ns.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            gb_shift: gb.shift.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
+            gb_units: gb.units.iter().map(|a| a.load(Ordering::SeqCst)).collect(),
             head: self.head.load(Ordering::SeqCst),
             ring: self.ring.iter().map(|e| e.load(Ordering::SeqCst)).collect(),
             confirmed: self.confirmed.load(Ordering::SeqCst),
@@ -287,6 +375,11 @@ impl Fx {
 
     fn give_back(&self, ticket: &Ticket) -> bool {
         self.sched.give_back(&self.st(), ticket, &|| T0)
+    }
+
+    /// The place of a (followed) ticket's last unit in the frame in force.
+    fn place(&self, ticket: &Ticket) -> u128 {
+        self.sched.place_in_force(&self.st(), ticket).unwrap().0
     }
 
     fn current_rate(&self) -> R {
@@ -789,6 +882,8 @@ mod rate_change {
                         } else {
                             let j = u128::from(k - k0);
                             assert_eq!(g, moved_grant(old, new, tc, x), "{what}: waiter {k}");
+                            let exact = exact_moved_grant(old, new, tc, x);
+                            assert!((exact..=exact + 1).contains(&g), "{what}: {k} vs {exact}");
                             assert_eq!(g, grant_of(new, s0 + j * u128::from(new.1)), "{what}");
                         }
                         // Following again changes nothing.
@@ -1033,58 +1128,158 @@ mod rate_change {
         )
     }
 
-    /// `m` changes in a row, followed at once by a ticket `m` generations
-    /// behind, give what following each change in turn gives, and what the
-    /// exact model gives; new reservations continue the queue. The tickets
-    /// here are of generation 0, whose rate is the configuration's (no
-    /// record holds it), so `RECORDS` changes can still be followed; one
-    /// more and they are lost. One followed at every change never is.
-    #[test]
-    fn several_changes_followed_at_once() {
+    /// `m` changes of rate, `changes` gives each: the 10 waiters of a
+    /// queue of `r0` are followed at every change (`each`, for up to 64
+    /// changes), and once after them all (`once`). A waiter is granted in
+    /// the frame in force when virtual time reached it: the frame after the
+    /// last change it was due after (in the frame before that change), at
+    /// its place (first reserved) in that frame. `each` gives exactly that;
+    /// `once` too, unless the records no longer hold the frames back to the
+    /// one it was due in: then no later than the oldest change they hold
+    /// (never early). New reservations continue the queue: the TAT
+    /// converted one change at a time. No waiter loses its place, however
+    /// many changes it slept through.
+    fn followed_through(m: u64, changes: fn(u64) -> (R, i64)) {
         let r0 = (10, SEC);
         let recs = RECORDS as u64;
+        // The frames (the first, then one per change), and the changes.
+        let mut frames = vec![Frame::first(r0)];
+        for i in 0..m {
+            let (r, tc) = changes(i);
+            let f = frames.last().unwrap().changed(r, tc);
+            frames.push(f);
+        }
+        let want = |k: u64| {
+            let x = queue_slot(r0, k);
+            let piece = (1..=m)
+                .rev()
+                .find(|&j| {
+                    let before = frames[j as usize - 1];
+                    i128::try_from(before.place(r0, x)).unwrap() > before.at(changes(j - 1).1)
+                })
+                .unwrap_or(0);
+            let f = frames[piece as usize];
+            f.grant(f.place(r0, x))
+        };
+        // The oldest change whose record is still held.
+        let oldest_kept = if m > recs {
+            changes(m - recs).1
+        } else {
+            i64::MIN
+        };
         for hc in GCRA {
-            for m in [1, 2, 3, recs - 1, recs, recs + 1] {
-                let what = format!("{hc:?} {m} changes");
-                let (each, mut t_each) = queue(r0, hc, 10);
-                let (once, mut t_once) = queue(r0, hc, 10);
-                // The model: the exact slot of every waiter.
-                let mut xs: Vec<u128> = (0..10).map(|k| queue_slot(r0, k)).collect();
-                let mut cur = r0;
-                for i in 0..m {
-                    let (r, tc) = change(i);
-                    each.set_rate(r, tc);
-                    once.set_rate(r, tc);
+            let what = format!("{hc:?} {m} changes");
+            let (each, mut t_each) = queue(r0, hc, 10);
+            let (once, mut t_once) = queue(r0, hc, 10);
+            // The model of the TAT: the next unit's place, one change at a
+            // time (units are reserved ahead: always the queue case).
+            let mut next = queue_slot(r0, 10);
+            for i in 0..m {
+                let (r, tc) = changes(i);
+                each.set_rate(r, tc);
+                once.set_rate(r, tc);
+                if m <= 64 {
                     for t in &mut t_each {
                         each.follow(t);
                     }
-                    for x in &mut xs {
-                        *x = moved(cur, r, tc, *x);
-                    }
-                    cur = r;
                 }
-                for (k, (a, x)) in t_each.iter().zip(&xs).enumerate() {
-                    assert_eq!(a.grant(), grant_of(cur, *x), "{what}: model, waiter {k}");
+                let (before, after) = (frames[i as usize], frames[i as usize + 1]);
+                next = after.place(before.r, next);
+            }
+            let now = changes(m - 1).1;
+            for k in 0..10u64 {
+                let want = want(k);
+                if m <= 64 {
+                    let a = &mut t_each[k as usize];
+                    assert_eq!(
+                        each.follow(a),
+                        want,
+                        "{what}: followed each time, waiter {k}"
+                    );
                 }
-                for (k, (b, a)) in t_once.iter_mut().zip(&t_each).enumerate() {
-                    let got = once.sched.follow(&once.st(), b);
-                    if m <= recs {
-                        assert_eq!(got, Some(Follow::At(a.grant())), "{what}: waiter {k}");
-                    } else {
-                        assert_eq!(got, Some(Follow::Lost), "{what}: waiter {k}");
-                    }
-                }
-                // New reservations: right after the last waiter (still
-                // queued after the last change), then one new T apart.
-                let now = change(m - 1).1;
-                let last = *xs.last().unwrap();
-                assert!(last > scaled(cur, now) + 3 * u128::from(cur.1), "{what}");
-                for j in 1..4u128 {
-                    let want = grant_of(cur, last + j * u128::from(cur.1));
-                    assert_eq!(each.wait(1, now).0, want, "{what}: new {j}");
-                    assert_eq!(once.wait(1, now).0, want, "{what}: new {j}");
+                let b = &mut t_once[k as usize];
+                let got = once.sched.follow(&once.st(), b);
+                let Some(Follow::At(g)) = got else {
+                    panic!("{what}: waiter {k} lost its place: {got:?}");
+                };
+                assert!(
+                    (want..=want.max(oldest_kept)).contains(&g),
+                    "{what}: waiter {k} at {g}, due at {want}, bound {oldest_kept}"
+                );
+                if m <= recs {
+                    assert_eq!(g, want, "{what}: followed once, waiter {k}");
                 }
             }
+            // New reservations: the queue goes on, one new T apart.
+            let frame = frames[m as usize];
+            assert!(frame.grant(next) > now, "{what}: queue drained");
+            for j in 0..3u128 {
+                let want = frame.grant(next + j * u128::from(frame.r.1));
+                assert_eq!(each.wait(1, now).0, want, "{what}: new {j}");
+                assert_eq!(once.wait(1, now).0, want, "{what}: new {j}");
+            }
+        }
+    }
+
+    /// A few changes, up to and beyond what the records hold.
+    #[test]
+    fn several_changes_followed_at_once() {
+        let recs = RECORDS as u64;
+        for m in [1, 2, 3, recs - 1, recs, recs + 1, recs + 2] {
+            followed_through(m, change);
+        }
+    }
+
+    /// A storm: 100,000 changes 1 us apart, alternating 10 and 4 per
+    /// second.
+    #[test]
+    fn storm_of_changes_keeps_every_place() {
+        fn storm(i: u64) -> (R, i64) {
+            let r = if i % 2 == 0 { (4, SEC) } else { (10, SEC) };
+            (r, T0 + 1 + i64::try_from(i * 1000).unwrap())
+        }
+        followed_through(100_000, storm);
+    }
+
+    /// Rates far apart, after a long time at the faster (10 ms at 2^40
+    /// units per ns is 2^63 periods), then a period of 146 years: the
+    /// frame renumbers (drops whole periods) rather than overflow, and the
+    /// schedule stays what the rates say: the tank holds what it held, up
+    /// to the new capacity (NONE: its backlog, up to what the frame keeps),
+    /// and the next unit is one new period on. Peeking never reports a
+    /// negative wait.
+    #[test]
+    fn extreme_rates_keep_the_schedule_in_range() {
+        let (fast, slow) = ((1 << 40, 1), (3, 1 << 62));
+        let t_new = i64::try_from((1u64 << 62) / 3).unwrap();
+        for hc in GCRA {
+            let fx = Fx::started((1_000_000, SEC), hc, T0);
+            let t1 = T0 + MS as i64;
+            fx.set_rate(fast, t1);
+            let t2 = t1 + 10 * MS as i64;
+            fx.set_rate(slow, t2);
+            let (level, wait) = fx.peek(1, t2);
+            assert_eq!(wait, 0, "{hc:?}");
+            match hc {
+                Hardcap::Limit => assert_eq!(level, 3),
+                Hardcap::One => assert_eq!(level, 1),
+                _ => assert!((3..=(1 << 40) + 1).contains(&level), "{hc:?}: {level}"),
+            }
+            if hc == Hardcap::None {
+                let (_, wait) = fx.peek(1 << 41, t2);
+                assert!(wait > 0, "{hc:?}: {wait}");
+                continue;
+            }
+            let (taken, next) = fx.drain(t2);
+            assert_eq!(taken, level, "{hc:?}");
+            assert!(
+                (t2 + t_new - 2..=t2 + t_new + 2).contains(&next),
+                "{hc:?}: {next}"
+            );
+            let (g, _) = fx.wait(1, t2 + 1);
+            assert_eq!(g, next, "{hc:?}");
+            let (_, wait) = fx.peek(1, t2 + 2);
+            assert!(wait > t_new, "{hc:?}: {wait}");
         }
     }
 
@@ -1248,9 +1443,12 @@ mod give_back {
     /// not empty, rate changes, give-backs of random waiters (followed
     /// first), time passing (waiters whose grant came are served). After
     /// each step every waiter still queued, followed, keeps the order, and
-    /// the queue is a perfect chain at the current rate: consecutive
-    /// waiters' exact slots (each the time of its last unit) are exactly
-    /// `n T` apart, and each grant is its slot rounded up.
+    /// the queue is a chain at the current rate: consecutive waiters'
+    /// places in the frame in force (each the place of its last unit) are
+    /// `n T` apart, or later by at most a scaled unit of a frame per change
+    /// of rate (the TAT is converted one change at a time, rounded up, a
+    /// ticket in one step; a scaled unit is `1/per_ns` of a period), and
+    /// each grant is its place rounded up.
     #[test]
     fn random_queues_stay_a_perfect_chain() {
         let rates: [R; 6] = [
@@ -1270,15 +1468,24 @@ mod give_back {
                 let mut now = T0;
                 let mut queued: Vec<Ticket> = Vec::new();
                 let mut changes = 0;
+                // The finest frame seen: the coarsest rounding.
+                let mut min_per = cur.1;
                 for step in 0..400 {
+                    // At most a scaled unit of the frame each change made,
+                    // in the frame in force.
+                    let slack = changes * (u128::from(cur.1).div_ceil(u128::from(min_per)) + 1);
                     let cap = if hc == Hardcap::One { 1 } else { cur.0 };
                     match rng.below(10) {
                         0..=4 => {
                             let n = rng.one_to(cap);
                             let (_, t) = fx.wait(n, now);
                             if let Some(prev) = queued.last() {
-                                let want = prev.slot + u128::from(n) * u128::from(cur.1);
-                                assert_eq!(t.slot, want, "{what}: step {step} joins the chain");
+                                let want = fx.place(prev) + u128::from(n) * u128::from(cur.1);
+                                let got = fx.place(&t);
+                                assert!(
+                                    (want..=want + slack).contains(&got),
+                                    "{what}: step {step} joins the chain at {got}, not {want}"
+                                );
                             }
                             queued.push(t);
                         }
@@ -1288,6 +1495,7 @@ mod give_back {
                                 fx.set_rate(r, now);
                                 cur = r;
                                 changes += 1;
+                                min_per = min_per.min(r.1);
                             }
                         }
                         7 if !queued.is_empty() => {
@@ -1305,12 +1513,18 @@ mod give_back {
                         fx.follow(t);
                     }
                     queued.retain(|t| t.grant() > now);
+                    let slack = changes * (u128::from(cur.1).div_ceil(u128::from(min_per)) + 1);
                     for w in queued.windows(2) {
-                        let want = w[0].slot + u128::from(w[1].units) * u128::from(cur.1);
-                        assert_eq!(w[1].slot, want, "{what}: step {step}: chain broken");
+                        let want = fx.place(&w[0]) + u128::from(w[1].units) * u128::from(cur.1);
+                        let got = fx.place(&w[1]);
+                        assert!(
+                            (want..=want + slack).contains(&got),
+                            "{what}: step {step}: chain broken: {got}, not {want}"
+                        );
                     }
                     for t in &queued {
-                        assert_eq!(t.grant(), grant_of(cur, t.slot), "{what}: step {step}");
+                        let (place, frame) = fx.sched.place_in_force(&fx.st(), t).unwrap();
+                        assert_eq!(t.grant(), frame.time_of(place), "{what}: step {step}");
                     }
                 }
                 assert!(changes > 10, "{what}: too few changes");
@@ -1834,6 +2048,47 @@ mod window {
             }
         }
         check_windows(&granted, new, from, "long queue");
+    }
+
+    /// Sleepers that slept through more changes than the records hold
+    /// keep their places: each change numbers the queue anew, and a waiter
+    /// whose units were made void waits for its turn (the head reaching its
+    /// first unit, renumbered by every change since), so the waiters
+    /// reserve again in their order, and get what the model gives. The same
+    /// with a few changes, which the records still hold.
+    #[test]
+    fn lapped_sleepers_keep_their_turns() {
+        for changes in [3, RECORDS as u64 + 5, 10 * RECORDS as u64] {
+            let what = format!("{changes} changes");
+            let r = (3, SEC);
+            let fx = Fx::started(r, Hardcap::Window, T0);
+            let mut model = Model::started(r, T0);
+            for _ in 0..3 {
+                assert_eq!(fx.wait(1, T0).0, model.claim(1, T0), "{what}");
+            }
+            // Granted at T0, +1/3 s, +2/3 s; the queue after them.
+            let ms = [1, 2, 1];
+            let mut waiters = queue(&fx, &mut model, &ms, T0);
+            for i in 0..changes {
+                let r = if i % 2 == 0 { (4, SEC) } else { (3, SEC) };
+                let t_c = T0 + 700 * MS as i64 + i64::try_from(i).unwrap();
+                fx.set_rate(r, t_c);
+                model.change(r, t_c);
+            }
+            let st = fx.st();
+            for (_, t) in &mut waiters {
+                assert_eq!(fx.sched.follow(&st, t), Some(Follow::Lost), "{what}");
+            }
+            let now = T0 + 800 * MS as i64;
+            for i in 0..waiters.len() {
+                for (j, (_, t)) in waiters.iter().enumerate() {
+                    let reached = fx.sched.turn_reached(&st, t);
+                    assert_eq!(reached, j <= i, "{what}: waiter {j} while {i} is due");
+                }
+                let m = waiters[i].0;
+                assert_eq!(fx.wait(m, now).0, model.claim(m, now), "{what}: waiter {i}");
+            }
+        }
     }
 
     /// A change whose maker dies after any of its steps is finished (or,

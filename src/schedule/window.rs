@@ -38,16 +38,18 @@
 //! ring's new numbering when it follows the record.
 //!
 //! Whoever finds the head frozen and can take the change lock (its holder
-//! died, see `Throttle::settle`) finishes the change from its record, or
+//! died, see `ShmStore::settle`) finishes the change from its record, or
 //! undoes the freeze if the record was never committed: every step can be
 //! done again with the same result.
 
 #![forbid(unsafe_code)]
 
-use super::gcra::{Kind, Record, join, next_generation, read_record, split, write_record};
+use super::gcra::{
+    Counts, Frame, Kind, Record, join, next_generation, read_record, split, write_record,
+};
 use super::{Follow, Rate, Reservation, Schedule, State, Ticket};
-use crate::shm::layout::{pack_entry as pack, unpack_entry as unpack};
-use std::sync::atomic::Ordering::{Release, SeqCst};
+use crate::store::shm::layout::{pack_entry as pack, unpack_entry as unpack};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 /// A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
 /// `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
@@ -123,7 +125,7 @@ impl Schedule {
     }
 
     /// Whether a change is being made right now (`WINDOW`: the head is
-    /// frozen); see `Throttle::settle`.
+    /// frozen); see `ShmStore::settle`.
     pub fn busy(&self, st: &State<'_>) -> bool {
         frozen_for(unpack(st.head.load(SeqCst)).1).is_some()
     }
@@ -175,6 +177,16 @@ impl Schedule {
             if grant > latest {
                 return (Reservation::Later(grant), Ticket::default());
             }
+            // A waiter that sleeps follows the changes made after its
+            // generation: it keeps how many there were.
+            let serial = if grant > now {
+                match self.counts(st, generation) {
+                    Some(counts) => counts.serial,
+                    None => continue, // overwritten: moved on
+                }
+            } else {
+                0
+            };
             let claimed = pack(k.wrapping_add(m), grant);
             if st
                 .head
@@ -184,8 +196,9 @@ impl Schedule {
                 fill_pending(st, claimed);
                 let ticket = Ticket {
                     seq: k.wrapping_add(m - 1),
-                    slot: u128::from(k),
+                    first: k,
                     generation,
+                    serial,
                     grant,
                     ..Ticket::default()
                 };
@@ -210,12 +223,18 @@ impl Schedule {
         while ticket.generation != generation {
             let to = next_generation(ticket.generation);
             let Some(rec) = read_record(st.records, to) else {
-                // Overwritten by later changes (or corrupt): queue again.
-                ticket.seq = unpack(st.head.load(SeqCst)).0;
+                // Overwritten by later changes: whether they kept its units
+                // or made them void, its place in the queue is its first
+                // unit's, renumbered by each of them. (Units kept and
+                // taken for void cost a unit, never a window over.)
+                let serial = self.counts(st, generation)?.serial;
+                let changes = serial.wrapping_sub(ticket.serial);
+                ticket.turn = ticket.first.wrapping_add(d.wrapping_mul(changes));
+                (ticket.generation, ticket.serial) = (generation, serial);
                 return Some(Follow::Lost);
             };
             let (_, rho) = unpack_cut(rec.x_c);
-            let first = ticket.slot as u64;
+            let first = ticket.first;
             let turn = match rec.kind {
                 // A new rate: void if due after it.
                 Kind::Rate if ticket.grant > rec.t_c => Some(if reached(first, rho) {
@@ -232,24 +251,35 @@ impl Schedule {
                 Kind::Initial => return None, // never a change: corrupt
             };
             if let Some(turn) = turn {
-                ticket.seq = turn.wrapping_add(d);
+                ticket.turn = turn.wrapping_add(d);
+                (ticket.generation, ticket.serial) = (to, rec.counts.serial);
                 return Some(Follow::Lost);
             }
             // Kept: in the ring's new numbering.
             ticket.seq = ticket.seq.wrapping_add(d);
-            ticket.slot = u128::from(first.wrapping_add(d));
-            ticket.generation = to;
+            ticket.first = first.wrapping_add(d);
+            (ticket.generation, ticket.serial) = (to, rec.counts.serial);
         }
         Some(Follow::At(ticket.grant))
     }
 
     /// Whether the queue has come to the place of a waiter whose units a
-    /// change made void (see [`Follow::Lost`]); always true for GCRA.
+    /// change made void (see [`Follow::Lost`]), renumbered by every change
+    /// made since; always true for GCRA.
     pub fn turn_reached(&self, st: &State<'_>, ticket: &Ticket) -> bool {
-        match self.hardcap {
-            super::Hardcap::Window => reached(unpack(st.head.load(SeqCst)).0, ticket.seq),
-            _ => true,
+        if self.hardcap != super::Hardcap::Window {
+            return true;
         }
+        let head = unpack(st.head.load(SeqCst)).0;
+        let since = self
+            .window_rate(st)
+            .and_then(|(generation, _)| self.counts(st, generation));
+        let Some(counts) = since else {
+            return true; // corrupt: reserve() reports it
+        };
+        let d = shift(st.ring.len() as u64);
+        let changes = counts.serial.wrapping_sub(ticket.serial);
+        reached(head, ticket.turn.wrapping_add(d.wrapping_mul(changes)))
     }
 
     /// `(units grantable now, ns until n units are)` for `WINDOW`: unit j
@@ -349,9 +379,17 @@ impl Schedule {
                 }
             }
         }
+        let Some(counts) = self.counts(st, generation) else {
+            self.thaw(st, k, last);
+            return Err(Refused::Corrupt);
+        };
         let rec = Record {
             kind: Kind::Rate,
-            rate,
+            frame: Frame::first(rate),
+            counts: Counts {
+                serial: counts.serial + 1,
+                ..counts
+            },
             t_c,
             x_c: pack_cut(k, lo),
             units: u128::from(old.per_ns),
@@ -397,7 +435,7 @@ impl Schedule {
             return false;
         };
         let t = now();
-        let a = ticket.slot as u64;
+        let a = ticket.first;
         let (tag, due) = unpack(st.ring[(a % len) as usize].load(SeqCst));
         let units = ticket.seq.wrapping_sub(a).wrapping_add(1);
         // Still in the ring, and not due: no unit from a on has gone ahead.
@@ -405,9 +443,17 @@ impl Schedule {
             self.thaw(st, k, last);
             return false;
         }
+        let Some(counts) = self.counts(st, generation) else {
+            self.thaw(st, k, last);
+            return false;
+        };
         let rec = Record {
             kind: Kind::GiveBack,
-            rate,
+            frame: Frame::first(rate),
+            counts: Counts {
+                serial: counts.serial + 1,
+                ..counts
+            },
             t_c: t,
             x_c: pack_cut(k, a),
             units: u128::from(units),
@@ -491,7 +537,10 @@ impl Schedule {
         // before them as it was.
         let (per_old, mut cap) = match rec.kind {
             Kind::Rate => (i64::try_from(rec.units).unwrap_or(i64::MAX), rec.t_c),
-            _ => (i64::try_from(rec.rate.per_ns).unwrap_or(i64::MAX), i64::MAX),
+            _ => (
+                i64::try_from(rec.frame.rate.per_ns).unwrap_or(i64::MAX),
+                i64::MAX,
+            ),
         };
         let d = shift(len);
         let pending = k.wrapping_sub(rho);
@@ -547,21 +596,16 @@ impl Schedule {
         if !self.recover_window(st) {
             return; // corrupt: reserve() reports it
         }
-        // A late process of the old run may claim entries meanwhile; then
-        // the rewrite starts over (it cannot keep doing so: it sees that the
-        // throttle is not running as soon as it looks again).
-        for _ in 0..16 {
-            let head = st.head.load(SeqCst);
-            if self.try_start_window(st, t_start, last_stop) || st.head.load(SeqCst) == head {
-                // Done; or nothing moved, so the ring is not in order and
-                // never will be: reserve() reports it as corrupt.
-                return;
-            }
-        }
+        self.rewrite_for_start(st, t_start, last_stop);
     }
 
-    /// Rewrites the ring for a run starting at `t_start`; false if the ring
-    /// changed under it.
+    /// Rewrites the ring for a run starting at `t_start`, with the head
+    /// frozen meanwhile, as a change of rate freezes it: a late process of
+    /// the old run that tries to reserve waits (`Busy`) instead of
+    /// claiming entries under the rewrite. A process that dies here leaves
+    /// the head frozen with no change committed, which `recover_window`
+    /// thaws, as it does for a change. Returns at once if the ring is
+    /// corrupt (reserve() reports it).
     ///
     /// After the rewrite the ring holds the last `len` real grants, oldest
     /// first, under the sequence numbers `k - len .. k - 1` (`k` = head). A
@@ -570,40 +614,33 @@ impl Schedule {
     /// grants; each such grant is bounded by the time of the reservation
     /// `m*len` later in its slot, less `m*per` (a unit is never granted
     /// before the one `max_n` earlier plus per), which only ever errs late,
-    /// the safe side. Then the empty tank of DESIGN.md: as if the time before
+    /// the safe side. Then the empty tank of docs/design.md: as if the time before
     /// `t_start` held one grant every T, so unit j of the new run is due at
     /// t_start + j*T.
-    fn try_start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) -> bool {
+    fn rewrite_for_start(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
         let len = st.ring.len() as u64;
-        let Some((_, rate)) = self.window_rate(st) else {
-            return true; // corrupt: reserve() reports it
+        let Some((generation, rate)) = self.window_rate(st) else {
+            return;
         };
         if len == 0 || rate.max_n > len {
-            return true;
+            return;
         }
         let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
-        let head = st.head.load(SeqCst);
-        let (k, _) = unpack(head);
-        if fill_pending(st, head) != Some(true) {
-            return false; // moved on, or corrupt (reserve() reports it)
-        }
+        // Fills what claims before it left pending, then freezes.
+        let Some((k, last)) = self.freeze(st, next_generation(generation)) else {
+            return;
+        };
         let first = k.wrapping_sub(len);
-        // By slot: (raw entry, its sequence number, its grant time).
-        let slots: Vec<(u128, u64, i64)> = st
+        // One read pass: the ring holds the entries k - len .. k - 1.
+        if st
             .ring
             .iter()
-            .map(|e| {
-                let raw = e.load(SeqCst);
-                let (tag, t) = unpack(raw);
-                (raw, tag, t)
-            })
-            .collect();
-        if slots
-            .iter()
-            .any(|&(_, tag, _)| tag.wrapping_sub(first) >= len)
+            .any(|e| unpack(e.load(Acquire)).0.wrapping_sub(first) >= len)
         {
-            return false; // not the entries k - len .. k - 1
+            self.thaw(st, k, last); // not the entries k - len .. k - 1
+            return;
         }
+
         // The last real grant: the highest confirmed one (a waiter confirms
         // only before the stop), never past the head even if scribbled.
         let confirmed = st.confirmed.load(SeqCst);
@@ -616,47 +653,67 @@ impl Schedule {
         };
         // What bounds each real grant, from the newest down: its entry, or
         // the entry that overwrote it `m` laps later, less `m*per`; and
-        // every grant after it (grant times never go backwards).
-        let mut known = vec![i64::MIN; len as usize];
+        // every grant after it (grant times never go backwards). Only a
+        // restart has real grants to bound.
+        let mut known = Vec::new();
         if let Some(stop) = last_stop {
+            known = vec![i64::MIN; len as usize];
             let mut cap = stop;
+            // The slot of the newest real grant, then one down a step (no
+            // division a step).
+            let mut idx = (last_real % len) as usize;
             for j in (0..len).rev() {
                 let real = last_real.wrapping_sub(len - 1).wrapping_add(j);
-                let (_, tag, t) = slots[(real % len) as usize];
-                let laps = tag.wrapping_sub(real) / len;
+                let (tag, t) = unpack(st.ring[idx].load(Acquire));
+                idx = idx.checked_sub(1).unwrap_or(len as usize - 1);
+                // Laps are 0 or 1 but after a scribble: no division then.
+                let laps = match tag.wrapping_sub(real) {
+                    d if d < len => 0,
+                    d if d - len < len => 1,
+                    d => d / len,
+                };
                 let bound = i64::try_from(laps)
                     .map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
                 cap = cap.min(bound);
                 known[j as usize] = cap;
             }
         }
+        // One grant every T before t_start: the i-th before it at
+        // t_start - floor(i*T) = t_start - floor(i*per/max_n), for i = len
+        // down to 1, kept as quotient and remainder (no division a step).
+        let (max_n, step) = (u128::from(rate.max_n), u128::from(rate.per_ns));
+        let (step_q, step_r) = (step / max_n, step % max_n);
+        let top = u128::from(len) * step;
+        let (mut back_q, mut back_r) = (top / max_n, top % max_n);
         let mut floor = i64::MIN;
+        // Plain stores: nobody claims an entry while the head is frozen, and
+        // a claim made before finds its entries filled (by the freeze) and
+        // leaves them.
+        let mut idx = (first % len) as usize;
         for j in 0..len {
-            // One grant every T before t_start: the i-th before it at
-            // t_start - floor(i*T).
-            let back = u128::from(len - j) * u128::from(rate.per_ns) / u128::from(rate.max_n);
-            let seed = t_start.saturating_sub(i64::try_from(back).unwrap_or(i64::MAX));
-            floor = floor.max(seed).max(known[j as usize]);
-            let tag = first.wrapping_add(j);
-            let idx = (tag % len) as usize;
-            if st.ring[idx]
-                .compare_exchange(slots[idx].0, pack(tag, floor), SeqCst, SeqCst)
-                .is_err()
-            {
-                // A late claim of the old run filled the entry: start over.
-                return false;
+            let seed = t_start.saturating_sub(i64::try_from(back_q).unwrap_or(i64::MAX));
+            floor = floor.max(seed);
+            if let Some(&bound) = known.get(j as usize) {
+                floor = floor.max(bound);
+            }
+            st.ring[idx].store(pack(first.wrapping_add(j), floor), Relaxed);
+            idx += 1;
+            if idx == len as usize {
+                idx = 0;
+            }
+            // The next seed is one step later: back -= per/max_n.
+            if back_r >= step_r {
+                back_r -= step_r;
+                back_q = back_q.wrapping_sub(step_q);
+            } else {
+                back_r = back_r + max_n - step_r;
+                back_q = back_q.wrapping_sub(step_q + 1);
             }
         }
-        // The last grant is the newest entry's, as rewritten.
-        if st
-            .head
-            .compare_exchange(head, pack(k, floor), SeqCst, SeqCst)
-            .is_err()
-        {
-            return false;
-        }
+        // Every unit before the head counts as granted, then the head
+        // thaws at the newest entry's time, as rewritten.
         st.confirmed.store(k.wrapping_sub(1), SeqCst);
-        true
+        self.thaw(st, k, floor);
     }
 }
 

@@ -12,12 +12,13 @@
 
 use portable_atomic::AtomicU128;
 use std::ops::Deref;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 /// First word of every mapping: "MPTHRTL\0" read little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Emission lanes; a thread emits into one lane, so emitters rarely share one.
 pub const LANES: usize = 16;
 /// Emission timestamps one lane holds until the monitor reads them.
@@ -66,6 +67,14 @@ pub const FLAG_THROTTLE: u32 = 1;
 pub const FLAG_MONITOR: u32 = 2;
 /// [`Header::flags`]: taking fuel counts an emission.
 pub const FLAG_AUTO_EMIT: u32 = 4;
+/// [`Header::flags`]: a named throttle made to be shared with its group
+/// (created with mode 0660): the only kind of throttle of another user that
+/// an opener asking for group sharing accepts (`map::open_named`). Bit 8:
+/// the low byte says how the throttle counts, the next who may use it. A
+/// library of the same layout version that predates it refuses such a
+/// throttle as corrupt (unknown flag) rather than misreading it.
+/// `pub(crate)`: not part of the C API (cbindgen exports `pub` constants).
+pub(crate) const FLAG_GROUP_SHARED: u32 = 0x100;
 
 /// Where a throttle is in its life. Stored in [`Control::run`] with the pid
 /// of the process making a transition, so survivors can tell a dead one.
@@ -131,6 +140,21 @@ pub struct Control {
     pub last_stop_ns: AtomicI64,
 }
 
+/// The lock of changes of rate and give-backs, and the pace of `WINDOW`
+/// changes ([`super::lock`] takes and paces it).
+#[repr(C)]
+#[derive(Default)]
+pub struct ChangeLock {
+    /// The pid and start time of the holder (see [`super::lock`]), 0 =
+    /// free. A dead holder's lock is taken over.
+    pub holder: AtomicU128,
+    /// `WINDOW`: when the last change of rate thawed the ring (monotonic
+    /// clock, ns).
+    pub thawed_ns: AtomicI64,
+    /// `WINDOW`: how long the ring stayed frozen for that change, ns.
+    pub frozen_ns: AtomicI64,
+}
+
 /// Statistics the monitor publishes; each is one atomic word, so a reader
 /// never needs a lock and never sees half a value.
 #[repr(C)]
@@ -175,7 +199,7 @@ pub fn unpack_entry(raw: u128) -> (u64, i64) {
 #[repr(C)]
 pub struct Lane {
     /// Emissions ever pushed into this lane (the exact count), and in bit
-    /// 63 whether the lane is closed (see `monitor::close`).
+    /// 63 whether the lane is closed (see `lanes::close`).
     pub head: Line<AtomicU64>,
     /// Entries the monitor has read.
     pub tail: Line<AtomicU64>,
@@ -200,7 +224,22 @@ pub struct Records {
     pub max_n: [AtomicU64; RECORDS],
     /// The rate in force from each record on: the period in nanoseconds.
     pub per_ns: [AtomicU64; RECORDS],
-    /// A new rate: when it took effect.
+    /// GCRA: the scaled time of the record's frame at `t_c`, when the frame
+    /// began (see `schedule::gcra`), in two halves: low 64 bits.
+    pub base_lo: [AtomicU64; RECORDS],
+    /// See [`Records::base_lo`]: high 64 bits.
+    pub base_hi: [AtomicU64; RECORDS],
+    /// Changes made up to and including this record (0: the first rate).
+    pub serial: [AtomicU64; RECORDS],
+    /// Give-backs made up to and including this record (see [`GiveBacks`]).
+    pub give_backs: [AtomicU64; RECORDS],
+    /// GCRA: whole periods dropped from the frames' scaled time up to and
+    /// including this record (see `schedule::gcra`), low 64 bits.
+    pub shift_lo: [AtomicU64; RECORDS],
+    /// See [`Records::shift_lo`]: high 64 bits.
+    pub shift_hi: [AtomicU64; RECORDS],
+    /// A new rate: when it took effect (GCRA: when the record's frame
+    /// began, which a give-back copies from the record before it).
     pub t_c: [AtomicI64; RECORDS],
     /// Units given back: the scaled slot of the last of them. A `WINDOW`
     /// rate: the head's sequence number when it froze, and where the ring
@@ -208,6 +247,31 @@ pub struct Records {
     pub x_c: [AtomicU128; RECORDS],
     /// Units given back: how many. A `WINDOW` rate: the old period in ns.
     pub units: [AtomicU128; RECORDS],
+}
+
+/// Give-backs of the GCRA schedule kept apart from the change records, so
+/// that rate changes, however many, never overwrite one: a waiter asleep
+/// through them still finds every give-back it must follow (up to
+/// `GIVE_BACKS` of them).
+pub(crate) const GIVE_BACKS: usize = 32;
+
+/// The last `GIVE_BACKS` (32) give-backs, entry `i % GIVE_BACKS` holding
+/// give-back number `i` (counted from 1). The tag (the number) is written
+/// last and read before and after the fields, as a record's.
+#[repr(C)]
+#[derive(Default)]
+pub struct GiveBacks {
+    /// The number of the give-back each entry holds (0: none).
+    pub tags: [AtomicU64; GIVE_BACKS],
+    /// The scaled slot of the last unit given back, in the frame of
+    /// `per_ns`.
+    pub slot: [AtomicU128; GIVE_BACKS],
+    /// The period (ns) of the frame `slot` is in.
+    pub per_ns: [AtomicU64; GIVE_BACKS],
+    /// The periods dropped up to that frame (`Records::shift_lo`).
+    pub shift: [AtomicU128; GIVE_BACKS],
+    /// Units given back.
+    pub units: [AtomicU64; GIVE_BACKS],
 }
 
 /// The whole shared state. The `WINDOW` ring, if any, follows it.
@@ -224,10 +288,10 @@ pub struct Shared {
     pub tat: Line<AtomicU128>,
     /// Change records of the rate (every hardcap) and of units given back.
     pub records: Line<Records>,
-    /// Held while a process changes the rate or gives units back: the pid
-    /// and start time of the holder ([`Phase::pack`] without a phase), 0 =
-    /// free. A dead holder's lock is taken over.
-    pub change_lock: Line<AtomicU128>,
+    /// GCRA: the last give-backs, for waiters that slept through them.
+    pub give_backs: Line<GiveBacks>,
+    /// Held while a process changes the rate or gives units back.
+    pub change_lock: Line<ChangeLock>,
     /// `WINDOW` sequence number of the next grant and time of the last
     /// ([`pack_entry`]); a time near `i64::MAX` while a change of rate
     /// freezes it.
@@ -236,6 +300,19 @@ pub struct Shared {
     pub confirmed: Line<AtomicU64>,
     /// Emission lanes.
     pub lanes: [Lane; LANES],
+}
+
+impl Shared {
+    /// Tells every sleeper of the throttle, in every process, that something
+    /// changed: each re-checks what it waits for (no syscall if none
+    /// sleeps).
+    pub fn wake_sleepers(&self) {
+        let c = &self.control;
+        c.epoch.fetch_add(1, SeqCst);
+        if c.waiters.load(SeqCst) > 0 {
+            crate::wait::wake_all(&c.epoch);
+        }
+    }
 }
 
 /// Bytes of a mapping with a `WINDOW` ring of `ring_len` entries.

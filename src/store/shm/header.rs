@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 use super::layout::{
-    FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, Header, LAYOUT_VERSION, MAGIC, Phase, Shared,
-    mapping_size,
+    FLAG_AUTO_EMIT, FLAG_GROUP_SHARED, FLAG_MONITOR, FLAG_THROTTLE, Header, LAYOUT_VERSION, MAGIC,
+    Phase, Shared, mapping_size,
 };
 use crate::config::{Config, MAX_WINDOW, MIN_REFRESH_S, Options};
 use crate::error::{Error, Result};
@@ -27,6 +27,7 @@ pub fn write(h: &Header, config: &Config, size: usize) {
         (config.as_throttle, FLAG_THROTTLE),
         (config.as_monitor, FLAG_MONITOR),
         (config.auto_emit, FLAG_AUTO_EMIT),
+        (config.group_shared, FLAG_GROUP_SHARED),
     ];
     h.flags.store(
         flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1),
@@ -93,7 +94,7 @@ pub fn read(sh: &Shared, size: usize, waiting: &Options) -> Result<Config> {
         )));
     }
     let flags = h.flags.load(Acquire);
-    if flags & !(FLAG_THROTTLE | FLAG_MONITOR | FLAG_AUTO_EMIT) != 0
+    if flags & !(FLAG_THROTTLE | FLAG_MONITOR | FLAG_AUTO_EMIT | FLAG_GROUP_SHARED) != 0
         || flags & (FLAG_THROTTLE | FLAG_MONITOR) == 0
     {
         return Err(corrupt(&format!("impossible flags {flags:#x}")));
@@ -113,6 +114,8 @@ pub fn read(sh: &Shared, size: usize, waiting: &Options) -> Result<Config> {
         auto_emit: Some(flags & FLAG_AUTO_EMIT != 0),
         hardcap,
         refresh_s: refresh_ns as f64 / 1e9,
+        // What the header says, not what the opener accepts.
+        group_shared: flags & FLAG_GROUP_SHARED != 0,
         ..*waiting
     };
     let mut config = Config::new(max_n, per_ns as f64 / 1e9, &options)?;
@@ -123,13 +126,15 @@ pub fn read(sh: &Shared, size: usize, waiting: &Options) -> Result<Config> {
 }
 
 /// Whether two configurations describe the same throttle (the waiting
-/// preferences of each process aside).
+/// preferences of each process aside; group sharing is part of the
+/// throttle).
 pub fn same_throttle(a: &Config, b: &Config) -> bool {
     a.schedule == b.schedule
         && a.as_throttle == b.as_throttle
         && a.as_monitor == b.as_monitor
         && a.auto_emit == b.auto_emit
         && a.refresh_ns == b.refresh_ns
+        && a.group_shared == b.group_shared
 }
 
 fn corrupt(what: &str) -> Error {
