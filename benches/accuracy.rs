@@ -42,9 +42,10 @@
 //! The full default run is 4 hardcaps x 6 rates x 5 s, about 2 minutes.
 
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, MptSummary, MptThrottle,
-    mpt_await_fuel, mpt_options_init, mpt_start, mpt_stop, mpt_throttle_free, mpt_throttle_new,
+    MPT_FOREVER, MptSummary, MptThrottle, mpt_await_fuel, mpt_start, mpt_stop, mpt_throttle_free,
+    mpt_throttle_new,
 };
 use std::io::Write;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::SeqCst};

@@ -141,7 +141,7 @@ fn child(board: &Board, i: usize, mode: Mode, t: *const MptThrottle) -> ! {
     slot.count.store(count, Release);
     slot.bad.store(bad, Release);
     if mode != Mode::Floor {
-        let lanes = mp_throttle::shm::layout::LANES;
+        let lanes = mp_throttle::store::shm::layout::LANES;
         slot.lane
             .store(mp_throttle::process::lane(lanes) as i64, Release);
     }

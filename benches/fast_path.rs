@@ -36,9 +36,10 @@ use criterion::Criterion;
 use governor::clock::MonotonicClock;
 use governor::{Quota, RateLimiter};
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::options::MptHardcap;
 use mp_throttle::ffi::stats::mpt_get_summary;
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MptHardcap, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel, mpt_set_rate,
+    MPT_FOREVER, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel, mpt_set_rate,
 };
 use std::cell::RefCell;
 use std::hint::black_box;

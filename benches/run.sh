@@ -4,8 +4,9 @@
 #
 #   benches/run.sh OUT.md [BENCH...]
 #
-# BENCH defaults to all of: fast_path aggregate kill_wakeup accuracy precise
-# sleep_floor seed_python. `accuracy` runs benches/accuracy.sh if that
+# BENCH defaults to all of: fast_path aggregate kill_wakeup start_cost accuracy precise
+# sleep_floor mpt_acquire seed_python. `mpt_acquire` runs benches/mpt_acquire.sh
+# (hyperfine: the command-line tool from a shell loop). `accuracy` runs benches/accuracy.sh if that
 # exists, else `cargo bench --bench accuracy`. `precise` runs the accuracy
 # workload in each waiting mode (kernel timer slack, the default 1 ns slack,
 # spin tails of 50 and 200 us). `sleep_floor` times sleeping with no library
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 OUT.md [fast_path|aggregate|kill_wakeup|accuracy|precise|sleep_floor|seed_python ...]" >&2
+    echo "usage: $0 OUT.md [fast_path|aggregate|kill_wakeup|start_cost|accuracy|precise|sleep_floor|mpt_acquire|seed_python ...]" >&2
     exit 2
 fi
 out=$1
@@ -36,7 +37,7 @@ esac
 log="${out%.md}.log"
 [ "$log" = "$out" ] && log="$out.log"
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate kill_wakeup accuracy precise sleep_floor seed_python)
+[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate kill_wakeup start_cost accuracy precise sleep_floor mpt_acquire seed_python)
 
 declares() { grep -Eq "^name = \"$1\"" Cargo.toml && [ -f "benches/$1.rs" ]; }
 
@@ -79,6 +80,10 @@ for b in "${benches[@]}"; do
                 printf '\n## accuracy\n\nSkipped: no benches/accuracy.sh nor `[[bench]] accuracy`.\n' >>"$out"
                 continue
             fi
+            filter=(cat)
+            ;;
+        mpt_acquire)
+            cmd=(sh benches/mpt_acquire.sh)
             filter=(cat)
             ;;
         seed_python)

@@ -1,4 +1,4 @@
-//! The C side, run by `cargo test` (STYLE.md 28): `make check-c` (the C
+//! The C side, run by `cargo test`: `make check-c` (the C
 //! test programs of `tests/c/` in both link modes, the header as C99 and
 //! C++, the double-include link, the asan and valgrind runs) and
 //! `make check-examples` (every program of `examples-c/`, its output
@@ -46,15 +46,55 @@ fn make(target: &str) {
     assert!(
         out.status.success(),
         "`make {target}` failed ({}) after {:.1} s\n\
+         ---- what failed ----\n{}\n\
          ---- stdout ----\n{stdout}\n---- stderr ----\n{stderr}",
         out.status,
         started.elapsed().as_secs_f64(),
+        what_failed(&stdout, &stderr),
     );
     // Shown with `cargo test -- --nocapture`.
     println!(
         "`make {target}` passed in {:.1} s\n{stdout}",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The lines that say what failed, each after the `== program` heading it
+/// came under, so that a report that keeps only the start of a long log
+/// still names the failing program and check. The whole log follows them.
+fn what_failed(stdout: &str, stderr: &str) -> String {
+    let mut heading = "";
+    let mut shown = "";
+    let mut lines = Vec::new();
+    for line in stdout.lines().chain(stderr.lines()) {
+        if line.starts_with("== ") {
+            heading = line;
+        } else if line.starts_with("FAIL")
+            || line.starts_with("** ")
+            || line.contains("Sanitizer")
+            || line.contains("runtime error")
+            || is_valgrind_report(line)
+        {
+            if shown != heading {
+                lines.push(heading.to_string());
+                shown = heading;
+            }
+            lines.push(line.to_string());
+        }
+    }
+    if lines.is_empty() {
+        "(no FAIL line; see the whole log)".to_string()
+    } else {
+        lines.join("\n")
+    }
+}
+
+/// Valgrind's own lines start with `==<pid>==`; under `-q` it prints only
+/// errors.
+fn is_valgrind_report(line: &str) -> bool {
+    line.strip_prefix("==")
+        .and_then(|rest| rest.split_once("=="))
+        .is_some_and(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[test]

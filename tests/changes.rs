@@ -16,9 +16,10 @@ use mp_throttle::ffi::cancel::{
     MptCancel, mpt_await_fuel_cancellable, mpt_cancel_fire, mpt_cancel_free, mpt_cancel_new,
     mpt_cancel_reset,
 };
+use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_await_fuel_n, mpt_get_rate,
-    mpt_has_fuel_n, mpt_options_init, mpt_peek_fuel, mpt_set_rate, mpt_throttle_new,
+    MPT_FOREVER, mpt_await_fuel_n, mpt_get_rate, mpt_has_fuel_n, mpt_peek_fuel, mpt_set_rate,
+    mpt_throttle_new,
 };
 
 fn throttle(max_n: u64, per_s: f64, hardcap: MptHardcap) -> Result<Owned, String> {
@@ -127,9 +128,10 @@ fn rate_change_reschedules_sleepers_in_other_processes(hardcap: MptHardcap) -> T
     Ok(())
 }
 
-/// A waiter whose grant a slowdown moves past its timeout returns TIMEOUT at
-/// once and gives its unit back: the waiters behind it move up one new
-/// period, in their order.
+/// A waiter whose grant a slowdown moves past its timeout gives its unit
+/// back at once: the waiters behind it move up one new period, in their
+/// order. It returns TIMEOUT at its deadline, not before (a later change
+/// could still have let it through).
 fn timed_out_waiter_gives_back_its_unit() -> TestResult {
     let t = throttle(1, 0.1, MptHardcap::Limit)?;
     let h = t.h();
@@ -138,8 +140,9 @@ fn timed_out_waiter_gives_back_its_unit() -> TestResult {
     check!(st == MptStatus::Ok, "st == MptStatus::Ok");
     // A (timeout 0.3 s) is due at g0 + 100 ms, B at + 200 ms, C at + 300 ms.
     let a = std::thread::spawn(move || {
+        let called = now();
         let r = h.await_fuel(0.3);
-        (r, now())
+        (r, called, now())
     });
     common::sleep_ms(10);
     let b = std::thread::spawn(move || h.await_fuel(60.0));
@@ -148,19 +151,18 @@ fn timed_out_waiter_gives_back_its_unit() -> TestResult {
     common::sleep_ms(20);
     // Now one unit a second: A would be due about 0.7 s from the change,
     // after its timeout; B and C 1.7 and 2.7 s.
-    let changed = now();
     check!(
         set_rate(h, 1, 1.0) == MptStatus::Ok,
         "set_rate(h, 1, 1.0) == MptStatus::Ok"
     );
-    let ((a_st, _), a_back) = a.join().unwrap();
+    let ((a_st, _), a_called, a_back) = a.join().unwrap();
     let (b_st, b_grant) = b.join().unwrap();
     let (c_st, c_grant) = c.join().unwrap();
     check!(a_st == MptStatus::Timeout, "A: {a_st:?}");
     check!(
-        a_back - changed < 150 * MS,
-        "A returned {} ms after the change, not at once",
-        (a_back - changed) / MS
+        a_back - a_called >= 300 * MS && a_back - a_called < 450 * MS,
+        "A returned TIMEOUT {} ms after it called, not at its 300 ms timeout",
+        (a_back - a_called) / MS
     );
     check!(
         b_st == MptStatus::Ok && c_st == MptStatus::Ok,
@@ -255,8 +257,12 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
     let h = t.h();
     check!(h.start() == MptStatus::Ok, "start");
     // Per worker: grants, calls, worst overrun (ns); a stop flag at 9; per
-    // worker at 10 + i, a status it should never have had.
-    let shm = Shm::new(13);
+    // worker at 10 + i, a status it should never have had; at 13 + i, its
+    // shortest wait that returned TIMEOUT (ns).
+    let shm = Shm::new(16);
+    for i in 0..3 {
+        shm.set(13 + i, i64::MAX);
+    }
     let mut workers = Kids::new();
     for i in 0..3 {
         let shm = &shm;
@@ -269,7 +275,10 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
                     .fetch_max(over, std::sync::atomic::Ordering::SeqCst);
                 match st {
                     MptStatus::Ok => shm.set(3 * i, shm.get(3 * i) + 1),
-                    MptStatus::Timeout => {}
+                    MptStatus::Timeout => {
+                        shm.at(13 + i)
+                            .fetch_min(over + 100 * MS, std::sync::atomic::Ordering::SeqCst);
+                    }
                     other => {
                         shm.set(10 + i, other as i64);
                         return 1;
@@ -341,7 +350,19 @@ fn rate_changers_killed_wedge_nobody(hardcap: MptHardcap) -> TestResult {
             "worker {i} overran its timeout by {} ms",
             over / MS
         );
+        // A wait returns TIMEOUT at its deadline, never early, whatever the
+        // changes did to its grant meanwhile.
+        let shortest = shm.get(13 + i);
+        check!(
+            shortest >= 100 * MS,
+            "worker {i} had a 100 ms wait return TIMEOUT after {:.1} ms",
+            shortest as f64 / 1e6
+        );
     }
+    note!(
+        "shortest wait that timed out: {:.1} ms (100 ms timeouts)",
+        (0..3).map(|i| shm.get(13 + i)).min().unwrap_or(0) as f64 / 1e6
+    );
     Ok(())
 }
 
@@ -544,6 +565,178 @@ fn rate_change_refuses_a_waiter_the_new_tank_cannot_hold(hardcap: MptHardcap) ->
     Ok(())
 }
 
+/// Early timeouts: the rate swings between 100/s (for 30 ms) and one unit
+/// per 10 s (for 150 ms), while three worker processes wait with 100 ms
+/// timeouts (each hardcap). A slowdown moves queued grants past their deadlines; a waiter
+/// so moved gives its units back at once, yet returns TIMEOUT only at its
+/// deadline, never before (a later speed-up may still let it through).
+fn timeouts_wait_out_their_deadline(hardcap: MptHardcap) -> TestResult {
+    let t = throttle(100, 1.0, hardcap)?;
+    let h = t.h();
+    check!(h.start() == MptStatus::Ok, "start");
+    // Per worker: [timeouts, grants, shortest timed-out wait (ns)]; [9]
+    // stop.
+    let shm = Shm::new(10);
+    for i in 0..3 {
+        shm.set(3 * i + 2, i64::MAX);
+    }
+    let mut workers = Kids::new();
+    for i in 0..3 {
+        let shm = &shm;
+        workers.spawn(move || {
+            while shm.get(9) == 0 {
+                let t0 = now();
+                match h.await_fuel(0.1).0 {
+                    MptStatus::Ok => shm.set(3 * i + 1, shm.get(3 * i + 1) + 1),
+                    MptStatus::Timeout => {
+                        shm.set(3 * i, shm.get(3 * i) + 1);
+                        shm.at(3 * i + 2)
+                            .fetch_min(now() - t0, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => return 1,
+                }
+            }
+            0
+        });
+    }
+    let until = now() + 2000 * MS;
+    while now() < until {
+        check!(set_rate(h, 1, 10.0) == MptStatus::Ok, "set_rate");
+        common::sleep_ms(150);
+        check!(set_rate(h, 100, 1.0) == MptStatus::Ok, "set_rate");
+        common::sleep_ms(30);
+    }
+    shm.set(9, 1);
+    check!(set_rate(h, 100, 1.0) == MptStatus::Ok, "set_rate");
+    workers.wait_all_ok(5 * SEC)?;
+    let timeouts: i64 = (0..3).map(|i| shm.get(3 * i)).sum();
+    let grants: i64 = (0..3).map(|i| shm.get(3 * i + 1)).sum();
+    let shortest = (0..3).map(|i| shm.get(3 * i + 2)).min().unwrap_or(i64::MAX);
+    note!(
+        "{grants} grants, {timeouts} timeouts; the shortest timed-out wait took {:.1} ms",
+        shortest as f64 / 1e6
+    );
+    check!(
+        timeouts > 10,
+        "only {timeouts} timeouts: the scenario did not happen"
+    );
+    check!(
+        shortest >= 100 * MS,
+        "a 100 ms wait returned TIMEOUT after {:.1} ms",
+        shortest as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// A rate-change storm: two processes change the rate in a tight loop,
+/// alternating 1,000/s and 400/s, while four worker processes wait for fuel
+/// without a timeout. Whatever the frequency of changes, the grants in any
+/// stretch of time are at least what the slowest rate in force during it
+/// allows, less one: at least 399 in every second of the storm (and at most
+/// what the fastest allows, with LIMIT's tank). Then the rate is set to
+/// 1,000/s and left alone: the first second after gives 1,000 (within 2:
+/// no units lost to the storm, no waiter lost its place and queued again
+/// behind units nobody takes).
+fn rate_change_storm(hardcap: MptHardcap) -> TestResult {
+    const WORKERS: usize = 4;
+    const CAP: usize = 16_384;
+    let t = throttle(1000, 1.0, hardcap)?;
+    let h = t.h();
+    // [0] changers stop, [1] changes made; per worker: grants, then times.
+    let shm = Shm::new(2 + WORKERS * (1 + CAP));
+    let at = |w: usize| 2 + w * (1 + CAP);
+    let mut workers = Kids::new();
+    for w in 0..WORKERS {
+        let shm = &shm;
+        workers.spawn(move || {
+            let b = at(w);
+            loop {
+                match h.await_fuel(MPT_FOREVER) {
+                    (MptStatus::Ok, g) => {
+                        let i = shm.get(b) as usize;
+                        if i >= CAP {
+                            return 3;
+                        }
+                        shm.set(b + 1 + i, g);
+                        shm.set(b, i as i64 + 1);
+                    }
+                    (MptStatus::Killed, _) => return 0,
+                    (st, _) => return 10 + st as i32,
+                }
+            }
+        });
+    }
+    check!(h.start() == MptStatus::Ok, "start");
+    common::sleep_ms(300);
+    let storm_from = now();
+    let mut changers = Kids::new();
+    for _ in 0..2 {
+        let shm = &shm;
+        changers.spawn(move || {
+            while shm.get(0) == 0 {
+                for max_n in [400, 1000] {
+                    let st = set_rate(h, max_n, 1.0);
+                    if st != MptStatus::Ok {
+                        eprintln!("set_rate: {st:?}: {}", common::last_error());
+                        return 1;
+                    }
+                }
+                shm.at(1).fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+            }
+            0
+        });
+    }
+    common::sleep_ms(2500);
+    shm.set(0, 1);
+    changers.wait_all_ok(10 * SEC)?;
+    let storm_to = now();
+    check!(set_rate(h, 1000, 1.0) == MptStatus::Ok, "the last change");
+    let settled = now();
+    common::sleep_ms(1300);
+    check!(h.stop().0 == MptStatus::Ok, "stop");
+    workers.wait_all_ok(10 * SEC)?;
+    let mut grants: Vec<i64> = (0..WORKERS)
+        .flat_map(|w| shm.words(at(w) + 1, shm.get(at(w)) as usize))
+        .collect();
+    grants.sort_unstable();
+    let count = |from: i64, to: i64| grants.iter().filter(|&&g| g >= from && g < to).count();
+    let changes = shm.get(1);
+    let secs = (storm_to - storm_from) as f64 / 1e9;
+    // Every second of the storm, in steps of 100 ms.
+    let (mut fewest, mut most) = (usize::MAX, 0);
+    let mut from = storm_from;
+    while from + SEC <= storm_to {
+        let n = count(from, from + SEC);
+        fewest = fewest.min(n);
+        most = most.max(n);
+        from += 100 * MS;
+    }
+    let after = count(settled, settled + SEC);
+    note!(
+        "{changes} changes in {secs:.2} s ({:.1} us apart): {fewest} to {most} grants in a second of the \
+         storm; {after} in the second after it",
+        secs * 1e6 / changes.max(1) as f64
+    );
+    check!(
+        fewest >= 399,
+        "{fewest} grants in a second of the storm, fewer than 400/s allows less one"
+    );
+    let ceiling = if hardcap == MptHardcap::Limit {
+        2000
+    } else {
+        1001
+    };
+    check!(
+        most <= ceiling,
+        "{most} grants in a second of the storm, more than 1,000/s allows"
+    );
+    check!(
+        (998..=1001).contains(&after),
+        "{after} grants in the second after the storm at 1,000/s"
+    );
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         (
@@ -599,6 +792,46 @@ fn main() {
         (
             "window_rate_changers_killed_wedge_nobody",
             || rate_changers_killed_wedge_nobody(MptHardcap::Window),
+            60,
+        ),
+        (
+            "limit_timeouts_wait_out_their_deadline",
+            || timeouts_wait_out_their_deadline(MptHardcap::Limit),
+            30,
+        ),
+        (
+            "one_timeouts_wait_out_their_deadline",
+            || timeouts_wait_out_their_deadline(MptHardcap::One),
+            30,
+        ),
+        (
+            "none_timeouts_wait_out_their_deadline",
+            || timeouts_wait_out_their_deadline(MptHardcap::None),
+            30,
+        ),
+        (
+            "window_timeouts_wait_out_their_deadline",
+            || timeouts_wait_out_their_deadline(MptHardcap::Window),
+            30,
+        ),
+        (
+            "limit_rate_change_storm",
+            || rate_change_storm(MptHardcap::Limit),
+            60,
+        ),
+        (
+            "one_rate_change_storm",
+            || rate_change_storm(MptHardcap::One),
+            60,
+        ),
+        (
+            "none_rate_change_storm",
+            || rate_change_storm(MptHardcap::None),
+            60,
+        ),
+        (
+            "window_rate_change_storm",
+            || rate_change_storm(MptHardcap::Window),
             60,
         ),
     ];

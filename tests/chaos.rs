@@ -1,10 +1,10 @@
-//! Chaos: no worker can wedge the others by dying (DESIGN.md, "Sharing
+//! Chaos: no worker can wedge the others by dying (docs/design.md, "Sharing
 //! between processes": "a process killed with SIGKILL at any instant —
 //! inside `await_fuel` included — leaves every other process running at the
 //! configured rate. If the process that called `start` dies, the others keep
 //! being throttled.").
 //!
-//! `harness = false`, as tests/fork.rs (STYLE.md 29): `main` runs each test
+//! `harness = false`, as tests/fork.rs: `main` runs each test
 //! in turn on the main thread and prints `test <name> ... ok` / `FAILED`,
 //! then `N passed, N failed`, and exits non-zero if any failed. Children call
 //! only the library, report through a `MAP_SHARED` log and leave with
@@ -72,10 +72,11 @@ use common::{
     kill_live, max_in_window, note, now, wait_for,
 };
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
 use mp_throttle::ffi::stats::{MptRate, mpt_latest};
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, MptSummary, mpt_options_init,
-    mpt_throttle_create_named, mpt_throttle_new, mpt_throttle_open, mpt_throttle_unlink,
+    MPT_FOREVER, MptSummary, mpt_throttle_create_named, mpt_throttle_new, mpt_throttle_open,
+    mpt_throttle_unlink,
 };
 use std::ffi::{CStr, CString};
 use std::sync::Mutex;
@@ -88,7 +89,7 @@ const MAX_N: i64 = 200;
 const PER: i64 = SEC;
 
 /// How late a call may return after its deadline (its grant time, or its
-/// call time + timeout): generous, for this noisy 2-core VM (MEASURED.md).
+/// call time + timeout): generous, for this noisy 2-core VM.
 const SLACK: i64 = 50 * MS;
 /// A FOREVER waiter's grant must come within this of its call: a wedge
 /// would show as seconds.
@@ -1026,22 +1027,21 @@ fn named_creator_killed_then_chaos() -> TestResult {
 // ---------------------------------------------------------------- start / stop
 
 /// A process SIGKILLed inside `mpt_start` or `mpt_stop` must not keep the
-/// others from starting or stopping the throttle (DESIGN.md: "a process
-/// killed with SIGKILL at any instant ... leaves every other process
-/// running"). A child restarts the throttle in a loop (as_monitor off, so
-/// nearly all its time is spent in the transitions); it is killed at a
-/// random instant; while it is dead but not yet reaped (every killed
-/// process is a zombie until its parent waits for it), this process stops
-/// the throttle if it runs, else starts it. 100 kills.
+/// others from starting or stopping the throttle (docs/design.md, "When
+/// things fail": a process that dies in the middle of start or stop is
+/// detected by the next one). A child restarts the throttle in a loop
+/// (as_monitor off, so nearly all its time is spent in the transitions); it
+/// is killed at a random instant; while it is dead but not yet reaped
+/// (every killed process is a zombie until its parent waits for it), this
+/// process stops the throttle if it runs, else starts it. 100 kills.
 ///
-/// Shows a library bug; fails until fixed. `Throttle::transition` recovers
-/// a Starting / Stopping state left by a dead process only if
-/// `process::is_alive(pid)` says so, and that is `kill(pid, 0)`, true for a
-/// zombie and for any later process that reuses the pid (pid_max is 32768
-/// here): the survivors get WRONG_STATE ("process N is starting or
-/// stopping this throttle right now") until the dead process is reaped, and
-/// for good if its pid has been reused. STYLE.md 33 asks for an owner word
-/// that stores "a pid (plus a start time or generation against pid reuse)".
+/// It failed when `Throttle::transition` recovered a Starting / Stopping
+/// state left by a dead process only if `kill(pid, 0)` said it was dead:
+/// that is false for a zombie and for any later process that reuses the pid
+/// (pid_max is 32768 here), so the survivors got WRONG_STATE ("process N is
+/// starting or stopping this throttle right now") until the dead process
+/// was reaped, and for good if its pid was reused. Hence the owner word
+/// stores a pid and that process's start time.
 fn killed_inside_start_stop_blocks_nobody() -> TestResult {
     const KILLS: usize = 100;
     let seed = seed();
@@ -1082,15 +1082,7 @@ fn killed_inside_start_stop_blocks_nobody() -> TestResult {
         let running = h.is_running();
         let st = if running { h.stop().0 } else { h.start() };
         if st != MptStatus::Ok {
-            let mut buf = [0u8; 256];
-            let mut len = 0;
-            // SAFETY: `buf` is valid for 256 bytes, `len` for writing.
-            unsafe {
-                mp_throttle::ffi::mpt_last_error_message(buf.as_mut_ptr().cast(), 256, &mut len)
-            };
-            let msg = CStr::from_bytes_until_nul(&buf)
-                .map(|m| m.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let msg = common::last_error();
             refused += 1;
             if first.is_empty() {
                 first = format!(

@@ -1,4 +1,4 @@
-//! Multi-process tests with real `fork()` (STYLE.md item 29).
+//! Multi-process tests with real `fork()`.
 //!
 //! `harness = false`: libtest runs tests on threads and holds output locks,
 //! which a forked child would inherit. This `main` runs each test in turn on
@@ -12,7 +12,7 @@
 //! the whole binary if a test overruns its time bound, so a library bug can
 //! never hang CI.
 //!
-//! Timing bounds are generous (MEASURED.md: this 2-core VM stalls for
+//! Timing bounds are generous (the 2-core VMs this runs on stall for
 //! milliseconds at times); measured figures are printed under each test.
 //!
 //! The tests:
@@ -45,12 +45,12 @@ use common::{
     now, sleep_ms, wait_for,
 };
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
 use mp_throttle::ffi::stats::{
     MptRate, mpt_get_summary, mpt_hi_lo, mpt_latest, mpt_lo_hi, mpt_mean,
 };
 use mp_throttle::ffi::throttle::{
-    MPT_FOREVER, MPT_OPTIONS_VERSION, MptHardcap, MptOptions, MptSummary, mpt_emit, mpt_emit_at,
-    mpt_options_init, mpt_throttle_new,
+    MPT_FOREVER, MptSummary, mpt_emit, mpt_emit_at, mpt_throttle_new,
 };
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::SeqCst;
@@ -237,7 +237,7 @@ fn slots(d: i64, max_n: i64, per: i64) -> i64 {
 }
 
 /// Grants a saturated demand gets by `s`, for a run started at `t0` whose
-/// demand began with the first grant at `g` (DESIGN.md, "Hardcap").
+/// demand began with the first grant at `g` (docs/design.md, "Hardcaps").
 fn expected_grants(hc: MptHardcap, max_n: i64, per: i64, t0: i64, g: i64, s: i64) -> i64 {
     // The tank is full at g when max_n units have accrued since t0.
     let full = slots(g - t0, max_n, per) >= max_n - 1;
@@ -1442,28 +1442,34 @@ fn kill_before_start_wakes_waiters() -> TestResult {
 /// Eight children call `mpt_start` at the same instant: exactly one wins
 /// (the others get WRONG_STATE); then they all call `mpt_stop` at once:
 /// again exactly one wins. The winner's summary equals the parent's.
+///
+/// Every child is ready before the start instant is set, and every start
+/// has returned before the stop instant is set: a child that came late
+/// (forked or scheduled after the stop) would rightly start a second run,
+/// and fail the count without any race in the library.
 fn concurrent_start_stop_one_wins() -> TestResult {
     const KIDS: usize = 8;
     let t = throttle(100, 1.0, &options(MptHardcap::Limit, 0.01, AUTO))?;
     let h = t.h();
-    // [0] start at, [1] stop at, per child [start status, stop status,
-    // summary runtime bits, summary total].
-    let shm = Shm::new(2 + 4 * KIDS);
-    let go = now() + 300 * MS;
-    shm.set(0, go);
-    shm.set(1, go + 300 * MS);
+    // [0] start at, [1] stop at, [2] children ready, [3] starts returned;
+    // per child [start status, stop status, summary runtime bits, summary
+    // total].
+    const BASE: usize = 4;
+    let shm = Shm::new(BASE + 4 * KIDS);
     let mut kids = Kids::new();
     for k in 0..KIDS {
         let shm = &shm;
         kids.spawn(move || {
-            let b = 2 + 4 * k;
-            while now() < shm.get(0) {
+            let b = BASE + 4 * k;
+            shm.at(2).fetch_add(1, SeqCst);
+            while shm.get(0) == 0 || now() < shm.get(0) {
                 std::hint::spin_loop();
             }
             shm.set(b, h.start() as i64);
             // Everyone takes a little fuel meanwhile.
             let _ = h.has_fuel();
-            while now() < shm.get(1) {
+            shm.at(3).fetch_add(1, SeqCst);
+            while shm.get(1) == 0 || now() < shm.get(1) {
                 std::hint::spin_loop();
             }
             let (st, s) = h.stop();
@@ -1473,10 +1479,22 @@ fn concurrent_start_stop_one_wins() -> TestResult {
             0
         });
     }
+    check!(
+        wait_for(10 * SEC, || shm.get(2) == KIDS as i64),
+        "only {} of {KIDS} children got ready",
+        shm.get(2)
+    );
+    shm.set(0, now() + 20 * MS);
+    check!(
+        wait_for(10 * SEC, || shm.get(3) == KIDS as i64),
+        "only {} of {KIDS} starts returned",
+        shm.get(3)
+    );
+    shm.set(1, now() + 20 * MS);
     kids.wait_all_ok(10 * SEC)?;
     let count = |field: usize, st: MptStatus| {
         (0..KIDS)
-            .filter(|&k| shm.get(2 + 4 * k + field) == st as i64)
+            .filter(|&k| shm.get(BASE + 4 * k + field) == st as i64)
             .count()
     };
     let (starts, stops) = (count(0, MptStatus::Ok), count(1, MptStatus::Ok));
@@ -1501,10 +1519,10 @@ fn concurrent_start_stop_one_wins() -> TestResult {
     );
     check!(!h.is_running(), "still running");
     let winner = (0..KIDS)
-        .find(|&k| shm.get(2 + 4 * k + 1) == MptStatus::Ok as i64)
+        .find(|&k| shm.get(BASE + 4 * k + 1) == MptStatus::Ok as i64)
         .unwrap_or(0);
     let (_, s) = h.summary();
-    let b = 2 + 4 * winner;
+    let b = BASE + 4 * winner;
     check!(
         f64::from_bits(shm.get(b + 2) as u64) == s.runtime_s && shm.get(b + 3) as u64 == s.total,
         "the winner's stop reported {} s / {}, the parent reads {s:?}",
@@ -1738,7 +1756,7 @@ fn lo_hi_hi_lo_survive_a_pause() -> TestResult {
 }
 
 /// The monitor runs in the process that called `mpt_start`. If that process
-/// dies, the others keep being throttled (DESIGN.md), and the statistics
+/// dies, the others keep being throttled (docs/design.md), and the statistics
 /// must not silently freeze: `mpt_latest` ("refreshed by the monitor every
 /// refresh interval"; MONITOR_OFF when "the monitor thread failed") must
 /// then say MONITOR_OFF, or keep counting (0 after a second without any

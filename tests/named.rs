@@ -1,10 +1,10 @@
-//! Named throttles (DESIGN.md, "Sharing between processes"; the issue
+//! Named throttles (docs/design.md, "Sharing between processes"; the issue
 //! "Beyond mp_throttle: named throttles for unrelated processes"): a
 //! throttle created under a name is opened by that name from any process of
 //! the same user, and opening refuses anything foreign, truncated or corrupt
 //! with a clear error, never a crash or a hang.
 //!
-//! `harness = false` (STYLE.md 29): tests that `fork()` run one at a time on
+//! `harness = false`: tests that `fork()` run one at a time on
 //! the main thread. Children call only the library, report through a
 //! `MAP_SHARED` mapping or their exit code and leave with `_exit`. "Unrelated"
 //! processes are this binary run again (`--child MODE ...`): they inherit no
@@ -48,17 +48,17 @@ use common::{
 use mp_throttle::config::{Config, MAX_WINDOW, Options};
 use mp_throttle::error::Error;
 use mp_throttle::ffi::MptStatus;
-use mp_throttle::ffi::mpt_last_error_message;
 use mp_throttle::ffi::throttle::{
     MptThrottle, mpt_throttle_create_named, mpt_throttle_free, mpt_throttle_open,
     mpt_throttle_unlink,
 };
 use mp_throttle::schedule::{Hardcap, MAX_N, MAX_PER_NS, RING_MIN};
-use mp_throttle::shm::layout::{
-    Control, FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, Header, LAYOUT_VERSION, Lane, MAGIC,
-    Published, Shared,
+use mp_throttle::store::shm::layout::{
+    ChangeLock, Control, FLAG_AUTO_EMIT, FLAG_MONITOR, FLAG_THROTTLE, Header, LAYOUT_VERSION, Lane,
+    MAGIC, Published, Shared,
 };
-use mp_throttle::throttle::{MAX_NAME_LEN, Throttle};
+use mp_throttle::store::shm::named::MAX_NAME_LEN;
+use mp_throttle::throttle::Throttle;
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::mem::{offset_of, size_of};
@@ -149,6 +149,7 @@ const WRONG_STATE: i64 = MptStatus::WrongState as i64;
 const MONITOR_OFF: i64 = MptStatus::MonitorOff as i64;
 const UNSUPPORTED: i64 = MptStatus::Unsupported as i64;
 const CORRUPT: i64 = MptStatus::Corrupt as i64;
+const INVALID_ARGUMENT: i64 = MptStatus::InvalidArgument as i64;
 /// A panic caught in a child (MPT_STATUS_PANIC at the C boundary).
 const PANIC: i64 = MptStatus::Panic as i64;
 
@@ -894,18 +895,6 @@ fn c_name(name: &str) -> CString {
     CString::new(name).expect("no NUL in test names")
 }
 
-/// The C boundary's last error message of this thread.
-fn last_error() -> String {
-    let mut buf = [0u8; 512];
-    let mut len = 0usize;
-    // SAFETY: `buf` is valid for `buf.len()` bytes of writes, `len` for one.
-    let st = unsafe { mpt_last_error_message(buf.as_mut_ptr().cast(), buf.len(), &mut len) };
-    if st != MptStatus::Ok {
-        return String::new();
-    }
-    String::from_utf8_lossy(&buf[..len.min(buf.len() - 1)]).into_owned()
-}
-
 /// Becomes `nobody` (65534) for good: groups, gid, uid.
 fn become_nobody() -> bool {
     // SAFETY: an empty group list; no pointer is read for size 0.
@@ -952,7 +941,7 @@ fn permission_denied_for_other_user() -> TestResult {
             return 2;
         }
         let denied = |slot: usize, st: MptStatus| {
-            let msg = last_error();
+            let msg = common::last_error();
             let ok = st == MptStatus::PermissionDenied && msg.contains("another user");
             shm_ref.set(slot, if ok { 1 } else { 100 + st as i64 });
         };
@@ -1032,7 +1021,8 @@ fn permission_denied_for_other_user() -> TestResult {
 }
 
 /// The mode is 0600 whatever the creator's umask (0, 077, 277): another
-/// process of the same user can always open it, nobody else can.
+/// process of the same user can always open it, nobody else can (unless
+/// it was made `group_shared`, see tests/owners.rs).
 fn mode_is_0600_whatever_the_umask() -> TestResult {
     let masks: [libc::mode_t; 3] = [0, 0o077, 0o277];
     let shm = Shm::new(masks.len() * 2);
@@ -1088,7 +1078,7 @@ fn mode_is_0600_whatever_the_umask() -> TestResult {
     }
     check!(
         bad.is_empty(),
-        "named throttles must be created with mode 0600 (DESIGN.md): {}",
+        "named throttles must be created with mode 0600 (docs/design.md): {}",
         bad.join("; ")
     );
     Ok(())
@@ -1144,6 +1134,9 @@ const PUBLISHED: usize = offset_of!(Shared, published);
 const TAT: usize = offset_of!(Shared, tat);
 const HEAD: usize = offset_of!(Shared, head);
 const CONFIRMED: usize = offset_of!(Shared, confirmed);
+const LOCK: usize = offset_of!(Shared, change_lock);
+const THAWED: usize = LOCK + offset_of!(ChangeLock, thawed_ns);
+const FROZEN: usize = LOCK + offset_of!(ChangeLock, frozen_ns);
 const LANES: usize = offset_of!(Shared, lanes);
 const H_MAGIC: usize = HEADER + offset_of!(Header, magic);
 const H_VERSION: usize = HEADER + offset_of!(Header, layout_version);
@@ -1702,6 +1695,9 @@ fn variants(tag: &str, index: usize, base: &[u8], rng: &mut Rng) -> Vec<Variant>
         ("tat 1<<126", (TAT, (1u128 << 126).to_ne_bytes().to_vec())),
         ("head MAX", p64(HEAD, u64::MAX)),
         ("head 0", p64(HEAD, 0)),
+        ("pace thawed MAX", p64(THAWED, i64::MAX as u64)),
+        ("pace frozen MAX", p64(FROZEN, i64::MAX as u64)),
+        ("pace frozen MIN", p64(FROZEN, i64::MIN as u64)),
         ("confirmed MAX", p64(CONFIRMED, u64::MAX)),
         ("confirmed 0", p64(CONFIRMED, 0)),
         (
@@ -1792,7 +1788,7 @@ fn variants(tag: &str, index: usize, base: &[u8], rng: &mut Rng) -> Vec<Variant>
 }
 
 /// The calls made on an opened variant, in order: (name, statuses allowed).
-const CALLS: [(&str, &[i64]); 20] = [
+const CALLS: [(&str, &[i64]); 21] = [
     ("is_running", &[OK]),
     ("summary", &[OK]),
     ("has_fuel", &[OK, NO_FUEL, KILLED, CORRUPT]),
@@ -1802,6 +1798,7 @@ const CALLS: [(&str, &[i64]); 20] = [
     ("mean", &[OK, MONITOR_OFF]),
     ("lo_hi", &[OK, MONITOR_OFF]),
     ("start", &[OK, WRONG_STATE]),
+    ("set_rate", &[OK, INVALID_ARGUMENT, CORRUPT]),
     ("has_fuel", &[OK, NO_FUEL, KILLED, CORRUPT]),
     ("await_fuel(10 ms)", &[OK, TIMEOUT, KILLED, CORRUPT]),
     ("emit", &[OK, WRONG_STATE, NOT_RUNNING, KILLED]),
@@ -1906,6 +1903,13 @@ fn probe(name: &str, shm: &Shm, slot: usize) {
                 "lo_hi" => code_of(&h.lo_hi()),
                 "hi_lo" => code_of(&h.hi_lo()),
                 "start" => code_of(&h.start()),
+                // Half the rate: a change every hardcap makes (WINDOW too).
+                "set_rate" => match h.rate() {
+                    Ok((max_n, per_ns)) => {
+                        code_of(&h.set_rate(max_n, per_ns.saturating_mul(2).min(MAX_PER_NS)))
+                    }
+                    Err(e) => code(&e),
+                },
                 "stop" => code_of(&h.stop()),
                 "kill" => {
                     h.kill();
@@ -2145,14 +2149,7 @@ fn corrupt_waiter_count_still_wakes() -> TestResult {
 
 /// Removes every `/dev/shm/mp_throttle.named-test.<pid>.*` left behind.
 fn remove_leftovers() {
-    let prefix = format!("mp_throttle.named-test.{}.", std::process::id());
-    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
-        for e in dir.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    common::remove_objects("named-test");
 }
 
 fn main() {

@@ -6,9 +6,9 @@
 #![allow(dead_code, missing_docs)]
 
 use mp_throttle::ffi::MptStatus;
+use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptOptions, mpt_options_init};
 use mp_throttle::ffi::throttle::{
-    MPT_OPTIONS_VERSION, MptOptions, MptThrottle, mpt_options_init, mpt_start, mpt_stop,
-    mpt_throttle_free, mpt_throttle_new,
+    MptThrottle, mpt_start, mpt_stop, mpt_throttle_free, mpt_throttle_new,
 };
 use std::time::Duration;
 

@@ -210,6 +210,16 @@ static void bad_options(void) {
     check_new_invalid(4, 1.0, &o, "version", "options.version 0");
     o.version = MPT_OPTIONS_VERSION + 1;
     check_new_invalid(4, 1.0, &o, "version", "options.version + 1");
+    o = defaults();
+    o.group_shared = 2;
+    check_new_invalid(4, 1.0, &o, "group_shared", "group_shared 2");
+    o.group_shared = 0xFFFFFFFFu;
+    check_new_invalid(4, 1.0, &o, "group_shared", "group_shared 0xFFFFFFFF");
+    /* Version 1 has no group_shared: whatever follows it is not read. */
+    o.version = 1;
+    t = NULL;
+    CHECK_OK(mpt_throttle_new(4, 1.0, &o, &t));
+    CHECK_OK(mpt_throttle_free(t));
     memset(&untouched, 0x5A, sizeof untouched);
     o = untouched;
     CHECK_FAIL(mpt_options_init(&o, 0), MPT_STATUS_INVALID_ARGUMENT, "version");
@@ -265,6 +275,7 @@ static void option_defaults(void) {
     CHECK(o.timer_slack_ns == 1);
     CHECK(o.refresh_s == 0.01);
     CHECK(o.spin_s == 0.0);
+    CHECK(o.group_shared == 0);
 }
 
 static void bad_timeouts(void) {
@@ -423,7 +434,7 @@ static void monitor_off(void) {
 }
 
 /* The highest status code the library defines. */
-#define LAST_STATUS MPT_STATUS_CANCELLED
+#define LAST_STATUS MPT_STATUS_UNREACHABLE
 
 static void strerror_codes(void) {
     const int32_t unknown[] = {-1, LAST_STATUS + 1, LAST_STATUS + 2, 100, 1000, INT32_MIN, INT32_MAX};

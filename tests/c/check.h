@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,6 +28,19 @@
 
 static int check_passed;
 static int check_failed;
+
+/*
+ * slack_ns(ns): a bound on how late something may come (a wake-up, a
+ * return after a grant), times MPT_TEST_SLOW (a whole number, 1 if unset).
+ * The Makefile sets it to 10 for the runs under valgrind and ASan, which
+ * run the same checks 5 to 50 times slower; bounds on how early or how
+ * many never move.
+ */
+static inline int64_t slack_ns(int64_t ns) {
+    const char *env = getenv("MPT_TEST_SLOW");
+    long factor = env ? strtol(env, NULL, 10) : 1;
+    return ns * (factor > 1 && factor <= 100 ? factor : 1);
+}
 
 static inline void check_true(bool ok, const char *what, const char *file, int line) {
     if (ok) {

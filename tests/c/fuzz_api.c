@@ -11,7 +11,13 @@
  * - return a status the header documents for that function, and one that
  *   fits the arguments: when an argument is NULL, fake or out of range the
  *   status must name one of those faults (in whatever order the library
- *   checks them); when all are fine, one of the function's outcomes;
+ *   checks them); when all are fine, one of the function's outcomes.
+ *   "Documents" is read from include/mp_throttle.h itself: the Makefile
+ *   turns each function's "Returns:" paragraph into build/fuzz/statuses.h
+ *   (tests/gen_statuses.py, which fails on a function without one), and a
+ *   status outside that list fails, naming the function, the status and the
+ *   list. At start-up every function the header declares must be one this
+ *   fuzzer calls, and the other way round, so a new function cannot escape;
  * - on failure leave a fresh, non-empty mpt_last_error_message and its
  *   out-parameters untouched; on success write sensible values;
  * - for a throttle only this thread uses (an anonymous one it made), give
@@ -22,10 +28,14 @@
  *   asked for (the 1 s: x3 under ASan, x10 under valgrind); an alarm() ends
  *   the run if anything hangs, naming the call each thread is in.
  *
- * No PANIC, no CORRUPT (nothing here corrupts a throttle), no crash. At the
- * end every process stops and frees what it made, and the parent unlinks
- * every name it used (all start with "fz<pid>_") and checks that /dev/shm
- * holds none of them any more.
+ * No PANIC (any call may return it, says the header: a bug), no crash. No
+ * CORRUPT either, but from throttle D: a named throttle whose run word (the
+ * phase, in its /dev/shm object) the fuzzing threads now and then overwrite
+ * with a phase no process writes, as a buggy or hostile process of the same
+ * user could, and repair; mpt_start and mpt_stop on D, and opening D by
+ * name, may then say CORRUPT. At the end every process stops and frees what
+ * it made, and the parent unlinks every name it used (all start with
+ * "fz<pid>_") and checks that /dev/shm holds none of them any more.
  *
  * Two library bugs this fuzzer found are also checked deterministically
  * first (regression tests): open_checks_options_first() and
@@ -41,6 +51,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <pthread.h>
@@ -48,19 +59,24 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+/* doc_fn[], doc_status_name[]: generated from include/mp_throttle.h by
+ * tests/gen_statuses.py (the Makefile's rule for this program). */
+#include "statuses.h"
 
 #define THREADS 4       /* fuzzing threads of the parent */
 #define CHILDREN 3      /* forked processes */
 #define CHILD_THREADS 2 /* fuzzing threads of each child */
 #define WORKERS (THREADS + CHILDREN * CHILD_THREADS)
-#define SHARED 8        /* throttles every thread of every process uses */
+#define SHARED 9        /* throttles every thread of every process uses */
+#define DAMAGED 8       /* shared[DAMAGED]: D, whose run word gets damaged */
 #define PRIVATE 4       /* throttles one thread makes for itself */
 #define POOL 8          /* valid names that get created */
-#define NSTATUS 18      /* MPT_STATUS_OK .. MPT_STATUS_CANCELLED */
+#define NSTATUS DOC_NSTATUS /* MPT_STATUS_OK .. the last, as the header says */
 #define MAX_REPORTS 25  /* failures printed in full */
 
 #define S(x) (1u << (x))
@@ -94,78 +110,143 @@ enum op {
     OP_IS_RUNNING,
     OP_CLOCK_NOW,
     OP_VERSION,
+    OP_VERSION_STRING,
     OP_AWAIT_N,
     OP_HAS_FUEL_N,
     OP_PEEK,
     OP_SET_RATE,
     OP_GET_RATE,
     OP_AWAIT_CANCELLABLE,
-    OP_CANCEL,
+    OP_CANCEL_FIRE,
+    OP_CANCEL_RESET,
+    OP_CANCEL_NEW,
+    OP_CANCEL_FREE,
+    OP_GET_OPTIONS,
+    OP_CREATED,
     OP_COUNT
 };
 
+/* The function each call is: its name in the header. */
 static const char *const op_name[OP_COUNT] = {
-    "mpt_strerror",     "mpt_last_error_message", "mpt_latest",
-    "mpt_mean",         "mpt_lo_hi",              "mpt_hi_lo",
-    "mpt_get_summary",  "mpt_options_init",       "mpt_throttle_new",
-    "mpt_throttle_create_named", "mpt_throttle_open", "mpt_throttle_unlink",
-    "mpt_throttle_free", "mpt_start",             "mpt_stop",
-    "mpt_await_fuel",   "mpt_has_fuel",           "mpt_emit",
-    "mpt_emit_at",      "mpt_kill",               "mpt_kill_flag_is_set",
-    "mpt_is_running",   "mpt_clock_now",          "mpt_version",
-    "mpt_await_fuel_n", "mpt_has_fuel_n",         "mpt_peek_fuel",
-    "mpt_set_rate",     "mpt_get_rate",
-    "mpt_await_fuel_cancellable", "mpt_cancel_fire/reset",
+    [OP_STRERROR] = "mpt_strerror",
+    [OP_LAST_ERROR] = "mpt_last_error_message",
+    [OP_LATEST] = "mpt_latest",
+    [OP_MEAN] = "mpt_mean",
+    [OP_LO_HI] = "mpt_lo_hi",
+    [OP_HI_LO] = "mpt_hi_lo",
+    [OP_SUMMARY] = "mpt_get_summary",
+    [OP_OPTIONS_INIT] = "mpt_options_init",
+    [OP_NEW] = "mpt_throttle_new",
+    [OP_CREATE_NAMED] = "mpt_throttle_create_named",
+    [OP_OPEN] = "mpt_throttle_open",
+    [OP_UNLINK] = "mpt_throttle_unlink",
+    [OP_FREE] = "mpt_throttle_free",
+    [OP_START] = "mpt_start",
+    [OP_STOP] = "mpt_stop",
+    [OP_AWAIT] = "mpt_await_fuel",
+    [OP_HAS_FUEL] = "mpt_has_fuel",
+    [OP_EMIT] = "mpt_emit",
+    [OP_EMIT_AT] = "mpt_emit_at",
+    [OP_KILL] = "mpt_kill",
+    [OP_KILL_FLAG] = "mpt_kill_flag_is_set",
+    [OP_IS_RUNNING] = "mpt_is_running",
+    [OP_CLOCK_NOW] = "mpt_clock_now",
+    [OP_VERSION] = "mpt_version",
+    [OP_VERSION_STRING] = "mpt_version_string",
+    [OP_AWAIT_N] = "mpt_await_fuel_n",
+    [OP_HAS_FUEL_N] = "mpt_has_fuel_n",
+    [OP_PEEK] = "mpt_peek_fuel",
+    [OP_SET_RATE] = "mpt_set_rate",
+    [OP_GET_RATE] = "mpt_get_rate",
+    [OP_AWAIT_CANCELLABLE] = "mpt_await_fuel_cancellable",
+    [OP_CANCEL_FIRE] = "mpt_cancel_fire",
+    [OP_CANCEL_RESET] = "mpt_cancel_reset",
+    [OP_CANCEL_NEW] = "mpt_cancel_new",
+    [OP_CANCEL_FREE] = "mpt_cancel_free",
+    [OP_GET_OPTIONS] = "mpt_get_options",
+    [OP_CREATED] = "mpt_throttle_created",
 };
 
 /* How often each call is picked, relative to the others. */
 static const unsigned op_weight[OP_COUNT] = {
-    1, 1, 1, 1, 1, 1, 2, 1, 3, 3, 2, 1, 2, 4, 3, 7, 6, 4, 4, 1, 1, 1, 1, 1,
-    4, 4, 2, 2, 1, 4, 2,
+    [OP_STRERROR] = 1, [OP_LAST_ERROR] = 1, [OP_LATEST] = 1, [OP_MEAN] = 1,
+    [OP_LO_HI] = 1, [OP_HI_LO] = 1, [OP_SUMMARY] = 2, [OP_OPTIONS_INIT] = 1,
+    [OP_NEW] = 3, [OP_CREATE_NAMED] = 3, [OP_OPEN] = 2, [OP_UNLINK] = 1,
+    [OP_FREE] = 2, [OP_START] = 4, [OP_STOP] = 3, [OP_AWAIT] = 7,
+    [OP_HAS_FUEL] = 6, [OP_EMIT] = 4, [OP_EMIT_AT] = 4, [OP_KILL] = 1,
+    [OP_KILL_FLAG] = 1, [OP_IS_RUNNING] = 1, [OP_CLOCK_NOW] = 1, [OP_VERSION] = 1,
+    [OP_VERSION_STRING] = 1,
+    [OP_AWAIT_N] = 4, [OP_HAS_FUEL_N] = 4, [OP_PEEK] = 2, [OP_SET_RATE] = 2,
+    [OP_GET_RATE] = 1, [OP_AWAIT_CANCELLABLE] = 4, [OP_CANCEL_FIRE] = 1,
+    [OP_CANCEL_RESET] = 1, [OP_CANCEL_NEW] = 1, [OP_CANCEL_FREE] = 1,
+    [OP_GET_OPTIONS] = 1, [OP_CREATED] = 1,
 };
 
-static const char *const status_name[NSTATUS + 1] = {
-    "OK",          "TIMEOUT",      "KILLED",    "NO_FUEL",
-    "NOT_RUNNING", "NULL_POINTER", "BAD_HANDLE", "INVALID_ARGUMENT",
-    "WRONG_STATE", "MONITOR_OFF",  "SYSTEM",    "UNSUPPORTED",
-    "CORRUPT",     "PANIC",        "NOT_FOUND", "PERMISSION_DENIED",
-    "MISMATCH",    "CANCELLED",  "(out of range)",
-};
+/* A status's name (without MPT_STATUS_), from the header's enum. */
+static const char *status_name(int st) {
+    return st >= 0 && st < NSTATUS ? doc_status_name[st] : "(out of range)";
+}
 
-/* Statuses the header documents, per function (PANIC never: it is a bug). */
-static const unsigned documented[OP_COUNT] = {
-    [OP_STRERROR] = 0,
-    [OP_LAST_ERROR] = S(0) | S(5),
-    [OP_LATEST] = S(0) | S(9) | S(5) | S(6),
-    [OP_MEAN] = S(0) | S(9) | S(5) | S(6),
-    [OP_LO_HI] = S(0) | S(9) | S(5) | S(6),
-    [OP_HI_LO] = S(0) | S(9) | S(5) | S(6),
-    [OP_SUMMARY] = S(0) | S(5) | S(6),
-    [OP_OPTIONS_INIT] = S(0) | S(5) | S(7),
-    [OP_NEW] = S(0) | S(5) | S(7) | S(10) | S(11),
-    [OP_CREATE_NAMED] = S(0) | S(5) | S(7) | S(16) | S(15) | S(12) | S(11) | S(10),
-    [OP_OPEN] = S(0) | S(5) | S(7) | S(14) | S(15) | S(12) | S(11),
-    [OP_UNLINK] = S(0) | S(5) | S(7) | S(14) | S(15),
-    [OP_FREE] = S(0) | S(6),
-    [OP_START] = S(0) | S(5) | S(6) | S(8) | S(10),
-    [OP_STOP] = S(0) | S(5) | S(6) | S(8),
-    [OP_AWAIT] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(12),
-    [OP_HAS_FUEL] = S(0) | S(3) | S(2) | S(5) | S(6) | S(12),
-    [OP_EMIT] = S(0) | S(8) | S(4) | S(2) | S(5) | S(6),
-    [OP_EMIT_AT] = S(0) | S(8) | S(4) | S(2) | S(5) | S(6) | S(7),
-    [OP_KILL] = S(0) | S(5) | S(6),
-    [OP_KILL_FLAG] = S(0) | S(5) | S(6),
-    [OP_IS_RUNNING] = S(0) | S(5) | S(6),
-    [OP_CLOCK_NOW] = S(0) | S(5),
-    [OP_VERSION] = S(0) | S(5),
-    [OP_AWAIT_N] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(12),
-    [OP_HAS_FUEL_N] = S(0) | S(3) | S(2) | S(5) | S(6) | S(7) | S(12),
-    [OP_PEEK] = S(0) | S(2) | S(4) | S(5) | S(6) | S(7) | S(12),
-    [OP_SET_RATE] = S(0) | S(5) | S(6) | S(7) | S(10) | S(11) | S(12),
-    [OP_GET_RATE] = S(0) | S(5) | S(6) | S(12),
-    [OP_AWAIT_CANCELLABLE] = S(0) | S(1) | S(2) | S(5) | S(6) | S(7) | S(8) | S(12) | S(17),
-    [OP_CANCEL] = S(0) | S(5) | S(6),
-};
+/*
+ * The statuses the header documents for each call: its "Returns:" list,
+ * from build/fuzz/statuses.h (PANIC never: any call may return it, the
+ * header's preamble says, and it is a bug). Filled by load_documented().
+ */
+static unsigned documented[OP_COUNT];
+static const struct doc_fn *doc_of[OP_COUNT];
+
+/*
+ * Looks each call up in the generated table, and each function of the
+ * table up among the calls: every function the header declares must be
+ * called here (with what its arguments make it expect), so that none
+ * escapes the check. Returns the number of mismatches (each a failure).
+ */
+static int load_documented(void) {
+    int problems = 0;
+    for (int op = 0; op < OP_COUNT; op++) {
+        doc_of[op] = NULL;
+        for (int i = 0; i < DOC_NFN; i++) {
+            if (strcmp(doc_fn[i].name, op_name[op]) == 0) {
+                doc_of[op] = &doc_fn[i];
+            }
+        }
+        if (doc_of[op] == NULL) {
+            printf("FAIL fuzz_api: it calls %s, which include/mp_throttle.h does not declare\n",
+                   op_name[op]);
+            problems++;
+            documented[op] = ~0u; /* reported once here, not at every call */
+            continue;
+        }
+        documented[op] = doc_of[op]->statuses & ~S(MPT_STATUS_PANIC);
+    }
+    for (int i = 0; i < DOC_NFN; i++) {
+        bool called = false;
+        for (int op = 0; op < OP_COUNT; op++) {
+            called = called || strcmp(doc_fn[i].name, op_name[op]) == 0;
+        }
+        if (!called) {
+            printf("FAIL fuzz_api: include/mp_throttle.h declares %s, which this fuzzer never "
+                   "calls: add a call_ for it, with what its arguments make it expect\n",
+                   doc_fn[i].name);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+/* The documented list of a call, for a report: " OK NULL_POINTER ...". */
+static void documented_list(int op, char *buf, size_t len) {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < NSTATUS && n < len; i++) {
+        if (documented[op] & S(i)) {
+            n += (size_t)snprintf(buf + n, len - n, " %s", status_name(i));
+        }
+    }
+    if (doc_of[op] != NULL && doc_of[op]->via[0] != '\0' && n < len) {
+        snprintf(buf + n, len - n, " (%s)", doc_of[op]->via);
+    }
+}
 
 /* ------------------------------------------------------------ shared state */
 
@@ -183,6 +264,7 @@ struct board {
     int current_pid[WORKERS];
     int64_t current_since[WORKERS];
     int done; /* 1: the fuzzing threads must finish */
+    uint64_t damaged, repaired; /* D's run word, see damage() */
 };
 
 static struct board *board;
@@ -194,13 +276,15 @@ static int64_t deadline;
 static pid_t children[CHILDREN];
 
 /* The shared throttles (0..5 anonymous, made before the fork; 6 named, the
- * parent's handle; 7 the same name opened by each process itself). */
+ * parent's handle; 7 the same name opened by each process itself; 8, D,
+ * another named one, whose run word the fuzzing threads damage). */
 static mpt_throttle *shared[SHARED];
 static const char *const shared_what[SHARED] = {
     "A: 1000/1s LIMIT",        "B: 5/0.1s ONE auto_emit 0",
     "C: 50/1s WINDOW",         "D: 1e6/1s NONE monitor off",
     "E: counting only",        "F: 1/1000s LIMIT",
     "N: named, parent's handle", "N: named, opened here",
+    "D: named, run word damaged at times",
 };
 
 /* Fakes: memory that is not a handle (read only by the library). */
@@ -210,6 +294,12 @@ static uint64_t fake_poison[512];
 /* Names: the pool that gets created, one never created, invalid ones. */
 static char pool[POOL][256];
 static char shared_name[64];
+static char damaged_name[64]; /* D's */
+/* The phase (low 32 bits) of D's run word, in this program's own mapping
+ * of D's /dev/shm object (found by find_run_word()). */
+static uint32_t *run_phase;
+static void *damaged_map;
+static size_t damaged_len;
 static char absent_name[64];
 static char too_long[256];
 static const char *const invalid_names[] = {
@@ -369,7 +459,7 @@ static void pick_options(struct ctx *c, struct opts *r) {
         for (unsigned i = 0; i < changes; i++) {
             switch (below(c, 10)) {
             case 0: {
-                static const uint32_t v[] = {0, 2, 3, UINT32_MAX, 0xDEAE};
+                static const uint32_t v[] = {0, 1, 3, UINT32_MAX, 0xDEAE};
                 o->version = v[below(c, 5)];
                 break;
             }
@@ -389,12 +479,15 @@ static void pick_options(struct ctx *c, struct opts *r) {
                 break;
             }
             case 7: o->refresh_s = pick_refresh(c); break;
+            /* 1 only in tests/owners.rs and named.c: a create_named of a
+             * name made otherwise would be MISMATCH. */
+            case 8: o->group_shared = below(c, 2) ? 0 : 2 + (uint32_t)rnd(c) % 7; break;
             default: o->spin_s = pick_spin(c); break;
             }
         }
     } else {
-        uint64_t words[5];
-        for (int i = 0; i < 5; i++) {
+        uint64_t words[6];
+        for (int i = 0; i < 6; i++) {
             words[i] = rnd(c);
         }
         memcpy(o, words, sizeof *o);
@@ -403,11 +496,13 @@ static void pick_options(struct ctx *c, struct opts *r) {
         }
     }
     const mpt_options d = {MPT_OPTIONS_VERSION, 1, 1, MPT_AUTO_EMIT_DEFAULT,
-                           MPT_HARDCAP_LIMIT, 1, 0.01, 0.0};
+                           MPT_HARDCAP_LIMIT, 1, 0.01, 0.0, 0};
     const mpt_options *x = r->p != NULL ? o : &d;
     enum cls base = VALID;
-    if (x->version != MPT_OPTIONS_VERSION || x->as_throttle > 1 || x->as_monitor > 1 ||
-        x->auto_emit < -1 || x->auto_emit > 1 || x->hardcap > 3) {
+    /* Version 1 is the first 40 bytes: its group_shared is not read. */
+    if ((x->version != 1 && x->version != MPT_OPTIONS_VERSION) || x->as_throttle > 1 ||
+        x->as_monitor > 1 || x->auto_emit < -1 || x->auto_emit > 1 || x->hardcap > 3 ||
+        (x->version == MPT_OPTIONS_VERSION && x->group_shared > 1)) {
         base = INVALID;
     }
     enum cls refresh = seconds_class(x->refresh_s, 1e-6);
@@ -525,24 +620,31 @@ static bool judge(struct ctx *c, int op, mpt_status st, unsigned expected, int64
         fail(c, op, "%s returned %d, not a status at all", args, (int)st);
         return false;
     }
-    if (!(documented[op] & S(st))) {
-        fail(c, op, "%s returned %s, which its documentation does not list", args,
-             status_name[st]);
+    char said[512] = "";
+    if (st != MPT_STATUS_OK) {
+        (void)mpt_last_error_message(said, sizeof said, NULL);
+    }
+    if (st == MPT_STATUS_PANIC) {
+        fail(c, op, "%s returned PANIC: a bug in the library (message: \"%s\")", args, said);
+        ok = false;
+    } else if (!(documented[op] & S(st))) {
+        char list[512];
+        documented_list(op, list, sizeof list);
+        fail(c, op,
+             "%s returned %s, which include/mp_throttle.h does not list for %s: its "
+             "Returns: says%s (message: \"%s\")",
+             args, status_name(st), op_name[op], list, said);
         ok = false;
     } else if (!(expected & S(st))) {
         char want[512] = "";
         for (int i = 0; i < NSTATUS; i++) {
             if (expected & S(i)) {
                 strcat(want, " ");
-                strcat(want, status_name[i]);
+                strcat(want, status_name(i));
             }
         }
-        char msg[512] = "";
-        if (st != MPT_STATUS_OK) {
-            (void)mpt_last_error_message(msg, sizeof msg, NULL);
-        }
         fail(c, op, "%s returned %s, expected one of%s (message: \"%s\")", args,
-             status_name[st], want, msg);
+             status_name(st), want, said);
         ok = false;
     }
     if (st != MPT_STATUS_OK) {
@@ -552,10 +654,10 @@ static bool judge(struct ctx *c, int op, mpt_status st, unsigned expected, int64
             fail(c, op, "%s: mpt_last_error_message failed", args);
             ok = false;
         } else if (len == 0 || msg[0] == '\0' || (len < sizeof msg && len != strlen(msg))) {
-            fail(c, op, "%s returned %s with an empty message", args, status_name[st]);
+            fail(c, op, "%s returned %s with an empty message", args, status_name(st));
             ok = false;
         } else if (strcmp(msg, c->primer) == 0) {
-            fail(c, op, "%s returned %s but left no message of its own", args, status_name[st]);
+            fail(c, op, "%s returned %s but left no message of its own", args, status_name(st));
             ok = false;
         }
     }
@@ -903,6 +1005,9 @@ static void call_start(struct ctx *c) {
     if (m != NULL) {
         outcomes = m->running ? S(MPT_STATUS_WRONG_STATE) : S(MPT_STATUS_OK) | S(MPT_STATUS_SYSTEM);
     }
+    if (p.kind == H_SHARED && p.index == DAMAGED) {
+        outcomes |= S(MPT_STATUS_CORRUPT); /* its run word may be damaged now */
+    }
     char args[96];
     snprintf(args, sizeof args, "mpt_start(%s)", p.desc);
     begin(c, OP_START);
@@ -924,6 +1029,9 @@ static void call_stop(struct ctx *c) {
     unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE);
     if (m != NULL) {
         outcomes = m->running ? S(MPT_STATUS_OK) : S(MPT_STATUS_WRONG_STATE);
+    }
+    if (p.kind == H_SHARED && p.index == DAMAGED) {
+        outcomes |= S(MPT_STATUS_CORRUPT); /* its run word may be damaged now */
     }
     mpt_summary s;
     memset(&s, SENTINEL_BYTE, sizeof s);
@@ -1192,20 +1300,192 @@ static void call_await_cancellable(struct ctx *c) {
     }
 }
 
-static void call_cancel(struct ctx *c) {
+/* mpt_cancel_fire (OP_CANCEL_FIRE) or mpt_cancel_reset (OP_CANCEL_RESET). */
+static void call_cancel(struct ctx *c, int op) {
     unsigned faults = 0;
     char tdesc[32];
     const mpt_cancel *token = pick_token(c, &faults, tdesc, sizeof tdesc);
     if (token == NULL) {
         faults |= S(MPT_STATUS_NULL_POINTER);
     }
-    bool fire = chance(c, 50);
     char args[64];
-    snprintf(args, sizeof args, "mpt_cancel_%s(%s)", fire ? "fire" : "reset", tdesc);
-    begin(c, OP_CANCEL);
+    snprintf(args, sizeof args, "%s(%s)", op_name[op], tdesc);
+    begin(c, op);
     int64_t t0 = now();
-    mpt_status st = fire ? mpt_cancel_fire(token) : mpt_cancel_reset(token);
-    judge(c, OP_CANCEL, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    mpt_status st = op == OP_CANCEL_FIRE ? mpt_cancel_fire(token) : mpt_cancel_reset(token);
+    judge(c, op, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+}
+
+/* A token of this thread's own: made, fired or not, released. */
+static void call_cancel_new(struct ctx *c) {
+    bool null_out = chance(c, 20);
+    mpt_cancel *t;
+    memset(&t, SENTINEL_BYTE, sizeof t);
+    char args[64];
+    snprintf(args, sizeof args, "mpt_cancel_new(%s)", null_out ? "NULL" : "&token");
+    begin(c, OP_CANCEL_NEW);
+    int64_t t0 = now();
+    mpt_status st = mpt_cancel_new(null_out ? NULL : &t);
+    judge(c, OP_CANCEL_NEW, st, null_out ? S(MPT_STATUS_NULL_POINTER) : S(MPT_STATUS_OK), t0,
+          quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&t, sizeof t)) {
+            fail(c, OP_CANCEL_NEW, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (t == NULL) {
+        fail(c, OP_CANCEL_NEW, "%s returned OK and a NULL token", args);
+        return;
+    }
+    if (chance(c, 50)) {
+        begin(c, OP_CANCEL_FIRE);
+        t0 = now();
+        st = mpt_cancel_fire(t);
+        judge(c, OP_CANCEL_FIRE, st, S(MPT_STATUS_OK), t0, quick(), "mpt_cancel_fire(new token)");
+    }
+    begin(c, OP_CANCEL_FREE);
+    t0 = now();
+    st = mpt_cancel_free(t);
+    judge(c, OP_CANCEL_FREE, st, S(MPT_STATUS_OK), t0, quick(), "mpt_cancel_free(new token)");
+}
+
+/* mpt_cancel_free of NULL (nothing happens) or of a fake token. */
+static void call_cancel_free(struct ctx *c) {
+    unsigned r = (unsigned)below(c, 3);
+    mpt_cancel *t = r == 0   ? NULL
+                    : r == 1 ? (mpt_cancel *)(void *)fake_zero
+                             : (mpt_cancel *)(void *)fake_poison;
+    char args[64];
+    snprintf(args, sizeof args, "mpt_cancel_free(%s)",
+             r == 0 ? "NULL" : r == 1 ? "fake(zeroed)" : "fake(0xA5)");
+    begin(c, OP_CANCEL_FREE);
+    int64_t t0 = now();
+    mpt_status st = mpt_cancel_free(t);
+    judge(c, OP_CANCEL_FREE, st, r == 0 ? S(MPT_STATUS_OK) : S(MPT_STATUS_BAD_HANDLE), t0,
+          quick(), args);
+}
+
+static void call_get_options(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    struct priv *m = model_of(c, &p);
+    mpt_options o, before;
+    memset(&o, SENTINEL_BYTE, sizeof o);
+    /* The version on entry says how much is written: version 2 only into a
+     * struct that says 2, else the 40 bytes of version 1. */
+    bool v2 = chance(c, 2);
+    if (v2) {
+        o.version = MPT_OPTIONS_VERSION;
+    }
+    before = o;
+    bool null_out = chance(c, 10);
+    unsigned faults = handle_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_get_options(%s, %s)", p.desc,
+             null_out ? "NULL" : v2 ? "&o (version 2)" : "&o");
+    begin(c, OP_GET_OPTIONS);
+    int64_t t0 = now();
+    mpt_status st = mpt_get_options(p.h, null_out ? NULL : &o);
+    judge(c, OP_GET_OPTIONS, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (memcmp(&o, &before, sizeof o) != 0) {
+            fail(c, OP_GET_OPTIONS, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (v2 ? o.group_shared > 1 : !untouched((const char *)&o + 40, sizeof o - 40)) {
+        fail(c, OP_GET_OPTIONS, "%s: group_shared %u", args, o.group_shared);
+    }
+    if (!(o.version == (v2 ? MPT_OPTIONS_VERSION : 1) && o.as_throttle <= 1 && o.as_monitor <= 1 &&
+          (o.as_throttle == 1 || o.as_monitor == 1) && (o.auto_emit == 0 || o.auto_emit == 1) &&
+          o.hardcap <= MPT_HARDCAP_WINDOW && isfinite(o.refresh_s) && o.refresh_s >= 0.999e-6 &&
+          o.spin_s >= 0.0 && o.spin_s <= 1.0)) {
+        fail(c, OP_GET_OPTIONS,
+             "%s gave version %u, as_throttle %u, as_monitor %u, auto_emit %d, hardcap %u, "
+             "refresh_s %g, spin_s %g",
+             args, o.version, o.as_throttle, o.as_monitor, (int)o.auto_emit, o.hardcap,
+             o.refresh_s, o.spin_s);
+    } else if (m != NULL && ((o.as_throttle == 1) != m->as_throttle ||
+                             (o.as_monitor == 1) != m->as_monitor ||
+                             (o.auto_emit == 1) != m->auto_emit)) {
+        fail(c, OP_GET_OPTIONS, "%s gave as_throttle %u, as_monitor %u, auto_emit %d; made with "
+             "%d, %d, %d", args, o.as_throttle, o.as_monitor, (int)o.auto_emit,
+             (int)m->as_throttle, (int)m->as_monitor, (int)m->auto_emit);
+    }
+}
+
+static void call_created(struct ctx *c) {
+    struct pick p;
+    pick_handle(c, &p);
+    unsigned char b[sizeof(bool)];
+    memset(b, SENTINEL_BYTE, sizeof b);
+    bool null_out = chance(c, 10);
+    unsigned faults = handle_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    /* Made by mpt_throttle_new or a create_named that created it (a forked
+     * child's copy answers as the parent's), or found made: 7 is opened;
+     * -1: not known (a private named one). */
+    int made = p.kind == H_SHARED ? p.index != 7 : model_of(c, &p) != NULL ? 1 : -1;
+    char args[128];
+    snprintf(args, sizeof args, "mpt_throttle_created(%s, %s)", p.desc, null_out ? "NULL" : "&b");
+    begin(c, OP_CREATED);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_created(p.h, null_out ? NULL : (bool *)(void *)b);
+    judge(c, OP_CREATED, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(b, sizeof b)) {
+            fail(c, OP_CREATED, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (b[0] > 1) {
+        fail(c, OP_CREATED, "%s wrote %u, not a bool", args, (unsigned)b[0]);
+    } else if (made >= 0 && b[0] != made) {
+        fail(c, OP_CREATED, "%s says %u, expected %d", args, (unsigned)b[0], made);
+    }
+}
+
+/*
+ * Throttle D: overwrites the phase of its run word with one no process
+ * writes (as a buggy or hostile process of the same user could), or
+ * repairs it (a damaged phase becomes "stopped"), or opens D by name. While
+ * it is damaged, mpt_start and mpt_stop on D return CORRUPT (call_start,
+ * call_stop), and so do mpt_throttle_open and mpt_throttle_create_named of
+ * its name; the other calls find it not running.
+ */
+static void damage(struct ctx *c) {
+    unsigned r = (unsigned)below(c, 4);
+    if (r == 0) {
+        static const uint32_t bad[] = {4, 5, 0x100, UINT32_MAX};
+        uint32_t v = chance(c, 50) ? bad[below(c, 4)] : 4 + (uint32_t)below(c, UINT32_MAX - 4);
+        __atomic_store_n(run_phase, v, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&board->damaged, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (r == 1) {
+        uint32_t v = __atomic_load_n(run_phase, __ATOMIC_SEQ_CST);
+        if (v > 3 && __atomic_compare_exchange_n(run_phase, &v, 0, false, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_SEQ_CST)) {
+            __atomic_fetch_add(&board->repaired, 1, __ATOMIC_RELAXED);
+        }
+        return;
+    }
+    int op = r == 2 ? OP_OPEN : OP_CREATE_NAMED;
+    char args[128];
+    snprintf(args, sizeof args, r == 2 ? "%s(\"%s\", NULL, &t)" : "%s(\"%s\", 10, 1, NULL, &t)",
+             op_name[op], damaged_name);
+    mpt_throttle *t = NULL;
+    begin(c, op);
+    int64_t t0 = now();
+    mpt_status st = r == 2 ? mpt_throttle_open(damaged_name, NULL, &t)
+                           : mpt_throttle_create_named(damaged_name, 10, 1.0, NULL, &t);
+    judge(c, op, st, S(MPT_STATUS_OK) | S(MPT_STATUS_CORRUPT), t0, named_bound(), args);
+    if (st == MPT_STATUS_OK) {
+        begin(c, OP_FREE);
+        t0 = now();
+        st = mpt_throttle_free(t);
+        judge(c, OP_FREE, st, S(MPT_STATUS_OK), t0, quick(), "mpt_throttle_free(D, opened)");
+    }
 }
 
 static void call_emit(struct ctx *c, bool at) {
@@ -1338,13 +1618,14 @@ static void call_misc(struct ctx *c, int op) {
         return;
     }
     case OP_OPTIONS_INIT: {
-        static const uint32_t v[] = {MPT_OPTIONS_VERSION, MPT_OPTIONS_VERSION, 0, 2, UINT32_MAX, 0xDEAE};
-        uint32_t version = v[below(c, 6)];
+        static const uint32_t v[] = {MPT_OPTIONS_VERSION, MPT_OPTIONS_VERSION, 1, 0, 3, UINT32_MAX, 0xDEAE};
+        uint32_t version = v[below(c, 7)];
         bool null_out = chance(c, 15);
         mpt_options o;
         memset(&o, SENTINEL_BYTE, sizeof o);
         unsigned faults = (null_out ? S(MPT_STATUS_NULL_POINTER) : 0) |
-                          (version != MPT_OPTIONS_VERSION ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+                          (version != 1 && version != MPT_OPTIONS_VERSION
+                               ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
         snprintf(args, sizeof args, "mpt_options_init(%s, %u)", null_out ? "NULL" : "&o",
                  (unsigned)version);
         begin(c, op);
@@ -1355,9 +1636,11 @@ static void call_misc(struct ctx *c, int op) {
             fail(c, op, "%s failed but wrote its out-parameter", args);
         }
         if (st == MPT_STATUS_OK &&
-            !(o.version == MPT_OPTIONS_VERSION && o.as_throttle == 1 && o.as_monitor == 1 &&
+            !(o.version == version && o.as_throttle == 1 && o.as_monitor == 1 &&
               o.auto_emit == MPT_AUTO_EMIT_DEFAULT && o.hardcap == MPT_HARDCAP_LIMIT &&
-              o.timer_slack_ns == 1 && o.refresh_s == 0.01 && o.spin_s == 0.0)) {
+              o.timer_slack_ns == 1 && o.refresh_s == 0.01 && o.spin_s == 0.0 &&
+              (version == 1 ? untouched((const char *)&o + 40, sizeof o - 40)
+                            : o.group_shared == 0))) {
             fail(c, op, "%s: not the documented defaults", args);
         }
         return;
@@ -1379,6 +1662,18 @@ static void call_misc(struct ctx *c, int op) {
             c->last_clock = t;
         } else if (!untouched(&t, sizeof t)) {
             fail(c, op, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    case OP_VERSION_STRING: {
+        begin(c, op);
+        int64_t t0 = now();
+        const char *s = mpt_version_string();
+        int64_t took = now() - t0;
+        __atomic_store_n(&board->current[c->id], -1, __ATOMIC_SEQ_CST);
+        count(op, MPT_STATUS_OK);
+        if (s == NULL || strcmp(s, MPT_VERSION_STRING) != 0 || took > quick()) {
+            fail(c, op, "mpt_version_string() gave \"%s\"", s == NULL ? "(NULL)" : s);
         }
         return;
     }
@@ -1437,7 +1732,11 @@ static void one_call(struct ctx *c) {
     case OP_SET_RATE: call_set_rate(c); break;
     case OP_GET_RATE: call_get_rate(c); break;
     case OP_AWAIT_CANCELLABLE: call_await_cancellable(c); break;
-    case OP_CANCEL: call_cancel(c); break;
+    case OP_CANCEL_FIRE: case OP_CANCEL_RESET: call_cancel(c, op); break;
+    case OP_CANCEL_NEW: call_cancel_new(c); break;
+    case OP_CANCEL_FREE: call_cancel_free(c); break;
+    case OP_GET_OPTIONS: call_get_options(c); break;
+    case OP_CREATED: call_created(c); break;
     default: call_misc(c, op); break;
     }
 }
@@ -1449,7 +1748,11 @@ static int finished; /* fuzzing threads of this process that are done */
 static void *fuzz_thread(void *arg) {
     struct ctx *c = arg;
     while (!__atomic_load_n(&board->done, __ATOMIC_SEQ_CST) && now() < deadline) {
-        one_call(c);
+        if (below(c, 50) == 0) {
+            damage(c);
+        } else {
+            one_call(c);
+        }
     }
     while (c->npriv > 0) {
         drop_private(c, c->npriv - 1);
@@ -1541,7 +1844,8 @@ static bool fuzz(int first, int n, uint64_t s) {
         sleep_s((double)(10 + below(&sup, 20)) / 1000.0);
         mpt_throttle *h = shared[below(&sup, SHARED)];
         mpt_status st = chance(&sup, 70) ? mpt_kill(h) : mpt_stop(h, NULL);
-        if (st != MPT_STATUS_OK && st != MPT_STATUS_WRONG_STATE) {
+        if (st != MPT_STATUS_OK && st != MPT_STATUS_WRONG_STATE &&
+            !(st == MPT_STATUS_CORRUPT && h == shared[DAMAGED])) {
             say("FAIL: supervisor: kill/stop of a shared throttle gave %d\n", (int)st);
             __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
         }
@@ -1603,6 +1907,53 @@ static mpt_throttle *open_shared(void) {
     return t;
 }
 
+/*
+ * Maps D's /dev/shm object into this program (forked children inherit the
+ * mapping) and finds its run word there rather than hard-coding the layout:
+ * the one 16-byte word that reads (phase 1 = running, this pid, ...) while
+ * D runs, started by this process, and all zero once it is stopped (the
+ * pair ever_started = 1, monitor_pid = this pid also reads (1, pid), but
+ * stays). Leaves D stopped.
+ */
+static bool find_run_word(void) {
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/mp_throttle.%s", damaged_name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 4096) {
+        printf("FAIL fuzz_api: cannot open %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    damaged_len = (size_t)st.st_size;
+    damaged_map = mmap(NULL, damaged_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (damaged_map == MAP_FAILED) {
+        printf("FAIL fuzz_api: cannot map %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    enum { WORDS = 4096 / 16 };
+    const volatile uint32_t *w = damaged_map;
+    bool running[WORDS];
+    CHECK_OK(mpt_start(shared[DAMAGED]));
+    for (int i = 0; i < WORDS; i++) {
+        running[i] = w[4 * i] == 1 && w[4 * i + 1] == (uint32_t)getpid();
+    }
+    CHECK_OK(mpt_stop(shared[DAMAGED], NULL));
+    int found = -1, n = 0;
+    for (int i = 0; i < WORDS; i++) {
+        if (running[i] && (w[4 * i] | w[4 * i + 1] | w[4 * i + 2] | w[4 * i + 3]) == 0) {
+            found = i;
+            n++;
+        }
+    }
+    if (n != 1) {
+        printf("FAIL fuzz_api: %d words of %s look like its run word\n", n, path);
+        return false;
+    }
+    run_phase = (uint32_t *)damaged_map + 4 * found;
+    return true;
+}
+
 /* A forked child: opens the named throttle itself, fuzzes, frees. */
 static void child_main(int i) {
     alarm((unsigned)(seconds + 30.0 * slow));
@@ -1626,7 +1977,7 @@ static void child_main(int i) {
         mpt_status st = mpt_throttle_free(shared[k]);
         if (st != MPT_STATUS_OK) {
             say("FAIL: child %d: mpt_throttle_free(shared %s) returned %s\n", i, shared_what[k],
-                st >= 0 && st < NSTATUS ? status_name[st] : "?");
+                status_name(st));
             ok = false;
         }
     }
@@ -1710,6 +2061,7 @@ static void names(void) {
     memset(pool[POOL - 1] + n, 'x', (size_t)(200 - n));
     pool[POOL - 1][200] = '\0';
     snprintf(shared_name, sizeof shared_name, "fz%d_shared", root_pid);
+    snprintf(damaged_name, sizeof damaged_name, "fz%d_damaged", root_pid);
     snprintf(absent_name, sizeof absent_name, "fz%d_absent", root_pid);
     memset(too_long, 'y', 201);
     too_long[201] = '\0';
@@ -1735,13 +2087,15 @@ static int leftovers(void) {
 }
 
 static void print_coverage(void) {
+    printf("D's run word damaged %" PRIu64 " times, repaired %" PRIu64 " times\n",
+           board->damaged, board->repaired);
     printf("calls by function and status (all processes):\n");
     for (int op = 0; op < OP_COUNT; op++) {
         char line[512];
         int n = snprintf(line, sizeof line, "  %-26s", op_name[op]);
         for (int s = 0; s <= NSTATUS && n < (int)sizeof line; s++) {
             if (board->count[op][s] != 0) {
-                n += snprintf(line + n, sizeof line - (size_t)n, " %s %" PRIu64, status_name[s],
+                n += snprintf(line + n, sizeof line - (size_t)n, " %s %" PRIu64, status_name(s),
                               board->count[op][s]);
             }
         }
@@ -1801,9 +2155,12 @@ int main(void) {
     shared[5] = make_shared(1, 1000.0, MPT_HARDCAP_LIMIT, 1, 1, MPT_AUTO_EMIT_DEFAULT);
     CHECK_OK(mpt_throttle_create_named(shared_name, 100, 1.0, NULL, &shared[6]));
     shared[7] = open_shared();
-    if (shared[6] == NULL || shared[7] == NULL) {
+    CHECK_OK(mpt_throttle_create_named(damaged_name, 10, 1.0, NULL, &shared[DAMAGED]));
+    if (shared[6] == NULL || shared[7] == NULL || shared[DAMAGED] == NULL || !find_run_word()) {
         return 2;
     }
+    /* The header's Returns: lists, and every function they name called. */
+    check_failed += load_documented();
     open_checks_options_first();
     inherited_free_leaves_child_threads_alone();
     /* Fork while monitor threads run (the library's promise). They are
@@ -1849,14 +2206,19 @@ int main(void) {
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
 
-    /* Clean up: stop and free the shared throttles (not if a thread of ours
-     * is stuck in a call on one), unlink every name. */
+    /* Clean up: repair D, stop and free the shared throttles (not if a
+     * thread of ours is stuck in a call on one), unlink every name. */
+    if (__atomic_load_n(run_phase, __ATOMIC_SEQ_CST) > 3) {
+        __atomic_store_n(run_phase, 0, __ATOMIC_SEQ_CST);
+    }
     for (int k = 0; ok && k < SHARED; k++) {
         mpt_status st = mpt_stop(shared[k], NULL);
         CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_WRONG_STATE);
         CHECK_OK(mpt_throttle_free(shared[k]));
     }
     CHECK_OK(mpt_throttle_unlink(shared_name));
+    CHECK_OK(mpt_throttle_unlink(damaged_name));
+    munmap(damaged_map, damaged_len);
     for (int k = 0; k < POOL; k++) {
         mpt_status st = mpt_throttle_unlink(pool[k]);
         CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_NOT_FOUND);

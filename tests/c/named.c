@@ -17,12 +17,21 @@
  *   and of the layout version, 8, are those of src/shm/layout.rs.)
  * - As another user (only when run as root: a child becomes nobody):
  *   PERMISSION_DENIED for open, create_named and unlink.
+ * - mpt_options version 1 (40 bytes, before group_shared) still works: a
+ *   struct that ends where a guard page begins is filled, read and written
+ *   back without a byte beyond its 40 (a read or write there would crash);
+ *   mpt_get_options writes version 2 only into a struct that says version 2.
+ * - group_shared: created mode 0660 with this process's group, read back
+ *   by mpt_get_options; a create_named that differs in it is MISMATCH; its
+ *   owner opens it whatever it asks; group_shared 2 is INVALID_ARGUMENT.
+ *   (tests/owners.rs checks the sharing between users, as root.)
  *
  * Names carry the pid; every name made here is unlinked at the end.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -30,6 +39,11 @@
 #include <unistd.h>
 
 #include "check.h"
+
+/* Version 2 of mpt_options: version 1's 40 bytes, then group_shared. */
+STATIC_ASSERT(sizeof(mpt_options) == 48, "mpt_options is 48 bytes");
+STATIC_ASSERT(offsetof(mpt_options, spin_s) == 32, "mpt_options.spin_s");
+STATIC_ASSERT(offsetof(mpt_options, group_shared) == 40, "mpt_options.group_shared");
 
 static char names[16][128];
 static int name_count;
@@ -171,9 +185,12 @@ static void create_open_mismatch(void) {
     if (d != NULL) {
         bool running = false, made = true;
         mpt_options got;
-        /* It reads back the creator's options, with its own waiting ones. */
+        /* It reads back the creator's options, with its own waiting ones
+         * (all of version 2: the struct says version 2 on entry). */
+        CHECK_OK(mpt_options_init(&got, MPT_OPTIONS_VERSION));
+        got.group_shared = 7;
         CHECK_OK(mpt_get_options(d, &got));
-        CHECK(got.version == MPT_OPTIONS_VERSION && got.as_monitor == 0 &&
+        CHECK(got.version == MPT_OPTIONS_VERSION && got.group_shared == 0 && got.as_monitor == 0 &&
               got.as_throttle == 1 && got.auto_emit == 1 && got.hardcap == MPT_HARDCAP_LIMIT &&
               got.refresh_s == o.refresh_s && got.timer_slack_ns == wishes.timer_slack_ns);
         CHECK_FAIL(mpt_get_options(d, NULL), MPT_STATUS_NULL_POINTER, "out_options");
@@ -352,6 +369,111 @@ static void other_user(void) {
     CHECK_OK(mpt_throttle_unlink(n));
 }
 
+/*
+ * A program built against version 1 of the header: its mpt_options is 40
+ * bytes. Here the struct ends where a guard page begins, so a read or write
+ * of a byte beyond the 40 crashes this test.
+ */
+static void options_version_1(void) {
+    const char *n = name_for("v1");
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *mem = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mpt_options *v1, full;
+    mpt_throttle *t = NULL, *u = NULL, *w = NULL;
+    char path[256];
+    struct stat st;
+
+    CHECK(mem != MAP_FAILED);
+    if (mem == MAP_FAILED) {
+        return;
+    }
+    CHECK(mprotect(mem + page, (size_t)page, PROT_NONE) == 0);
+    v1 = (mpt_options *)(void *)(mem + page - 40);
+    memset(mem + page - 48, 0x5A, 48);
+    CHECK_OK(mpt_options_init(v1, 1));
+    CHECK(v1->version == 1 && v1->as_throttle == 1 && v1->as_monitor == 1 &&
+          v1->auto_emit == MPT_AUTO_EMIT_DEFAULT && v1->hardcap == MPT_HARDCAP_LIMIT &&
+          v1->timer_slack_ns == 1 && v1->refresh_s == 0.01 && v1->spin_s == 0.0);
+    CHECK(mem[page - 48] == 0x5A && mem[page - 41] == 0x5A);
+    v1->as_monitor = 0;
+    CHECK_OK(mpt_throttle_create_named(n, 2, 1000.0, v1, &t));
+    shm_path(path, sizeof path, n);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
+    CHECK_OK(mpt_throttle_create_named(n, 2, 1000.0, v1, &u));
+    CHECK_OK(mpt_throttle_open(n, v1, &w));
+    CHECK_OK(mpt_throttle_free(w));
+    w = NULL;
+    CHECK_OK(mpt_throttle_new(4, 1.0, v1, &w));
+    /* Read back as version 1: 40 bytes. Also when the version field holds
+     * anything else (an old program that did not set it). */
+    memset(v1, 0x5A, 40);
+    v1->version = 1;
+    CHECK_OK(mpt_get_options(t, v1));
+    CHECK(v1->version == 1 && v1->as_monitor == 0 && v1->as_throttle == 1);
+    memset(v1, 0x5A, 40);
+    CHECK_OK(mpt_get_options(t, v1));
+    CHECK(v1->version == 1 && v1->as_monitor == 0 && v1->refresh_s == 0.01);
+    /* An opener of version 1 cannot ask for group sharing: off. */
+    CHECK_OK(mpt_options_init(&full, MPT_OPTIONS_VERSION));
+    CHECK_OK(mpt_get_options(u, &full));
+    CHECK(full.version == 2 && full.group_shared == 0 && full.as_monitor == 0);
+    CHECK_OK(mpt_throttle_free(w));
+    CHECK_OK(mpt_throttle_free(u));
+    CHECK_OK(mpt_throttle_free(t));
+    CHECK_OK(mpt_throttle_unlink(n));
+    CHECK(munmap(mem, (size_t)page * 2) == 0);
+}
+
+/* group_shared at creation: mode 0660, this process's group, in the header. */
+static void group_shared_own(void) {
+    const char *n = name_for("group");
+    mpt_options o, plain, got;
+    mpt_throttle *t, *u = NULL, *c = NULL;
+    char path[256];
+    struct stat st;
+
+    CHECK_OK(mpt_options_init(&o, MPT_OPTIONS_VERSION));
+    CHECK(o.group_shared == 0);
+    o.group_shared = 1;
+    t = create(n, 3, 1.0, &o);
+    shm_path(path, sizeof path, n);
+    CHECK(stat(path, &st) == 0);
+    CHECK((st.st_mode & 07777) == 0660);
+    CHECK(st.st_uid == geteuid() && st.st_gid == getegid());
+    CHECK_OK(mpt_options_init(&got, MPT_OPTIONS_VERSION));
+    CHECK_OK(mpt_get_options(t, &got));
+    CHECK(got.group_shared == 1);
+    /* Part of the configuration. */
+    CHECK_OK(mpt_options_init(&plain, MPT_OPTIONS_VERSION));
+    CHECK_FAIL(mpt_throttle_create_named(n, 3, 1.0, &plain, &c), MPT_STATUS_MISMATCH,
+               "group");
+    CHECK_FAIL(mpt_throttle_create_named(n, 3, 1.0, NULL, &c), MPT_STATUS_MISMATCH, NULL);
+    CHECK(c == NULL);
+    /* Its owner opens it, asking or not. */
+    CHECK_OK(mpt_throttle_open(n, NULL, &u));
+    CHECK_OK(mpt_throttle_free(u));
+    u = NULL;
+    CHECK_OK(mpt_throttle_open(n, &o, &u));
+    CHECK_OK(mpt_throttle_free(u));
+    u = NULL;
+    o.group_shared = 2;
+    CHECK_FAIL(mpt_throttle_open(n, &o, &u), MPT_STATUS_INVALID_ARGUMENT, "group_shared");
+    CHECK(u == NULL);
+    CHECK_OK(mpt_throttle_free(t));
+    CHECK_OK(mpt_throttle_unlink(n));
+    /* A private one is not group-shared (mode 0600, group_shared 0). */
+    t = create(n, 3, 1.0, &plain);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0600);
+    got.group_shared = 9;
+    CHECK_OK(mpt_get_options(t, &got));
+    CHECK(got.group_shared == 0);
+    o.group_shared = 1;
+    CHECK_FAIL(mpt_throttle_create_named(n, 3, 1.0, &o, &c), MPT_STATUS_MISMATCH, "group");
+    CHECK_OK(mpt_throttle_free(t));
+    CHECK_OK(mpt_throttle_unlink(n));
+}
+
 int main(void) {
     int i;
     bad_names();
@@ -360,6 +482,8 @@ int main(void) {
     unlink_keeps_handles();
     not_throttles();
     other_user();
+    options_version_1();
+    group_shared_own();
     for (i = 0; i < name_count; i++) {
         (void)mpt_throttle_unlink(names[i]);
     }

@@ -1,6 +1,6 @@
 /*
- * version_clock.c: the library linked is the one the header describes, and
- * its clock is CLOCK_MONOTONIC.
+ * version_clock.c: the library linked is the one the header describes
+ * (mpt_version, mpt_version_string), and its clock is CLOCK_MONOTONIC.
  */
 #include <stdlib.h>
 
@@ -17,6 +17,10 @@ static void version(void) {
     snprintf(text, sizeof text, "%u.%u.%u", (unsigned)major, (unsigned)minor,
              (unsigned)patch);
     CHECK(strcmp(text, MPT_VERSION_STRING) == 0);
+    /* mpt_version_string(): the same, static (the same pointer each time). */
+    const char *s = mpt_version_string();
+    CHECK(s != NULL && strcmp(s, MPT_VERSION_STRING) == 0);
+    CHECK(mpt_version_string() == s);
     /* The SONAME's number (libmp_throttle.so.N) is the major version. */
     CHECK(MPT_ABI_VERSION == MPT_VERSION_MAJOR);
     CHECK(MPT_OPTIONS_VERSION >= 1);

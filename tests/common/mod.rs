@@ -57,6 +57,33 @@ pub fn add_note(s: String) {
 
 // ---------------------------------------------------------------- time
 
+/// Removes every `/dev/shm/mp_throttle.<tag>.<pid>.*` this process left
+/// behind (the names its tests make carry its pid).
+pub fn remove_objects(tag: &str) {
+    let prefix = format!("mp_throttle.{tag}.{}.", std::process::id());
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The C boundary's last error message of this thread.
+pub fn last_error() -> String {
+    let mut buf = [0u8; 1024];
+    let mut len = 0usize;
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes, `len` for one.
+    let st = unsafe {
+        mp_throttle::ffi::mpt_last_error_message(buf.as_mut_ptr().cast(), buf.len(), &mut len)
+    };
+    if st != MptStatus::Ok {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf[..len.min(buf.len() - 1)]).into_owned()
+}
+
 pub fn now() -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -129,6 +129,7 @@ void version() {
     CHECK(v.patch == MPT_VERSION_PATCH);
     CHECK(std::to_string(v.major) + "." + std::to_string(v.minor) + "." + std::to_string(v.patch) ==
           MPT_VERSION_STRING);
+    CHECK(mpt::version_string() == MPT_VERSION_STRING);
     const mpt::Clock::time_point a = mpt::Clock::now();
     std::this_thread::sleep_for(2ms);
     const mpt::Clock::time_point b = mpt::Clock::now();
@@ -384,6 +385,11 @@ void named() {
         CHECK(same.valid());
     }
     CHECK_THROWS(mpt::Throttle::create_named(name.value, 21, 1s), MPT_STATUS_MISMATCH);
+    // Sharing with the group is part of the configuration: asked for, it is
+    // another throttle than this one.
+    CHECK(mpt::Options().group_shared(true).raw().group_shared == 1);
+    CHECK_THROWS(mpt::Throttle::create_named(name.value, 20, 1s, mpt::Options().group_shared(true)),
+                 MPT_STATUS_MISMATCH);
 
     mpt::Throttle opened = mpt::Throttle::open(name.value);
     owner.start();

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <type_traits>
 
-static_assert(sizeof(mpt_options) == 40, "mpt_options layout");
+static_assert(sizeof(mpt_options) == 48, "mpt_options layout");
 static_assert(sizeof(mpt_rate) == 16, "mpt_rate layout");
 static_assert(sizeof(mpt_summary) == 32, "mpt_summary layout");
 static_assert(std::is_same<std::underlying_type<mpt_status>::type, int32_t>::value,

@@ -1,7 +1,7 @@
 /*
  * one.c + two.c: two C files that both include mp_throttle.h (twice each,
- * through its include guard) link into one program (STYLE.md 24, after
- * wasmtime's double-include test). Built with extra warnings
+ * through its include guard) link into one program (a double-include
+ * test, as wasmtime's C API has). Built with extra warnings
  * (-Wstrict-prototypes -Wmissing-prototypes -Wundef -Wshadow).
  */
 #include "mp_throttle.h"
