@@ -9,7 +9,9 @@ and unrelated programs. Additions: ``n`` units at once (``await_fuel(n=...)``,
 ``has_fuel(n=...)``), ``peek``, ``set_rate``/``rate`` (a live rate change
 seen by every process), and a blocking ``await_fuel`` in the main thread
 that Ctrl-C (KeyboardInterrupt) interrupts without disturbing the other
-waiters.
+waiters, and an asyncio API (``await throttle.acquire(n, timeout)``,
+``async with throttle:``) whose waits do not block the event loop and give
+their place back when the task is cancelled.
 
 A Throttle travels to other processes by reference: its creator makes a
 *named* throttle, and pickling sends the name, which the receiving process
@@ -130,9 +132,15 @@ def _options(
     rf_rate=0.01,
     timer_slack_ns=None,
     spin_s=None,
+    group_shared=False,
 ):
     options = _ffi.mpt_options()
-    _ffi.call("mpt_options_init", byref(options), _ffi.OPTIONS_VERSION)
+    # Version 1 unless group sharing is asked: a library that predates it
+    # (0.2.0) knows only version 1.
+    version = _ffi.OPTIONS_VERSION if group_shared else _ffi.OPTIONS_VERSION_1
+    _ffi.call("mpt_options_init", byref(options), version)
+    if group_shared:
+        options.group_shared = 1
     options.as_throttle = 1 if as_throttle else 0
     options.as_monitor = 1 if as_monitor else 0
     if auto_emit is None:
@@ -339,6 +347,80 @@ def _await_interruptibly(throttle, n, timeout):
     return wait.status, wait.grant
 
 
+# ---------------------------------------------------------------- asyncio
+
+# Throttle.acquire: the same two steps as a main-thread wait. First a wait
+# with a timeout of 0 in the event loop's thread (it never sleeps): fuel
+# there now is taken at once, no thread. Otherwise a helper thread (a
+# _Wait, as above: one per wait, its own cancellation token, signals
+# blocked) makes the one real wait, mpt_await_fuel_cancellable, and wakes
+# the loop through call_soon_threadsafe when it returns; the coroutine
+# awaits that behind asyncio.shield. When the task is cancelled (by
+# task.cancel(), asyncio.wait_for, a TaskGroup, asyncio.run ending...), the
+# coroutine fires the token: the wait ends at once with
+# MPT_STATUS_CANCELLED, having taken nothing, and its reserved units go to
+# the waiters behind it, in every process. The coroutine awaits the helper
+# (through further cancellations, firing again) before it re-raises
+# CancelledError, so the units are back when the cancelled task is done.
+
+
+def _settle(future):
+    if not future.done():
+        future.set_result(None)
+
+
+async def _acquire(throttle, n, timeout, function):
+    """The asyncio wait: returns the grant time (ns) or None."""
+    import asyncio  # here, not at import: most users never need it
+
+    timeout = _timeout(timeout, function)
+    n = _uint(n, "n", 2**64, function)
+    loop = asyncio.get_running_loop()
+    grant = c_int64()
+    with throttle._use(function) as handle:
+        status = _ffi.call("mpt_await_fuel_n", handle, n, 0.0, byref(grant), ok=_WAIT_OK)
+    if status != _ffi.STATUS_TIMEOUT or timeout == 0:
+        return grant.value if status == _ffi.STATUS_OK else None
+
+    finished = loop.create_future()
+    wait = _Wait(throttle, n, timeout)
+
+    def helper():
+        try:
+            wait.run()
+        finally:
+            try:
+                loop.call_soon_threadsafe(_settle, finished)
+            except RuntimeError:  # the loop is closed: nobody is waiting
+                pass
+
+    try:
+        _thread.start_new_thread(helper, ())
+        try:
+            await asyncio.shield(finished)
+        except GeneratorExit:
+            # The coroutine is closed without being resumed (its loop is
+            # gone): end the wait; it may not await any more. The helper
+            # frees the token when it is out (let_go below).
+            wait.fire()
+            raise
+        except BaseException:
+            # Cancelled (or interrupted): end the wait, taking nothing, and
+            # wait until the helper is out of the library.
+            wait.fire()
+            while not finished.done():
+                try:
+                    await asyncio.shield(finished)
+                except asyncio.CancelledError:  # again: the first one is raised
+                    wait.fire()
+            raise
+    finally:
+        wait.let_go()
+    if wait.error is not None:
+        raise wait.error
+    return wait.grant if wait.status == _ffi.STATUS_OK else None
+
+
 # ---------------------------------------------------------------- API
 
 
@@ -446,6 +528,13 @@ class Throttle:
       :meth:`Throttle.open`. The creating Throttle unlinks it when closed.
     - ``spin_s``, ``timer_slack_ns``: how this process waits (the C
       ``mpt_options`` fields of the same names).
+    - ``group_shared`` (default False): share the named throttle with the
+      creator's group (mode 0660) rather than keep it to this user; the
+      other users of the group open it with
+      ``Throttle.open(name, group_shared=True)``. Part of the
+      configuration: a name that exists with the other value raises
+      MPT_STATUS_MISMATCH. Another user's throttle is never used otherwise
+      (MPT_STATUS_PERMISSION_DENIED); see the C ``mpt_throttle_open``.
 
     ``max_n`` and ``per`` are read-only properties: the rate in force, read
     from the shared throttle at each access (:meth:`rate`), so that a
@@ -472,6 +561,7 @@ class Throttle:
         name=None,
         spin_s=None,
         timer_slack_ns=None,
+        group_shared=False,
     ):
         self._init_state()
         self._max_n = max_n
@@ -484,8 +574,18 @@ class Throttle:
         self.refresh_rate = rf_rate
         self._correction = 0
         self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
+        if group_shared:
+            # A process that unpickles it accepts the group-shared throttle.
+            self._wait_options["group_shared"] = True
         options = _options(
-            as_throttle, as_monitor, self.auto_emit, hardcap, rf_rate, timer_slack_ns, spin_s
+            as_throttle,
+            as_monitor,
+            self.auto_emit,
+            hardcap,
+            rf_rate,
+            timer_slack_ns,
+            spin_s,
+            group_shared,
         )
         max_n = _uint(max_n, "max_n", 2**64)
         name = _new_name() if name is None else name
@@ -505,14 +605,19 @@ class Throttle:
         self._adopt(handle, name, owner=created.value)
 
     @classmethod
-    def open(cls, name, *, spin_s=None, timer_slack_ns=None):
+    def open(cls, name, *, spin_s=None, timer_slack_ns=None, group_shared=False):
         """Opens the named throttle ``name``, made by another process (in any
         language) of the same user. Its settings are the creator's: ``max_n``
         and ``per`` are the rate in force (:meth:`rate`), ``as_monitor``,
         ``as_throttle``, ``auto_emit``, ``hardcap`` (a string) and
         ``refresh_rate`` are read from the throttle. Closing it does not
-        unlink the name."""
+        unlink the name. ``group_shared=True`` also accepts a throttle of
+        another user of one of this process's groups that was made with
+        ``group_shared=True`` (anything else of another user raises
+        MPT_STATUS_PERMISSION_DENIED)."""
         config = {"wait": {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}}
+        if group_shared:
+            config["wait"]["group_shared"] = True
         return cls._open(name, config)
 
     @classmethod
@@ -769,6 +874,46 @@ class Throttle:
                 ok=(_ffi.STATUS_OK, _ffi.STATUS_NO_FUEL, _ffi.STATUS_KILLED),
             )
         return grant.value if status == _ffi.STATUS_OK else None
+
+    # ------------------------------------------------------------ asyncio
+
+    async def acquire(self, n=1, timeout=None):
+        """asyncio: ``await throttle.acquire()`` waits until ``n`` units of
+        fuel are granted (True), ``timeout`` seconds pass (False; ``None``:
+        no limit) or the kill flag is set (False), as :meth:`await_fuel`,
+        without blocking the event loop: the wait runs in a helper thread.
+        Waiters keep one order, whether they wait in coroutines, threads or
+        other processes. Cancelling the task (``task.cancel()``,
+        ``asyncio.wait_for``, ...) ends the wait at once, having taken
+        nothing: its reserved units go to the waiters behind it, and they
+        are back by the time the cancelled task is done. (A cancellation
+        that comes once the grant is made raises CancelledError all the
+        same, and the units stay taken.) Fuel there now is taken without a
+        thread."""
+        return await _acquire(self, n, timeout, "acquire") is not None
+
+    async def acquire_ns(self, n=1, timeout=None):
+        """As :meth:`acquire`, but returns the grant time (``CLOCK_MONOTONIC``
+        ns, see :func:`clock_ns`) instead of True, and None instead of False."""
+        return await _acquire(self, n, timeout, "acquire")
+
+    async def __aenter__(self):
+        """``async with throttle:`` takes one unit of fuel (waiting for it
+        as :meth:`acquire` does) and runs the block; nothing happens at its
+        end (fuel is not given back). Unlike ``with throttle:``, it neither
+        stops nor closes the throttle. Raises :class:`ThrottleError`
+        (MPT_STATUS_KILLED) if the kill flag is set, since the block must
+        not run without fuel."""
+        if await _acquire(self, 1, None, "async with") is None:
+            raise ThrottleError(
+                _ffi.STATUS_KILLED,
+                "the kill flag is set (stop() or kill_flag.set()): no fuel for the block",
+                "async with",
+            )
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
 
     def peek(self, n=1):
         """Looks at the tank without taking anything: ``(level, wait)``, the

@@ -8,9 +8,15 @@ status into :class:`ThrottleError`.
 The library is looked for, in order:
 
 1. ``$MPT_LIB_DIR/libmp_throttle.so.0`` (then ``libmp_throttle.so``) if the
-   environment variable ``MPT_LIB_DIR`` is set;
-2. ``ctypes.util.find_library("mp_throttle")`` (the linker's search path);
-3. ``libmp_throttle.so.0`` through the dynamic loader (``LD_LIBRARY_PATH``).
+   environment variable ``MPT_LIB_DIR`` is set, and only there;
+2. the library shipped inside this package, ``libmp_throttle*.so`` next to
+   this file (``pip install ./bindings/python`` builds it and puts it there
+   as ``libmp_throttle.abi3.so``; a checkout has none);
+3. in a checkout of the repository (this package run from
+   ``bindings/python``), what ``make lib`` built: ``target/release/
+   libmp_throttle.so.0`` at the top of the checkout;
+4. ``ctypes.util.find_library("mp_throttle")`` (the linker's search path);
+5. ``libmp_throttle.so.0`` through the dynamic loader (``LD_LIBRARY_PATH``).
 
 It needs library 0.2.0 or a later 0.x (checked at import, before anything
 is bound). ctypes releases the GIL during every foreign call, so a thread
@@ -44,7 +50,8 @@ ABI_VERSION = 0  # the N of libmp_throttle.so.N this module was written for
 VERSION_MAJOR = 0
 VERSION_MINOR = 2  # the oldest library version this binding works with: 0.2.0
 FOREVER = -1.0
-OPTIONS_VERSION = 1
+OPTIONS_VERSION = 2  # version 1 (40 bytes, no group_shared) is what 0.2.0 knows
+OPTIONS_VERSION_1 = 1
 AUTO_EMIT_DEFAULT = -1
 MAX_NAME_LEN = 200
 MAX_SPIN_S = 1.0
@@ -67,6 +74,7 @@ STATUS_NOT_FOUND = 14
 STATUS_PERMISSION_DENIED = 15
 STATUS_MISMATCH = 16
 STATUS_CANCELLED = 17
+STATUS_UNREACHABLE = 18
 
 #: status code -> its name in the header (``MPT_STATUS_...``)
 STATUS_NAMES = {
@@ -118,6 +126,7 @@ class mpt_options(Structure):
         ("timer_slack_ns", c_uint32),
         ("refresh_s", c_double),
         ("spin_s", c_double),
+        ("group_shared", c_uint32),  # options version 2
     ]
 
 
@@ -166,6 +175,7 @@ PROTOTYPES = {
     "mpt_is_running": (_status, [HANDLE, POINTER(c_bool)]),
     "mpt_clock_now": (_status, [POINTER(c_int64)]),
     "mpt_version": (_status, [POINTER(c_uint32), POINTER(c_uint32), POINTER(c_uint32)]),
+    "mpt_version_string": (c_char_p, []),
 }
 
 
@@ -206,15 +216,40 @@ class ThrottleError(Exception):
 # ---------------------------------------------------------------- loading
 
 
+def _shipped():
+    """The libraries shipped inside the package (``pip install`` puts one
+    there: ``libmp_throttle.abi3.so``, or with another suffix)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        names = os.listdir(here)
+    except OSError:
+        return []
+    return [
+        os.path.join(here, name)
+        for name in sorted(names)
+        if name.startswith("libmp_throttle") and name.endswith(".so")
+    ]
+
+
 def _candidates():
+    # A generator: find_library (which runs ldconfig) only when needed.
     lib_dir = os.environ.get("MPT_LIB_DIR")
     if lib_dir:
-        return [
-            os.path.join(lib_dir, f"libmp_throttle.so.{ABI_VERSION}"),
-            os.path.join(lib_dir, "libmp_throttle.so"),
-        ]
+        yield os.path.join(lib_dir, f"libmp_throttle.so.{ABI_VERSION}")
+        yield os.path.join(lib_dir, "libmp_throttle.so")
+        return
+    yield from _shipped()
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    built = os.path.join(top, "target", "release", f"libmp_throttle.so.{ABI_VERSION}")
+    if os.path.basename(os.path.dirname(os.path.dirname(here))) == "bindings" and os.path.exists(
+        built
+    ):
+        yield built
     found = ctypes.util.find_library("mp_throttle")
-    return ([found] if found else []) + [f"libmp_throttle.so.{ABI_VERSION}"]
+    if found:
+        yield found
+    yield f"libmp_throttle.so.{ABI_VERSION}"
 
 
 def _load():
@@ -230,13 +265,21 @@ def _load():
             continue
         _check_version(lib, path)
         for name, (restype, argtypes) in PROTOTYPES.items():
-            fn = getattr(lib, name)
+            try:
+                fn = getattr(lib, name)
+            except AttributeError:
+                raise ImportError(
+                    f"mp_throttle: {path} has no {name}: a build older than this binding "
+                    "(rebuild it, or reinstall the package)"
+                ) from None
             fn.restype = restype
             fn.argtypes = argtypes
         return lib, path
     raise ImportError(
-        "mp_throttle: cannot load libmp_throttle (set MPT_LIB_DIR to the directory "
-        "holding libmp_throttle.so.0, or install it on the loader's path): "
+        "mp_throttle: cannot load libmp_throttle (install the package with "
+        "`pip install ./bindings/python`, which ships the library inside it; or set "
+        "MPT_LIB_DIR to the directory holding libmp_throttle.so.0, or install it on "
+        "the loader's path): "
         + "; ".join(errors)
     )
 
@@ -265,6 +308,11 @@ def version():
     major, minor, patch = c_uint32(), c_uint32(), c_uint32()
     call("mpt_version", ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
     return (major.value, minor.value, patch.value)
+
+
+def version_string():
+    """The linked library's version as a string, ``"MAJOR.MINOR.PATCH"``."""
+    return lib.mpt_version_string().decode("ascii", "replace")
 
 
 def strerror(status):

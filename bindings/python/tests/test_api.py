@@ -3,13 +3,16 @@ timestamp, the shapes of the statistics, hardcaps and the 0.0.5 signature."""
 
 import inspect
 import math
+import os
 import pickle
+import stat
 import threading
 import time
 
 import pytest
 
 import mp_throttle
+from helpers import shm_path
 from mp_throttle import ThrottleError, clock_ns
 
 
@@ -95,6 +98,31 @@ def test_name_taken_with_another_configuration():
             assert same.is_running()
             t.stop()
     raises("MPT_STATUS_NOT_FOUND", mp_throttle.Throttle.open, t.name)
+
+
+def test_group_shared_is_part_of_the_configuration():
+    """group_shared: the object is mode 0660 of this process's group; a name
+    made otherwise is a mismatch; its owner opens it, asking or not (the
+    sharing between users is tested as root by tests/owners.rs)."""
+    with mp_throttle.Throttle(4, 1, group_shared=True) as t:
+        st = os.stat(shm_path(t.name))
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+        raises("MPT_STATUS_MISMATCH", mp_throttle.Throttle, 4, 1, name=t.name)
+        with mp_throttle.Throttle(4, 1, name=t.name, group_shared=True) as same:
+            t.start()
+            assert same.is_running()
+            t.stop()
+        for kwargs in ({}, {"group_shared": True}):
+            with mp_throttle.Throttle.open(t.name, **kwargs) as opened:
+                assert opened.max_n == 4
+        # Pickled, it reopens accepting group sharing.
+        with pickle.loads(pickle.dumps(t)) as again:
+            assert again.max_n == 4
+    with mp_throttle.Throttle(4, 1) as private:
+        assert stat.S_IMODE(os.stat(shm_path(private.name)).st_mode) == 0o600
+        raises("MPT_STATUS_MISMATCH", mp_throttle.Throttle, 4, 1, name=private.name,
+               group_shared=True)
 
 
 def test_error_messages_are_per_thread():

@@ -1,5 +1,5 @@
-"""(a) mp_throttle 0.0.5's own tutorial and README example, and example.py,
-run as scripts with multiprocessing.Pool workers (the default start method,
+"""(a) mp_throttle 0.0.5's own tutorial and README example, example.py and
+example_asyncio.py, run as scripts with multiprocessing.Pool workers (the default start method,
 'fork' on Linux with Python 3.11: the scripts have no `if __name__ ==
 "__main__"` guard, so they cannot run under 'spawn', with 0.0.5 either).
 
@@ -11,9 +11,9 @@ imports mp_throttle. (The binding's package is named mp_throttle, so today
 there is no difference at all. The README's code block is indented by four
 spaces inside its fence; it is dedented, as Python needs.)
 
-The three scripts start together (module fixture) to keep the suite short:
+The four scripts start together (module fixture) to keep the suite short:
 the tutorial takes 10.3 s (two runs of 5 s), the README example 5.2 s,
-example.py 2.2 s.
+example.py 2.2 s, example_asyncio.py 2.6 s.
 """
 
 import difflib
@@ -29,6 +29,7 @@ from helpers import BINDING, DATA, HERE, finish, grant_bounds, shm_names_of, sta
 TUTORIAL = os.path.join(HERE, "tutorial.py")
 README_EXAMPLE = os.path.join(HERE, "readme_example.py")
 EXAMPLE = os.path.join(BINDING, "example.py")
+EXAMPLE_ASYNCIO = os.path.join(BINDING, "example_asyncio.py")
 
 
 def read(path):
@@ -110,11 +111,12 @@ def test_only_import_line_check_catches_changes():
 
 @pytest.fixture(scope="module")
 def runs():
-    """Starts the three scripts at once; each test waits for its own."""
+    """Starts the four scripts at once; each test waits for its own."""
     procs = {
         "tutorial": start_script(TUTORIAL),
         "readme": start_script(README_EXAMPLE),
         "example": start_script(EXAMPLE),
+        "asyncio": start_script(EXAMPLE_ASYNCIO),
     }
     results = {}
 
@@ -200,3 +202,17 @@ def test_example_py(runs):
     low, _ = grant_bounds(4, runtime - 0.005)
     _, high = grant_bounds(4, runtime + 0.005)
     assert 2.0 <= runtime < 3.0 and low <= int(m[1]) <= high, out
+
+
+ASYNCIO_OUTPUT = re.compile(r"21 jobs done\nFalse\n21 units of fuel in (\S+) s\n")
+
+
+def test_example_asyncio_py(runs):
+    """10 per second: 21 jobs take a unit each through `async with` (at 0,
+    0.1, ..., 2.0 s); then acquire(n=10, timeout=0.5) gives up (10 units
+    would take 1 s), having taken nothing: 21 units, about 2.5 s. (test.sh
+    checks the same output from an installed package.)"""
+    out = runs("asyncio", 60)
+    m = ASYNCIO_OUTPUT.fullmatch(out)
+    assert m, out
+    assert 2.4 <= float(m[1]) < 4.0, out

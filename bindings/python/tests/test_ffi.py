@@ -6,10 +6,13 @@ argtype would corrupt memory silently; this test is what catches it."""
 import ctypes
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-from helpers import include_dir
+from helpers import BINDING, HERE, REPO, child_env, include_dir
 from mp_throttle import _ffi
 
 HEADER = os.path.join(include_dir(), "mp_throttle.h")
@@ -66,6 +69,8 @@ def functions(header):
         args = []
         for param in params.split(","):
             param = " ".join(param.split())
+            if param == "void" and params.strip() == "void":  # f(void): no argument
+                break
             m = re.fullmatch(r"(.+?[\s\*])(\w+)", param)
             assert m, (name, param)
             args.append(m[1].strip())
@@ -94,6 +99,7 @@ def test_binding_covers_the_whole_api(functions):
         "mpt_await_fuel_n", "mpt_has_fuel_n", "mpt_peek_fuel", "mpt_set_rate", "mpt_get_rate",
         "mpt_cancel_new", "mpt_cancel_free", "mpt_cancel_fire", "mpt_cancel_reset",
         "mpt_await_fuel_cancellable", "mpt_get_options", "mpt_throttle_created",
+        "mpt_version_string",
     }
     assert {name for name, v in since.items() if v == "0.2.0"} == added
     assert set(since.values()) == {"0.1.0", "0.2.0"}
@@ -128,7 +134,7 @@ def test_constants_match_the_header(header):
         if name.startswith(("STATUS_", "HARDCAP_")) and isinstance(value, int)
     }
     assert known == enums
-    assert len(known) == 18 + 4 and known["MPT_STATUS_CANCELLED"] == 17
+    assert len(known) == 19 + 4 and known["MPT_STATUS_UNREACHABLE"] == 18
     for code, name in _ffi.STATUS_NAMES.items():
         assert enums[name] == code
 
@@ -138,6 +144,7 @@ def test_strerror_and_version():
     assert _ffi.strerror(9999) == "unknown status"
     major, minor, patch = _ffi.version()
     assert major == _ffi.VERSION_MAJOR and minor >= _ffi.VERSION_MINOR == 2
+    assert _ffi.version_string() == f"{major}.{minor}.{patch}"
 
 
 class FakeLibrary:
@@ -166,3 +173,34 @@ def test_older_or_other_major_library_is_refused(version):
 @pytest.mark.parametrize("version", [(0, 2, 0), (0, 2, 7), (0, 3, 0)])
 def test_newer_minor_library_is_accepted(version):
     _ffi._check_version(FakeLibrary(version), "/x/libmp_throttle.so.0")
+
+
+def _lib_path_in_child(env):
+    code = "import mp_throttle._ffi as f; print(f.lib_path)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_where_the_library_is_loaded_from(tmp_path):
+    """MPT_LIB_DIR decides alone when set; without it, a library shipped in
+    the package (as `pip install` puts it) comes first, then the checkout's
+    target/release. (check_install.sh checks the installed package.)"""
+    env = child_env()
+    assert _lib_path_in_child(env) == os.path.join(env["MPT_LIB_DIR"], "libmp_throttle.so.0")
+    # A copy of the package with a library shipped in it, as installed.
+    pkg = tmp_path / "site" / "mp_throttle"
+    shutil.copytree(os.path.join(BINDING, "mp_throttle"), pkg)
+    lib = os.path.realpath(os.path.join(env["MPT_LIB_DIR"], "libmp_throttle.so.0"))
+    shutil.copyfile(lib, pkg / "libmp_throttle.abi3.so")
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    assert _lib_path_in_child(env) == os.path.join(env["MPT_LIB_DIR"], "libmp_throttle.so.0")
+    del env["MPT_LIB_DIR"]
+    assert _lib_path_in_child(env) == str(pkg / "libmp_throttle.abi3.so")
+    # The checkout's package, not installed: what `make lib` built, if it did.
+    built = os.path.join(REPO, "target", "release", "libmp_throttle.so.0")
+    if os.path.exists(built):
+        env["PYTHONPATH"] = BINDING
+        assert _lib_path_in_child(env) == built

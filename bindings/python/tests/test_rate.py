@@ -186,17 +186,21 @@ def test_set_rate_times_out_a_waiter_it_pushes_past_its_timeout():
         t.start()
         assert t.has_fuel()
         returned = []
-        waiter = threading.Thread(target=lambda: returned.append((t.await_fuel(5), clock_ns())))
+        called = clock_ns()
+        waiter = threading.Thread(target=lambda: returned.append((t.await_fuel(2.5), clock_ns())))
         waiter.start()
         deadline = time.monotonic() + 10
         while t.peek()[1] < 2.5 and time.monotonic() < deadline:
             time.sleep(0.005)  # until it is queued for the unit due at 2 s
         assert returned == []
-        set_at = clock_ns()
-        t.set_rate(1, 60)  # its unit would now come after its timeout of 5 s
+        t.set_rate(1, 60)  # its unit would now come after its timeout of 2.5 s
+        time.sleep(0.1)
+        # Given back at once: a new arrival would get that unit (about 60 s
+        # on), not the one after it (about 120 s).
+        assert t.peek()[1] < 61
         waiter.join(timeout=10)
         assert returned and returned[0][0] is False
-        assert returned[0][1] - set_at < 0.5e9  # at once, not at the timeout
+        assert 2.5e9 <= returned[0][1] - called < 3.0e9  # at its timeout, not before
         assert t.summary()[1] == 1
         assert (t.max_n, t.per) == (1, 60)  # as given (60, not 60.0)
         t.stop()

@@ -10,9 +10,15 @@
 # the names of the Python package mp_throttle 0.0.5. README.md beside this
 # directory says how to use it; the header says what each call guarantees.
 #
-# The library is loaded from $MPT_LIB_DIR when that is set (the
-# libmp_throttle.so.0 or libmp_throttle.so in it), otherwise from the
-# system's library path (libmp_throttle.so.0, then libmp_throttle.so).
+# Where the library is loaded from (the first of libmp_throttle.so.0,
+# libmp_throttle.so that loads; Native.library_places lists the places):
+# - $MPT_LIB_DIR when that is set, and nowhere else;
+# - else, when this file is bindings/ruby/lib/mp_throttle.rb of a checkout
+#   of the repository, the checkout's build: target/release (`make lib`);
+# - then the libdir of the pkg-config package mp_throttle (the mp_throttle.pc
+#   that `make install` writes; PKG_CONFIG_PATH as pkg-config reads it);
+# - then the dynamic linker's search path (LD_LIBRARY_PATH, ld.so.cache, the
+#   default directories).
 
 require "ffi"
 
@@ -25,26 +31,87 @@ module MpThrottle
     # The ABI number in the SONAME this binding was written for.
     ABI_VERSION = 0
 
-    # Where to look for the library, in order.
-    def self.library_candidates
+    # Library file names, in order of preference.
+    LIBRARY_NAMES = ["libmp_throttle.so.#{ABI_VERSION}", "libmp_throttle.so"].freeze
+
+    # The repository checkout this file belongs to, or nil: the directory
+    # three levels up when it holds Cargo.toml and this very file as
+    # bindings/ruby/lib/mp_throttle.rb (an installed gem is not in one).
+    def self.checkout_root
+      root = File.expand_path("../../..", __dir__)
+      me = File.join(root, "bindings", "ruby", "lib", "mp_throttle.rb")
+      return nil unless File.file?(File.join(root, "Cargo.toml")) && File.file?(me)
+
+      File.identical?(me, __FILE__) ? root : nil
+    end
+
+    # [libdir, nil] from `pkg-config --variable=libdir mp_throttle`
+    # ($PKG_CONFIG, else pkg-config), or [nil, why] when pkg-config or the
+    # package is not there.
+    def self.pkg_config_libdir
+      command = ENV["PKG_CONFIG"]
+      command = "pkg-config" if command.nil? || command.empty?
+      dir = IO.popen([command, "--variable=libdir", "mp_throttle"], err: File::NULL, &:read).strip
+      return [dir, nil] if $?.success? && !dir.empty?
+
+      [nil, "pkg-config (no mp_throttle package)"]
+    rescue SystemCallError
+      [nil, "pkg-config (#{command} not found)"]
+    end
+
+    # Where to look for the library: [[directory, why], ...] in order; a nil
+    # directory stands for the dynamic linker's search path, false for
+    # pkg-config when it gave none (why says why).
+    def self.library_places
       dir = ENV["MPT_LIB_DIR"]
-      names = ["libmp_throttle.so.#{ABI_VERSION}", "libmp_throttle.so"]
-      if dir && !dir.empty?
-        names.map { |name| File.expand_path(name, dir) }
-      else
-        names
+      return [[File.expand_path(dir), "MPT_LIB_DIR"]] if dir && !dir.empty?
+
+      places = []
+      root = checkout_root
+      places << [File.join(root, "target", "release"), "this checkout's build"] if root
+      libdir, why_not = pkg_config_libdir
+      places << if libdir
+                  [File.expand_path(libdir), "pkg-config mp_throttle"]
+                else
+                  [false, why_not]
+                end
+      places.uniq(&:first) << [nil, "the dynamic linker's search path"]
+    end
+
+    # The files (or, for the dynamic linker, names) to load, in order.
+    def self.library_candidates(places = library_places)
+      places.flat_map do |dir, _why|
+        next [] if dir == false
+
+        dir ? LIBRARY_NAMES.map { |name| File.join(dir, name) } : LIBRARY_NAMES
       end
     end
 
-    begin
-      ffi_lib library_candidates
-    rescue LoadError => e
-      raise LoadError, "mp_throttle: cannot load libmp_throttle (tried " \
-                       "#{library_candidates.join(', ')}; set MPT_LIB_DIR to the directory " \
-                       "that holds it): #{e.message}"
+    # The LoadError's message: where it looked and what to do.
+    def self.load_error_message(places, cause)
+      looked = places.map { |dir, why| dir ? "#{dir} (#{why})" : why }.join(", ")
+      advice = if places.first.last == "MPT_LIB_DIR"
+                 "MPT_LIB_DIR is set, so nothing else was searched: set MPT_LIB_DIR to the " \
+                   "directory that holds libmp_throttle.so.#{ABI_VERSION}, or unset it"
+               else
+                 "Build the library with `make lib` in the repository, or install it with " \
+                   "`make install` (then run ldconfig, or set LD_LIBRARY_PATH, if the dynamic " \
+                   "linker does not search its directory), or set MPT_LIB_DIR to the directory " \
+                   "that holds libmp_throttle.so.#{ABI_VERSION}"
+               end
+      "mp_throttle: cannot load libmp_throttle (tried #{library_candidates(places).join(', ')}; " \
+        "looked in #{looked}). #{advice}. #{cause}"
     end
 
-    # struct mpt_options (40 bytes). Fill with mpt_options_init.
+    places = library_places
+    begin
+      ffi_lib library_candidates(places)
+    rescue LoadError => e
+      raise LoadError, load_error_message(places, e.message)
+    end
+
+    # struct mpt_options (version 2: 48 bytes; version 1 is its first 40,
+    # without group_shared). Fill with mpt_options_init.
     class Options < FFI::Struct
       layout :version, :uint32,
              :as_throttle, :uint32,
@@ -53,7 +120,8 @@ module MpThrottle
              :hardcap, :uint32,
              :timer_slack_ns, :uint32,
              :refresh_s, :double,
-             :spin_s, :double
+             :spin_s, :double,
+             :group_shared, :uint32
     end
 
     # struct mpt_rate (16 bytes).
@@ -110,7 +178,8 @@ module MpThrottle
       mpt_kill_flag_is_set: [%i[pointer pointer], :int32, [0, 1, 0]],
       mpt_is_running: [%i[pointer pointer], :int32, [0, 1, 0]],
       mpt_clock_now: [%i[pointer], :int32, [0, 1, 0]],
-      mpt_version: [%i[pointer pointer pointer], :int32, [0, 1, 0]]
+      mpt_version: [%i[pointer pointer pointer], :int32, [0, 1, 0]],
+      mpt_version_string: [[], :string, [0, 2, 0]]
     }.freeze
 
     # Calls that can sleep: attached with `blocking: true`, so that they run
@@ -161,14 +230,16 @@ module MpThrottle
     PERMISSION_DENIED = 15
     MISMATCH = 16
     CANCELLED = 17
+    UNREACHABLE = 18
   end
 
   # Hardcaps (enum mpt_hardcap), by the symbol Throttle.new takes.
   HARDCAPS = { limit: 0, one: 1, none: 2, window: 3 }.freeze
   # MPT_FOREVER: the C timeout "no timeout" (a nil timeout in Ruby).
   FOREVER = -1.0
-  # MPT_OPTIONS_VERSION.
-  OPTIONS_VERSION = 1
+  # MPT_OPTIONS_VERSION (2). Options are filled as version 1 (what libraries
+  # before group sharing know) unless group_shared is asked.
+  OPTIONS_VERSION = 2
   # MPT_AUTO_EMIT_DEFAULT.
   AUTO_EMIT_DEFAULT = -1
 
@@ -208,6 +279,9 @@ module MpThrottle
   class PermissionDenied < Error; end
   class Mismatch < Error; end
   class Cancelled < Error; end
+  # The store that holds the throttle could not be reached (a store on
+  # another machine; never a throttle in shared memory).
+  class Unreachable < Error; end
   # A Throttle used after #close (the library never sees the call).
   class ClosedError < BadHandle
     def initialize
@@ -229,7 +303,8 @@ module MpThrottle
     Status::NOT_FOUND => NotFound,
     Status::PERMISSION_DENIED => PermissionDenied,
     Status::MISMATCH => Mismatch,
-    Status::CANCELLED => Cancelled
+    Status::CANCELLED => Cancelled,
+    Status::UNREACHABLE => Unreachable
   }.freeze
   private_constant :ERRORS
 
@@ -307,9 +382,13 @@ module MpThrottle
 
     # Keyword options to a filled struct mpt_options.
     def build_options(as_throttle: true, as_monitor: true, auto_emit: nil,
-                      hardcap: :limit, rf_rate: nil, timer_slack_ns: nil, spin_s: nil)
+                      hardcap: :limit, rf_rate: nil, timer_slack_ns: nil, spin_s: nil,
+                      group_shared: false)
       options = Native::Options.new
-      MpThrottle.check(Native.mpt_options_init(options, OPTIONS_VERSION), :mpt_options_init)
+      shared = bool(group_shared, "group_shared") == 1
+      MpThrottle.check(Native.mpt_options_init(options, shared ? OPTIONS_VERSION : 1),
+                       :mpt_options_init)
+      options[:group_shared] = 1 if shared
       options[:as_throttle] = bool(as_throttle, "as_throttle")
       options[:as_monitor] = bool(as_monitor, "as_monitor")
       options[:auto_emit] = auto_emit.nil? ? AUTO_EMIT_DEFAULT : bool(auto_emit, "auto_emit")
@@ -424,6 +503,10 @@ module MpThrottle
     # - hardcap: :limit (default), :one, :none or :window (README).
     # - rf_rate: seconds between monitor refreshes (default 0.01).
     # - timer_slack_ns, spin_s: how this process's waiters sleep (header).
+    # - group_shared: create_named only: false (default) keeps the named
+    #   throttle to this user; true shares it with the creator's group
+    #   (mode 0660), whose users open it with group_shared: true. Part of
+    #   the configuration (the other value is MpThrottle::Mismatch).
     #
     # Raises MpThrottle::InvalidArgument (bad numbers, both modes off, ...),
     # ArgumentError or TypeError for values Ruby cannot pass at all.
@@ -455,11 +538,14 @@ module MpThrottle
     end
 
     # Opens the named throttle `name`, adopting its configuration. Only
-    # timer_slack_ns and spin_s apply (how this process waits).
-    # MpThrottle::NotFound if there is no such name. With a block: as
-    # create_named.
-    def self.open(name, timer_slack_ns: nil, spin_s: nil, &block)
-      options = Args.build_options(timer_slack_ns: timer_slack_ns, spin_s: spin_s)
+    # timer_slack_ns and spin_s apply (how this process waits), and
+    # group_shared: true also accepts another user's throttle made
+    # group-shared for one of this process's groups (another user's throttle
+    # is MpThrottle::PermissionDenied otherwise). MpThrottle::NotFound if
+    # there is no such name. With a block: as create_named.
+    def self.open(name, timer_slack_ns: nil, spin_s: nil, group_shared: false, &block)
+      options = Args.build_options(timer_slack_ns: timer_slack_ns, spin_s: spin_s,
+                                   group_shared: group_shared)
       out = FFI::MemoryPointer.new(:pointer)
       MpThrottle.check(Native.mpt_throttle_open(Args.name_arg(name), options, out),
                        :mpt_throttle_open)

@@ -37,7 +37,7 @@ class TestNative < Minitest::Test
     code = header.gsub(%r{/\*.*?\*/}m, "").gsub(%r{//[^\n]*}, "")
     functions = {}
     code.scan(/^(?:MPT_MUST_USE\s+)?([A-Za-z_][\w ]*?\s*\**)\s*(mpt_\w+)\(([^)]*)\);/m) do |ret, name, params|
-      types = params.split(",").map { |p| ffi_type(p) }
+      types = params.strip == "void" ? [] : params.split(",").map { |p| ffi_type(p) }
       functions[name.to_sym] = [types, ffi_type(ret, param: false)]
     end
     header.scan(%r{/\*\*((?:(?!\*/).)*)\*/\s*(?:MPT_MUST_USE\s+)?[^;{}/]*?\b(mpt_\w+)\(}m) do |doc, name|
@@ -156,6 +156,9 @@ class TestNative < Minitest::Test
   def test_version_and_library_location
     major, minor, patch = MpThrottle.library_version
     assert_equal "#{major}.#{minor}.#{patch}", MpThrottle.version
+    unless MpThrottle::Native::MISSING.include?(:mpt_version_string)
+      assert_equal MpThrottle.version, MpThrottle::Native.mpt_version_string
+    end
     assert_equal 0, major
     assert_operator minor, :>=, 1
     # The library came from MPT_LIB_DIR (test.sh always sets it).

@@ -168,6 +168,34 @@ class TestProcesses < Minitest::Test
     assert_operator now - began, :<, interruptible ? 5.0 : 6.0
   end
 
+  # group_shared: mode 0660 of this process's group; part of the
+  # configuration; its owner opens it asking or not. (The sharing between
+  # users is tested as root by tests/owners.rs.)
+  def test_group_shared_named_throttle
+    name = unique_name("group")
+    Throttle.create_named(name, 5, 1.0, group_shared: true) do |owner|
+      stat = File.stat("/dev/shm/mp_throttle.#{name}")
+      assert_equal 0o660, stat.mode & 0o7777
+      assert_equal [Process.euid, Process.egid], [stat.uid, stat.gid]
+      assert_raises(MpThrottle::Mismatch) { Throttle.create_named(name, 5, 1.0) }
+      Throttle.create_named(name, 5, 1.0, group_shared: true) { |same| refute same.running? }
+      owner.start
+      Throttle.open(name, group_shared: true) { |t| assert t.await_fuel(5) }
+      Throttle.open(name) { |t| assert t.running? }
+      owner.stop
+    end
+    assert_raises(TypeError) { Throttle.open(name, group_shared: 1) }
+    Throttle.unlink(name)
+    private_name = unique_name("private")
+    Throttle.create_named(private_name, 5, 1.0) do
+      assert_equal 0o600, File.stat("/dev/shm/mp_throttle.#{private_name}").mode & 0o7777
+      assert_raises(MpThrottle::Mismatch) do
+        Throttle.create_named(private_name, 5, 1.0, group_shared: true)
+      end
+    end
+    Throttle.unlink(private_name)
+  end
+
   def test_named_throttle_opened_by_an_unrelated_process
     name = unique_name("named")
     owner = Throttle.create_named(name, 5, 1.0, hardcap: :one)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	mpthrottle "mp_throttle/bindings/go"
+	"mp-throttle.dev/mpthrottle"
 )
 
 // Four goroutines share 10 units of fuel per second; Stop ends them all.

@@ -145,20 +145,29 @@ func TestSetRate(t *testing.T) {
 	must(t, err)
 	unbounded := timedAwait(th, context.Background()) // the unit at t0+1s
 	queued(t, th, g0+int64(2*time.Second))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	bounded := timedAwait(th, ctx) // the unit at t0+2s
 	queued(t, th, g0+int64(3*time.Second))
 
-	// 1 per 10 s: the second unit moves to t0+20s, past the deadline.
-	changed := time.Now()
+	// 1 per 10 s: the second unit moves to t0+20s, past the deadline. The
+	// waiter gives it back at once (the next arrival would get it), and
+	// returns at its deadline, not before: a later change could still have
+	// let it through.
 	must(t, th.SetRate(1, 10*time.Second))
+	time.Sleep(100 * time.Millisecond)
+	// The unbounded waiter holds the unit now at t0+10s; the next arrival
+	// gets the one at t0+20s that the bounded waiter gave back (not t0+30s).
+	if _, wait, err := th.Peek(1); err != nil || wait > 21*time.Second {
+		t.Errorf("Peek after the slowdown: wait %v, %v; want under 21 s (the unit given back)", wait, err)
+	}
 	o := waitOutcome(t, bounded)
 	if !errors.Is(o.err, ErrTimeout) || !errors.Is(o.err, context.DeadlineExceeded) {
 		t.Fatalf("waiter whose unit moved past its deadline: %v, want ErrTimeout", o.err)
 	}
-	t.Logf("the bounded waiter timed out %v after the change", o.at.Sub(changed))
-	wantDuration(t, "time to the early timeout", o.at.Sub(changed), 0, slack)
+	t.Logf("the bounded waiter timed out %v after its deadline", o.at.Sub(deadline))
+	wantDuration(t, "time from the deadline to the timeout", o.at.Sub(deadline), 0, slack)
 	select {
 	case o := <-unbounded:
 		t.Fatalf("the waiter without a deadline returned after a slowdown: %v", o.err)
@@ -168,7 +177,7 @@ func TestSetRate(t *testing.T) {
 		t.Errorf("Rate() = %d, %v, %v; want 1, 10s", maxN, per, err)
 	}
 
-	changed = time.Now()
+	changed := time.Now()
 	changedNs := ClockNow()
 	must(t, th.SetRate(100, time.Second))
 	o = waitOutcome(t, unbounded)

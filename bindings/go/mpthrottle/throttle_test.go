@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -407,6 +409,45 @@ func TestNamed(t *testing.T) {
 	}
 	_, err = a.Stop()
 	must(t, err)
+}
+
+// GroupShared: mode 0660 of this process's group; part of the
+// configuration; its owner opens it, asking or not. (The sharing between
+// users is tested as root by tests/owners.rs.)
+func TestGroupShared(t *testing.T) {
+	name := uniqueName(t)
+	a, err := CreateNamed(name, 1, time.Hour, GroupShared(true))
+	must(t, err)
+	defer a.Close()
+	defer Unlink(name)
+	fi, err := os.Stat("/dev/shm/mp_throttle." + name)
+	must(t, err)
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+		t.Errorf("group-shared object: mode %v, uid %d, gid %d", fi.Mode().Perm(), st.Uid, st.Gid)
+	}
+	_, err = CreateNamed(name, 1, time.Hour)
+	wantErr(t, err, ErrMismatch, "CreateNamed")
+	b, err := CreateNamed(name, 1, time.Hour, GroupShared(true))
+	must(t, err)
+	defer b.Close()
+	for _, opts := range [][]Option{nil, {GroupShared(true)}, {GroupShared(false), Spin(0)}} {
+		c, err := Open(name, opts...)
+		must(t, err)
+		must(t, c.Close())
+	}
+	private := uniqueName(t)
+	p, err := CreateNamed(private, 1, time.Hour, GroupShared(false))
+	must(t, err)
+	defer p.Close()
+	defer Unlink(private)
+	fi, err = os.Stat("/dev/shm/mp_throttle." + private)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("private object: mode %v", fi.Mode().Perm())
+	}
+	_, err = CreateNamed(private, 1, time.Hour, GroupShared(true))
+	wantErr(t, err, ErrMismatch, "CreateNamed")
 }
 
 func TestNamesRefused(t *testing.T) {

@@ -1,8 +1,19 @@
 package mpthrottle
 
 /*
-#cgo !mpt_static LDFLAGS: -lmp_throttle
-#cgo mpt_static LDFLAGS: -l:libmp_throttle.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+// The flags come from the library's pkg-config file, mp_throttle.pc (`make
+// install` puts it in $PREFIX/lib/pkgconfig; PKG_CONFIG_PATH names another
+// place): -I of the header, -L of the library and -lmp_throttle.
+//
+// Static (-tags mpt_static): --static adds the libraries the Rust staticlib
+// needs (Libs.private). The linker would take libmp_throttle.so for
+// -lmp_throttle when both are installed, so the archive is named first
+// (-l: searches the -L directories of pkg-config too); --as-needed then
+// drops the .so that pkg-config's -lmp_throttle names, which no symbol
+// needs any more: the program does not depend on libmp_throttle.so.
+#cgo !mpt_static pkg-config: mp_throttle
+#cgo mpt_static pkg-config: --static mp_throttle
+#cgo mpt_static LDFLAGS: -l:libmp_throttle.a -Wl,--as-needed
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,9 +79,9 @@ static void gompt_set(gompt_res *r, int32_t status) {
 	r->msg = buf;
 }
 
-static gompt_res gompt_options_init(mpt_options *o) {
+static gompt_res gompt_options_init(mpt_options *o, uint32_t version) {
 	gompt_res r = {0};
-	gompt_set(&r, mpt_options_init(o, MPT_OPTIONS_VERSION));
+	gompt_set(&r, mpt_options_init(o, version));
 	return r;
 }
 
@@ -315,7 +326,9 @@ func cString(op, s string) (*C.char, error) {
 
 // Call wrappers: each is one cgo call to a helper above.
 
-func cOptionsInit(o *C.mpt_options) result { return convert(C.gompt_options_init(o)) }
+func cOptionsInit(o *C.mpt_options, version uint32) result {
+	return convert(C.gompt_options_init(o, C.uint32_t(version)))
+}
 
 func cNew(maxN uint64, perS float64, o C.mpt_options) result {
 	return convert(C.gompt_new(C.uint64_t(maxN), C.double(perS), o))
@@ -401,6 +414,7 @@ const (
 	StatusPermissionDenied Status = C.MPT_STATUS_PERMISSION_DENIED
 	StatusMismatch         Status = C.MPT_STATUS_MISMATCH
 	StatusCancelled        Status = C.MPT_STATUS_CANCELLED
+	StatusUnreachable      Status = C.MPT_STATUS_UNREACHABLE
 )
 
 // Hardcap values, from the header.
@@ -419,11 +433,21 @@ const HeaderVersion = C.MPT_VERSION_STRING
 // MaxNameLen is the longest throttle name, in bytes.
 const MaxNameLen = C.MPT_MAX_NAME_LEN
 
-// toC fills a C options struct from o, starting from the library's defaults.
+// toC fills a C options struct from o, starting from the library's defaults:
+// version 1 of mpt_options (what a library before group sharing knows)
+// unless GroupShared(true) asks for version 2's group_shared.
 func (o *config) toC(op string) (C.mpt_options, error) {
 	var c C.mpt_options
-	if err := cOptionsInit(&c).err(op); err != nil {
+	shared := o.groupShared != nil && *o.groupShared
+	version := uint32(1)
+	if shared {
+		version = C.MPT_OPTIONS_VERSION
+	}
+	if err := cOptionsInit(&c, version).err(op); err != nil {
 		return c, err
+	}
+	if shared {
+		c.group_shared = 1
 	}
 	if o.asThrottle != nil {
 		c.as_throttle = boolU32(*o.asThrottle)

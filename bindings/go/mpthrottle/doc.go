@@ -31,15 +31,22 @@
 //
 // # Building
 //
-// The package links the C library with -lmp_throttle. Against a library
-// installed in a standard place (/usr/local/lib, /usr/lib) nothing more is
-// needed. Elsewhere, give cgo its flags, e.g. from the library's pkg-config
-// file:
+// The module, mp-throttle.dev/mpthrottle, is not published: require it and
+// replace it by a checkout of the mp_throttle repository, in go.mod:
 //
-//	export CGO_CFLAGS="$(pkg-config --cflags mp_throttle)"
-//	export CGO_LDFLAGS="$(pkg-config --libs mp_throttle) -Wl,-rpath,$(pkg-config --variable=libdir mp_throttle)"
+//	require mp-throttle.dev/mpthrottle v0.0.0
+//
+//	replace mp-throttle.dev/mpthrottle => /path/to/mp_throttle/bindings/go/mpthrottle
+//
+// The package takes its C flags from the library's pkg-config file
+// (#cgo pkg-config: mp_throttle). Against a library installed by make
+// install (its mp_throttle.pc in /usr/local/lib/pkgconfig, which pkg-config
+// searches on Debian and Ubuntu) nothing more is needed: go build. Installed
+// elsewhere, name the directory of its .pc:
+//
+//	export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
 //
 // With the build tag mpt_static the library is linked statically
-// (libmp_throttle.a; the program then needs no libmp_throttle.so at run
-// time): go build -tags mpt_static.
+// (libmp_throttle.a, with the libraries of pkg-config --static; the program
+// then needs no libmp_throttle.so at run time): go build -tags mpt_static.
 package mpthrottle

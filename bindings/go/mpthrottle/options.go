@@ -27,14 +27,15 @@ func (h Hardcap) String() string {
 
 // An Option changes one field of the throttle's options (struct
 // mpt_options); unset fields keep the library's defaults. New and
-// CreateNamed take every option; Open takes only TimerSlack and Spin (the
-// rest is the named throttle's own configuration, which Open adopts).
+// CreateNamed take every option; Open takes only TimerSlack, Spin and
+// GroupShared (the rest is the named throttle's own configuration, which
+// Open adopts).
 type Option func(*config)
 
 type config struct {
-	asThrottle, asMonitor, autoEmit *bool
-	hardcap                         *Hardcap
-	refresh, timerSlack, spin       *time.Duration
+	asThrottle, asMonitor, autoEmit, groupShared *bool
+	hardcap                                      *Hardcap
+	refresh, timerSlack, spin                    *time.Duration
 }
 
 // AsThrottle: true (default) rations fuel; false makes fuel always
@@ -66,6 +67,16 @@ func TimerSlack(d time.Duration) Option { return func(c *config) { c.timerSlack 
 // sleeping and spins on the clock (0 to 1 s; default 0, see mpt_options).
 func Spin(d time.Duration) Option { return func(c *config) { c.spin = &d } }
 
+// GroupShared: named throttles only (mpt_options.group_shared). With
+// CreateNamed, true shares the throttle with the creator's group (mode
+// 0660) rather than keeping it to this user; it is part of the
+// configuration (a name made with the other value is ErrMismatch). With
+// Open (and a CreateNamed that finds the name made), true also accepts
+// another user's throttle made group-shared for one of this process's
+// groups; another user's throttle is ErrPermissionDenied otherwise.
+// Default false.
+func GroupShared(on bool) Option { return func(c *config) { c.groupShared = &on } }
+
 func collect(opts []Option) *config {
 	c := &config{}
 	for _, o := range opts {
@@ -76,7 +87,8 @@ func collect(opts []Option) *config {
 	return c
 }
 
-// onlyWaitOptions reports whether c sets nothing but TimerSlack and Spin.
+// onlyWaitOptions reports whether c sets nothing but TimerSlack, Spin and
+// GroupShared.
 func (c *config) onlyWaitOptions() bool {
 	return c.asThrottle == nil && c.asMonitor == nil && c.autoEmit == nil &&
 		c.hardcap == nil && c.refresh == nil

@@ -116,6 +116,10 @@ var (
 	// ErrCancelled: AwaitFuel's context was cancelled (the error also
 	// wraps the context's error, context.Canceled). Nothing was taken.
 	ErrCancelled = sentinel(StatusCancelled)
+	// ErrUnreachable: the store that holds the throttle could not be
+	// reached (a store on another machine; never a throttle in shared
+	// memory).
+	ErrUnreachable = sentinel(StatusUnreachable)
 )
 
 // ErrClosed is the cause of the error every method returns after Close:

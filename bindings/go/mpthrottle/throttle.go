@@ -82,15 +82,17 @@ func CreateNamed(name string, maxN uint64, per time.Duration, opts ...Option) (*
 
 // Open opens the named throttle name, made by CreateNamed in this or any
 // other process, adopting its configuration (mpt_throttle_open). Only the
-// options TimerSlack and Spin apply (how this process waits); any other
-// option is an error matching ErrInvalidArgument. An unknown name gives
-// ErrNotFound.
+// options TimerSlack and Spin (how this process waits) and GroupShared
+// apply; any other option is an error matching ErrInvalidArgument. An
+// unknown name gives ErrNotFound; another user's throttle,
+// ErrPermissionDenied (unless shared with this process's group, see
+// GroupShared).
 func Open(name string, opts ...Option) (*Throttle, error) {
 	const op = "Open"
 	c := collect(opts)
 	if !c.onlyWaitOptions() {
 		return nil, newError(op, StatusInvalidArgument,
-			"only the options TimerSlack and Spin apply to Open: the throttle's own configuration is adopted")
+			"only the options TimerSlack, Spin and GroupShared apply to Open: the throttle's own configuration is adopted")
 	}
 	o, err := c.toC(op)
 	if err != nil {

@@ -1,3 +1,0 @@
-module mp_throttle/bindings/go
-
-go 1.19

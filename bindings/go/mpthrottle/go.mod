@@ -1,0 +1,3 @@
+module mp-throttle.dev/mpthrottle
+
+go 1.19
