@@ -771,6 +771,96 @@ mpt_status mpt_throttle_open(const char *name,
 mpt_status mpt_throttle_unlink(const char *name);
 
 /**
+ * Creates throttle `name` in the Redis server at `url`, or joins it if it
+ * exists there with the same configuration: processes on any number of
+ * hosts, each with its own handle, share one rate. The handle is an
+ * `mpt_throttle` like any other, and every `mpt_` call works on it.
+ *
+ * Every decision is made by the server, atomically (one Lua script per
+ * call), on the server's clock: the hosts' clocks do not matter. A waiter
+ * reserves its place in one round trip and sleeps to it here; the reply
+ * says how long to wait in server time, counted from its arrival, so a
+ * grant is never early in the server's time and is late by the reply's
+ * one-way delay. Kill, stop, start and rate changes reach every host at
+ * once (pub/sub), and are also checked at every reservation. Statistics
+ * count the emissions of every host (sent every 50 ms).
+ *
+ * What differs from a throttle in shared memory: `per_s` is a whole number
+ * of microseconds, and `max_n` times `per_s` in microseconds is at most
+ * 2^52; `MPT_HARDCAP_WINDOW` takes `max_n` up to 65536; units reserved
+ * before a change of rate keep their times (later ones follow the new
+ * rate); `mpt_lo_hi` and `mpt_hi_lo` are this process's own emissions;
+ * the handle must not be used in a child of `fork()` (connect again
+ * there). The README ("Many hosts") says more.
+ *
+ * Failures close: no unit is granted without the server's decision. A
+ * call that cannot reach the server tries again, with backoff, until its
+ * deadline (a wait's timeout; `mpt_has_fuel` at once), then returns
+ * `MPT_STATUS_UNREACHABLE`; a wait without a timeout keeps trying, and
+ * can still be killed (from this process) or cancelled. When the server
+ * comes back, calls work again. A server restarted empty: the first
+ * process that notices makes the throttle again from its configuration,
+ * running if it was; its schedule starts afresh, so no more than a full
+ * tank (`LIMIT`: max_n, `ONE`: 1) or a full window goes at once.
+ *
+ * - `url`: not NULL; `redis://[user[:password]@]host[:port][/db]` or
+ *   `redis+unix:///path/to/socket`. Messages show it without the password.
+ * - `name`: not NULL; 1 to 200 bytes of UTF-8 without `{` or `}`. Its keys
+ *   are `mpt:{name}` and `mpt:{name}:w`, `mpt:{name}:e` (one hash tag:
+ *   one Redis Cluster slot), its channel `mpt:{name}:events`.
+ * - `max_n`, `per_s`, `options`: as for `mpt_throttle_new` (and the limits
+ *   above); they are part of the configuration (a join with others is
+ *   `MPT_STATUS_MISMATCH`), except `timer_slack_ns` and `spin_s`.
+ * - `out_throttle`: not NULL; receives a handle this process owns and
+ *   frees with `mpt_throttle_free`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (a bad URL, name, number or option);
+ * `MPT_STATUS_UNREACHABLE` (nothing answers at the URL, it does not
+ * answer in 2 s, or what answers is not Redis; the message says which);
+ * `MPT_STATUS_PERMISSION_DENIED` (the server refused the credentials);
+ * `MPT_STATUS_MISMATCH` (it exists with another configuration);
+ * `MPT_STATUS_CORRUPT` (its keys hold what this library does not write);
+ * `MPT_STATUS_SYSTEM` (no thread for the events); `MPT_STATUS_UNSUPPORTED`
+ * (a library built without the Redis store).
+ *
+ * Thread safety: safe. Fork safety: connect in the process that uses the
+ * handle. Blocking: up to 2 s per step while the server does not answer.
+ * Since: 0.3.0.
+ *
+ * # Safety
+ * `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
+ * or valid; `out_throttle` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_throttle_connect(const char *url,
+                                const char *name,
+                                uint64_t max_n,
+                                double per_s,
+                                const struct mpt_options *options,
+                                struct mpt_throttle **out_throttle);
+
+/**
+ * Removes throttle `name` from the Redis server at `url`. The processes
+ * that use it find it killed (`MPT_STATUS_KILLED`) and do not make it
+ * again; a later `mpt_throttle_connect` makes a new one.
+ *
+ * - `url`, `name`: not NULL; as for `mpt_throttle_connect`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+ * `MPT_STATUS_UNREACHABLE`; `MPT_STATUS_PERMISSION_DENIED`;
+ * `MPT_STATUS_UNSUPPORTED` (built without the Redis store).
+ *
+ * Thread safety: safe. Fork safety: safe. Blocking: one round trip (up to
+ * 2 s). Since: 0.3.0.
+ *
+ * # Safety
+ * `url` and `name` must be NULL or NUL-terminated strings.
+ */
+mpt_status mpt_throttle_unlink_url(const char *url, const char *name);
+
+/**
  * The configuration of a throttle, as `mpt_options`: what it was made with
  * (for a throttle opened by name: its creator's options, group_shared
  * included), and this handle's own waiting preferences (timer_slack_ns,

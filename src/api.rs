@@ -41,6 +41,7 @@ use crate::clock::monotonic_ns;
 use crate::config::{self, Config};
 use crate::stats::RatePair;
 use crate::throttle::Throttle as Core;
+use crate::throttle::any::AnyThrottle;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -287,7 +288,7 @@ impl CancelToken {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Throttle {
-    inner: Arc<Core>,
+    inner: Arc<AnyThrottle>,
 }
 
 impl Throttle {
@@ -360,9 +361,41 @@ impl Throttle {
         Core::unlink(name)
     }
 
-    fn wrap(core: Core) -> Self {
+    /// Creates the throttle `name` in the Redis at `url`
+    /// (`redis://[user[:password]@]host[:port][/db]`), or joins it if it
+    /// exists there with the same configuration: processes on any number
+    /// of hosts share one rate. Every call works as on a throttle in shared
+    /// memory; the README ("Many hosts") says what differs. Errors:
+    /// [`Error::InvalidArgument`] (URL, name, a rate the Redis store cannot
+    /// keep), [`Error::Unreachable`], [`Error::PermissionDenied`]
+    /// (credentials refused), [`Error::Mismatch`] (exists, configured
+    /// otherwise).
+    #[cfg(feature = "redis")]
+    pub fn connect(
+        url: &str,
+        name: &str,
+        max_n: u64,
+        per: Duration,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        Ok(Self::wrap(Core::connect(
+            url,
+            name,
+            options.config(max_n, per)?,
+        )?))
+    }
+
+    /// Removes throttle `name` from the Redis at `url`; the processes that
+    /// use it find it killed. Errors: [`Error::NotFound`], and as
+    /// [`connect`](Self::connect).
+    #[cfg(feature = "redis")]
+    pub fn unlink_url(url: &str, name: &str) -> Result<(), Error> {
+        Core::unlink_url(url, name)
+    }
+
+    fn wrap(core: impl Into<AnyThrottle>) -> Self {
         Self {
-            inner: Arc::new(core),
+            inner: Arc::new(core.into()),
         }
     }
 

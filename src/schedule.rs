@@ -185,6 +185,27 @@ impl Ticket {
         }
     }
 
+    /// A ticket of a store that keeps the schedule elsewhere (Redis): `units`
+    /// granted at `grant`, and what the store needs to give them back
+    /// (`generation`, `seq`, and two words of its own in `slot`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote(grant: i64, units: u64, generation: u32, seq: u64, slot: u128) -> Self {
+        Self {
+            generation,
+            seq,
+            slot,
+            units,
+            grant,
+            ..Self::default()
+        }
+    }
+
+    /// What [`remote`](Self::remote) was given: `(generation, seq, slot)`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote_parts(&self) -> (u32, u64, u128) {
+        (self.generation, self.seq, self.slot)
+    }
+
     /// How many units it holds (GCRA; 0 for `WINDOW` and for fuel that is
     /// always there).
     pub fn units(&self) -> u64 {

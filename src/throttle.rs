@@ -16,12 +16,16 @@ use crate::monitor::{self, MonitorThread};
 use crate::process;
 use crate::schedule::{Follow, Rate, TURN_PATIENCE_NS, Ticket};
 use crate::stats::RatePair;
+#[cfg(feature = "redis")]
+use crate::store::redis::RedisStore;
 use crate::store::shm::ShmStore;
 use crate::store::{Figures, GivenBack, MonitorStatus, Store};
 use crate::wait::{NoCancel, TimerSlack, Wake};
 use parking_lot::Mutex;
 use portable_atomic::AtomicU128;
 use std::sync::Arc;
+
+pub mod any;
 
 /// What `stop` reports, as mp_throttle's `stop()` tuple.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -130,6 +134,34 @@ impl Throttle<ShmStore> {
     /// The shared-memory store (for tests that look at the raw state).
     pub fn shm(&self) -> &ShmStore {
         &self.store
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Throttle<RedisStore> {
+    /// Creates throttle `name` in the Redis at `url`, or joins it if it
+    /// exists there with the same configuration: processes on any number
+    /// of hosts share it (see [`crate::store::redis`]). Errors:
+    /// [`Error::InvalidArgument`] (URL, name, a rate the Redis store cannot
+    /// keep), [`Error::Unreachable`], [`Error::PermissionDenied`]
+    /// (credentials refused), [`Error::Mismatch`], [`Error::Corrupt`].
+    pub fn connect(url: &str, name: &str, config: Config) -> Result<Self> {
+        let _no_cancel = NoCancel::hold();
+        let (store, created) = RedisStore::connect(url, name, &config)?;
+        Ok(Self::with_store(
+            store,
+            config,
+            Arc::new(Monotonic),
+            created,
+        ))
+    }
+
+    /// Removes throttle `name` from the Redis at `url`; the processes that
+    /// use it find it killed. Errors: [`Error::NotFound`], and as
+    /// [`connect`](Self::connect).
+    pub fn unlink_url(url: &str, name: &str) -> Result<()> {
+        let _no_cancel = NoCancel::hold();
+        RedisStore::unlink(url, name)
     }
 }
 
@@ -318,9 +350,10 @@ impl<S: Store> Throttle<S> {
     ) -> Result<i64> {
         self.check_units(n)?;
         let now = self.clock.now_ns();
-        // The common case first: the fuel is in the tank now.
+        // The common case first: the fuel is in the tank now (a remote
+        // store reserves once, below, whether it is or not).
         let free = cancel.is_none_or(|token| token.is_usable_here() && !token.is_fired());
-        if free && !self.store.kill_flag() && self.is_running() {
+        if !S::REMOTE && free && !self.store.kill_flag() && self.is_running() {
             let run_id = self.store.run_id();
             if let Some(ticket) = self.reserve(n, now, now)? {
                 return self.granted(ticket, run_id, now);

@@ -6,7 +6,7 @@ use super::throttle::{MptSummary, MptThrottle, handle};
 use super::{MptStatus, guard, non_null, write};
 use crate::error::Result;
 use crate::stats::RatePair;
-use crate::throttle::Throttle;
+use crate::throttle::any::AnyThrottle;
 
 /// A statistic: mp_throttle's `(time between emissions, emissions per
 /// second)` pair. Both are 0 when there is nothing to measure yet.
@@ -35,7 +35,7 @@ impl From<RatePair> for MptRate {
 unsafe fn read_rate(
     throttle: *const MptThrottle,
     out_rate: *mut MptRate,
-    statistic: fn(&Throttle) -> Result<RatePair>,
+    statistic: fn(&AnyThrottle) -> Result<RatePair>,
 ) -> MptStatus {
     guard(|| {
         non_null(out_rate, "out_rate")?;
@@ -70,7 +70,7 @@ pub unsafe extern "C" fn mpt_latest(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(throttle, out_rate, Throttle::latest) }
+    unsafe { read_rate(throttle, out_rate, AnyThrottle::latest) }
 }
 
 /// The mean over the whole running time (mp_throttle's `mean()`): total
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn mpt_mean(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(throttle, out_rate, Throttle::mean) }
+    unsafe { read_rate(throttle, out_rate, AnyThrottle::mean) }
 }
 
 /// The shortest interval seen between two emissions that follow each other
@@ -105,7 +105,7 @@ pub unsafe extern "C" fn mpt_lo_hi(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(throttle, out_rate, Throttle::lo_hi) }
+    unsafe { read_rate(throttle, out_rate, AnyThrottle::lo_hi) }
 }
 
 /// The longest interval seen between two emissions that follow each other
@@ -123,7 +123,7 @@ pub unsafe extern "C" fn mpt_hi_lo(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(throttle, out_rate, Throttle::hi_lo) }
+    unsafe { read_rate(throttle, out_rate, AnyThrottle::hi_lo) }
 }
 
 /// The four figures `mpt_stop` reports, as of now, whether running or not

@@ -6,6 +6,7 @@ use super::options::{MPT_OPTIONS_VERSION, MptOptions, MptOptionsV1, options_or_d
 use super::{Failure, MptStatus, guard, non_null, text, write, write_opt};
 use crate::clock::monotonic_ns;
 use crate::config::{self, Config};
+use crate::throttle::any::AnyThrottle;
 use crate::throttle::{Summary, Throttle};
 use std::ffi::c_char;
 
@@ -42,22 +43,22 @@ impl From<Summary> for MptSummary {
 }
 
 /// A throttle handle: opaque to C.
-pub struct MptThrottle(Tagged<Throttle>);
+pub struct MptThrottle(Tagged<AnyThrottle>);
 
 impl Handle for MptThrottle {
-    type Inner = Throttle;
+    type Inner = AnyThrottle;
     const MAGIC: u64 = 0x6d70_745f_7468_726f; // "mpt_thro"
     const C_TYPE: &'static str = "mpt_throttle";
 
-    fn wrap(tagged: Tagged<Throttle>) -> Self {
+    fn wrap(tagged: Tagged<AnyThrottle>) -> Self {
         Self(tagged)
     }
 
-    fn tagged(&self) -> &Tagged<Throttle> {
+    fn tagged(&self) -> &Tagged<AnyThrottle> {
         &self.0
     }
 
-    fn tagged_mut(&mut self) -> &mut Tagged<Throttle> {
+    fn tagged_mut(&mut self) -> &mut Tagged<AnyThrottle> {
         &mut self.0
     }
 }
@@ -66,7 +67,7 @@ impl Handle for MptThrottle {
 ///
 /// # Safety
 /// As [`borrow`].
-pub(super) unsafe fn handle<'a>(p: *const MptThrottle) -> Result<&'a Throttle, Failure> {
+pub(super) unsafe fn handle<'a>(p: *const MptThrottle) -> Result<&'a AnyThrottle, Failure> {
     // SAFETY: the caller's contract.
     unsafe { borrow(p, "throttle") }
 }
@@ -111,7 +112,7 @@ pub unsafe extern "C" fn mpt_throttle_new(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::new(Config::new(max_n, per_s, &options)?)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, into_c(throttle)) };
+        unsafe { write(out_throttle, into_c(AnyThrottle::from(throttle))) };
         Ok(())
     })
 }
@@ -174,7 +175,7 @@ pub unsafe extern "C" fn mpt_throttle_create_named(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::create_named(name, Config::new(max_n, per_s, &options)?)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, into_c(throttle)) };
+        unsafe { write(out_throttle, into_c(AnyThrottle::from(throttle))) };
         Ok(())
     })
 }
@@ -237,7 +238,7 @@ pub unsafe extern "C" fn mpt_throttle_open(
         let options = unsafe { options_or_default(options)? };
         let throttle = Throttle::open(name, &options)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_throttle, into_c(throttle)) };
+        unsafe { write(out_throttle, into_c(AnyThrottle::from(throttle))) };
         Ok(())
     })
 }
@@ -273,6 +274,145 @@ pub unsafe extern "C" fn mpt_throttle_unlink(name: *const c_char) -> MptStatus {
     guard(|| {
         // SAFETY: NULL or a NUL-terminated string, per the contract.
         Ok(Throttle::unlink(unsafe { text(name, "name")? })?)
+    })
+}
+
+/// Creates throttle `name` in the Redis server at `url`, or joins it if it
+/// exists there with the same configuration: processes on any number of
+/// hosts, each with its own handle, share one rate. The handle is an
+/// `mpt_throttle` like any other, and every `mpt_` call works on it.
+///
+/// Every decision is made by the server, atomically (one Lua script per
+/// call), on the server's clock: the hosts' clocks do not matter. A waiter
+/// reserves its place in one round trip and sleeps to it here; the reply
+/// says how long to wait in server time, counted from its arrival, so a
+/// grant is never early in the server's time and is late by the reply's
+/// one-way delay. Kill, stop, start and rate changes reach every host at
+/// once (pub/sub), and are also checked at every reservation. Statistics
+/// count the emissions of every host (sent every 50 ms).
+///
+/// What differs from a throttle in shared memory: `per_s` is a whole number
+/// of microseconds, and `max_n` times `per_s` in microseconds is at most
+/// 2^52; `MPT_HARDCAP_WINDOW` takes `max_n` up to 65536; units reserved
+/// before a change of rate keep their times (later ones follow the new
+/// rate); `mpt_lo_hi` and `mpt_hi_lo` are this process's own emissions;
+/// the handle must not be used in a child of `fork()` (connect again
+/// there). The README ("Many hosts") says more.
+///
+/// Failures close: no unit is granted without the server's decision. A
+/// call that cannot reach the server tries again, with backoff, until its
+/// deadline (a wait's timeout; `mpt_has_fuel` at once), then returns
+/// `MPT_STATUS_UNREACHABLE`; a wait without a timeout keeps trying, and
+/// can still be killed (from this process) or cancelled. When the server
+/// comes back, calls work again. A server restarted empty: the first
+/// process that notices makes the throttle again from its configuration,
+/// running if it was; its schedule starts afresh, so no more than a full
+/// tank (`LIMIT`: max_n, `ONE`: 1) or a full window goes at once.
+///
+/// - `url`: not NULL; `redis://[user[:password]@]host[:port][/db]` or
+///   `redis+unix:///path/to/socket`. Messages show it without the password.
+/// - `name`: not NULL; 1 to 200 bytes of UTF-8 without `{` or `}`. Its keys
+///   are `mpt:{name}` and `mpt:{name}:w`, `mpt:{name}:e` (one hash tag:
+///   one Redis Cluster slot), its channel `mpt:{name}:events`.
+/// - `max_n`, `per_s`, `options`: as for `mpt_throttle_new` (and the limits
+///   above); they are part of the configuration (a join with others is
+///   `MPT_STATUS_MISMATCH`), except `timer_slack_ns` and `spin_s`.
+/// - `out_throttle`: not NULL; receives a handle this process owns and
+///   frees with `mpt_throttle_free`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT` (a bad URL, name, number or option);
+/// `MPT_STATUS_UNREACHABLE` (nothing answers at the URL, it does not
+/// answer in 2 s, or what answers is not Redis; the message says which);
+/// `MPT_STATUS_PERMISSION_DENIED` (the server refused the credentials);
+/// `MPT_STATUS_MISMATCH` (it exists with another configuration);
+/// `MPT_STATUS_CORRUPT` (its keys hold what this library does not write);
+/// `MPT_STATUS_SYSTEM` (no thread for the events); `MPT_STATUS_UNSUPPORTED`
+/// (a library built without the Redis store).
+///
+/// Thread safety: safe. Fork safety: connect in the process that uses the
+/// handle. Blocking: up to 2 s per step while the server does not answer.
+/// Since: 0.3.0.
+///
+/// # Safety
+/// `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
+/// or valid; `out_throttle` NULL or valid for writing one pointer.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_connect(
+    url: *const c_char,
+    name: *const c_char,
+    max_n: u64,
+    per_s: f64,
+    options: *const MptOptions,
+    out_throttle: *mut *mut MptThrottle,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_throttle, "out_throttle")?;
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        let url = unsafe { text(url, "url")? };
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name")? };
+        // SAFETY: NULL or valid, per the contract.
+        let options = unsafe { options_or_default(options)? };
+        let config = Config::new(max_n, per_s, &options)?;
+        let throttle = connect(url, name, config)?;
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_throttle, into_c(throttle)) };
+        Ok(())
+    })
+}
+
+#[cfg(feature = "redis")]
+fn connect(url: &str, name: &str, config: Config) -> crate::error::Result<AnyThrottle> {
+    Ok(Throttle::connect(url, name, config)?.into())
+}
+
+#[cfg(not(feature = "redis"))]
+fn connect(_url: &str, _name: &str, _config: Config) -> crate::error::Result<AnyThrottle> {
+    Err(unsupported_redis())
+}
+
+#[cfg(not(feature = "redis"))]
+fn unsupported_redis() -> crate::error::Error {
+    crate::error::Error::Unsupported(
+        "this library was built without the Redis store (cargo feature `redis`)".into(),
+    )
+}
+
+/// Removes throttle `name` from the Redis server at `url`. The processes
+/// that use it find it killed (`MPT_STATUS_KILLED`) and do not make it
+/// again; a later `mpt_throttle_connect` makes a new one.
+///
+/// - `url`, `name`: not NULL; as for `mpt_throttle_connect`.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+/// `MPT_STATUS_UNREACHABLE`; `MPT_STATUS_PERMISSION_DENIED`;
+/// `MPT_STATUS_UNSUPPORTED` (built without the Redis store).
+///
+/// Thread safety: safe. Fork safety: safe. Blocking: one round trip (up to
+/// 2 s). Since: 0.3.0.
+///
+/// # Safety
+/// `url` and `name` must be NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_throttle_unlink_url(
+    url: *const c_char,
+    name: *const c_char,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or a NUL-terminated string, per the contract.
+        let url = unsafe { text(url, "url")? };
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name")? };
+        #[cfg(feature = "redis")]
+        return Ok(Throttle::unlink_url(url, name)?);
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = (url, name);
+            Err(unsupported_redis().into())
+        }
     })
 }
 

@@ -35,6 +35,8 @@
 //!
 //! [`Error::Unreachable`]: crate::error::Error::Unreachable
 
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shm;
 
 use crate::cancel::Wakeable;
@@ -49,6 +51,11 @@ use crate::wait::Wake;
 pub trait Store: Wakeable + Send + Sync + Sized + 'static {
     /// The monitor's private place in the emissions it drains.
     type Cursor: Default + Send;
+
+    /// Whether the state is across a network: every reservation is a round
+    /// trip, so a waiter reserves once, up to its deadline, rather than
+    /// first trying the tank now (the shared-memory store's fast path).
+    const REMOTE: bool = false;
 
     // ---- Run state.
 

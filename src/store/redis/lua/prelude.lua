@@ -1,0 +1,93 @@
+-- Shared by every script of the Redis store (src/store/redis/mod.rs puts
+-- it before each). Every decision about a throttle is one script, run
+-- atomically by the server, on the server's clock.
+--
+-- Keys, all of one hash tag (one Redis Cluster slot):
+--   KEYS[1] the throttle's state (a hash, fields below)
+--   KEYS[2] WINDOW: the grant times, newest first (a list)
+--   KEYS[3] emissions per 100 ms of server time (a hash)
+-- Channel: KEYS[1] .. ':events' carries start, stop, kill and rate.
+--
+-- Integers only, all below 2^53 (Lua numbers are doubles, exact up to
+-- there): times are microseconds since the throttle's origin (the server's
+-- TIME when it was made), and the theoretical arrival time (TAT) of the
+-- next unit is tf + tr / n microseconds, 0 <= tr < n. A step of one unit
+-- adds p (the period in microseconds) to tr, so n * p stays below 2^52
+-- (the client refuses rates beyond that).
+--
+-- Hash fields: cfg (the configuration, compared on join), origin, hc
+-- (hardcap: 0 LIMIT, 1 ONE, 2 NONE, 3 WINDOW), n, p (the rate in force),
+-- gen (rate changes made), run (runs started), running, kill, start (the
+-- run's start), runtime (of finished runs), tf, tr, last (the latest
+-- server time a decision used: a clock that steps back never makes a
+-- grant early), wseq (WINDOW: units reserved), keep (WINDOW: grant times
+-- kept), emitted.
+local H, W, E = KEYS[1], KEYS[2], KEYS[3]
+local LIMIT, ONE, NONE, WINDOW = 0, 1, 2, 3
+
+-- Server time, microseconds since `origin`.
+local function server_us(origin)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2]) - origin
+end
+
+-- Floor division and remainder of integers (|a| < 2^53, b > 0), exact
+-- although a / b is a rounded double.
+local function divmod(a, b)
+  local q = math.floor(a / b)
+  local m = a - q * b
+  while m < 0 do q = q - 1; m = m + b end
+  while m >= b do q = q + 1; m = m - b end
+  return q, m
+end
+
+-- The hash's fields, as numbers (nil where absent).
+local function fields(...)
+  local names = {...}
+  local raw = redis.call('HMGET', H, unpack(names))
+  local out = {}
+  for i = 1, #names do out[names[i]] = tonumber(raw[i]) end
+  return out
+end
+
+-- The time a decision is made at: the server's clock, never behind the
+-- last decision's.
+local function decision_time(s)
+  local raw = server_us(s.origin)
+  local t = raw
+  if s.last and s.last > t then t = s.last end
+  return raw, t
+end
+
+-- GCRA: when n units reserved now at t would be granted, and the TAT
+-- after them. The tank holds cap units (LIMIT: n, ONE: 1); NONE banks
+-- without bound from the run's start.
+local function gcra(s, t, units)
+  local f, r = s.tf, s.tr
+  if s.hc ~= NONE and f < t then f, r = t, 0 end
+  local d
+  if s.hc == NONE then
+    d = r + (units - 1) * s.p
+  else
+    local cap = (s.hc == LIMIT) and s.n or 1
+    d = r + (units - cap) * s.p
+  end
+  local q, m = divmod(d, s.n)
+  local grant = f + q
+  if m > 0 then grant = grant + 1 end
+  if grant < t then grant = t end
+  local q2, r2 = divmod(r + units * s.p, s.n)
+  return grant, f + q2, r2
+end
+
+-- WINDOW: when n units reserved now at t would be granted. At most n
+-- grants in any p: unit k goes no earlier than unit k - n's grant + p, and
+-- never before an earlier reservation's grant (first come, first served).
+local function window_grant(s, t, units)
+  local g = t
+  local newest = redis.call('LINDEX', W, 0)
+  if newest and tonumber(newest) > g then g = tonumber(newest) end
+  local before = redis.call('LINDEX', W, s.n - units)
+  if before and tonumber(before) + s.p > g then g = tonumber(before) + s.p end
+  return g
+end

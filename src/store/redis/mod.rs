@@ -1,0 +1,995 @@
+//! The Redis store: a throttle whose state lives in Redis, shared by
+//! processes on any number of hosts.
+//!
+//! Every decision (reserve, give back, start, stop, kill, change the rate,
+//! peek, count emissions) is one Lua script, which the server runs
+//! atomically on its own clock (`TIME`), in integer microseconds since the
+//! throttle's origin (see `lua/prelude.lua`). The hosts' clocks never
+//! meet: a reply says how long to wait, in server time, and the waiter
+//! counts that from the moment the reply arrives, so it is never early in
+//! the server's time; the one-way delay of the reply is the only lateness
+//! added.
+//!
+//! Each process keeps, beside its connection, what it last learnt of the
+//! throttle (running, killed, the run's number, the rate): every reply
+//! updates it, and a thread subscribed to the throttle's channel refreshes
+//! it when any host starts, stops, kills or changes the rate, and wakes the
+//! process's sleepers at once. The same thread sends this process's
+//! emissions every 50 ms.
+//!
+//! Failures close: a call that cannot reach the server retries with backoff
+//! until its caller's deadline, then returns [`Error::Unreachable`]; no unit
+//! is ever granted without the server's decision. A throttle that Redis
+//! lost (a restart without persistence) is made again by the first process
+//! that notices, from the configuration and state it last saw (see
+//! `lua/create.lua`).
+//!
+//! Differences from the shared-memory store, documented in the README:
+//! `per` is a whole number of microseconds, `max_n * per_us` stays below
+//! 2^52, `WINDOW` keeps at most [`WINDOW_MAX_N`] grants in its window, and
+//! units reserved before a change of rate keep their times.
+
+pub mod link;
+
+use crate::cancel::Wakeable;
+use crate::clock::{Clock, monotonic_ns};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::process;
+use crate::schedule::{Follow, Hardcap, Rate, Ticket};
+use crate::store::{Figures, GivenBack, MonitorStatus, Store};
+use crate::wait::Wake;
+use link::Link;
+use parking_lot::{Condvar, Mutex};
+use redis::{Connection, Script, Value};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::time::Duration;
+
+/// Longest throttle name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// Largest `max_n` of a `WINDOW` throttle in Redis (each reservation reads
+/// the grant time `max_n` back in a list).
+pub const WINDOW_MAX_N: u64 = 65_536;
+/// `max_n * per` (in microseconds) stays at most this: the scripts' integers
+/// stay exact in Lua's doubles.
+pub const MAX_SCALED: u64 = 1 << 52;
+
+/// Backoff between tries while the server cannot be reached.
+const BACKOFF_MIN_NS: i64 = 5_000_000;
+const BACKOFF_MAX_NS: i64 = 200_000_000;
+/// How often this process sends its emissions, and how long the event
+/// thread waits for a message.
+const FLUSH_NS: u64 = 50_000_000;
+/// Emission times kept for the local monitor between drains.
+const TIMES_KEPT: usize = 1 << 16;
+
+/// The scripts, each the prelude and one body (`lua/`).
+struct Scripts {
+    reserve: Script,
+    give_back: Script,
+    create: Script,
+    start: Script,
+    stop: Script,
+    kill: Script,
+    set_rate: Script,
+    peek: Script,
+    emit: Script,
+    state: Script,
+    unlink: Script,
+}
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            reserve: script!("reserve.lua"),
+            give_back: script!("give_back.lua"),
+            create: script!("create.lua"),
+            start: script!("start.lua"),
+            stop: script!("stop.lua"),
+            kill: script!("kill.lua"),
+            set_rate: script!("set_rate.lua"),
+            peek: script!("peek.lua"),
+            emit: script!("emit.lua"),
+            state: script!("state.lua"),
+            unlink: script!("unlink.lua"),
+        }
+    }
+}
+
+/// The keys of throttle `name`: its state, WINDOW's grant times, its
+/// emissions; and its channel. One hash tag: one Redis Cluster slot.
+fn keys(name: &str) -> [String; 3] {
+    let h = format!("mpt:{{{name}}}");
+    [h.clone(), format!("{h}:w"), format!("{h}:e")]
+}
+
+/// `InvalidArgument` unless `name` can name a throttle in Redis.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "a Redis throttle's name is 1 to {MAX_NAME_LEN} bytes (got {})",
+            name.len()
+        )));
+    }
+    if name.contains(['{', '}']) {
+        return Err(Error::InvalidArgument(format!(
+            "a Redis throttle's name may not contain '{{' or '}}' (its keys' hash tag is \
+             the name): {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `InvalidArgument` unless `rate` fits the scripts' integers.
+fn check_rate(rate: Rate, hardcap: Hardcap) -> Result<u64> {
+    let per_ns = rate.per_ns();
+    if per_ns % 1000 != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "a Redis throttle's period is a whole number of microseconds (got {per_ns} ns)"
+        )));
+    }
+    let per_us = per_ns / 1000;
+    if u128::from(rate.max_n()) * u128::from(per_us) > u128::from(MAX_SCALED) {
+        return Err(Error::InvalidArgument(format!(
+            "a Redis throttle keeps max_n x per (in microseconds) at most 2^52 (got {} x {per_us})",
+            rate.max_n()
+        )));
+    }
+    if hardcap == Hardcap::Window && rate.max_n() > WINDOW_MAX_N {
+        return Err(Error::InvalidArgument(format!(
+            "a WINDOW throttle in Redis has max_n at most {WINDOW_MAX_N} (got {})",
+            rate.max_n()
+        )));
+    }
+    Ok(per_us)
+}
+
+/// What the configuration says, as the throttle's `cfg` field keeps it:
+/// two processes join the same throttle only if theirs are equal.
+fn describe(config: &Config) -> String {
+    let rate = config.schedule.rate();
+    format!(
+        "mpt1 {:?} max_n={} per_ns={} as_throttle={} as_monitor={} auto_emit={} refresh_ns={}",
+        config.schedule.hardcap(),
+        rate.max_n(),
+        rate.per_ns(),
+        config.as_throttle,
+        config.as_monitor,
+        config.auto_emit,
+        config.refresh_ns
+    )
+}
+
+/// What this process knows of the throttle, and its sleepers.
+struct Shared {
+    link: Link,
+    scripts: Scripts,
+    keys: [String; 3],
+    name: String,
+    cfg: String,
+    hardcap: Hardcap,
+    /// The server's `run_id` when this process last saw the throttle: a
+    /// throttle gone from a server with another run_id was lost in a
+    /// restart (made again); gone from the same server, it was unlinked.
+    server: Mutex<String>,
+
+    running: AtomicBool,
+    killed: AtomicBool,
+    run_id: AtomicU32,
+    /// The rate as last seen (max_n, per_ns).
+    rate: Mutex<Rate>,
+    /// Runtime of finished runs (ns), as the server last said.
+    runtime_ns: AtomicU64,
+    /// When this process saw the current run start (its clock, ns).
+    run_start: Mutex<i64>,
+
+    epoch: AtomicU32,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+    sleepers: AtomicU32,
+
+    /// Emissions counted here and not yet sent, with the run they are of.
+    pending: Mutex<(u32, u64)>,
+    /// Emissions the server counted, as last seen; and its last second's.
+    emitted: AtomicU64,
+    latest: AtomicU64,
+    /// Emission times for the local monitor, and those it could not keep.
+    times: Mutex<(Vec<i64>, u64)>,
+    /// What the local monitor published.
+    local: Mutex<Local>,
+    /// Set when the store is dropped: the event thread ends.
+    closing: AtomicBool,
+}
+
+/// What this process's monitor thread published: the extremes of this
+/// process's emissions, its heartbeat, its status and process.
+#[derive(Clone, Copy, Default)]
+struct Local {
+    lo_ns: Option<i64>,
+    hi_ns: Option<i64>,
+    heartbeat_ns: i64,
+    status: MonitorStatus,
+    pid: u32,
+}
+
+/// A throttle's state in Redis (see the module documentation).
+pub struct RedisStore {
+    sh: Arc<Shared>,
+    events: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.sh.link.shown())
+            .field("name", &self.sh.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A script's reply as integers (a nil or a string that is no number: -1).
+fn ints(v: &Value) -> Vec<i64> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Int(n) => *n,
+                Value::BulkString(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1),
+                _ => -1,
+            })
+            .collect(),
+        Value::Int(n) => vec![*n],
+        _ => Vec::new(),
+    }
+}
+
+fn unexpected(what: &str, reply: &[i64]) -> Error {
+    Error::Corrupt(format!(
+        "Redis answered {what} with {reply:?}: the throttle's keys hold what this library \
+         did not write"
+    ))
+}
+
+impl RedisStore {
+    /// Creates throttle `name` in the Redis at `url`, or joins it if it
+    /// exists with the same configuration; the flag says whether this call
+    /// created it. Errors: [`Error::InvalidArgument`] (URL, name, a rate
+    /// the store cannot keep), [`Error::Unreachable`],
+    /// [`Error::PermissionDenied`] (credentials refused),
+    /// [`Error::Mismatch`], [`Error::Corrupt`] (the keys hold something
+    /// else).
+    pub fn connect(url: &str, name: &str, config: &Config) -> Result<(Self, bool)> {
+        check_name(name)?;
+        let rate = config.schedule.rate();
+        let hardcap = config.schedule.hardcap();
+        check_rate(rate, hardcap)?;
+        let link = Link::new(url)?;
+        let sh = Arc::new(Shared {
+            link,
+            scripts: Scripts::new(),
+            keys: keys(name),
+            name: name.to_owned(),
+            cfg: describe(config),
+            hardcap,
+            server: Mutex::new(String::new()),
+            running: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            run_id: AtomicU32::new(0),
+            rate: Mutex::new(rate),
+            runtime_ns: AtomicU64::new(0),
+            run_start: Mutex::new(0),
+            epoch: AtomicU32::new(0),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+            sleepers: AtomicU32::new(0),
+            pending: Mutex::new((0, 0)),
+            emitted: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
+            times: Mutex::new((Vec::new(), 0)),
+            local: Mutex::new(Local::default()),
+            closing: AtomicBool::new(false),
+        });
+        sh.note_server(None)?;
+        let created = sh.create(false, 0)?;
+        sh.refresh(None)?;
+        let events = {
+            let sh = Arc::clone(&sh);
+            std::thread::Builder::new()
+                .name("mpt-redis-events".into())
+                .spawn(move || events(&sh))
+                .map_err(|e| Error::System(format!("cannot start the Redis event thread: {e}")))?
+        };
+        Ok((
+            Self {
+                sh,
+                events: Some(events),
+            },
+            created,
+        ))
+    }
+
+    /// Removes throttle `name` from the Redis at `url`; its users find it
+    /// killed. Errors: [`Error::NotFound`], and as [`connect`](Self::connect).
+    pub fn unlink(url: &str, name: &str) -> Result<()> {
+        check_name(name)?;
+        let link = Link::new(url)?;
+        let scripts = Scripts::new();
+        let k = keys(name);
+        let removed: i64 = link.call(None, |c| {
+            scripts.unlink.key(&k[0]).key(&k[1]).key(&k[2]).invoke(c)
+        })?;
+        if removed == 0 {
+            return Err(Error::NotFound(format!(
+                "no throttle named {name:?} in Redis at {}",
+                link.shown()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.sh.closing.store(true, SeqCst);
+        if let Some(t) = self.events.take() {
+            // The event thread exists only in the process that connected.
+            if process::id() == self.sh.link.owner() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Runs script `pick` with this throttle's keys and `args`.
+    fn run(
+        &self,
+        deadline: Option<i64>,
+        pick: impl Fn(&Scripts) -> &Script,
+        args: &[i64],
+    ) -> Result<Vec<i64>> {
+        let reply: Value = self.link.call(deadline, |c: &mut Connection| {
+            let mut inv = pick(&self.scripts).prepare_invoke();
+            for k in &self.keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(*a);
+            }
+            inv.invoke(c)
+        })?;
+        Ok(ints(&reply))
+    }
+
+    /// Records the server's run_id (`INFO server`); with `before`, says
+    /// whether it changed from that.
+    fn note_server(&self, deadline: Option<i64>) -> Result<bool> {
+        let info: String = self
+            .link
+            .call(deadline, |c| redis::cmd("INFO").arg("server").query(c))?;
+        let id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let mut server = self.server.lock();
+        let changed = *server != id;
+        *server = id;
+        Ok(changed)
+    }
+
+    /// Makes the throttle unless it exists (`running`, `run`: the state to
+    /// make it in); true if made. `Mismatch` if it exists otherwise.
+    fn create(&self, running: bool, run: u32) -> Result<bool> {
+        let rate = *self.rate.lock();
+        let per_us = check_rate(rate, self.hardcap)?;
+        let reply: Value = self.link.call(None, |c| {
+            let mut inv = self.scripts.create.prepare_invoke();
+            for k in &self.keys {
+                inv.key(k);
+            }
+            inv.arg(&self.cfg)
+                .arg(self.hardcap as u32)
+                .arg(rate.max_n())
+                .arg(per_us)
+                .arg(u8::from(running))
+                .arg(run);
+            inv.invoke(c)
+        })?;
+        match reply {
+            Value::Array(items) => match items.as_slice() {
+                [Value::Int(0)] => Ok(true),
+                [Value::Int(1), Value::BulkString(theirs)] => {
+                    let theirs = String::from_utf8_lossy(theirs);
+                    if theirs == self.cfg {
+                        Ok(false)
+                    } else {
+                        Err(Error::Mismatch(format!(
+                            "throttle {:?} exists in Redis at {} as {theirs}, not as asked \
+                             ({}); connect with its configuration, or unlink it",
+                            self.name,
+                            self.link.shown(),
+                            self.cfg
+                        )))
+                    }
+                }
+                _ => Err(unexpected("create", &[])),
+            },
+            _ => Err(unexpected("create", &[])),
+        }
+    }
+
+    /// The throttle was not found: made again if the server lost it in a
+    /// restart (true: try again); else it was unlinked, and counts as
+    /// killed here (false).
+    fn gone(&self, deadline: Option<i64>) -> Result<bool> {
+        if self.note_server(deadline)? {
+            let running = self.running.load(SeqCst);
+            self.create(running, self.run_id.load(SeqCst))?;
+            return Ok(true);
+        }
+        if !self.killed.swap(true, SeqCst) {
+            self.bump();
+        }
+        Ok(false)
+    }
+
+    /// Reads the throttle's state into this process's view; wakes the
+    /// sleepers if it changed.
+    fn refresh(&self, deadline: Option<i64>) -> Result<()> {
+        let s = self.run(deadline, |s| &s.state, &[])?;
+        if s.first() == Some(&0) {
+            self.gone(deadline)?;
+            return Ok(());
+        }
+        let [
+            _,
+            run,
+            running,
+            kill,
+            n,
+            p,
+            _gen,
+            emitted,
+            runtime,
+            start,
+            now,
+            latest,
+        ] = s[..]
+        else {
+            return Err(unexpected("state", &s));
+        };
+        let rate = u64::try_from(p)
+            .ok()
+            .and_then(|p| p.checked_mul(1000))
+            .and_then(|per_ns| Rate::new(u64::try_from(n).ok()?, per_ns))
+            .ok_or_else(|| unexpected("state", &s))?;
+        *self.rate.lock() = rate;
+        self.emitted.store(emitted.max(0) as u64, SeqCst);
+        self.latest.store(latest.max(0) as u64, SeqCst);
+        self.runtime_ns
+            .store((runtime.max(0) as u64).saturating_mul(1000), SeqCst);
+        let run = run as u32;
+        // Each swapped, whether or not another changed.
+        let run_changed = self.run_id.swap(run, SeqCst) != run;
+        let running_changed = self.running.swap(running == 1, SeqCst) != (running == 1);
+        let kill_changed = self.killed.swap(kill == 1, SeqCst) != (kill == 1);
+        let changed = run_changed || running_changed || kill_changed;
+        if running == 1 {
+            // When the run started, in this process's clock.
+            let ago = now.saturating_sub(start).max(0).saturating_mul(1000);
+            *self.run_start.lock() = monotonic_ns().saturating_sub(ago);
+        }
+        if changed {
+            self.bump();
+        }
+        Ok(())
+    }
+
+    /// Updates the view from a reply's code, run and generation.
+    fn note_reply(&self, code: i64, run: i64) {
+        let mut changed = false;
+        match code {
+            2 => changed |= self.running.swap(false, SeqCst),
+            3 => changed |= !self.killed.swap(true, SeqCst),
+            _ => {}
+        }
+        if run >= 0 && self.run_id.swap(run as u32, SeqCst) != run as u32 {
+            changed = true;
+        }
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// Moves the epoch on and wakes every sleeper of this process.
+    fn bump(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+        let _g = self.sleep_lock.lock();
+        self.wake.notify_all();
+    }
+
+    /// Sends the emissions counted here; those of a run that is over are
+    /// dropped (the stop closed its count).
+    fn flush(&self) -> Result<()> {
+        let (run, count) = std::mem::take(&mut *self.pending.lock());
+        if count == 0 {
+            return Ok(());
+        }
+        let sent = self.run(None, |s| &s.emit, &[i64::from(run), count as i64]);
+        if sent.is_err() {
+            // Kept for the next try, unless a new run began meanwhile.
+            let mut p = self.pending.lock();
+            if p.0 == run || p.1 == 0 {
+                *p = (run, p.1 + count);
+            }
+        }
+        sent.map(|_| ())
+    }
+
+    /// Retries `f` with backoff while the server cannot be reached, until
+    /// `latest` on `clock` (then the last error), or until this process's
+    /// epoch moves on from `epoch` (then `None`: the caller looks again).
+    fn retrying<T>(
+        &self,
+        latest: i64,
+        clock: &dyn Clock,
+        mut f: impl FnMut(Option<i64>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let epoch = self.epoch.load(SeqCst);
+        let mut backoff = BACKOFF_MIN_NS;
+        loop {
+            let left = latest.saturating_sub(clock.now_ns());
+            let deadline = monotonic_ns().saturating_add(left.max(0));
+            match f(Some(deadline)) {
+                Err(Error::Unreachable(m)) => {
+                    let now = clock.now_ns();
+                    if now >= latest {
+                        return Err(Error::Unreachable(m));
+                    }
+                    let nap = backoff.min(latest - now);
+                    backoff = (backoff * 2).min(BACKOFF_MAX_NS);
+                    if self.sleep(epoch, monotonic_ns().saturating_add(nap)) == Wake::Changed {
+                        return Ok(None);
+                    }
+                }
+                other => return other.map(Some),
+            }
+        }
+    }
+
+    /// Sleeps until the epoch moves on from `epoch` or `deadline`
+    /// (monotonic ns).
+    fn sleep(&self, epoch: u32, deadline: i64) -> Wake {
+        let mut g = self.sleep_lock.lock();
+        self.sleepers.fetch_add(1, SeqCst);
+        let woke = loop {
+            if self.epoch.load(SeqCst) != epoch {
+                break Wake::Changed;
+            }
+            let now = monotonic_ns();
+            if now >= deadline {
+                break Wake::TimedOut;
+            }
+            let left = Duration::from_nanos((deadline - now) as u64);
+            self.wake.wait_for(&mut g, left);
+        };
+        self.sleepers.fetch_sub(1, SeqCst);
+        woke
+    }
+}
+
+/// The event thread: listens on the throttle's channel, refreshes the view
+/// and wakes the sleepers at every event; sends the emissions every
+/// [`FLUSH_NS`]; makes its subscription again after a failure, and then
+/// refreshes (events may have been missed).
+fn events(sh: &Shared) {
+    let channel = format!("{}:events", sh.keys[0]);
+    let mut backoff = BACKOFF_MIN_NS;
+    while !sh.closing.load(SeqCst) {
+        let mut conn = match sh.link.dedicated(Duration::from_nanos(FLUSH_NS)) {
+            Ok(c) => c,
+            Err(_) => {
+                std::thread::sleep(Duration::from_nanos(backoff as u64));
+                backoff = (backoff * 2).min(BACKOFF_MAX_NS);
+                let _ = sh.flush();
+                continue;
+            }
+        };
+        let mut ps = conn.as_pubsub();
+        if ps.subscribe(&channel).is_err() {
+            continue;
+        }
+        backoff = BACKOFF_MIN_NS;
+        let _ = sh.refresh(None);
+        while !sh.closing.load(SeqCst) {
+            match ps.get_message() {
+                Ok(_) => {
+                    let _ = sh.refresh(None);
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(_) => break, // subscribe again
+            }
+            let _ = sh.flush();
+        }
+    }
+    let _ = sh.flush();
+}
+
+impl Wakeable for RedisStore {
+    fn wake_sleepers(&self) {
+        self.sh.bump();
+    }
+}
+
+impl Store for RedisStore {
+    type Cursor = ();
+
+    const REMOTE: bool = true;
+
+    /// As this process last heard; a "no" is asked of the server again
+    /// (another host may have started it a moment ago).
+    fn is_running(&self) -> bool {
+        let sh = &self.sh;
+        if !sh.running.load(SeqCst) {
+            let _ = sh.refresh(None);
+        }
+        sh.running.load(SeqCst)
+    }
+
+    fn run_id(&self) -> u32 {
+        self.sh.run_id.load(SeqCst)
+    }
+
+    /// As this process last heard; a "yes" is asked of the server again
+    /// (another host may have started a new run a moment ago).
+    fn kill_flag(&self) -> bool {
+        let sh = &self.sh;
+        if sh.killed.load(SeqCst) {
+            let _ = sh.refresh(None);
+        }
+        sh.killed.load(SeqCst)
+    }
+
+    /// Sets the flag here at once, and in Redis (every host hears of it);
+    /// if Redis cannot be reached, in this process only.
+    fn kill(&self) {
+        let sh = &self.sh;
+        sh.killed.store(true, SeqCst);
+        sh.bump();
+        if let Ok(r) = sh.run(None, |s| &s.kill, &[]) {
+            if r.first() == Some(&4) {
+                let _ = sh.gone(None);
+            }
+        }
+    }
+
+    fn run_over(&self, run_id: u32) -> bool {
+        self.sh.killed.load(SeqCst) || self.sh.run_id.load(SeqCst) != run_id
+    }
+
+    fn start(&self, now: i64, _as_throttle: bool) -> Result<u32> {
+        let sh = &self.sh;
+        loop {
+            let r = sh.run(None, |s| &s.start, &[])?;
+            match r[..] {
+                [0, run] => {
+                    *sh.run_start.lock() = now;
+                    *sh.pending.lock() = (run as u32, 0);
+                    sh.run_id.store(run as u32, SeqCst);
+                    sh.killed.store(false, SeqCst);
+                    sh.running.store(true, SeqCst);
+                    sh.latest.store(0, SeqCst);
+                    sh.bump();
+                    return Ok(run as u32);
+                }
+                [1, _] => {
+                    return Err(Error::WrongState(
+                        "the throttle is running already (started by this or another host)".into(),
+                    ));
+                }
+                [4] => {
+                    if !sh.gone(None)? {
+                        return Err(Error::NotFound(format!(
+                            "throttle {:?} was unlinked from Redis",
+                            sh.name
+                        )));
+                    }
+                }
+                _ => return Err(unexpected("start", &r)),
+            }
+        }
+    }
+
+    fn stop(&self, _now: i64) -> Result<()> {
+        let sh = &self.sh;
+        let _ = sh.flush();
+        let r = sh.run(None, |s| &s.stop, &[])?;
+        match r[..] {
+            [0, runtime, emitted] => {
+                sh.runtime_ns
+                    .store((runtime.max(0) as u64).saturating_mul(1000), SeqCst);
+                sh.emitted.store(emitted.max(0) as u64, SeqCst);
+                sh.running.store(false, SeqCst);
+                sh.killed.store(true, SeqCst);
+                sh.latest.store(0, SeqCst);
+                sh.bump();
+                Ok(())
+            }
+            [1] => {
+                sh.note_reply(2, -1);
+                Err(Error::WrongState("the throttle is not running".into()))
+            }
+            [4] => {
+                sh.gone(None)?;
+                Err(Error::WrongState(
+                    "the throttle is not running (Redis lost it, and it was made again)".into(),
+                ))
+            }
+            _ => Err(unexpected("stop", &r)),
+        }
+    }
+
+    fn runtime(&self) -> (i64, i64) {
+        (
+            self.sh.runtime_ns.load(SeqCst) as i64,
+            *self.sh.run_start.lock(),
+        )
+    }
+
+    fn reserve(&self, n: u64, now: i64, latest: i64, clock: &dyn Clock) -> Result<Option<Ticket>> {
+        let sh = &self.sh;
+        let max_wait = if latest == i64::MAX {
+            -1
+        } else {
+            latest.saturating_sub(now).max(0) / 1000
+        };
+        loop {
+            let r = sh.retrying(latest, clock, |d| {
+                sh.run(d, |s| &s.reserve, &[n as i64, max_wait])
+            })?;
+            let Some(r) = r else { return Ok(None) };
+            // The reply's arrival: the wait counts from here.
+            let arrived = clock.now_ns();
+            match r[..] {
+                [0, wait, run, generation, a, b] => {
+                    sh.note_reply(0, run);
+                    let grant = arrived.saturating_add(wait.max(0).saturating_mul(1000));
+                    let slot = (u128::from(a as u64) << 64) | u128::from(b as u64);
+                    return Ok(Some(Ticket::remote(
+                        grant,
+                        n,
+                        generation as u32,
+                        run as u64,
+                        slot,
+                    )));
+                }
+                [1, _, run, _] => {
+                    sh.note_reply(1, run);
+                    return Ok(None);
+                }
+                [code @ (2 | 3), _, run, _] => {
+                    sh.note_reply(code, run);
+                    return Ok(None);
+                }
+                [4] => {
+                    if !sh.gone(None)? {
+                        return Ok(None);
+                    }
+                }
+                _ => return Err(unexpected("reserve", &r)),
+            }
+        }
+    }
+
+    fn follow(&self, ticket: &mut Ticket, _deadline: i64, _clock: &dyn Clock) -> Result<Follow> {
+        Ok(Follow::At(ticket.grant()))
+    }
+
+    fn turn_reached(&self, _ticket: &Ticket) -> bool {
+        true
+    }
+
+    /// Gives the units back if theirs is still the last reservation (else
+    /// they stay taken: [`GivenBack::Stuck`], and the waiter returns at its
+    /// deadline).
+    fn give_back(
+        &self,
+        ticket: &mut Ticket,
+        still: &dyn Fn(i64) -> bool,
+        _clock: &dyn Clock,
+    ) -> GivenBack {
+        if !still(ticket.grant()) {
+            return GivenBack::NotOurs;
+        }
+        let (generation, run, slot) = ticket.remote_parts();
+        let args = [
+            run as i64,
+            i64::from(generation),
+            ticket.units() as i64,
+            (slot >> 64) as u64 as i64,
+            slot as u64 as i64,
+        ];
+        match self.sh.run(None, |s| &s.give_back, &args) {
+            Ok(r) if r.first() == Some(&1) => {
+                self.sh.bump();
+                GivenBack::Done
+            }
+            _ => GivenBack::Stuck,
+        }
+    }
+
+    fn confirm(&self, _ticket: Ticket) {}
+
+    fn capacity(&self) -> Result<Option<u64>> {
+        let rate = *self.sh.rate.lock();
+        Ok(match self.sh.hardcap {
+            Hardcap::Limit | Hardcap::Window => Some(rate.max_n()),
+            Hardcap::One => Some(1),
+            Hardcap::None => None,
+        })
+    }
+
+    fn set_rate(&self, rate: Rate, _clock: &dyn Clock) -> Result<()> {
+        let sh = &self.sh;
+        let per_us = check_rate(rate, sh.hardcap)?;
+        let r = sh.run(None, |s| &s.set_rate, &[rate.max_n() as i64, per_us as i64])?;
+        match r.first() {
+            Some(0) => {
+                *sh.rate.lock() = rate;
+                sh.bump();
+                Ok(())
+            }
+            Some(4) => {
+                *sh.rate.lock() = rate;
+                if sh.gone(None)? {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound(format!(
+                        "throttle {:?} was unlinked from Redis",
+                        sh.name
+                    )))
+                }
+            }
+            _ => Err(unexpected("set_rate", &r)),
+        }
+    }
+
+    fn rate(&self) -> Result<Rate> {
+        self.sh.refresh(None)?;
+        Ok(*self.sh.rate.lock())
+    }
+
+    fn peek(&self, n: u64, _clock: &dyn Clock) -> Result<(u64, i64)> {
+        let sh = &self.sh;
+        let r = sh.run(None, |s| &s.peek, &[n as i64])?;
+        match r[..] {
+            [0, level, wait] => Ok((level.max(0) as u64, wait.max(0).saturating_mul(1000))),
+            [2] => {
+                sh.note_reply(2, -1);
+                Err(Error::NotRunning)
+            }
+            [3] => {
+                sh.note_reply(3, -1);
+                Err(Error::Killed)
+            }
+            [4] => {
+                sh.gone(None)?;
+                Err(Error::NotRunning)
+            }
+            _ => Err(unexpected("peek", &r)),
+        }
+    }
+
+    fn epoch(&self) -> u32 {
+        self.sh.epoch.load(SeqCst)
+    }
+
+    fn sleep(&self, epoch: u32, deadline: Option<i64>) -> Wake {
+        self.sh.sleep(epoch, deadline.unwrap_or(i64::MAX))
+    }
+
+    fn sleepers(&self) -> u32 {
+        self.sh.sleepers.load(SeqCst)
+    }
+
+    fn emit(&self, at: i64) -> bool {
+        let sh = &self.sh;
+        if !sh.running.load(SeqCst) || sh.killed.load(SeqCst) {
+            return false;
+        }
+        {
+            let run = sh.run_id.load(SeqCst);
+            let mut p = sh.pending.lock();
+            if p.0 != run {
+                *p = (run, 0);
+            }
+            p.1 += 1;
+        }
+        let mut t = sh.times.lock();
+        if t.0.len() < TIMES_KEPT {
+            t.0.push(at);
+        } else {
+            t.1 += 1;
+        }
+        true
+    }
+
+    fn total_emissions(&self) -> u64 {
+        let sh = &self.sh;
+        let _ = sh.flush().and_then(|()| sh.refresh(None));
+        sh.emitted.load(SeqCst) + sh.pending.lock().1
+    }
+
+    fn figures(&self) -> Figures {
+        let sh = &self.sh;
+        let fresh = sh.refresh(None).is_ok();
+        let l = *sh.local.lock();
+        Figures {
+            latest: sh.latest.load(SeqCst),
+            lo_ns: l.lo_ns,
+            hi_ns: l.hi_ns,
+            // Redis answered: its figures are as fresh as can be.
+            heartbeat_ns: if fresh {
+                monotonic_ns()
+            } else {
+                l.heartbeat_ns
+            },
+            status: l.status,
+            monitor_pid: l.pid,
+        }
+    }
+
+    fn drain(&self, _cursor: &mut (), add: &mut dyn FnMut(i64)) -> u64 {
+        let (times, lost) = std::mem::take(&mut *self.sh.times.lock());
+        for t in times {
+            add(t);
+        }
+        lost
+    }
+
+    fn publish(
+        &self,
+        _latest: u64,
+        lo_ns: Option<i64>,
+        hi_ns: Option<i64>,
+        heartbeat_ns: Option<i64>,
+    ) {
+        let mut l = self.sh.local.lock();
+        l.lo_ns = lo_ns;
+        l.hi_ns = hi_ns;
+        if let Some(h) = heartbeat_ns {
+            l.heartbeat_ns = h;
+        }
+    }
+
+    fn note_lost(&self, _lost: u64) {}
+
+    fn set_monitor(&self, status: MonitorStatus) {
+        let mut l = self.sh.local.lock();
+        let me = process::id();
+        match status {
+            MonitorStatus::Running => {
+                l.status = status;
+                l.pid = me;
+            }
+            _ if l.pid == me => l.status = status,
+            _ => {}
+        }
+    }
+}

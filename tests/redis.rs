@@ -1,0 +1,545 @@
+//! The Redis store against a real `redis-server` (started by each test on
+//! a free loopback port, and stopped after it): processes forked from this
+//! one stand in for hosts, each with a connection of its own. Timing
+//! bounds are generous (these machines are noisy); the figures are in
+//! BENCHMARKS.md.
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use common::{
+    Kids, MS, Overrun, SEC, Shm, Test, TestResult, check, max_in_window, note, now, run, sleep_ms,
+    wait_for,
+};
+use mp_throttle::{Error, Hardcap, Options, Throttle};
+use redis_server::RedisServer;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+fn opts(hardcap: Hardcap) -> Options {
+    Options::new().hardcap(hardcap).monitor(false)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn grant_ns(r: Result<mp_throttle::Grant, Error>) -> Result<i64, String> {
+    r.map(|g| g.monotonic_ns()).map_err(|e| format!("{e:?}"))
+}
+
+/// A throttle in Redis, taken and refused as in shared memory.
+fn grants_and_refusals() -> TestResult {
+    let server = RedisServer::start();
+    let t = Throttle::connect(&server.url(), "basic", 3, ms(300), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    check!(t.created(), "the first connect creates");
+    check!(t.has_fuel() == Err(Error::NoFuel), "before start: no fuel");
+    t.start().map_err(|e| e.to_string())?;
+    check!(t.is_running(), "running after start");
+    for i in 0..3 {
+        check!(t.has_fuel().is_ok(), "unit {i} of a full tank of 3");
+    }
+    check!(t.has_fuel() == Err(Error::NoFuel), "a 4th at once: none");
+    // The next unit is due 100 ms after the start.
+    let t0 = now();
+    let g = grant_ns(t.await_fuel(Some(ms(1000))))?;
+    let waited = g - t0;
+    check!(
+        (50 * MS..400 * MS).contains(&waited),
+        "the 4th came {} ms after the 3rd (due about 100 ms)",
+        waited / MS
+    );
+    check!(
+        t.await_fuel(Some(ms(20))) == Err(Error::Timeout),
+        "a 20 ms wait for a unit due in 100 ms times out"
+    );
+    let peek = t.peek(1).map_err(|e| e.to_string())?;
+    check!(peek.available == 0, "peek: nothing in the tank ({peek:?})");
+    let summary = t.stop().map_err(|e| e.to_string())?;
+    check!(
+        summary.total == 4,
+        "4 grants counted, not {}",
+        summary.total
+    );
+    check!(t.has_fuel() == Err(Error::Killed), "after stop: killed");
+    Ok(())
+}
+
+const KIDS: usize = 4;
+
+/// Children (stand-ins for hosts) that each connect to `name` and take
+/// fuel with `take` until `until` (monotonic ns), writing their grant
+/// times into `shm` (slots `k * per_kid + 1 ..`, the count at `k * per_kid`).
+#[allow(clippy::too_many_arguments)] // each says what the hosts do
+fn hosts_take(
+    server: &RedisServer,
+    name: &str,
+    max_n: u64,
+    per: Duration,
+    hardcap: Hardcap,
+    until: i64,
+    shm: &Shm,
+    per_kid: usize,
+) -> Kids {
+    let mut kids = Kids::new();
+    for k in 0..KIDS {
+        let url = server.url();
+        let name = name.to_owned();
+        kids.spawn(move || {
+            let Ok(t) = Throttle::connect(&url, &name, max_n, per, &opts(hardcap)) else {
+                return 2;
+            };
+            let mut n = 0;
+            while now() < until && n + 1 < per_kid {
+                match t.await_fuel(Some(ms(200))) {
+                    Ok(g) => {
+                        shm.set(k * per_kid + 1 + n, g.monotonic_ns());
+                        n += 1;
+                        shm.set(k * per_kid, n as i64);
+                    }
+                    Err(Error::Timeout) => {}
+                    Err(Error::Killed) => break,
+                    Err(_) => return 3,
+                }
+            }
+            drop(t); // sends its emissions
+            0
+        });
+    }
+    kids
+}
+
+/// Every child's grant times, sorted.
+fn all_grants(shm: &Shm, per_kid: usize) -> Vec<i64> {
+    let mut g = Vec::new();
+    for k in 0..KIDS {
+        let n = shm.get(k * per_kid) as usize;
+        g.extend(shm.words(k * per_kid + 1, n));
+    }
+    g.sort_unstable();
+    g
+}
+
+/// Four processes, each with its own connection, share one ONE throttle of
+/// 50 per second: together they get the exact schedule (1 + 50 per second
+/// of running), at least 20 ms apart (less the spread of the replies'
+/// delays, a few ms at most here).
+fn hosts_share_one_schedule() -> TestResult {
+    let server = RedisServer::start();
+    let per_kid = 200;
+    let shm = Shm::new(KIDS * per_kid);
+    let t = Throttle::connect(&server.url(), "one", 50, ms(1000), &opts(Hardcap::One))
+        .map_err(|e| e.to_string())?;
+    let until = now() + 1500 * MS;
+    let mut kids = hosts_take(
+        &server,
+        "one",
+        50,
+        ms(1000),
+        Hardcap::One,
+        until,
+        &shm,
+        per_kid,
+    );
+    sleep_ms(200); // every child connected and waiting
+    t.start().map_err(|e| e.to_string())?;
+    let t0 = now();
+    kids.wait_all_ok(10 * SEC)?;
+    let g = all_grants(&shm, per_kid);
+    let in_1s = g.iter().filter(|&&x| x < t0 + SEC).count();
+    check!(
+        (50..=52).contains(&in_1s),
+        "{in_1s} grants in the first second (the schedule: 50)"
+    );
+    let min_gap = g.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(i64::MAX);
+    check!(
+        min_gap >= 15 * MS,
+        "two grants {} us apart (ONE at 50/s: 20 ms)",
+        min_gap / 1000
+    );
+    let per_host: Vec<i64> = (0..KIDS).map(|k| shm.get(k * per_kid)).collect();
+    check!(
+        per_host.iter().filter(|&&n| n > 0).count() == KIDS,
+        "every host got grants: {per_host:?}"
+    );
+    let summary = t.stop().map_err(|e| e.to_string())?;
+    check!(
+        summary.total == g.len() as u64,
+        "stop counts every host's grants: {} of {}",
+        summary.total,
+        g.len()
+    );
+    note!(
+        "{} grants by {KIDS} hosts, {in_1s} in the first second, closest {} ms apart",
+        g.len(),
+        min_gap as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// WINDOW across processes: never more than max_n grants in any window of
+/// `per` (measured over all grants, less 3 ms for the replies' delays).
+fn window_across_hosts() -> TestResult {
+    let server = RedisServer::start();
+    let per_kid = 200;
+    let shm = Shm::new(KIDS * per_kid);
+    let t = Throttle::connect(&server.url(), "w", 5, ms(100), &opts(Hardcap::Window))
+        .map_err(|e| e.to_string())?;
+    let until = now() + 1200 * MS;
+    let mut kids = hosts_take(
+        &server,
+        "w",
+        5,
+        ms(100),
+        Hardcap::Window,
+        until,
+        &shm,
+        per_kid,
+    );
+    sleep_ms(200);
+    t.start().map_err(|e| e.to_string())?;
+    let t0 = now();
+    kids.wait_all_ok(10 * SEC)?;
+    let g = all_grants(&shm, per_kid);
+    let most = max_in_window(&g, 97 * MS);
+    check!(
+        most <= 5,
+        "{most} grants in a 97 ms window (WINDOW 5 per 100 ms)"
+    );
+    let in_1s = g.iter().filter(|&&x| x < t0 + SEC).count();
+    check!(
+        (45..=50).contains(&in_1s),
+        "{in_1s} grants in the first second (5 per 100 ms: 50)"
+    );
+    t.stop().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A kill from one host ends the waits of every other host at once, and
+/// a start lets them in again.
+fn kill_reaches_every_host() -> TestResult {
+    let server = RedisServer::start();
+    let shm = Shm::new(KIDS + 1);
+    let t = Throttle::connect(
+        &server.url(),
+        "k",
+        1,
+        Duration::from_secs(1000),
+        &opts(Hardcap::Limit),
+    )
+    .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    t.has_fuel().map_err(|e| e.to_string())?; // the one unit: the rest wait
+    let mut kids = Kids::new();
+    for k in 0..KIDS {
+        let url = server.url();
+        let shm = &shm;
+        kids.spawn(move || {
+            let Ok(t) = Throttle::connect(
+                &url,
+                "k",
+                1,
+                Duration::from_secs(1000),
+                &opts(Hardcap::Limit),
+            ) else {
+                return 2;
+            };
+            shm.at(KIDS).fetch_add(1, SeqCst);
+            match t.await_fuel(None) {
+                Err(Error::Killed) => {
+                    shm.set(k, now());
+                    0
+                }
+                _ => 3,
+            }
+        });
+    }
+    check!(
+        wait_for(5 * SEC, || shm.get(KIDS) == KIDS as i64),
+        "the children connected"
+    );
+    sleep_ms(200); // and sleep in their waits
+    let killed_at = now();
+    t.kill();
+    kids.wait_all_ok(5 * SEC)?;
+    let slowest = (0..KIDS).map(|k| shm.get(k) - killed_at).max().unwrap_or(0);
+    check!(
+        slowest < 500 * MS,
+        "the last waiter heard of the kill {} ms after it",
+        slowest / MS
+    );
+    note!(
+        "kill reached {KIDS} waiters in other processes within {:.2} ms",
+        slowest as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// A second connect with another configuration is refused; unlink removes
+/// the throttle, and its users find it killed.
+fn mismatch_and_unlink() -> TestResult {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = Throttle::connect(&url, "m", 5, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    let b = Throttle::connect(&url, "m", 5, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    check!(a.created() && !b.created(), "one creates, the other joins");
+    match Throttle::connect(&url, "m", 6, ms(1000), &opts(Hardcap::Limit)) {
+        Err(Error::Mismatch(m)) => {
+            check!(m.contains("max_n=5"), "the message says what it is: {m}");
+        }
+        other => return Err(format!("another max_n: {:?}", other.map(|_| ()))),
+    }
+    match Throttle::connect(&url, "m", 5, ms(1000), &opts(Hardcap::Window)) {
+        Err(Error::Mismatch(_)) => {}
+        other => return Err(format!("another hardcap: {:?}", other.map(|_| ()))),
+    }
+    a.start().map_err(|e| e.to_string())?;
+    let took = b.has_fuel();
+    check!(took.is_ok(), "b takes from a's run: {took:?}");
+    Throttle::unlink_url(&url, "m").map_err(|e| e.to_string())?;
+    check!(
+        wait_for(2 * SEC, || b.has_fuel() == Err(Error::Killed)),
+        "after unlink, its users find it killed"
+    );
+    check!(
+        matches!(Throttle::unlink_url(&url, "m"), Err(Error::NotFound(_))),
+        "a second unlink: not found"
+    );
+    check!(
+        server.cli(&["EXISTS", "mpt:{m}"]).trim() == "0",
+        "no process made it again"
+    );
+    match Throttle::connect(&url, "{bad}", 5, ms(1000), &opts(Hardcap::Limit)) {
+        Err(Error::InvalidArgument(_)) => {}
+        other => return Err(format!("a name with braces: {:?}", other.map(|_| ()))),
+    }
+    match Throttle::connect(
+        &url,
+        "us",
+        5,
+        Duration::from_nanos(1500),
+        &opts(Hardcap::Limit),
+    ) {
+        Err(Error::InvalidArgument(m)) => {
+            check!(m.contains("microseconds"), "{m}");
+        }
+        other => return Err(format!("a period of 1.5 us: {:?}", other.map(|_| ()))),
+    }
+    Ok(())
+}
+
+/// Nothing on the port, a bad password, something that is not Redis: each
+/// its status, at once, and no password in any message.
+fn connect_failures() -> TestResult {
+    let port = redis_server::free_port();
+    let t0 = now();
+    match Throttle::connect(
+        &format!("redis://127.0.0.1:{port}/0"),
+        "x",
+        1,
+        ms(1000),
+        &opts(Hardcap::Limit),
+    ) {
+        Err(Error::Unreachable(m)) => {
+            check!(m.contains(&port.to_string()), "{m}");
+        }
+        other => return Err(format!("nothing on the port: {:?}", other.map(|_| ()))),
+    }
+    check!(
+        now() - t0 < SEC,
+        "refused at once ({} ms)",
+        (now() - t0) / MS
+    );
+
+    let server = RedisServer::with_password(Some("right-pass"));
+    let bad = format!("redis://:wrong-pass@127.0.0.1:{}/0", server.port);
+    match Throttle::connect(&bad, "x", 1, ms(1000), &opts(Hardcap::Limit)) {
+        Err(Error::PermissionDenied(m)) => {
+            check!(!m.contains("wrong-pass"), "the password shows: {m}");
+        }
+        other => return Err(format!("a bad password: {:?}", other.map(|_| ()))),
+    }
+    let none = format!("redis://127.0.0.1:{}/0", server.port);
+    match Throttle::connect(&none, "x", 1, ms(1000), &opts(Hardcap::Limit)) {
+        Err(Error::PermissionDenied(_)) => {}
+        other => return Err(format!("no password: {:?}", other.map(|_| ()))),
+    }
+    let t = Throttle::connect(&server.url(), "x", 1, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    check!(t.has_fuel().is_ok(), "the right password works");
+
+    // An HTTP-ish server: answers every request with text that is not RESP.
+    let http = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let http_port = http.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in http.incoming().flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let t0 = now();
+    match Throttle::connect(
+        &format!("redis://127.0.0.1:{http_port}/0"),
+        "x",
+        1,
+        ms(1000),
+        &opts(Hardcap::Limit),
+    ) {
+        Err(Error::Unreachable(m)) => {
+            check!(m.contains("not as a Redis server"), "{m}");
+        }
+        other => return Err(format!("not Redis: {:?}", other.map(|_| ()))),
+    }
+    check!(
+        now() - t0 < 3 * SEC,
+        "not Redis: said in {} ms",
+        (now() - t0) / MS
+    );
+    Ok(())
+}
+
+/// The server killed mid-run: waits end at their timeout with UNREACHABLE;
+/// restarted empty, the throttle is made again and grants resume, with no
+/// more than a full tank at once.
+fn server_killed_and_restarted() -> TestResult {
+    let mut server = RedisServer::start();
+    let t = Throttle::connect(&server.url(), "r", 4, ms(400), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    for _ in 0..4 {
+        t.has_fuel().map_err(|e| e.to_string())?;
+    }
+    server.kill();
+    let t0 = now();
+    let r = t.await_fuel(Some(ms(500)));
+    let took = now() - t0;
+    check!(
+        matches!(r, Err(Error::Unreachable(_))),
+        "server gone: {r:?}"
+    );
+    check!(
+        (450 * MS..900 * MS).contains(&took),
+        "a 500 ms wait returned after {} ms",
+        took / MS
+    );
+    check!(
+        matches!(t.has_fuel(), Err(Error::Unreachable(_))),
+        "has_fuel: unreachable at once"
+    );
+    server.restart();
+    // Made again, running: a full tank of 4, then 10 per second.
+    let mut got = 0;
+    let t1 = now();
+    while now() - t1 < 2 * SEC {
+        match t.has_fuel() {
+            Ok(_) => got += 1,
+            Err(Error::NoFuel) if got > 0 => break,
+            Err(_) => sleep_ms(10),
+        }
+    }
+    check!(
+        got == 4,
+        "after the restart: {got} units at once (a full tank: 4)"
+    );
+    check!(t.is_running(), "still running");
+    check!(
+        grant_ns(t.await_fuel(Some(ms(1000)))).is_ok(),
+        "and the next unit comes"
+    );
+    Ok(())
+}
+
+/// A server stopped (SIGSTOP) for 2 s: waits with 500 ms timeouts return
+/// within their timeout (plus 200 ms here, for a noisy machine); after
+/// SIGCONT everything works again.
+fn frozen_server() -> TestResult {
+    let server = RedisServer::start();
+    let t = Throttle::connect(&server.url(), "f", 1, ms(300), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    t.has_fuel().map_err(|e| e.to_string())?;
+    server.freeze();
+    let mut worst = 0;
+    for _ in 0..3 {
+        let t0 = now();
+        let r = t.await_fuel(Some(ms(500)));
+        let took = now() - t0;
+        worst = worst.max(took);
+        check!(
+            matches!(r, Err(Error::Unreachable(_)) | Err(Error::Timeout)),
+            "frozen server: {r:?}"
+        );
+        check!(took < 700 * MS, "a 500 ms wait took {} ms", took / MS);
+    }
+    server.thaw();
+    check!(
+        grant_ns(t.await_fuel(Some(ms(2000)))).is_ok(),
+        "after SIGCONT a grant comes"
+    );
+    note!(
+        "frozen server: the slowest 500 ms wait returned after {:.1} ms",
+        worst as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// A change of rate made by one host holds for the others.
+fn rate_change_reaches_other_hosts() -> TestResult {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = Throttle::connect(&url, "rate", 10, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    let b = Throttle::connect(&url, "rate", 10, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    a.start().map_err(|e| e.to_string())?;
+    a.set_rate(2, ms(1000)).map_err(|e| e.to_string())?;
+    check!(
+        b.rate().map_err(|e| e.to_string())? == (2, ms(1000)),
+        "b sees the new rate"
+    );
+    let mut got = 0;
+    while b.has_fuel().is_ok() {
+        got += 1;
+    }
+    check!(got == 2, "the tank holds the new max_n: {got}");
+    Ok(())
+}
+
+fn main() {
+    let tests: &[Test] = &[
+        ("grants_and_refusals", grants_and_refusals, 30),
+        ("hosts_share_one_schedule", hosts_share_one_schedule, 60),
+        ("window_across_hosts", window_across_hosts, 60),
+        ("kill_reaches_every_host", kill_reaches_every_host, 60),
+        ("mismatch_and_unlink", mismatch_and_unlink, 30),
+        ("connect_failures", connect_failures, 60),
+        (
+            "server_killed_and_restarted",
+            server_killed_and_restarted,
+            60,
+        ),
+        ("frozen_server", frozen_server, 60),
+        (
+            "rate_change_reaches_other_hosts",
+            rate_change_reaches_other_hosts,
+            30,
+        ),
+    ];
+    run(
+        tests,
+        Overrun {
+            cleanup: redis_server::kill_server,
+            done: " (its redis-server was killed)",
+        },
+        || {},
+    );
+}
