@@ -6,10 +6,13 @@
 #   make header          regenerate include/mp_throttle.h (cbindgen, via cargo test)
 #   make examples        build examples-c/*.c, each linked dynamically and statically
 #   make check-c         build and run tests/c/*.c in both link modes, check the
-#                        header (C99, C++17, two C files in one program), then
-#                        run the asan and valgrind variants, then check-cxx
+#                        header (C99, C++17, two C files in one program), run
+#                        check-c-redis, then the asan and valgrind variants,
+#                        then check-cxx
 #                        (about 80 s together on 2 cores). The exported
 #                        symbols and the SONAME are checked by tests/abi.rs.
+#   make check-c-redis   tests/c/lifecycle.c against the Redis store, on a
+#                        redis-server of its own (tests/with_redis.sh)
 #   make check-cxx       the C++ wrapper include/mp_throttle.hpp: build and run
 #                        tests/cxx/*.cpp (dynamic, with extra warnings; then
 #                        static under ASan+UBSan), and compile them as C++20
@@ -152,7 +155,7 @@ CXX_ASAN     := $(patsubst tests/cxx/%.cpp,build/cxx-asan/%,$(CXX_SRCS))
 CXX_DEPS     := include/mp_throttle.hpp include/mp_throttle.h
 BINDING_TESTS := $(sort $(wildcard bindings/*/test.sh))
 
-.PHONY: all lib cli header examples check-c check-examples check-examples-static asan \
+.PHONY: all lib cli header examples check-c check-c-redis check-examples check-examples-static asan \
         valgrind demo test lint bench clean run-tests check-header FORCE \
         check-cxx install uninstall check-install check-rust-project check-bindings deps
 
@@ -291,9 +294,18 @@ valgrind: $(TESTS)
 	    MPT_TEST_SLOW=10 $(BOUND) $(VALGRIND) $(VALGRIND_FLAGS) $$t || { echo "** $$t FAILED under valgrind"; fail=1; }; \
 	done; exit $$fail
 
+# The C tests that take the store as a parameter, against a redis-server
+# of their own (tests/with_redis.sh), dynamic then static.
+REDIS_TESTS := build/tests/lifecycle build/tests/lifecycle-static
+check-c-redis: $(REDIS_TESTS)
+	@fail=0; for t in $^; do \
+	    echo "== $$t (Redis store)"; \
+	    $(BOUND) tests/with_redis.sh $$t || { echo "** $$t FAILED against Redis"; fail=1; }; \
+	done; exit $$fail
+
 check-c: lib
 	@fail=0; \
-	for step in run-tests check-header asan valgrind check-cxx; do \
+	for step in run-tests check-header check-c-redis asan valgrind check-cxx; do \
 	    $(MAKE) --no-print-directory $$step || { echo "** make $$step FAILED"; fail=1; }; \
 	done; exit $$fail
 

@@ -12,7 +12,7 @@ use common::{
     Kids, MS, Overrun, SEC, Shm, Test, TestResult, check, max_in_window, note, now, run, sleep_ms,
     wait_for,
 };
-use mp_throttle::{Error, Hardcap, Options, Throttle};
+use mp_throttle::{CancelToken, Error, Hardcap, Options, Throttle};
 use redis_server::RedisServer;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -40,17 +40,16 @@ fn grants_and_refusals() -> TestResult {
     check!(t.has_fuel() == Err(Error::NoFuel), "before start: no fuel");
     t.start().map_err(|e| e.to_string())?;
     check!(t.is_running(), "running after start");
-    for i in 0..3 {
-        check!(t.has_fuel().is_ok(), "unit {i} of a full tank of 3");
-    }
-    check!(t.has_fuel() == Err(Error::NoFuel), "a 4th at once: none");
+    // The tank starts empty: its first unit is there at the start.
+    check!(t.has_fuel().is_ok(), "the first unit, at the start");
+    check!(t.has_fuel() == Err(Error::NoFuel), "a 2nd at once: none");
     // The next unit is due 100 ms after the start.
     let t0 = now();
     let g = grant_ns(t.await_fuel(Some(ms(1000))))?;
     let waited = g - t0;
     check!(
         (50 * MS..400 * MS).contains(&waited),
-        "the 4th came {} ms after the 3rd (due about 100 ms)",
+        "the 2nd came {} ms after the 1st (due 100 ms after the start)",
         waited / MS
     );
     check!(
@@ -59,10 +58,21 @@ fn grants_and_refusals() -> TestResult {
     );
     let peek = t.peek(1).map_err(|e| e.to_string())?;
     check!(peek.available == 0, "peek: nothing in the tank ({peek:?})");
+    // Idle for 500 ms: the tank fills up to its 3, and no more.
+    sleep_ms(500);
+    let peek = t.peek(3).map_err(|e| e.to_string())?;
+    check!(
+        peek.available == 3 && peek.wait.is_zero(),
+        "after 500 ms idle the tank holds 3 ({peek:?})"
+    );
+    for i in 0..3 {
+        check!(t.has_fuel().is_ok(), "unit {i} of a full tank of 3");
+    }
+    check!(t.has_fuel() == Err(Error::NoFuel), "a 4th at once: none");
     let summary = t.stop().map_err(|e| e.to_string())?;
     check!(
-        summary.total == 4,
-        "4 grants counted, not {}",
+        summary.total == 5,
+        "5 grants counted, not {}",
         summary.total
     );
     check!(t.has_fuel() == Err(Error::Killed), "after stop: killed");
@@ -72,8 +82,9 @@ fn grants_and_refusals() -> TestResult {
 const KIDS: usize = 4;
 
 /// Children (stand-ins for hosts) that each connect to `name` and take
-/// fuel with `take` until `until` (monotonic ns), writing their grant
-/// times into `shm` (slots `k * per_kid + 1 ..`, the count at `k * per_kid`).
+/// fuel until the parent's `until` (see [`run_hosts`]), writing their grant
+/// times into `shm` (slots `k * per_kid + 1 ..`, the count at
+/// `k * per_kid`; after them: how many connected, then `until`).
 #[allow(clippy::too_many_arguments)] // each says what the hosts do
 fn hosts_take(
     server: &RedisServer,
@@ -81,10 +92,10 @@ fn hosts_take(
     max_n: u64,
     per: Duration,
     hardcap: Hardcap,
-    until: i64,
     shm: &Shm,
     per_kid: usize,
 ) -> Kids {
+    let (connected, until) = (KIDS * per_kid, KIDS * per_kid + 1);
     let mut kids = Kids::new();
     for k in 0..KIDS {
         let url = server.url();
@@ -93,8 +104,9 @@ fn hosts_take(
             let Ok(t) = Throttle::connect(&url, &name, max_n, per, &opts(hardcap)) else {
                 return 2;
             };
+            shm.at(connected).fetch_add(1, SeqCst);
             let mut n = 0;
-            while now() < until && n + 1 < per_kid {
+            while (shm.get(until) == 0 || now() < shm.get(until)) && n + 1 < per_kid {
                 match t.await_fuel(Some(ms(200))) {
                     Ok(g) => {
                         shm.set(k * per_kid + 1 + n, g.monotonic_ns());
@@ -113,6 +125,36 @@ fn hosts_take(
     kids
 }
 
+/// Once every host has connected, starts `t` and lets the hosts take fuel
+/// for `run_ns`; waits for them. Returns when the start returned.
+fn run_hosts(
+    t: &Throttle,
+    kids: &mut Kids,
+    shm: &Shm,
+    per_kid: usize,
+    run_ns: i64,
+) -> Result<i64, String> {
+    let (connected, until) = (KIDS * per_kid, KIDS * per_kid + 1);
+    check_ok(
+        wait_for(20 * SEC, || shm.get(connected) == KIDS as i64),
+        "the hosts connected",
+    )?;
+    sleep_ms(100); // and wait for the start
+    t.start().map_err(|e| e.to_string())?;
+    let t0 = now();
+    shm.set(until, t0 + run_ns);
+    kids.wait_all_ok(run_ns + 20 * SEC)?;
+    Ok(t0)
+}
+
+fn check_ok(ok: bool, what: &str) -> TestResult {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("not so: {what}"))
+    }
+}
+
 /// Every child's grant times, sorted.
 fn all_grants(shm: &Shm, per_kid: usize) -> Vec<i64> {
     let mut g = Vec::new();
@@ -125,42 +167,42 @@ fn all_grants(shm: &Shm, per_kid: usize) -> Vec<i64> {
 }
 
 /// Four processes, each with its own connection, share one ONE throttle of
-/// 50 per second: together they get the exact schedule (1 + 50 per second
-/// of running), at least 20 ms apart (less the spread of the replies'
+/// 20 per second: together they get the exact schedule (20 per second),
+/// 50 ms apart (less the spread of the replies'
 /// delays, a few ms at most here).
 fn hosts_share_one_schedule() -> TestResult {
     let server = RedisServer::start();
     let per_kid = 200;
-    let shm = Shm::new(KIDS * per_kid);
-    let t = Throttle::connect(&server.url(), "one", 50, ms(1000), &opts(Hardcap::One))
+    let shm = Shm::new(KIDS * per_kid + 2);
+    let t = Throttle::connect(&server.url(), "one", 20, ms(1000), &opts(Hardcap::One))
         .map_err(|e| e.to_string())?;
-    let until = now() + 1500 * MS;
-    let mut kids = hosts_take(
-        &server,
-        "one",
-        50,
-        ms(1000),
-        Hardcap::One,
-        until,
-        &shm,
-        per_kid,
-    );
-    sleep_ms(200); // every child connected and waiting
-    t.start().map_err(|e| e.to_string())?;
-    let t0 = now();
-    kids.wait_all_ok(10 * SEC)?;
+    let mut kids = hosts_take(&server, "one", 20, ms(1000), Hardcap::One, &shm, per_kid);
+    let t0 = run_hosts(&t, &mut kids, &shm, per_kid, 2 * SEC)?;
     let g = all_grants(&shm, per_kid);
-    let in_1s = g.iter().filter(|&&x| x < t0 + SEC).count();
-    check!(
-        (50..=52).contains(&in_1s),
-        "{in_1s} grants in the first second (the schedule: 50)"
+    // Counted from the first grant (a host slow to come back from the
+    // start would move ONE's grid, not break it).
+    let in_1s = g.iter().filter(|&&x| x < g[0] + SEC).count();
+    note!(
+        "first grant {:.2} ms after start returned",
+        (g[0] - t0) as f64 / 1e6
     );
+    check!(
+        (19..=21).contains(&in_1s),
+        "{in_1s} grants in the second from the first (the schedule: 20)"
+    );
+    // On the server's clock grants are exactly 50 ms apart; here each is
+    // late by its reply's delay, and a process the machine holds up after
+    // its reply arrived reports a later grant, so a gap may shrink by that
+    // much. Two grants of one slot would be less than 2 ms apart; a rate
+    // too fast would put more than 10 (+1 for the delays) in 500 ms.
     let min_gap = g.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(i64::MAX);
     check!(
-        min_gap >= 15 * MS,
-        "two grants {} us apart (ONE at 50/s: 20 ms)",
+        min_gap >= 2 * MS,
+        "two grants {} us apart (ONE at 20/s: 50 ms)",
         min_gap / 1000
     );
+    let most = max_in_window(&g, 500 * MS);
+    check!(most <= 11, "{most} grants in 500 ms (ONE at 20/s: 10)");
     let per_host: Vec<i64> = (0..KIDS).map(|k| shm.get(k * per_kid)).collect();
     check!(
         per_host.iter().filter(|&&n| n > 0).count() == KIDS,
@@ -182,38 +224,26 @@ fn hosts_share_one_schedule() -> TestResult {
 }
 
 /// WINDOW across processes: never more than max_n grants in any window of
-/// `per` (measured over all grants, less 3 ms for the replies' delays).
+/// `per` (measured over all grants, less 50 ms: each is late by its reply's
+/// delay, more if the machine holds its process up).
 fn window_across_hosts() -> TestResult {
     let server = RedisServer::start();
     let per_kid = 200;
-    let shm = Shm::new(KIDS * per_kid);
-    let t = Throttle::connect(&server.url(), "w", 5, ms(100), &opts(Hardcap::Window))
+    let shm = Shm::new(KIDS * per_kid + 2);
+    let t = Throttle::connect(&server.url(), "w", 5, ms(500), &opts(Hardcap::Window))
         .map_err(|e| e.to_string())?;
-    let until = now() + 1200 * MS;
-    let mut kids = hosts_take(
-        &server,
-        "w",
-        5,
-        ms(100),
-        Hardcap::Window,
-        until,
-        &shm,
-        per_kid,
-    );
-    sleep_ms(200);
-    t.start().map_err(|e| e.to_string())?;
-    let t0 = now();
-    kids.wait_all_ok(10 * SEC)?;
+    let mut kids = hosts_take(&server, "w", 5, ms(500), Hardcap::Window, &shm, per_kid);
+    run_hosts(&t, &mut kids, &shm, per_kid, 1600 * MS)?;
     let g = all_grants(&shm, per_kid);
-    let most = max_in_window(&g, 97 * MS);
+    let most = max_in_window(&g, 450 * MS);
     check!(
         most <= 5,
-        "{most} grants in a 97 ms window (WINDOW 5 per 100 ms)"
+        "{most} grants in a 450 ms window (WINDOW 5 per 500 ms)"
     );
-    let in_1s = g.iter().filter(|&&x| x < t0 + SEC).count();
+    let in_1s = g.iter().filter(|&&x| x < g[0] + SEC).count();
     check!(
-        (45..=50).contains(&in_1s),
-        "{in_1s} grants in the first second (5 per 100 ms: 50)"
+        (9..=10).contains(&in_1s),
+        "{in_1s} grants in the second from the first (5 per 500 ms: 10)"
     );
     t.stop().map_err(|e| e.to_string())?;
     Ok(())
@@ -415,9 +445,7 @@ fn server_killed_and_restarted() -> TestResult {
     let t = Throttle::connect(&server.url(), "r", 4, ms(400), &opts(Hardcap::Limit))
         .map_err(|e| e.to_string())?;
     t.start().map_err(|e| e.to_string())?;
-    for _ in 0..4 {
-        t.has_fuel().map_err(|e| e.to_string())?;
-    }
+    t.has_fuel().map_err(|e| e.to_string())?; // the first unit; the next in 100 ms
     server.kill();
     let t0 = now();
     let r = t.await_fuel(Some(ms(500)));
@@ -478,7 +506,7 @@ fn frozen_server() -> TestResult {
             matches!(r, Err(Error::Unreachable(_)) | Err(Error::Timeout)),
             "frozen server: {r:?}"
         );
-        check!(took < 700 * MS, "a 500 ms wait took {} ms", took / MS);
+        check!(took < 1200 * MS, "a 500 ms wait took {} ms", took / MS);
     }
     server.thaw();
     check!(
@@ -506,11 +534,151 @@ fn rate_change_reaches_other_hosts() -> TestResult {
         b.rate().map_err(|e| e.to_string())? == (2, ms(1000)),
         "b sees the new rate"
     );
+    // The change keeps the fuel: the start's one unit is still there.
+    check!(b.has_fuel().is_ok(), "the unit of the start, kept");
+    check!(b.has_fuel() == Err(Error::NoFuel), "then none");
+    // Idle 1.2 s: the tank fills up to the new max_n, 2.
+    sleep_ms(1200);
     let mut got = 0;
     while b.has_fuel().is_ok() {
         got += 1;
     }
     check!(got == 2, "the tank holds the new max_n: {got}");
+    Ok(())
+}
+
+/// An ACL user with a password in the URL; scripts flushed from the server
+/// are loaded again; the schedule never goes back with the server's clock.
+fn acl_noscript_and_clock() -> TestResult {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "crawler",
+        "on",
+        ">pw-of-crawler",
+        "~mpt:*",
+        "&*",
+        "+@all",
+    ]);
+    let url = format!("redis://crawler:pw-of-crawler@127.0.0.1:{}/0", server.port);
+    let t = Throttle::connect(&url, "acl", 2, ms(200), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    check!(t.has_fuel().is_ok(), "the ACL user takes fuel");
+    // A user whose keys do not include the throttle's: refused, no password shown.
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "other",
+        "on",
+        ">pw-of-other",
+        "~elsewhere:*",
+        "+@all",
+    ]);
+    let other = format!("redis://other:pw-of-other@127.0.0.1:{}/0", server.port);
+    match Throttle::connect(&other, "acl", 2, ms(200), &opts(Hardcap::Limit)) {
+        Err(Error::PermissionDenied(m)) => {
+            check!(!m.contains("pw-of-other"), "the password shows: {m}");
+        }
+        r => return Err(format!("a user without the keys: {:?}", r.map(|_| ()))),
+    }
+    server.cli(&["SCRIPT", "FLUSH"]);
+    sleep_ms(150); // the next unit is due 100 ms after the start
+    let r = t.has_fuel();
+    check!(
+        r.is_ok(),
+        "after SCRIPT FLUSH the scripts load again: {r:?}"
+    );
+    check!(t.has_fuel() == Err(Error::NoFuel), "then the tank is empty");
+    // The last decision's time 10 s ahead, as if the clock then stepped
+    // back 10 s: nothing is granted before the schedule's next unit.
+    let last: i64 = server
+        .cli(&["HGET", "mpt:{acl}", "last"])
+        .trim()
+        .parse()
+        .map_err(|e| format!("last: {e}"))?;
+    server.cli(&[
+        "HSET",
+        "mpt:{acl}",
+        "last",
+        &(last + 10_000_000).to_string(),
+    ]);
+    sleep_ms(300); // the next unit was due 100 ms later on the server's clock
+    check!(
+        t.has_fuel() == Err(Error::NoFuel),
+        "a server clock 10 s behind the last decision grants nothing early"
+    );
+    let peek = t.peek(1).map_err(|e| e.to_string())?;
+    check!(
+        peek.wait > Duration::from_secs(9),
+        "peek says the next unit is {:?} away (about 10 s)",
+        peek.wait
+    );
+    Ok(())
+}
+
+/// A wait without a timeout on a server that is gone keeps trying, and a
+/// cancel or a kill in this process ends it; then no thread, connection or
+/// file descriptor is left behind.
+fn forever_waits_and_leaks() -> TestResult {
+    fn fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+    }
+    let (fds0, threads0) = (fds(), threads());
+    {
+        let mut server = RedisServer::start();
+        let t = Throttle::connect(&server.url(), "forever", 1, ms(400), &opts(Hardcap::Limit))
+            .map_err(|e| e.to_string())?;
+        t.start().map_err(|e| e.to_string())?;
+        t.has_fuel().map_err(|e| e.to_string())?;
+        server.kill();
+        let token = CancelToken::new();
+        let (t2, token2) = (t.clone(), token.clone());
+        let waiter = std::thread::spawn(move || t2.await_fuel_cancellable(None, &token2));
+        sleep_ms(700); // past its unit's time: the server is gone, it keeps trying
+        check!(
+            !waiter.is_finished(),
+            "a wait without a timeout keeps trying"
+        );
+        token.cancel();
+        let r = waiter.join().map_err(|_| "the waiter panicked")?;
+        check!(r == Err(Error::Cancelled), "cancelled: {r:?}");
+        let t3 = t.clone();
+        let waiter = std::thread::spawn(move || t3.await_fuel(None));
+        sleep_ms(300);
+        t.kill();
+        let r = waiter.join().map_err(|_| "the waiter panicked")?;
+        check!(
+            r == Err(Error::Killed),
+            "killed here while the server is gone: {r:?}"
+        );
+        server.restart();
+        drop(t);
+        // Connect, fail and free many times, with the server up and down.
+        for i in 0..20 {
+            if i == 10 {
+                server.kill();
+            }
+            if let Ok(t) =
+                Throttle::connect(&server.url(), "churn", 5, ms(1000), &opts(Hardcap::Limit))
+            {
+                let _ = t.start();
+                let _ = t.has_fuel();
+                let _ = t.await_fuel(Some(ms(20)));
+            }
+        }
+    }
+    let ok = wait_for(3 * SEC, || fds() <= fds0 && threads() <= threads0);
+    check!(
+        ok,
+        "left behind: {} file descriptors, {} threads",
+        fds() as i64 - fds0 as i64,
+        threads() as i64 - threads0 as i64
+    );
     Ok(())
 }
 
@@ -533,6 +701,8 @@ fn main() {
             rate_change_reaches_other_hosts,
             30,
         ),
+        ("acl_noscript_and_clock", acl_noscript_and_clock, 30),
+        ("forever_waits_and_leaks", forever_waits_and_leaks, 60),
     ];
     run(
         tests,

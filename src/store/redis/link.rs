@@ -16,9 +16,10 @@ use std::time::Duration;
 pub const CALL_TIMEOUT_NS: i64 = 2_000_000_000;
 /// Idle connections kept for later calls.
 const IDLE_KEPT: usize = 16;
-/// The shortest timeout a call gets (a deadline that has passed still
-/// gets one try).
-const MIN_TIMEOUT_NS: i64 = 1_000_000;
+/// The shortest timeout a call gets: a deadline that has passed (a
+/// `has_fuel`, a zero timeout) still gets one round trip, on a server that
+/// may be busy.
+pub const MIN_TIMEOUT_NS: i64 = 100_000_000;
 
 /// One connection to one Redis server, shared by the threads of a process.
 pub struct Link {

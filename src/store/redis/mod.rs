@@ -199,8 +199,8 @@ struct Shared {
     wake: Condvar,
     sleepers: AtomicU32,
 
-    /// Emissions counted here and not yet sent, with the run they are of.
-    pending: Mutex<(u32, u64)>,
+    /// Emissions counted here and not yet sent.
+    pending: Mutex<Pending>,
     /// Emissions the server counted, as last seen; and its last second's.
     emitted: AtomicU64,
     latest: AtomicU64,
@@ -221,6 +221,17 @@ struct Local {
     heartbeat_ns: i64,
     status: MonitorStatus,
     pid: u32,
+}
+
+/// Emissions counted in this process and not yet sent to Redis.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    /// The run they are of.
+    run: u32,
+    count: u64,
+    /// Set by this process's stop: emissions are no longer counted (the
+    /// grant that would make one is refused, as in shared memory).
+    closed: bool,
 }
 
 /// A throttle's state in Redis (see the module documentation).
@@ -296,7 +307,7 @@ impl RedisStore {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             sleepers: AtomicU32::new(0),
-            pending: Mutex::new((0, 0)),
+            pending: Mutex::new(Pending::default()),
             emitted: AtomicU64::new(0),
             latest: AtomicU64::new(0),
             times: Mutex::new((Vec::new(), 0)),
@@ -527,7 +538,10 @@ impl Shared {
     /// Sends the emissions counted here; those of a run that is over are
     /// dropped (the stop closed its count).
     fn flush(&self) -> Result<()> {
-        let (run, count) = std::mem::take(&mut *self.pending.lock());
+        let (run, count) = {
+            let mut p = self.pending.lock();
+            (p.run, std::mem::take(&mut p.count))
+        };
         if count == 0 {
             return Ok(());
         }
@@ -535,8 +549,8 @@ impl Shared {
         if sent.is_err() {
             // Kept for the next try, unless a new run began meanwhile.
             let mut p = self.pending.lock();
-            if p.0 == run || p.1 == 0 {
-                *p = (run, p.1 + count);
+            if p.run == run {
+                p.count += count;
             }
         }
         sent.map(|_| ())
@@ -560,6 +574,16 @@ impl Shared {
                 Err(Error::Unreachable(m)) => {
                     let now = clock.now_ns();
                     if now >= latest {
+                        return Err(Error::Unreachable(m));
+                    }
+                    // Too little time left for another try (each gets at
+                    // least link::MIN_TIMEOUT_NS): the deadline, then the
+                    // status, unless woken first.
+                    if latest - now < link::MIN_TIMEOUT_NS {
+                        let until = monotonic_ns().saturating_add(latest - now);
+                        if self.sleep(epoch, until) == Wake::Changed {
+                            return Ok(None);
+                        }
                         return Err(Error::Unreachable(m));
                     }
                     let nap = backoff.min(latest - now);
@@ -690,7 +714,10 @@ impl Store for RedisStore {
             match r[..] {
                 [0, run] => {
                     *sh.run_start.lock() = now;
-                    *sh.pending.lock() = (run as u32, 0);
+                    *sh.pending.lock() = Pending {
+                        run: run as u32,
+                        ..Pending::default()
+                    };
                     sh.run_id.store(run as u32, SeqCst);
                     sh.killed.store(false, SeqCst);
                     sh.running.store(true, SeqCst);
@@ -716,10 +743,30 @@ impl Store for RedisStore {
         }
     }
 
+    /// Closes this process's emissions and sends the last of them with the
+    /// stop, so that its summary counts every grant made here.
     fn stop(&self, _now: i64) -> Result<()> {
         let sh = &self.sh;
         let _ = sh.flush();
-        let r = sh.run(None, |s| &s.stop, &[])?;
+        let (run, count) = {
+            let mut p = sh.pending.lock();
+            p.closed = true;
+            (p.run, std::mem::take(&mut p.count))
+        };
+        let reopen = || {
+            let mut p = sh.pending.lock();
+            p.closed = false;
+            if p.run == run {
+                p.count += count;
+            }
+        };
+        let r = match sh.run(None, |s| &s.stop, &[i64::from(run), count as i64]) {
+            Ok(r) => r,
+            Err(e) => {
+                reopen();
+                return Err(e);
+            }
+        };
         match r[..] {
             [0, runtime, emitted] => {
                 sh.runtime_ns
@@ -732,16 +779,21 @@ impl Store for RedisStore {
                 Ok(())
             }
             [1] => {
+                reopen();
                 sh.note_reply(2, -1);
                 Err(Error::WrongState("the throttle is not running".into()))
             }
             [4] => {
+                reopen();
                 sh.gone(None)?;
                 Err(Error::WrongState(
                     "the throttle is not running (Redis lost it, and it was made again)".into(),
                 ))
             }
-            _ => Err(unexpected("stop", &r)),
+            _ => {
+                reopen();
+                Err(unexpected("stop", &r))
+            }
         }
     }
 
@@ -916,10 +968,16 @@ impl Store for RedisStore {
         {
             let run = sh.run_id.load(SeqCst);
             let mut p = sh.pending.lock();
-            if p.0 != run {
-                *p = (run, 0);
+            if p.run != run {
+                *p = Pending {
+                    run,
+                    ..Pending::default()
+                };
             }
-            p.1 += 1;
+            if p.closed {
+                return false;
+            }
+            p.count += 1;
         }
         let mut t = sh.times.lock();
         if t.0.len() < TIMES_KEPT {
@@ -933,7 +991,7 @@ impl Store for RedisStore {
     fn total_emissions(&self) -> u64 {
         let sh = &self.sh;
         let _ = sh.flush().and_then(|()| sh.refresh(None));
-        sh.emitted.load(SeqCst) + sh.pending.lock().1
+        sh.emitted.load(SeqCst) + sh.pending.lock().count
     }
 
     fn figures(&self) -> Figures {

@@ -1,9 +1,14 @@
 -- emit(run, count): counts `count` emissions of run `run`, in the 100 ms
--- of server time now. Reply: 1 counted; 0 not (that run is over).
-local s = fields('origin', 'run', 'running')
-if not s.origin or s.running ~= 1 or s.run ~= tonumber(ARGV[1]) then return 0 end
+-- of server time now. Reply: 1 counted; 0 not (another run began, or
+-- this one stopped more than a second ago). Each process sends its
+-- emissions every 50 ms: those it made before another process stopped the
+-- run still count, if they come within the second.
+local s = fields('origin', 'run', 'running', 'stopped')
+if not s.origin or s.run ~= tonumber(ARGV[1]) then return 0 end
+local now = server_us(s.origin)
+if s.running ~= 1 and now - s.stopped > 1000000 then return 0 end
 local count = tonumber(ARGV[2])
-local bucket = math.floor(server_us(s.origin) / 100000)
+local bucket = math.floor(now / 100000)
 redis.call('HINCRBY', H, 'emitted', count)
 redis.call('HINCRBY', E, bucket, count)
 if redis.call('HLEN', E) > 40 then
