@@ -1,7 +1,8 @@
 // mp_throttle.hpp: a header-only C++17 wrapper of the mp_throttle C API
 // (mp_throttle.h, which states the rules this wrapper keeps: shared state in
 // MAP_SHARED memory, a handle made before fork() works in every child, named
-// throttles for unrelated processes, CLOCK_MONOTONIC everywhere).
+// throttles for unrelated processes, throttles in Redis for processes on
+// many hosts, CLOCK_MONOTONIC everywhere).
 //
 //     #include <mp_throttle.hpp>
 //     using namespace std::chrono_literals;
@@ -29,8 +30,8 @@
 //   emit_at      running or is stopped/killed (NOT_RUNNING, KILLED): a worker
 //                racing a stop() is not an error. WRONG_STATE (auto_emit on)
 //                is a programming error and throws.
-//   unlink       bool: false when no throttle has that name (NOT_FOUND), as
-//                std::filesystem::remove does.
+//   unlink,      bool: false when no throttle has that name (NOT_FOUND), as
+//   unlink_url   std::filesystem::remove does.
 //
 // Times: durations are std::chrono durations (any representation); instants
 // on the library's clock (grant times, emit_at) are mpt::Clock time
@@ -43,7 +44,8 @@
 // valid() are safe, and every call that reaches the library throws
 // mpt::Error with MPT_STATUS_NULL_POINTER. After
 // fork(), the child owns its own copy of the object: call close() in the
-// child before _exit(), or just _exit().
+// child before _exit(), or just _exit(). A Throttle from connect() (Redis)
+// must not be used in a child at all: connect again there.
 //
 // Threads: every const member function may be called concurrently from any
 // number of threads, as the C functions it wraps (their `const mpt_throttle *`
@@ -123,12 +125,17 @@ inline void check(mpt_status status, const char *call) {
     }
 }
 
-// A name as the C API takes it: NUL-terminated, so no NUL inside.
-inline std::string c_name(std::string_view name, const char *call) {
-    if (name.find('\0') != std::string_view::npos) {
-        throw Error(MPT_STATUS_INVALID_ARGUMENT, call, "name contains a NUL byte");
+// A string as the C API takes it: NUL-terminated, so no NUL inside. `what`
+// names it in the error ("name", "url").
+inline std::string c_text(std::string_view text, const char *what, const char *call) {
+    if (text.find('\0') != std::string_view::npos) {
+        throw Error(MPT_STATUS_INVALID_ARGUMENT, call, std::string(what) + " contains a NUL byte");
     }
-    return std::string(name);
+    return std::string(text);
+}
+
+inline std::string c_name(std::string_view name, const char *call) {
+    return c_text(name, "name", call);
 }
 
 template <class Rep, class Period>
@@ -367,6 +374,48 @@ public:
         return true;
     }
 
+    // Creates the throttle `name` in the Redis server at `url`, or joins it
+    // if it exists there with the same configuration
+    // (mpt_throttle_connect): processes on any number of hosts share one
+    // rate, and every call works as on any other throttle. `url`:
+    // redis://[user[:password]@]host[:port][/db] or
+    // redis+unix:///path/to/socket; `name`: 1 to 200 bytes without '{' or
+    // '}'; `per`: a whole number of microseconds. Throws MPT_STATUS_MISMATCH
+    // (it exists with another configuration), MPT_STATUS_UNREACHABLE
+    // (nothing answers at `url`, or not as Redis within 2 s),
+    // MPT_STATUS_PERMISSION_DENIED (credentials refused), ... as the C
+    // function says. created() tells whether this call made it. Not for
+    // use in a fork()ed child.
+    template <class Rep, class Period>
+    static Throttle connect(std::string_view url, std::string_view name, std::uint64_t max_n,
+                            const std::chrono::duration<Rep, Period> &per,
+                            const Options &options = Options()) {
+        const char *call = "mpt_throttle_connect";
+        const std::string u = detail::c_text(url, "url", call);
+        const std::string c = detail::c_name(name, call);
+        Throttle t;
+        detail::check(mpt_throttle_connect(u.c_str(), c.c_str(), max_n, detail::seconds(per),
+                                           &options.raw(), &t.handle_),
+                      call);
+        return t;
+    }
+
+    // Removes the throttle `name` from the Redis server at `url`
+    // (mpt_throttle_unlink_url); the processes that use it find it killed.
+    // False if no throttle has that name there; a server that does not
+    // answer throws MPT_STATUS_UNREACHABLE.
+    static bool unlink_url(std::string_view url, std::string_view name) {
+        const char *call = "mpt_throttle_unlink_url";
+        const std::string u = detail::c_text(url, "url", call);
+        const std::string c = detail::c_name(name, call);
+        const mpt_status status = mpt_throttle_unlink_url(u.c_str(), c.c_str());
+        if (status == MPT_STATUS_NOT_FOUND) {
+            return false;
+        }
+        detail::check(status, call);
+        return true;
+    }
+
     Throttle(const Throttle &) = delete;
     Throttle &operator=(const Throttle &) = delete;
 
@@ -503,6 +552,17 @@ public:
         bool running = false;
         detail::check(mpt_is_running(handle_, &running), "mpt_is_running");
         return running;
+    }
+
+    // Whether this handle made the throttle (the constructor; a
+    // create_named or connect that found nothing there) rather than found
+    // it made (open; a create_named or connect that joined it)
+    // (mpt_throttle_created): a creator usually starts it and owns its
+    // removal.
+    bool created() const {
+        bool made = false;
+        detail::check(mpt_throttle_created(handle_, &made), "mpt_throttle_created");
+        return made;
     }
 
     // Statistics; throw MPT_STATUS_MONITOR_OFF without a monitor.

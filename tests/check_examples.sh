@@ -19,6 +19,10 @@
 #   named_producer     the tutorial's four lines, Total 30 or 31 (10 per 1 s
 #                      for 3 s); the 3 workers it spawned took Total between
 #                      them; the name is gone from /dev/shm afterwards
+#   many_hosts         run against a redis-server of its own
+#                      (tests/with_redis.sh): 10 units, at least 1.8 s from
+#                      the first to the last (5 per second, the tank empty
+#                      at the start), Total 10, the throttle unlinked
 #
 # named_worker is not run on its own: named_producer starts it (the one next
 # to it: named_worker-static for named_producer-static).
@@ -35,6 +39,18 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 fail=0
 
+# Runs example `$1` (named `$2`); many_hosts against a redis-server of its
+# own, whose URL tests/with_redis.sh gives it.
+run_example() {
+    case "${2%-static}" in
+    many_hosts)
+        "$(dirname "$0")/with_redis.sh" sh -c \
+            'exec "$0" "$MPT_TEST_REDIS_URL" "$1"' "$1" "examples-$2"
+        ;;
+    *) "$1" ;;
+    esac
+}
+
 names=""
 for exe in "$@"; do
     name=$(basename "$exe")
@@ -46,7 +62,7 @@ for exe in "$@"; do
     esac
     names="$names $name"
     (
-        "$exe" >"$out/$name.out" 2>"$out/$name.err"
+        run_example "$exe" "$name" >"$out/$name.out" 2>"$out/$name.err"
         echo $? >"$out/$name.rc"
     ) &
 done
@@ -143,6 +159,19 @@ check_monitor_only() {
             # 3 workers at 10 per second each for about 3 s.
             if (total < 60 || total > 100) { print "  Total " total " not about 90"; exit 1 }
             if (rt < 2.99 || rt > 4.5) { print "  Runtime " rt " not about 3 s"; exit 1 }
+        }' "$1"
+}
+
+check_many_hosts() {
+    awk '
+        /^unit +[0-9]+ at / { n++; t[n] = $4 }
+        /^Total \(every host\): / { total = $4 }
+        /^Unlinked / { unlinked = 1 }
+        END {
+            if (n != 10) { print "  " n " units, not 10"; exit 1 }
+            if (t[10] - t[1] < 1.79) { print "  10 units in " t[10] - t[1] " s (5 per second: at least 1.8 s)"; exit 1 }
+            if (total != 10) { print "  Total " total ", not 10"; exit 1 }
+            if (!unlinked) { print "  the throttle was not unlinked"; exit 1 }
         }' "$1"
 }
 

@@ -134,7 +134,7 @@ static_link() {
     local rc=0
     unset LD_LIBRARY_PATH
     go test -tags mpt_static -count=1 -v -timeout 100s \
-        -run 'Example|Lifecycle|Named|Processes|ConcurrentErrorMessages' ./... || rc=1
+        -run 'Example|Lifecycle|Named|Processes|ConcurrentErrorMessages|Redis' ./... || rc=1
     if command -v readelf >/dev/null 2>&1; then
         go test -tags mpt_static -c -o "$scratch/static.test" . || return 1
         if readelf -d "$scratch/static.test" | grep -q 'NEEDED.*libmp_throttle'; then

@@ -22,6 +22,8 @@ package mpthrottle
 
 // The binding uses the calls of 0.2.0 (weighted fuel, rate changes,
 // cancellation tokens): say so, rather than fail on a missing declaration.
+// Connect and UnlinkURL also need mpt_throttle_connect and
+// mpt_throttle_unlink_url (the Redis store, 0.3.0).
 #if !defined(MPT_VERSION_MAJOR) || (MPT_VERSION_MAJOR == 0 && MPT_VERSION_MINOR < 2)
 #error "mpthrottle needs mp_throttle.h 0.2.0 or later (mpt_await_fuel_cancellable)"
 #endif
@@ -112,6 +114,21 @@ static gompt_res gompt_open(const char *name, mpt_options o) {
 static gompt_res gompt_unlink(const char *name) {
 	gompt_res r = {0};
 	gompt_set(&r, mpt_throttle_unlink(name));
+	return r;
+}
+
+static gompt_res gompt_connect(const char *url, const char *name, uint64_t max_n, double per_s,
+                               mpt_options o) {
+	gompt_res r = {0};
+	mpt_throttle *t = NULL;
+	gompt_set(&r, mpt_throttle_connect(url, name, max_n, per_s, &o, &t));
+	r.throttle = (uintptr_t)t;
+	return r;
+}
+
+static gompt_res gompt_unlink_url(const char *url, const char *name) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_throttle_unlink_url(url, name));
 	return r;
 }
 
@@ -315,10 +332,14 @@ func seconds(s float64) time.Duration {
 
 // cString copies a Go string to C. A string with a NUL byte cannot be a
 // throttle name: it would be cut short in C, so it is refused here.
-func cString(op, s string) (*C.char, error) {
+func cString(op, s string) (*C.char, error) { return cText(op, "name", s) }
+
+// cText is cString for any string argument, what naming it in the error
+// ("name", "URL").
+func cText(op, what, s string) (*C.char, error) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 {
-			return nil, newError(op, StatusInvalidArgument, "the name contains a NUL byte")
+			return nil, newError(op, StatusInvalidArgument, "the "+what+" contains a NUL byte")
 		}
 	}
 	return C.CString(s), nil
@@ -337,6 +358,12 @@ func cNew(maxN uint64, perS float64, o C.mpt_options) result {
 func cCreateNamed(name *C.char, maxN uint64, perS float64, o C.mpt_options) result {
 	return convert(C.gompt_create_named(name, C.uint64_t(maxN), C.double(perS), o))
 }
+
+func cConnect(url, name *C.char, maxN uint64, perS float64, o C.mpt_options) result {
+	return convert(C.gompt_connect(url, name, C.uint64_t(maxN), C.double(perS), o))
+}
+
+func cUnlinkURL(url, name *C.char) result { return convert(C.gompt_unlink_url(url, name)) }
 
 func cOpen(name *C.char, o C.mpt_options) result { return convert(C.gompt_open(name, o)) }
 func cUnlink(name *C.char) result                { return convert(C.gompt_unlink(name)) }

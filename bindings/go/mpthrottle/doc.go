@@ -5,7 +5,9 @@
 //
 // A Throttle made by New is shared by the goroutines of this process; one
 // made by CreateNamed can be opened with Open by any process of the same
-// user, in any language (C, Python, Ruby... through the same library).
+// user, in any language (C, Python, Ruby... through the same library); one
+// made by Connect lives in a Redis server and is shared by processes on any
+// number of hosts.
 //
 //	th, err := mpthrottle.New(10, time.Second) // 10 units of fuel per second
 //	if err != nil { ... }

@@ -99,26 +99,28 @@ var (
 	ErrMonitorOff = sentinel(StatusMonitorOff)
 	// ErrSystem: the operating system refused a resource.
 	ErrSystem = sentinel(StatusSystem)
-	// ErrUnsupported: this machine lacks something the library needs, or a
-	// named throttle was made by another layout version.
+	// ErrUnsupported: this machine lacks something the library needs, a
+	// named throttle was made by another layout version, or (Connect,
+	// UnlinkURL) the library was built without the Redis store.
 	ErrUnsupported = sentinel(StatusUnsupported)
 	// ErrCorrupt: the shared state holds values no correct process writes.
 	ErrCorrupt = sentinel(StatusCorrupt)
 	// ErrPanic: a bug in the C library (a panic caught at its boundary).
 	ErrPanic = sentinel(StatusPanic)
-	// ErrNotFound: Open or Unlink of a name that does not exist.
+	// ErrNotFound: Open, Unlink or UnlinkURL of a name that does not exist.
 	ErrNotFound = sentinel(StatusNotFound)
-	// ErrPermissionDenied: the named throttle belongs to another user.
+	// ErrPermissionDenied: the named throttle belongs to another user; for
+	// Connect and UnlinkURL, the Redis server refused the credentials.
 	ErrPermissionDenied = sentinel(StatusPermissionDenied)
-	// ErrMismatch: CreateNamed of a name that exists with another
-	// configuration (Open adopts it).
+	// ErrMismatch: CreateNamed or Connect of a name that exists with
+	// another configuration (Open adopts it).
 	ErrMismatch = sentinel(StatusMismatch)
 	// ErrCancelled: AwaitFuel's context was cancelled (the error also
 	// wraps the context's error, context.Canceled). Nothing was taken.
 	ErrCancelled = sentinel(StatusCancelled)
 	// ErrUnreachable: the store that holds the throttle could not be
-	// reached (a store on another machine; never a throttle in shared
-	// memory).
+	// reached (the Redis server of Connect, or it did not answer as Redis;
+	// never a throttle in shared memory). Nothing was taken.
 	ErrUnreachable = sentinel(StatusUnreachable)
 )
 

@@ -16,7 +16,8 @@ import (
 
 // A Throttle is a handle on a throttle: maxN units of fuel per period,
 // shared by every goroutine of this process and, for a named throttle, by
-// every process that opened the name.
+// every process that opened the name; for a throttle in Redis (Connect), by
+// every process connected to it, on any host.
 //
 // All methods are safe for concurrent use. Close releases the handle; a
 // finalizer releases it too if a Throttle becomes unreachable unclosed, but
@@ -123,13 +124,81 @@ func Unlink(name string) error {
 	return cUnlink(cname).err(op)
 }
 
+// Connect creates the throttle name in the Redis server at url, or joins it
+// if it exists there with the same configuration (mpt_throttle_connect):
+// processes on any number of hosts, each with its own Throttle, share one
+// rate. The server makes every decision, on its own clock. The Throttle is
+// like any other: every method works on it; Close releases this process's
+// connection and leaves the throttle in Redis until UnlinkURL.
+//
+// url: redis://[user[:password]@]host[:port][/db] or
+// redis+unix:///path/to/socket (messages show it without the password).
+// name: 1 to 200 bytes of UTF-8 without '{' or '}'. maxN, per and the
+// options as for CreateNamed, with per a whole number of microseconds
+// (ErrInvalidArgument otherwise); they are the throttle's configuration
+// (TimerSlack and Spin excepted), and joining it with another one gives an
+// error matching ErrMismatch. Nothing answering at url, or not as Redis
+// within 2 s: ErrUnreachable; credentials refused: ErrPermissionDenied; a
+// library built without the Redis store: ErrUnsupported.
+//
+// Failures close: no unit is granted without the server's decision. A call
+// that cannot reach the server retries until its deadline (the context's
+// for AwaitFuel; at once for HasFuel), then returns ErrUnreachable.
+// Start is refused (ErrWrongState) if any host started the throttle
+// already, so every host may call it. The Throttle must not be used in a
+// child of fork(): connect again there. The repository README ("Many
+// hosts") says more.
+func Connect(url, name string, maxN uint64, per time.Duration, opts ...Option) (*Throttle, error) {
+	const op = "Connect"
+	o, err := collect(opts).toC(op)
+	if err != nil {
+		return nil, err
+	}
+	curl, err := cText(op, "URL", url)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(curl))
+	cname, err := cString(op, name)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(cname))
+	res := cConnect(curl, cname, maxN, per.Seconds(), o)
+	if err := res.err(op); err != nil {
+		return nil, err
+	}
+	return wrap(res.r.throttle, name), nil
+}
+
+// UnlinkURL removes the throttle name from the Redis server at url
+// (mpt_throttle_unlink_url). The processes that use it, on every host,
+// find it killed (ErrKilled) and do not make it again; a later Connect
+// makes a new one. An unknown name gives ErrNotFound; a server that does
+// not answer, ErrUnreachable.
+func UnlinkURL(url, name string) error {
+	const op = "UnlinkURL"
+	curl, err := cText(op, "URL", url)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(curl))
+	cname, err := cString(op, name)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cname))
+	return cUnlinkURL(curl, cname).err(op)
+}
+
 func wrap(h handle, name string) *Throttle {
 	t := &Throttle{h: h, name: name, closing: make(chan struct{})}
 	runtime.SetFinalizer(t, (*Throttle).finalize)
 	return t
 }
 
-// Name is the name of a named throttle, "" for one made by New.
+// Name is the name of a named throttle (CreateNamed, Open) or of a throttle
+// in Redis (Connect), "" for one made by New.
 func (t *Throttle) Name() string { return t.name }
 
 // acquire registers a call in progress; it fails once Close was called.

@@ -1,0 +1,353 @@
+// redis.cpp: the C++ wrapper's throttles in Redis (mpt::Throttle::connect,
+// mpt::Throttle::unlink_url) against a real redis-server, which this program
+// starts (posix_spawnp, from PATH) on a free loopback port with no
+// persistence and kills (SIGKILL) at the end, also when the watchdog alarm
+// fires. Prints "N passed, N failed" as the other tests do. Without
+// redis-server it prints "SKIPPED: ..." and exits 0, unless CI is set: then
+// it fails.
+//
+// - Two handles connected to one throttle (5 per second, LIMIT): the first
+//   creates it, the second joins; one start for both (a second is
+//   WRONG_STATE); the tank fills up to 5 and no more (peek_fuel), its 5
+//   units taken through both, the 6th refused (no_fuel); one count (stop's
+//   total is 5, the other handle then sees killed).
+// - connect with another max_n: MISMATCH, whose message says max_n=5; a
+//   period of 1.5 us, a NUL in the URL: INVALID_ARGUMENT; a free port with
+//   nothing on it: UNREACHABLE within 1 s, the message naming the port.
+// - unlink_url: true, then false; a new connect makes the throttle anew.
+#include "mp_throttle.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int passed = 0;
+int failed = 0;
+
+void check_true(bool ok, const char *what, int line) {
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        std::printf("FAIL redis.cpp:%d: %s\n", line, what);
+        std::fflush(stdout);
+    }
+}
+#define CHECK(cond) check_true((cond), #cond, __LINE__)
+
+// CHECK_THROWS(expr, status): expr throws mpt::Error with that status and a
+// non-empty library message; evaluates to that message ("" otherwise).
+#define CHECK_THROWS(expr, status) check_throws([&] { (void)(expr); }, (status), #expr, __LINE__)
+
+template <class F>
+std::string check_throws(F f, mpt_status want, const char *what, int line) {
+    try {
+        f();
+    } catch (const mpt::Error &e) {
+        const bool ok = e.code() == want && !e.detail().empty() &&
+                        std::string(e.what()).find(mpt_strerror(want)) != std::string::npos;
+        check_true(ok, what, line);
+        if (!ok) {
+            std::printf("     threw %d (%s), expected %d (%s)\n", static_cast<int>(e.code()), e.what(),
+                        static_cast<int>(want), mpt_strerror(want));
+        }
+        return e.detail();
+    } catch (const std::exception &e) {
+        check_true(false, what, line);
+        std::printf("     threw something else: %s\n", e.what());
+        return std::string();
+    }
+    check_true(false, what, line);
+    std::printf("     did not throw\n");
+    return std::string();
+}
+
+bool contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
+
+// The server's pid, for the watchdog: a hang must not leave it behind.
+volatile sig_atomic_t server_pid = 0;
+
+extern "C" void on_alarm(int) {
+    if (server_pid > 0) {
+        (void)kill(static_cast<pid_t>(server_pid), SIGKILL);
+    }
+    const char msg[] = "FAIL redis.cpp: timed out (its redis-server was killed)\n";
+    (void)!write(STDOUT_FILENO, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+sockaddr_in loopback(int port) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return addr;
+}
+
+// A loopback port that nothing listens on now (0 if none could be had).
+int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    sockaddr_in addr = loopback(0);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (bind(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof addr) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) == 0) {
+        port = ntohs(addr.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+// Whether a Redis server answers PING on port (within 500 ms).
+bool answers(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    timeval tv{};
+    tv.tv_usec = 500000;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    const sockaddr_in addr = loopback(port);
+    bool ok = false;
+    if (connect(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof addr) == 0 &&
+        send(fd, "PING\r\n", 6, MSG_NOSIGNAL) == 6) {
+        char buf[16] = {0};
+        const ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        ok = n >= 5 && std::strncmp(buf, "+PONG", 5) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+// A redis-server on a free loopback port, killed (SIGKILL) and reaped when
+// destroyed. pid is 0 if it could not be started (why says why; missing
+// is set when there is no redis-server to run).
+struct RedisServer {
+    pid_t pid = 0;
+    int port = 0;
+    bool missing = false;
+    std::string why;
+
+    RedisServer() {
+        // Another program may take the free port before the server binds
+        // it: then the server exits, and another port is tried.
+        for (int attempt = 1; attempt <= 3 && pid == 0; attempt++) {
+            launch();
+            if (missing) {
+                return;
+            }
+        }
+    }
+    ~RedisServer() { stop(); }
+    RedisServer(const RedisServer &) = delete;
+    RedisServer &operator=(const RedisServer &) = delete;
+
+    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port) + "/0"; }
+
+    void stop() {
+        if (pid > 0) {
+            server_pid = 0;
+            (void)kill(pid, SIGKILL);
+            int status = 0;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            pid = 0;
+        }
+    }
+
+private:
+    void launch() {
+        port = free_port();
+        if (port == 0) {
+            why = "no free loopback port";
+            return;
+        }
+        const std::string p = std::to_string(port);
+        std::vector<std::string> args = {"redis-server", "--port", p, "--bind", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                         "--loglevel", "warning"};
+        std::vector<char *> argv;
+        for (std::string &a : args) {
+            argv.push_back(&a[0]);
+        }
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        pid_t child = 0;
+        const int rc = posix_spawnp(&child, "redis-server", &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) {
+            missing = rc == ENOENT;
+            why = std::string("redis-server: ") + std::strerror(rc);
+            return;
+        }
+        pid = child;
+        server_pid = child;
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (!answers(port)) {
+            int status = 0;
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                server_pid = 0;
+                pid = 0;
+                why = "redis-server on port " + p + " exited at once";
+                return;
+            }
+            if (std::chrono::steady_clock::now() > deadline) {
+                stop();
+                why = "redis-server did not answer PING on port " + p + " within 10 s";
+                return;
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+};
+
+// Waits (at most 3 s) until t's tank holds n units, as peek_fuel says.
+bool wait_full(const mpt::Throttle &t, std::uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 3s;
+    std::uint64_t level = 0;
+    while ((level = t.peek_fuel().level) < n && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    if (level != n) {
+        std::printf("     the tank holds %llu units, not %llu\n", static_cast<unsigned long long>(level),
+                    static_cast<unsigned long long>(n));
+    }
+    return level == n;
+}
+
+void redis_store(const RedisServer &server) {
+    const std::string url = server.url();
+    const std::string name = "cxx." + std::to_string(getpid());
+    const mpt::Options limit = mpt::Options().hardcap(mpt::Hardcap::limit);
+
+    mpt::Throttle a = mpt::Throttle::connect(url, name, 5, 1s, limit);
+    mpt::Throttle b = mpt::Throttle::connect(url, name, 5, 1s, limit);
+    CHECK(a.valid() && b.valid());
+    CHECK(a.created() && !b.created());  // one creates, the other joins
+
+    // Not started: no fuel, through either handle.
+    CHECK(a.has_fuel().outcome == mpt::Outcome::no_fuel);
+    CHECK(b.has_fuel().outcome == mpt::Outcome::no_fuel);
+
+    // One start for both; a second, from the other handle, is refused.
+    a.start();
+    CHECK(b.is_running());
+    CHECK_THROWS(b.start(), MPT_STATUS_WRONG_STATE);
+
+    // The tank fills up to its 5 (one unit every 200 ms; it may start
+    // full), and no more.
+    CHECK(wait_full(b, 5));
+    std::this_thread::sleep_for(300ms);
+    const mpt::Throttle::Peek full = a.peek_fuel();
+    CHECK(full.level == 5 && full.wait == 0s);
+    // The full tank of 5, taken through both handles; the 6th is refused
+    // (the next unit is due 200 ms later).
+    const mpt::Throttle *order[] = {&a, &b, &a, &b, &b};
+    int granted = 0;
+    for (const mpt::Throttle *t : order) {
+        const mpt::Fuel fuel = t->has_fuel();
+        if (fuel && fuel.grant_time <= mpt::Clock::now()) {
+            granted++;
+        }
+    }
+    CHECK(granted == 5);
+    CHECK(a.has_fuel().outcome == mpt::Outcome::no_fuel);
+
+    // Another configuration is refused, and the message says which.
+    const std::string mismatch = CHECK_THROWS(mpt::Throttle::connect(url, name, 6, 1s, limit),
+                                              MPT_STATUS_MISMATCH);
+    CHECK(contains(mismatch, "max_n=5"));
+    // A period that is not a whole number of microseconds; a NUL in the URL.
+    CHECK_THROWS(mpt::Throttle::connect(url, name + "-us", 5, 1500ns), MPT_STATUS_INVALID_ARGUMENT);
+    const std::string nul = CHECK_THROWS(mpt::Throttle::connect(url + std::string(1, '\0'), name, 5, 1s),
+                                         MPT_STATUS_INVALID_ARGUMENT);
+    CHECK(contains(nul, "url"));
+
+    // Nothing listens on a free port: unreachable, at once.
+    const int port = free_port();
+    CHECK(port > 0);
+    const std::string nowhere = "redis://127.0.0.1:" + std::to_string(port) + "/0";
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string unreachable =
+        CHECK_THROWS(mpt::Throttle::connect(nowhere, name, 5, 1s), MPT_STATUS_UNREACHABLE);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+    CHECK(contains(unreachable, std::to_string(port)));
+    CHECK_THROWS(mpt::Throttle::unlink_url(nowhere, name), MPT_STATUS_UNREACHABLE);
+
+    // The count is the server's: b's units reach it within 50 ms (each
+    // process sends its emissions every 50 ms).
+    std::uint64_t total = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while ((total = a.summary().total) < 5 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(total == 5);
+    const mpt::Summary s = a.stop();
+    CHECK(s.total == 5);
+    CHECK(b.has_fuel().outcome == mpt::Outcome::killed);
+
+    // unlink_url removes it; a second finds nothing.
+    CHECK(mpt::Throttle::unlink_url(url, name));
+    CHECK(!mpt::Throttle::unlink_url(url, name));
+    // A new connect, with another configuration, makes it anew: created,
+    // not running, its count at 0.
+    mpt::Throttle c = mpt::Throttle::connect(url, name, 2, 1s);
+    CHECK(c.created() && !c.is_running());
+    c.start();
+    CHECK(static_cast<bool>(c.has_fuel()));  // the unit at the start
+    CHECK(c.stop().total == 1);
+    CHECK(mpt::Throttle::unlink_url(url, name));
+}
+
+}  // namespace
+
+int main() {
+    std::signal(SIGALRM, on_alarm);
+    alarm(120);  // a hang fails here (killing the server), not at make's timeout
+    RedisServer server;
+    if (server.pid == 0) {
+        if (server.missing && std::getenv("CI") == nullptr) {
+            std::printf("SKIPPED: redis-server not found: the C++ wrapper's Redis store was not tested\n");
+            return 0;
+        }
+        std::printf("FAIL redis.cpp: %s%s\n", server.why.c_str(), std::getenv("CI") ? " (CI is set)" : "");
+        return 1;
+    }
+    try {
+        redis_store(server);
+    } catch (const std::exception &e) {
+        failed++;
+        std::printf("FAIL: unexpected exception: %s\n", e.what());
+    }
+    server.stop();
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
