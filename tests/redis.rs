@@ -405,6 +405,32 @@ fn connect_failures() -> TestResult {
     t.start().map_err(|e| e.to_string())?;
     check!(t.has_fuel().is_ok(), "the right password works");
 
+    // TLS is not built in: refused, saying so.
+    match Throttle::connect("rediss://:tls-pw@127.0.0.1:6380/0", "x", 1, ms(1000), &opts(Hardcap::Limit)) {
+        Err(Error::InvalidArgument(m)) => {
+            check!(!m.contains("tls-pw"), "the password shows: {m}");
+        }
+        other => return Err(format!("rediss: {:?}", other.map(|_| ()))),
+    }
+    // A server on a Unix socket.
+    let dir = std::env::temp_dir().join(format!("mpt-redis-sock-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let sock = dir.join("redis.sock");
+    let mut unix = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    check!(wait_for(10 * SEC, || sock.exists()), "the socket appears");
+    sleep_ms(50);
+    let unix_url = format!("redis+unix://{}", sock.display());
+    let on_unix = Throttle::connect(&unix_url, "x", 1, ms(1000), &opts(Hardcap::Limit));
+    let _ = unix.kill();
+    let _ = unix.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    check!(on_unix.is_ok(), "redis+unix: {:?}", on_unix.map(|_| ()));
+
     // An HTTP-ish server: answers every request with text that is not RESP.
     let http = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let http_port = http.local_addr().unwrap().port();

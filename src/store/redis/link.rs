@@ -150,6 +150,19 @@ impl Link {
             ErrorKind::AuthenticationFailed => {
                 Error::PermissionDenied(format!("Redis at {shown} refused the credentials: {what}"))
             }
+            ErrorKind::Moved | ErrorKind::Ask => Error::InvalidArgument(format!(
+                "Redis at {shown} is a cluster node that does not hold this throttle's slot: \
+                 connect to the node that does (CLUSTER KEYSLOT mpt:{{name}}): {what}"
+            )),
+            // A server loading its data, a failover under way, a replica:
+            // not reachable for decisions now, perhaps soon.
+            ErrorKind::BusyLoadingError
+            | ErrorKind::TryAgain
+            | ErrorKind::ClusterDown
+            | ErrorKind::MasterDown
+            | ErrorKind::ReadOnly => {
+                Error::Unreachable(format!("Redis at {shown} cannot decide now: {what}"))
+            }
             ErrorKind::ResponseError | ErrorKind::ExtensionError
                 if what.contains("NOPERM") || what.contains("NOAUTH") =>
             {
