@@ -406,7 +406,13 @@ fn connect_failures() -> TestResult {
     check!(t.has_fuel().is_ok(), "the right password works");
 
     // TLS is not built in: refused, saying so.
-    match Throttle::connect("rediss://:tls-pw@127.0.0.1:6380/0", "x", 1, ms(1000), &opts(Hardcap::Limit)) {
+    match Throttle::connect(
+        "rediss://:tls-pw@127.0.0.1:6380/0",
+        "x",
+        1,
+        ms(1000),
+        &opts(Hardcap::Limit),
+    ) {
         Err(Error::InvalidArgument(m)) => {
             check!(!m.contains("tls-pw"), "the password shows: {m}");
         }
@@ -417,7 +423,15 @@ fn connect_failures() -> TestResult {
     let _ = std::fs::create_dir_all(&dir);
     let sock = dir.join("redis.sock");
     let mut unix = std::process::Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
         .arg(&sock)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -708,6 +722,59 @@ fn forever_waits_and_leaks() -> TestResult {
     Ok(())
 }
 
+/// A high rate (ONE at 5,000 per second, 4 processes taking as fast as
+/// they can): processes reserve batches and hand the units out at their
+/// times. Never more than the schedule in any window (less 20 ms for the
+/// replies' delays and the batches' 1 ms of grace), and most of it used.
+fn batches_at_a_high_rate() -> TestResult {
+    let server = RedisServer::start();
+    let per_kid = 6000;
+    let shm = Shm::new(KIDS * per_kid + 2);
+    let t = Throttle::connect(&server.url(), "fast", 5000, ms(1000), &opts(Hardcap::One))
+        .map_err(|e| e.to_string())?;
+    let mut kids = hosts_take(&server, "fast", 5000, ms(1000), Hardcap::One, &shm, per_kid);
+    run_hosts(&t, &mut kids, &shm, per_kid, 1500 * MS)?;
+    let g = all_grants(&shm, per_kid);
+    check!(!g.is_empty(), "no grants");
+    // A grant reported up to 20 ms late: a window of 980 ms from one holds
+    // at most the 1 + 1 s / T of a second.
+    let most = max_in_window(&g, 980 * MS);
+    check!(
+        most <= 5001,
+        "{most} grants in 980 ms (ONE at 5,000/s: at most 5,001)"
+    );
+    let in_1s = g
+        .iter()
+        .filter(|&&x| x >= g[0] + 200 * MS && x < g[0] + 1200 * MS)
+        .count();
+    check!(
+        in_1s >= 3000,
+        "{in_1s} grants in a second (5,000 due): the batches lose too many"
+    );
+    let summary = t.stop().map_err(|e| e.to_string())?;
+    check!(
+        summary.total == g.len() as u64,
+        "stop counts every host's grants: {} of {}",
+        summary.total,
+        g.len()
+    );
+    // On the server's clock, from its start to its stop: exactly one unit
+    // every T at most, whatever the batches did.
+    let due = 1 + (summary.runtime.as_secs_f64() * 5000.0).floor() as u64;
+    check!(
+        summary.total <= due,
+        "{} grants in the run of {:.4} s: at most {due} are due",
+        summary.total,
+        summary.runtime.as_secs_f64()
+    );
+    note!(
+        "{} grants by {KIDS} processes; {in_1s} in a second from 200 ms after the first \
+         (5,000 due); at most {most} in 980 ms",
+        g.len()
+    );
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         ("grants_and_refusals", grants_and_refusals, 30),
@@ -729,6 +796,7 @@ fn main() {
         ),
         ("acl_noscript_and_clock", acl_noscript_and_clock, 30),
         ("forever_waits_and_leaks", forever_waits_and_leaks, 60),
+        ("batches_at_a_high_rate", batches_at_a_high_rate, 60),
     ];
     run(
         tests,

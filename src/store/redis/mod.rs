@@ -64,6 +64,16 @@ const BACKOFF_MAX_NS: i64 = 200_000_000;
 const FLUSH_NS: u64 = 50_000_000;
 /// Emission times kept for the local monitor between drains.
 const TIMES_KEPT: usize = 1 << 16;
+/// Batches: at most this many units in one reservation, none granted
+/// more than `BATCH_HORIZON_US` after the first is; a unit of a batch is
+/// handed out no later than `BATCH_GRACE_NS` after its time, or not at all
+/// (lost: fewer grants, never more, and none late by more than that).
+const BATCH_MAX: u64 = 256;
+const BATCH_HORIZON_US: i64 = 2_000;
+const BATCH_GRACE_NS: i64 = 1_000_000;
+/// The slot of a ticket whose units only this process can give back (a
+/// unit of a batch): they go back to its lease.
+const LEASED: u128 = u128::MAX;
 
 /// The scripts, each the prelude and one body (`lua/`).
 struct Scripts {
@@ -199,6 +209,8 @@ struct Shared {
     wake: Condvar,
     sleepers: AtomicU32,
 
+    /// Units reserved in a batch, not yet handed out (see [`Lease`]).
+    lease: Mutex<Lease>,
     /// Emissions counted here and not yet sent.
     pending: Mutex<Pending>,
     /// Emissions the server counted, as last seen; and its last second's.
@@ -221,6 +233,54 @@ struct Local {
     heartbeat_ns: i64,
     status: MonitorStatus,
     pid: u32,
+}
+
+/// Units this process reserved in a batch and has not handed out yet.
+///
+/// A process whose waiters take units as fast as they come (a high rate,
+/// several waiters) reserves several in one round trip: the first for the
+/// waiter that asked, the rest kept here, each with its grant time, for the
+/// next waiters of this process, in order. The batch grows (doubling, up to
+/// [`BATCH_MAX`]) while they are all taken before the next reservation,
+/// and halves when one is lost: a unit not handed out within
+/// [`BATCH_GRACE_NS`] of its time is dropped (the server counted it as
+/// granted: it goes unused, so the hosts together get fewer grants, never
+/// more, and never one later than that).
+#[derive(Default)]
+struct Lease {
+    /// The run the units are of.
+    run: u32,
+    /// Their grant times, on this process's clock, earliest first.
+    units: std::collections::VecDeque<i64>,
+    /// Units to ask for in the next reservation.
+    batch: u64,
+}
+
+impl Lease {
+    /// Drops the units of another run, and those too late to hand out.
+    fn prune(&mut self, run: u32, now: i64) {
+        if self.run != run {
+            self.units.clear();
+            self.run = run;
+        }
+        let before = self.units.len();
+        while self
+            .units
+            .front()
+            .is_some_and(|&g| g < now - BATCH_GRACE_NS)
+        {
+            self.units.pop_front();
+        }
+        if self.units.len() < before {
+            self.batch = (self.batch / 2).max(1);
+        }
+    }
+
+    /// Keeps a unit granted at `grant`, in order.
+    fn keep(&mut self, grant: i64) {
+        let at = self.units.partition_point(|&g| g <= grant);
+        self.units.insert(at, grant);
+    }
 }
 
 /// Emissions counted in this process and not yet sent to Redis.
@@ -307,6 +367,10 @@ impl RedisStore {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             sleepers: AtomicU32::new(0),
+            lease: Mutex::new(Lease {
+                batch: 1,
+                ..Lease::default()
+            }),
             pending: Mutex::new(Pending::default()),
             emitted: AtomicU64::new(0),
             latest: AtomicU64::new(0),
@@ -804,6 +868,9 @@ impl Store for RedisStore {
         )
     }
 
+    /// One unit comes from this process's lease when it holds one due by
+    /// `latest`; else one round trip reserves it (with a batch after it,
+    /// see [`Lease`]). `n` units at once are always one reservation.
     fn reserve(&self, n: u64, now: i64, latest: i64, clock: &dyn Clock) -> Result<Option<Ticket>> {
         let sh = &self.sh;
         let max_wait = if latest == i64::MAX {
@@ -811,23 +878,63 @@ impl Store for RedisStore {
         } else {
             latest.saturating_sub(now).max(0) / 1000
         };
+        // One reservation at a time per process: the others take from its
+        // batch. Waited for no longer than the caller may wait (and at
+        // least one round trip's worth).
+        let patience = latest
+            .saturating_sub(now)
+            .clamp(link::MIN_TIMEOUT_NS, i64::MAX / 2);
+        let Some(mut lease) = sh.lease.try_lock_for(Duration::from_nanos(patience as u64)) else {
+            return Ok(None);
+        };
+        let run = sh.run_id.load(SeqCst);
+        if n == 1 {
+            lease.prune(run, clock.now_ns());
+            match lease.units.front() {
+                Some(&grant) if grant <= latest => {
+                    lease.units.pop_front();
+                    return Ok(Some(Ticket::remote(grant, 1, 0, run.into(), LEASED)));
+                }
+                // The next is due after the deadline: so is any other.
+                Some(_) => return Ok(None),
+                None => {}
+            }
+        }
+        let batch = if n == 1 { lease.batch } else { 1 };
         loop {
             let r = sh.retrying(latest, clock, |d| {
-                sh.run(d, |s| &s.reserve, &[n as i64, max_wait])
+                sh.run(
+                    d,
+                    |s| &s.reserve,
+                    &[n as i64, max_wait, batch as i64, BATCH_HORIZON_US],
+                )
             })?;
             let Some(r) = r else { return Ok(None) };
-            // The reply's arrival: the wait counts from here.
+            // The reply's arrival: the waits count from here.
             let arrived = clock.now_ns();
+            let at = |wait: i64| arrived.saturating_add(wait.max(0).saturating_mul(1000));
             match r[..] {
-                [0, wait, run, generation, a, b] => {
+                [0, wait, run, generation, a, b, ref more @ ..] => {
                     sh.note_reply(0, run);
-                    let grant = arrived.saturating_add(wait.max(0).saturating_mul(1000));
-                    let slot = (u128::from(a as u64) << 64) | u128::from(b as u64);
+                    let run = run as u32;
+                    lease.prune(run, arrived);
+                    for &w in more {
+                        lease.keep(at(w));
+                    }
+                    // Every unit asked for came: ask for more next time.
+                    if more.len() as u64 + 1 == batch {
+                        lease.batch = (batch * 2).min(BATCH_MAX);
+                    }
+                    let slot = if more.is_empty() {
+                        (u128::from(a as u64) << 64) | u128::from(b as u64)
+                    } else {
+                        LEASED
+                    };
                     return Ok(Some(Ticket::remote(
-                        grant,
+                        at(wait),
                         n,
                         generation as u32,
-                        run as u64,
+                        run.into(),
                         slot,
                     )));
                 }
@@ -857,33 +964,45 @@ impl Store for RedisStore {
         true
     }
 
-    /// Gives the units back if theirs is still the last reservation (else
-    /// they stay taken: [`GivenBack::Stuck`], and the waiter returns at its
-    /// deadline).
+    /// Gives the units back to the server if theirs is still its last
+    /// reservation; else a single unit goes to this process's lease, for
+    /// its next waiter (its time is kept). Otherwise they stay taken:
+    /// [`GivenBack::Stuck`], and the waiter returns at its deadline.
     fn give_back(
         &self,
         ticket: &mut Ticket,
         still: &dyn Fn(i64) -> bool,
-        _clock: &dyn Clock,
+        clock: &dyn Clock,
     ) -> GivenBack {
         if !still(ticket.grant()) {
             return GivenBack::NotOurs;
         }
+        let sh = &self.sh;
         let (generation, run, slot) = ticket.remote_parts();
-        let args = [
-            run as i64,
-            i64::from(generation),
-            ticket.units() as i64,
-            (slot >> 64) as u64 as i64,
-            slot as u64 as i64,
-        ];
-        match self.sh.run(None, |s| &s.give_back, &args) {
-            Ok(r) if r.first() == Some(&1) => {
-                self.sh.bump();
-                GivenBack::Done
+        if slot != LEASED {
+            let args = [
+                run as i64,
+                i64::from(generation),
+                ticket.units() as i64,
+                (slot >> 64) as u64 as i64,
+                slot as u64 as i64,
+            ];
+            if let Ok(r) = sh.run(None, |s| &s.give_back, &args) {
+                if r.first() == Some(&1) {
+                    sh.bump();
+                    return GivenBack::Done;
+                }
             }
-            _ => GivenBack::Stuck,
         }
+        if ticket.units() == 1 && run == u64::from(sh.run_id.load(SeqCst)) {
+            let mut lease = sh.lease.lock();
+            lease.prune(run as u32, clock.now_ns());
+            lease.keep(ticket.grant());
+            drop(lease);
+            sh.bump();
+            return GivenBack::Done;
+        }
+        GivenBack::Stuck
     }
 
     fn confirm(&self, _ticket: Ticket) {}
