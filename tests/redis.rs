@@ -240,10 +240,12 @@ fn window_across_hosts() -> TestResult {
         most <= 5,
         "{most} grants in a 450 ms window (WINDOW 5 per 500 ms)"
     );
-    let in_1s = g.iter().filter(|&&x| x < g[0] + SEC).count();
+    // The grants of the third window, due 1 s after the first, may be
+    // reported earlier than the first grant's delay: 950 ms.
+    let in_1s = g.iter().filter(|&&x| x < g[0] + 950 * MS).count();
     check!(
         (9..=10).contains(&in_1s),
-        "{in_1s} grants in the second from the first (5 per 500 ms: 10)"
+        "{in_1s} grants in the 950 ms from the first (5 per 500 ms: 10)"
     );
     t.stop().map_err(|e| e.to_string())?;
     Ok(())
@@ -775,6 +777,43 @@ fn batches_at_a_high_rate() -> TestResult {
     Ok(())
 }
 
+/// A wait whose timeout is 0 (or shorter than a round trip) takes a unit
+/// that is there, and returns at once when none is; a forked child drops
+/// its parent's handle (its connection and event thread belong to the
+/// parent) and connects on its own.
+fn short_waits_and_fork() -> TestResult {
+    let server = RedisServer::start();
+    let url = server.url();
+    let t = Throttle::connect(&url, "short", 2, ms(1000), &opts(Hardcap::Limit))
+        .map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    let t0 = now();
+    let r = t.await_fuel(Some(Duration::ZERO));
+    check!(r.is_ok(), "a zero timeout takes the unit there: {r:?}");
+    let r = t.await_fuel(Some(Duration::from_micros(1)));
+    check!(r == Err(Error::Timeout), "none there, 1 us: {r:?}");
+    check!(
+        now() - t0 < SEC,
+        "both returned at once ({} ms)",
+        (now() - t0) / MS
+    );
+    let mut kids = Kids::new();
+    let parent = t.clone();
+    kids.spawn(move || {
+        drop(parent); // the parent's: nothing of it runs here
+        let Ok(mine) = Throttle::connect(&url, "short", 2, ms(1000), &opts(Hardcap::Limit)) else {
+            return 2;
+        };
+        let waited = std::thread::spawn(move || mine.await_fuel(Some(ms(2000))));
+        match waited.join() {
+            Ok(Ok(_)) => 0,
+            _ => 3,
+        }
+    });
+    kids.wait_all_ok(10 * SEC)?;
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         ("grants_and_refusals", grants_and_refusals, 30),
@@ -797,6 +836,7 @@ fn main() {
         ("acl_noscript_and_clock", acl_noscript_and_clock, 30),
         ("forever_waits_and_leaks", forever_waits_and_leaks, 60),
         ("batches_at_a_high_rate", batches_at_a_high_rate, 60),
+        ("short_waits_and_fork", short_waits_and_fork, 30),
     ];
     run(
         tests,

@@ -62,6 +62,9 @@ const BACKOFF_MAX_NS: i64 = 200_000_000;
 /// How often this process sends its emissions, and how long the event
 /// thread waits for a message.
 const FLUSH_NS: u64 = 50_000_000;
+/// How long a stop waits for the other processes' last emissions (they
+/// send them on hearing of the stop, within a few round trips).
+const STOP_SETTLE_NS: i64 = 50_000_000;
 /// Emission times kept for the local monitor between drains.
 const TIMES_KEPT: usize = 1 << 16;
 /// Batches: at most this many units in one reservation, none granted
@@ -71,6 +74,9 @@ const TIMES_KEPT: usize = 1 << 16;
 const BATCH_MAX: u64 = 256;
 const BATCH_HORIZON_US: i64 = 2_000;
 const BATCH_GRACE_NS: i64 = 1_000_000;
+/// A process asks for its next batch once what it holds covers less than
+/// this (or four round trips) from now.
+const REFILL_BEFORE_NS: i64 = 500_000;
 /// The slot of a ticket whose units only this process can give back (a
 /// unit of a batch): they go back to its lease.
 const LEASED: u128 = u128::MAX;
@@ -254,6 +260,8 @@ struct Lease {
     units: std::collections::VecDeque<i64>,
     /// Units to ask for in the next reservation.
     batch: u64,
+    /// The last reservation's round trip (ns).
+    rtt_ns: i64,
 }
 
 impl Lease {
@@ -421,9 +429,13 @@ impl Drop for RedisStore {
     fn drop(&mut self) {
         self.sh.closing.store(true, SeqCst);
         if let Some(t) = self.events.take() {
-            // The event thread exists only in the process that connected.
             if process::id() == self.sh.link.owner() {
                 let _ = t.join();
+            } else {
+                // A child of fork(): the event thread is not there, and its
+                // id may be another thread's by now; dropping the handle
+                // would detach that one.
+                std::mem::forget(t);
             }
         }
     }
@@ -592,6 +604,20 @@ impl Shared {
         }
     }
 
+    /// How many processes listen to the throttle's events now (each has
+    /// one subscription); 0 if that cannot be read.
+    fn listeners(&self) -> i64 {
+        let channel = format!("{}:events", self.keys[0]);
+        self.link
+            .call(None, |c| {
+                redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query::<(String, i64)>(c)
+            })
+            .map_or(0, |(_, n)| n)
+    }
+
     /// Moves the epoch on and wakes every sleeper of this process.
     fn bump(&self) {
         self.epoch.fetch_add(1, SeqCst);
@@ -719,6 +745,33 @@ fn events(sh: &Shared) {
     let _ = sh.flush();
 }
 
+impl RedisStore {
+    /// Asks for the next batch into `lease` (see [`Lease`]): units granted
+    /// within the batch horizon of now, or none; a failure is left to the
+    /// next reservation.
+    fn refill(&self, lease: &mut Lease, clock: &dyn Clock) {
+        let sh = &self.sh;
+        let sent = clock.now_ns();
+        let deadline = monotonic_ns().saturating_add(link::MIN_TIMEOUT_NS);
+        let args = [1, BATCH_HORIZON_US, lease.batch as i64, BATCH_HORIZON_US];
+        let Ok(r) = sh.run(Some(deadline), |s| &s.reserve, &args) else {
+            return;
+        };
+        let arrived = clock.now_ns();
+        lease.rtt_ns = arrived.saturating_sub(sent);
+        if let [0, wait, run, _, _, _, ref more @ ..] = r[..] {
+            sh.note_reply(0, run);
+            lease.prune(run as u32, arrived);
+            for &w in std::iter::once(&wait).chain(more) {
+                lease.keep(arrived.saturating_add(w.max(0).saturating_mul(1000)));
+            }
+            if more.len() as u64 + 1 == lease.batch {
+                lease.batch = (lease.batch * 2).min(BATCH_MAX);
+            }
+        }
+    }
+}
+
 impl Wakeable for RedisStore {
     fn wake_sleepers(&self) {
         self.sh.bump();
@@ -840,6 +893,12 @@ impl Store for RedisStore {
                 sh.killed.store(true, SeqCst);
                 sh.latest.store(0, SeqCst);
                 sh.bump();
+                // Other processes send their last emissions as soon as they
+                // hear of the stop: give them the time, so that the totals
+                // the caller reads next count them.
+                if sh.listeners() > 1 {
+                    std::thread::sleep(Duration::from_nanos(STOP_SETTLE_NS as u64));
+                }
                 Ok(())
             }
             [1] => {
@@ -893,6 +952,13 @@ impl Store for RedisStore {
             match lease.units.front() {
                 Some(&grant) if grant <= latest => {
                     lease.units.pop_front();
+                    // What is left covers little time: the next batch is
+                    // asked for now, so that it follows on with no slot
+                    // lost on the way (ONE keeps none for a late taker).
+                    let cover = lease.units.back().copied().unwrap_or(grant);
+                    if cover - clock.now_ns() < (4 * lease.rtt_ns).max(REFILL_BEFORE_NS) {
+                        self.refill(&mut lease, clock);
+                    }
                     return Ok(Some(Ticket::remote(grant, 1, 0, run.into(), LEASED)));
                 }
                 // The next is due after the deadline: so is any other.
@@ -912,11 +978,16 @@ impl Store for RedisStore {
             let Some(r) = r else { return Ok(None) };
             // The reply's arrival: the waits count from here.
             let arrived = clock.now_ns();
+            lease.rtt_ns = arrived.saturating_sub(now);
             let at = |wait: i64| arrived.saturating_add(wait.max(0).saturating_mul(1000));
             match r[..] {
                 [0, wait, run, generation, a, b, ref more @ ..] => {
                     sh.note_reply(0, run);
                     let run = run as u32;
+                    // Due when the server decided: in the tank when the
+                    // caller came (a round trip ago), as in shared memory;
+                    // else counted from the reply's arrival.
+                    let first = if wait <= 0 { now } else { at(wait) };
                     lease.prune(run, arrived);
                     for &w in more {
                         lease.keep(at(w));
@@ -931,7 +1002,7 @@ impl Store for RedisStore {
                         LEASED
                     };
                     return Ok(Some(Ticket::remote(
-                        at(wait),
+                        first,
                         n,
                         generation as u32,
                         run.into(),
