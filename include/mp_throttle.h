@@ -826,7 +826,7 @@ mpt_status mpt_throttle_unlink(const char *name);
  *
  * Thread safety: safe. Fork safety: connect in the process that uses the
  * handle. Blocking: up to 2 s per step while the server does not answer.
- * Since: 0.3.0.
+ * Since: 0.2.0.
  *
  * # Safety
  * `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
@@ -853,7 +853,7 @@ mpt_status mpt_throttle_connect(const char *url,
  * `MPT_STATUS_UNSUPPORTED` (built without the Redis store).
  *
  * Thread safety: safe. Fork safety: safe. Blocking: one round trip (up to
- * 2 s). Since: 0.3.0.
+ * 2 s). Since: 0.2.0.
  *
  * # Safety
  * `url` and `name` must be NULL or NUL-terminated strings.

@@ -332,7 +332,7 @@ pub unsafe extern "C" fn mpt_throttle_unlink(name: *const c_char) -> MptStatus {
 ///
 /// Thread safety: safe. Fork safety: connect in the process that uses the
 /// handle. Blocking: up to 2 s per step while the server does not answer.
-/// Since: 0.3.0.
+/// Since: 0.2.0.
 ///
 /// # Safety
 /// `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
@@ -392,7 +392,7 @@ fn unsupported_redis() -> crate::error::Error {
 /// `MPT_STATUS_UNSUPPORTED` (built without the Redis store).
 ///
 /// Thread safety: safe. Fork safety: safe. Blocking: one round trip (up to
-/// 2 s). Since: 0.3.0.
+/// 2 s). Since: 0.2.0.
 ///
 /// # Safety
 /// `url` and `name` must be NULL or NUL-terminated strings.

@@ -23,7 +23,7 @@ package mpthrottle
 // The binding uses the calls of 0.2.0 (weighted fuel, rate changes,
 // cancellation tokens): say so, rather than fail on a missing declaration.
 // Connect and UnlinkURL also need mpt_throttle_connect and
-// mpt_throttle_unlink_url (the Redis store, 0.3.0).
+// mpt_throttle_unlink_url (the Redis store, 0.2.0).
 #if !defined(MPT_VERSION_MAJOR) || (MPT_VERSION_MAJOR == 0 && MPT_VERSION_MINOR < 2)
 #error "mpthrottle needs mp_throttle.h 0.2.0 or later (mpt_await_fuel_cancellable)"
 #endif

@@ -17,12 +17,17 @@ A Throttle travels to other processes by reference: its creator makes a
 *named* throttle, and pickling sends the name, which the receiving process
 opens. See README.md for the rules (in short: workers must unpickle it while
 the creating Throttle is alive).
+
+Processes on many hosts share one rate through a Redis server:
+``Throttle.connect(url, name, max_n, per)`` makes or joins the throttle
+``name`` there (library 0.2.0), and :func:`unlink_url` removes it.
 """
 
 import _thread
 import atexit
 import math
 import os
+import re
 import secrets
 import signal
 import threading
@@ -39,6 +44,7 @@ __all__ = [
     "ThrottleError",
     "clock_ns",
     "library_version",
+    "unlink_url",
     "HARDCAP_LIMIT",
     "HARDCAP_ONE",
     "HARDCAP_NONE",
@@ -119,6 +125,20 @@ def _unlink(name):
         pass
 
 
+def unlink_url(url, name):
+    """Removes the throttle ``name`` from the Redis server at ``url``
+    (``mpt_throttle_unlink_url``), the counterpart of
+    :meth:`Throttle.connect`: the processes that use it, on every host, find
+    it killed (their waits return False) and do not make it again; a later
+    :meth:`Throttle.connect` makes a new one. Raises :class:`ThrottleError`:
+    MPT_STATUS_NOT_FOUND if the server has no such throttle,
+    MPT_STATUS_UNREACHABLE if nothing answers at ``url`` (one round trip, at
+    most 2 s), MPT_STATUS_UNSUPPORTED with a library without the Redis store
+    (or a build from before it)."""
+    _ffi.require("mpt_throttle_unlink_url", "unlink_url")
+    _ffi.call("mpt_throttle_unlink_url", _url_bytes(url), _name_bytes(name))
+
+
 def _new_name():
     # Unique per process and per throttle; at most MAX_NAME_LEN bytes, no '/'.
     return f"py-{os.getpid()}-{secrets.token_hex(8)}"
@@ -193,9 +213,26 @@ def _name_bytes(name):
     return name.encode()
 
 
+def _url_bytes(url):
+    if not isinstance(url, str):
+        raise TypeError(f"a Redis URL is a str, not {type(url).__name__}")
+    return url.encode()
+
+
+def _shown_url(url):
+    """``url`` without its password (``redis://user:***@host``), as the
+    library's messages show it: a repr may end up in a log."""
+    return re.sub(r"^([^:/]+://[^:@/]*:)[^@/]*@", r"\1***@", url)
+
+
 def _reopen(name, config):
     """Unpickles a Throttle: opens the named throttle ``name``."""
     return Throttle._open(name, config)
+
+
+def _reconnect(url, name, config):
+    """Unpickles a Throttle of a Redis server: connects to it again."""
+    return Throttle._connect(url, name, config)
 
 
 # ---------------------------------------------------------------- Ctrl-C
@@ -211,8 +248,8 @@ def _reopen(name, config):
 # its timeout), so the waiter would always be served last.
 #
 # So the main thread does not sleep in C. It first asks with a timeout of 0
-# (fuel there now: taken at once, no thread). Otherwise a helper thread makes
-# the one real wait, mpt_await_fuel_cancellable with a cancellation token of
+# (fuel there now: taken at once, no thread; see _take_now). Otherwise a
+# helper thread makes the one real wait, mpt_await_fuel_cancellable with a cancellation token of
 # its own, while the main thread sleeps on a lock, which a signal interrupts
 # (Python runs the handler there). If the handler raises (KeyboardInterrupt,
 # or a SystemExit of a SIGTERM handler, ...), the main thread fires the
@@ -233,6 +270,25 @@ def _reopen(name, config):
 _POLL_S = 0.1
 _WAIT_OK = (_ffi.STATUS_OK, _ffi.STATUS_TIMEOUT, _ffi.STATUS_KILLED)
 _SIGNALS = signal.valid_signals()
+
+
+def _take_now(handle, n, grant):
+    """A wait with a timeout of 0: takes ``n`` units if the tank holds them
+    now. Returns the status a wait would (OK, TIMEOUT or KILLED).
+
+    It asks mpt_has_fuel_n, whose answer is that of mpt_await_fuel_n with
+    a timeout of 0 (the same check in the library; NO_FUEL where the wait
+    says TIMEOUT), rather than the wait itself: a Redis throttle's wait of
+    0 s sees its reply arrive after its deadline, which the library of this
+    release retries instead of giving up."""
+    status = _ffi.call(
+        "mpt_has_fuel_n",
+        handle,
+        n,
+        byref(grant),
+        ok=(_ffi.STATUS_OK, _ffi.STATUS_NO_FUEL, _ffi.STATUS_KILLED),
+    )
+    return _ffi.STATUS_TIMEOUT if status == _ffi.STATUS_NO_FUEL else status
 
 
 def _in_main_thread():
@@ -378,7 +434,7 @@ async def _acquire(throttle, n, timeout, function):
     loop = asyncio.get_running_loop()
     grant = c_int64()
     with throttle._use(function) as handle:
-        status = _ffi.call("mpt_await_fuel_n", handle, n, 0.0, byref(grant), ok=_WAIT_OK)
+        status = _take_now(handle, n, grant)
     if status != _ffi.STATUS_TIMEOUT or timeout == 0:
         return grant.value if status == _ffi.STATUS_OK else None
 
@@ -483,8 +539,17 @@ class _Use:
     def __enter__(self):
         t = self._throttle
         with t._lock:
-            if t._handle is None or t._closing:
+            # A fork()ed child of the process that connected a Redis
+            # throttle: the handle's connection is the parent's, which the
+            # library refuses to use here (MPT_STATUS_WRONG_STATE).
+            reconnect = t._url is not None and t._pid != os.getpid()
+            if t._closing or (t._handle is None and not reconnect):
                 raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the Throttle is closed", self._what)
+            if reconnect:
+                # Connect again, the first time the child uses it (and at the
+                # next call if that fails). No call is in flight in this
+                # process (_after_fork_in_child cleared _busy).
+                t._reconnect_here()
             t._busy += 1
             return t._handle
 
@@ -535,6 +600,9 @@ class Throttle:
       configuration: a name that exists with the other value raises
       MPT_STATUS_MISMATCH. Another user's throttle is never used otherwise
       (MPT_STATUS_PERMISSION_DENIED); see the C ``mpt_throttle_open``.
+
+    :meth:`Throttle.connect` makes (or joins) a throttle kept in a Redis
+    server instead, shared by processes on many hosts.
 
     ``max_n`` and ``per`` are read-only properties: the rate in force, read
     from the shared throttle at each access (:meth:`rate`), so that a
@@ -621,6 +689,129 @@ class Throttle:
         return cls._open(name, config)
 
     @classmethod
+    def connect(
+        cls,
+        url,
+        name,
+        max_n,
+        per=1,
+        *,
+        as_monitor=True,
+        as_throttle=True,
+        auto_emit=None,
+        hardcap="limit",
+        rf_rate=0.01,
+        spin_s=None,
+        timer_slack_ns=None,
+    ):
+        """Makes the throttle ``name`` in the Redis server at ``url``, or
+        joins it if it exists there with the same configuration
+        (``mpt_throttle_connect``, library 0.2.0): processes on any number
+        of hosts, each with its own Throttle, share one rate, decided by the
+        server on its own clock. The Throttle is like any other: every
+        method works on it.
+
+        - ``url``: ``redis://[user[:password]@]host[:port][/db]`` or
+          ``redis+unix:///path/to/socket``;
+        - ``name``: 1 to 200 bytes of UTF-8 without ``{`` or ``}``;
+        - ``max_n``, ``per`` and the keyword parameters: as for the
+          constructor (no ``group_shared``: the server's access control
+          decides who uses it). ``per`` must be a whole number of
+          microseconds. All but ``spin_s`` and ``timer_slack_ns`` are the
+          throttle's configuration: a join with other values raises
+          MPT_STATUS_MISMATCH.
+
+        Raises :class:`ThrottleError`: MPT_STATUS_UNREACHABLE (nothing
+        answers at ``url``, it does not answer in 2 s, or it is not Redis),
+        MPT_STATUS_PERMISSION_DENIED (credentials refused),
+        MPT_STATUS_MISMATCH, MPT_STATUS_INVALID_ARGUMENT (a bad URL, name,
+        number or option), MPT_STATUS_UNSUPPORTED (a library without the
+        Redis store, or a build from before it).
+
+        Closing it (``close()``, ``with``, garbage collection, exit) leaves
+        the throttle on the server, for the other hosts: :func:`unlink_url`
+        removes it. Pickling sends the URL, the name and this configuration,
+        and the receiving process connects again; so does a ``fork()``ed
+        child, the first time it uses an inherited Throttle (a connection
+        belongs to the process that made it)."""
+        config = {
+            "max_n": max_n,
+            "per": per,
+            "as_monitor": as_monitor,
+            "as_throttle": as_throttle,
+            "auto_emit": auto_emit,
+            "hardcap": hardcap,
+            "rf_rate": rf_rate,
+            "wait": {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns},
+        }
+        return cls._connect(url, name, config)
+
+    @classmethod
+    def _connect(cls, url, name, config):
+        _ffi.require("mpt_throttle_connect", "Throttle.connect")
+        _url_bytes(url)  # (a TypeError before anything is made)
+        self = cls.__new__(cls)
+        self._init_state()
+        self._max_n = config["max_n"]
+        self._per = config["per"]
+        self.as_monitor = config["as_monitor"]
+        self.as_throttle = config["as_throttle"]
+        auto_emit = config["auto_emit"]
+        if auto_emit is None:  # as the constructor (0.0.5's rule)
+            auto_emit = self.as_throttle == True  # noqa: E712
+        self.auto_emit = auto_emit
+        self.auto_calibrate = False
+        self.hardcap = config["hardcap"]
+        self.refresh_rate = config["rf_rate"]
+        self._correction = 0
+        self._wait_options = dict(config["wait"])
+        # Kept as given: what a pickle sends, and what a fork()ed child
+        # connects with (the configuration the throttle was made with, which
+        # a set_rate() does not change).
+        self._url = url
+        self._name = name
+        self._connect_config = dict(config, wait=dict(config["wait"]))
+        handle = self._connect_handle()
+        self._adopt(handle, name, owner=False)
+        return self
+
+    def _connect_handle(self):
+        """A new handle on this Throttle's Redis throttle (mpt_throttle_connect)."""
+        config = self._connect_config
+        options = _options(
+            config["as_throttle"],
+            config["as_monitor"],
+            self.auto_emit,
+            config["hardcap"],
+            config["rf_rate"],
+            config["wait"]["timer_slack_ns"],
+            config["wait"]["spin_s"],
+        )
+        max_n = _uint(config["max_n"], "max_n", 2**64, "Throttle.connect")
+        handle = _ffi.HANDLE()
+        _ffi.call(
+            "mpt_throttle_connect",
+            _url_bytes(self._url),
+            _name_bytes(self._name),
+            max_n,
+            float(config["per"]),
+            byref(options),
+            byref(handle),
+        )
+        return handle
+
+    def _reconnect_here(self):
+        # Called with self._lock held and no call in flight in this process.
+        # The parent's handle first: freeing it in the child closes the
+        # child's copies of its sockets and joins no thread (the library
+        # checks). And before the new handle exists: that release lets go
+        # of the parent's event thread by its thread id, which the new
+        # handle's event thread may reuse in this process.
+        self._free()
+        self._handle = self._connect_handle()
+        self._pid = os.getpid()
+
+    @classmethod
     def _open(cls, name, config):
         self = cls.__new__(cls)
         self._init_state()
@@ -655,12 +846,16 @@ class Throttle:
         self._busy = 0
         self._lock = threading.Lock()
         self._owner_pid = None
+        self._pid = None  # the process that made the handle
         self._name = None
+        self._url = None  # a Redis throttle's (Throttle.connect)
+        self._connect_config = None
 
     def _adopt(self, handle, name, owner):
         self._handle = handle
         self._name = name
         self._owner_pid = os.getpid() if owner else None
+        self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
 
@@ -682,8 +877,15 @@ class Throttle:
 
     @property
     def name(self):
-        """The name other processes open this throttle by."""
+        """The name other processes open this throttle by (or connect to,
+        for a Redis throttle)."""
         return self._name
+
+    @property
+    def url(self):
+        """The URL of the Redis server of a throttle made by
+        :meth:`Throttle.connect`, as given; None for one in shared memory."""
+        return self._url
 
     @property
     def max_n(self):
@@ -713,7 +915,9 @@ class Throttle:
 
     @property
     def closed(self):
-        return self._handle is None or self._closing
+        # (A Redis throttle's handle is None in a fork()ed child whose
+        # connect failed: not closed, the next call connects again.)
+        return self._closing or (self._handle is None and self._url is None)
 
     def close(self):
         """Releases this process's handle (``mpt_throttle_free``) and, in the
@@ -722,7 +926,7 @@ class Throttle:
         finish first (the last of them frees the handle); later calls raise
         :class:`ThrottleError` (MPT_STATUS_BAD_HANDLE)."""
         with self._lock:
-            if self._handle is None or self._closing:
+            if self.closed:
                 return
             self._closing = True
             if self._owner_pid == os.getpid():
@@ -769,6 +973,10 @@ class Throttle:
         # Pickled by reference: the receiving process opens the name.
         if self.closed:
             raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the Throttle is closed", "pickle")
+        if self._url is not None:
+            # A Redis throttle: the receiver connects with the configuration
+            # it was made with (the rate in force may differ: set_rate).
+            return (_reconnect, (self._url, self._name, self._connect_config))
         config = {
             "max_n": self.max_n,
             "per": self.per,
@@ -783,7 +991,9 @@ class Throttle:
 
     def __repr__(self):
         state = "closed" if self.closed else "open"
-        return f"<mp_throttle.Throttle {self._name!r} max_n={self.max_n} per={self.per} {state}>"
+        where = f" at {_shown_url(self._url)}" if self._url is not None else ""
+        rate = f"max_n={self.max_n} per={self.per}"
+        return f"<mp_throttle.Throttle {self._name!r}{where} {rate} {state}>"
 
     # ------------------------------------------------------------ run
 
@@ -845,10 +1055,13 @@ class Throttle:
         deadline = time.monotonic() + timeout if main and timeout > 0 else None
         grant = c_int64()
         with self._use("await_fuel") as handle:
-            # The main thread first asks without sleeping (see "Ctrl-C" above).
-            status = _ffi.call(
-                "mpt_await_fuel_n", handle, n, 0.0 if main else timeout, byref(grant), ok=_WAIT_OK
-            )
+            if main or timeout == 0:
+                # The main thread first asks without sleeping (see "Ctrl-C" above).
+                status = _take_now(handle, n, grant)
+            else:
+                status = _ffi.call(
+                    "mpt_await_fuel_n", handle, n, timeout, byref(grant), ok=_WAIT_OK
+                )
         if status == _ffi.STATUS_TIMEOUT and main:
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())

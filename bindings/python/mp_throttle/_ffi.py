@@ -19,7 +19,8 @@ The library is looked for, in order:
 5. ``libmp_throttle.so.0`` through the dynamic loader (``LD_LIBRARY_PATH``).
 
 It needs library 0.2.0 or a later 0.x (checked at import, before anything
-is bound). ctypes releases the GIL during every foreign call, so a thread
+is bound); the Redis store's functions (:data:`NEWER`, library 0.2.0) are
+bound when the library has them. ctypes releases the GIL during every foreign call, so a thread
 blocked in ``mpt_await_fuel`` does not block the others. The library's
 last-error message is per OS thread; a Python thread is one OS thread, and
 :func:`call` reads the message right after the failing call, in the same
@@ -156,6 +157,11 @@ PROTOTYPES = {
     ),
     "mpt_throttle_open": (_status, [c_char_p, POINTER(mpt_options), POINTER(HANDLE)]),
     "mpt_throttle_unlink": (_status, [c_char_p]),
+    "mpt_throttle_connect": (
+        _status,
+        [c_char_p, c_char_p, c_uint64, c_double, POINTER(mpt_options), POINTER(HANDLE)],
+    ),
+    "mpt_throttle_unlink_url": (_status, [c_char_p, c_char_p]),
     "mpt_throttle_free": (_status, [HANDLE]),
     "mpt_start": (_status, [HANDLE]),
     "mpt_stop": (_status, [HANDLE, POINTER(mpt_summary)]),
@@ -177,6 +183,18 @@ PROTOTYPES = {
     "mpt_version": (_status, [POINTER(c_uint32), POINTER(c_uint32), POINTER(c_uint32)]),
     "mpt_version_string": (c_char_p, []),
 }
+
+#: Functions newer than the oldest library this binding accepts (0.2.0),
+#: with the version that brought them: a library that lacks one still
+#: loads, without it (see :data:`MISSING` and :func:`require`), so that
+#: everything else keeps working with an older library.
+NEWER = {
+    "mpt_throttle_connect": "0.2.0",
+    "mpt_throttle_unlink_url": "0.2.0",
+}
+
+#: The functions of :data:`NEWER` the loaded library lacks (filled at load).
+MISSING = set()
 
 
 # ---------------------------------------------------------------- errors
@@ -268,6 +286,9 @@ def _load():
             try:
                 fn = getattr(lib, name)
             except AttributeError:
+                if name in NEWER:
+                    MISSING.add(name)
+                    continue
                 raise ImportError(
                     f"mp_throttle: {path} has no {name}: a build older than this binding "
                     "(rebuild it, or reinstall the package)"
@@ -331,6 +352,19 @@ def last_error_message():
         if n.value < size:
             return buf.value.decode("utf-8", "replace")
         size = n.value + 1
+
+
+def require(name, function=None):
+    """Raises :class:`ThrottleError` (MPT_STATUS_UNSUPPORTED) if the loaded
+    library lacks ``name``, one of :data:`NEWER`: the same status a library
+    built without the feature returns, with the version that has it."""
+    if name in MISSING:
+        raise ThrottleError(
+            STATUS_UNSUPPORTED,
+            f"{lib_path} (version {version_string()}) has no {name}: it needs libmp_throttle "
+            f"{NEWER[name]} or later",
+            function or name,
+        )
 
 
 def call(name, *args, ok=(STATUS_OK,)):

@@ -140,3 +140,14 @@ def kill_after(throttle, seconds):
     before = time.monotonic()
     throttle.kill_flag.set()
     return describe(throttle) + (before,)
+
+
+def take_one_and_close(throttle, results):
+    """A child's part in test_redis.py: one unit through the Throttle it was
+    handed (inherited by a fork()ed child, connected again on first use;
+    unpickled by a spawned one), then the handle closed, which sends the
+    emission to the server at once. Reports (pid, grant time or None, the
+    process whose connection the Throttle used)."""
+    grant = throttle.await_fuel_ns(5.0)
+    results.put((os.getpid(), grant, throttle._pid))
+    throttle.close()

@@ -99,10 +99,31 @@ def test_binding_covers_the_whole_api(functions):
         "mpt_await_fuel_n", "mpt_has_fuel_n", "mpt_peek_fuel", "mpt_set_rate", "mpt_get_rate",
         "mpt_cancel_new", "mpt_cancel_free", "mpt_cancel_fire", "mpt_cancel_reset",
         "mpt_await_fuel_cancellable", "mpt_get_options", "mpt_throttle_created",
-        "mpt_version_string",
+        "mpt_version_string", "mpt_throttle_connect", "mpt_throttle_unlink_url",
     }
     assert {name for name, v in since.items() if v == "0.2.0"} == added
+    # The Redis store's (0.2.0, late in its making) are those a library may
+    # lack (NEWER), each with its version.
+    assert _ffi.NEWER == {"mpt_throttle_connect": "0.2.0", "mpt_throttle_unlink_url": "0.2.0"}
+    assert all(since[name] == v for name, v in _ffi.NEWER.items())
     assert set(since.values()) == {"0.1.0", "0.2.0"}
+
+
+def test_newer_functions_missing_from_the_library_are_refused(monkeypatch):
+    """A library older than a NEWER function loads without it; the call
+    that needs it raises MPT_STATUS_UNSUPPORTED, naming the version."""
+    import mp_throttle
+
+    assert _ffi.MISSING <= set(_ffi.NEWER)
+    monkeypatch.setattr(_ffi, "MISSING", set(_ffi.NEWER))
+    for call in (
+        lambda: mp_throttle.Throttle.connect("redis://127.0.0.1:1", "x", 5, 1),
+        lambda: mp_throttle.unlink_url("redis://127.0.0.1:1", "x"),
+    ):
+        with pytest.raises(_ffi.ThrottleError) as e:
+            call()
+        assert e.value.status == _ffi.STATUS_UNSUPPORTED
+        assert "0.2.0 or later" in e.value.message
 
 
 @pytest.mark.parametrize("struct", [_ffi.mpt_rate, _ffi.mpt_summary, _ffi.mpt_options])

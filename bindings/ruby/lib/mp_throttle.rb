@@ -155,6 +155,8 @@ module MpThrottle
       mpt_throttle_create_named: [%i[string uint64 double pointer pointer], :int32, [0, 1, 0]],
       mpt_throttle_open: [%i[string pointer pointer], :int32, [0, 1, 0]],
       mpt_throttle_unlink: [%i[string], :int32, [0, 1, 0]],
+      mpt_throttle_connect: [%i[string string uint64 double pointer pointer], :int32, [0, 2, 0]],
+      mpt_throttle_unlink_url: [%i[string string], :int32, [0, 2, 0]],
       mpt_throttle_free: [%i[pointer], :int32, [0, 1, 0]],
       mpt_start: [%i[pointer], :int32, [0, 1, 0]],
       mpt_stop: [%i[pointer pointer], :int32, [0, 1, 0]],
@@ -187,10 +189,11 @@ module MpThrottle
     # still runs on the calling thread's own OS thread, so the library's
     # thread-local error message is read right after it by that thread.)
     # mpt_stop and mpt_throttle_free join this process's monitor thread;
-    # create_named and open wait up to 2 s for another process's creation.
+    # create_named and open wait up to 2 s for another process's creation;
+    # connect and unlink_url talk to a Redis server (up to 2 s per step).
     BLOCKING = %i[
       mpt_await_fuel mpt_await_fuel_n mpt_await_fuel_cancellable mpt_stop mpt_throttle_free
-      mpt_throttle_create_named mpt_throttle_open
+      mpt_throttle_create_named mpt_throttle_open mpt_throttle_connect mpt_throttle_unlink_url
     ].freeze
 
     # Functions of a newer library than the one loaded (see FUNCTIONS), which
@@ -461,6 +464,19 @@ module MpThrottle
       name
     end
 
+    def url_arg(url)
+      raise TypeError, "url must be a String, not #{url.class}" unless url.is_a?(String)
+      raise ArgumentError, "url must not contain NUL bytes" if url.include?("\0")
+
+      url
+    end
+
+    # The URL without its password (redis://user:***@host), as the
+    # library's messages show it: an inspect may end up in a log.
+    def shown_url(url)
+      url.sub(%r{\A([^:/]+://[^:@/]*:)[^@/]*@}, '\1***@')
+    end
+
     def summary_of(native)
       Summary.new(native[:runtime_s], native[:total], native[:mean_seconds_between],
                   native[:mean_per_second])
@@ -559,8 +575,74 @@ module MpThrottle
       nil
     end
 
+    # The throttle `name` in the Redis server at `url`
+    # ("redis://[user[:password]@]host[:port][/db]" or
+    # "redis+unix:///path/to/socket"): makes it, or joins it if it exists
+    # there with the same configuration (MpThrottle::Mismatch otherwise).
+    # Processes on any number of hosts, each with its own Throttle, share
+    # one rate, decided by the server on its own clock; every method works
+    # as on any other throttle. Library 0.2.0 or later.
+    #
+    # - name: 1 to 200 bytes of UTF-8 without "{" or "}".
+    # - max_n, per and the options: as for Throttle.new, but `per` must be a
+    #   whole number of microseconds, and there is no group_shared (the
+    #   server decides who may use it). All but timer_slack_ns and spin_s
+    #   are the throttle's configuration.
+    #
+    # MpThrottle::Unreachable if nothing answers at `url` (or not in 2 s,
+    # or not Redis), MpThrottle::PermissionDenied if the server refuses the
+    # credentials, MpThrottle::InvalidArgument for a bad URL, name or
+    # number, MpThrottle::Unsupported for a library without the Redis
+    # store. With a block: as create_named.
+    #
+    # Closing it leaves the throttle on the server for the other hosts:
+    # Throttle.unlink_url removes it. A connection belongs to the process
+    # that made it: a forked child connects again, the first time it uses
+    # the Throttle it inherited.
+    def self.connect(url, name, max_n, per, **options, &block)
+      Args.require_function(:mpt_throttle_connect)
+      if options.key?(:group_shared)
+        raise ArgumentError, "a Redis throttle takes no group_shared: the server decides who " \
+                             "may use it"
+      end
+      args = [Args.url_arg(url).dup.freeze, Args.name_arg(name).dup.freeze,
+              Args.count(max_n, "max_n"), Args.seconds(per, "per"), options.dup.freeze].freeze
+      from_handle(connect_handle(args), name, args, &block)
+    end
+
+    # Removes the throttle `name` from the Redis server at `url`
+    # (mpt_throttle_unlink_url): the processes that use it, on every host,
+    # find it killed (their waits return nil) and do not make it again; a
+    # later Throttle.connect makes a new one. MpThrottle::NotFound if the
+    # server has no such throttle, MpThrottle::Unreachable if nothing
+    # answers at `url`. Library 0.2.0 or later.
+    def self.unlink_url(url, name)
+      Args.require_function(:mpt_throttle_unlink_url)
+      MpThrottle.check(Native.mpt_throttle_unlink_url(Args.url_arg(url), Args.name_arg(name)),
+                       :mpt_throttle_unlink_url)
+      nil
+    end
+
+    # A new handle on the Redis throttle of Throttle.connect's arguments.
+    def self.connect_handle(args)
+      url, name, max_n, per, options = args
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_throttle_connect(url, name, max_n, per, Args.build_options(**options), out),
+        :mpt_throttle_connect
+      )
+      out.read_pointer
+    end
+    private_class_method :connect_handle
+
     # The name of a named throttle, nil for an anonymous one.
     attr_reader :name
+
+    # The Redis server's URL of a throttle made by Throttle.connect (as
+    # given), nil for one in shared memory.
+    def url
+      @connect&.first
+    end
 
     # Starts (or resumes) the throttle: clears the kill flag, opens the tank
     # (its first unit is there at once, then one every per/max_n) and, with
@@ -751,6 +833,7 @@ module MpThrottle
     def inspect
       state = @closed ? "closed" : "open"
       label = @name ? " #{@name.inspect}" : ""
+      label += " at #{Args.shown_url(url)}" if url
       "#<#{self.class}#{label} #{state}>"
     end
 
@@ -762,9 +845,9 @@ module MpThrottle
     RELEASE = Native.method(:mpt_throttle_free)
     private_constant :RELEASE
 
-    def self.from_handle(pointer, name)
+    def self.from_handle(pointer, name, connect = nil)
       throttle = allocate
-      throttle.send(:adopt, pointer, name)
+      throttle.send(:adopt, pointer, name, connect)
       return throttle unless block_given?
 
       begin
@@ -777,12 +860,35 @@ module MpThrottle
 
     private
 
-    def adopt(pointer, name)
+    # `connect`: Throttle.connect's arguments, for a Redis throttle.
+    def adopt(pointer, name, connect = nil)
       @handle = FFI::AutoPointer.new(pointer, RELEASE)
       @name = name&.dup&.freeze
+      @connect = connect
       @lock = Mutex.new
       @closed = false
       @in_flight = 0
+      @pid = Process.pid
+    end
+
+    # A Redis throttle's handle in a forked child: its connection is the
+    # parent's, which the library refuses to use here (WrongState). Connects
+    # again, with @lock held, the first time the child makes a call. The
+    # calls in flight were the parent's threads'.
+    def reconnect_here
+      @in_flight = 0
+      # The parent's handle first: freeing it in the child closes the
+      # child's copies of its sockets and joins no thread (the library
+      # checks). And before the new handle exists: that release lets go of
+      # the parent's event thread by its thread id, which the new handle's
+      # event thread may reuse in this process. If the connect fails, the
+      # next call tries again.
+      if @handle
+        @handle.autorelease = false
+        Native.mpt_throttle_free(@handle)
+        @handle = nil
+      end
+      @handle = FFI::AutoPointer.new(Throttle.send(:connect_handle, @connect), RELEASE)
       @pid = Process.pid
     end
 
@@ -801,6 +907,7 @@ module MpThrottle
         handle = @lock.synchronize do
           raise ClosedError if @closed
 
+          reconnect_here if @connect && @pid != Process.pid
           @in_flight += 1
           @handle
         end
@@ -816,6 +923,8 @@ module MpThrottle
     end
 
     def release
+      return if @handle.nil? # a forked child's Redis throttle whose connect failed
+
       @handle.autorelease = false
       status = Native.mpt_throttle_free(@handle)
       MpThrottle.check(status, :mpt_throttle_free)
@@ -825,7 +934,14 @@ module MpThrottle
       timeout = timeout.nil? ? FOREVER : Args.seconds(timeout, "timeout", zero: true)
       n = Args.count(n, "n")
       ok = [Status::TIMEOUT, Status::KILLED]
-      if timeout != 0.0 && MpThrottle.interruptible_waits?
+      if timeout.zero?
+        # A wait of 0 s is the has_fuel check (the same in the library, NO_FUEL
+        # where the wait says TIMEOUT). Asked as such: a Redis throttle's wait
+        # of 0 s sees its reply arrive after its deadline, which the library
+        # of this release retries instead of giving up.
+        status = take_fuel(n, grant)
+        status == Status::NO_FUEL ? Status::TIMEOUT : status
+      elsif MpThrottle.interruptible_waits?
         call(:mpt_await_fuel_cancellable, ok: ok) do |h|
           interruptible_wait(h, n, timeout, grant, ok)
         end
