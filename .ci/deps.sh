@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# .ci/deps.sh: installs what the tests (`make test`) and the next planned
-# features need, and only what is missing; run by `make deps` and by
+# .ci/deps.sh: installs what the tests (`make test`) and the benches need,
+# and only what is missing; run by `make deps` and by
 # .ci/run, so the two cannot drift. A second run installs nothing.
 #
 #   Debian packages (apt-get; `apt-get update` only when one is missing):
@@ -13,7 +13,10 @@
 #     tmux curl                 mpt's tests (its live view in a terminal; the
 #                               crawl example, cli/examples/crawl.sh)
 #     hyperfine                 mpt's start-up measurement (BENCHMARKS.md)
-#     redis-server              the next planned features
+#     redis-server redis-tools  the Redis store's tests (tests/redis.rs, make
+#                               check-c-redis, the bindings' and the many_hosts
+#                               example's: each starts its own server) and
+#                               its bench (redis-benchmark)
 #   As root: apt-get itself; otherwise through sudo if there is one; else it
 #   prints the apt-get command to run and exits 1.
 #
@@ -39,7 +42,7 @@ DEBIAN_PACKAGES=(
     ruby ruby-ffi ruby-minitest
     python3 python3-venv
     tmux curl hyperfine
-    redis-server
+    redis-server redis-tools
 )
 PYPI_PACKAGES=(pytest)
 VENV=$top/.venv

@@ -5,7 +5,8 @@
 #   benches/run.sh OUT.md [BENCH...]
 #
 # BENCH defaults to all of: fast_path aggregate kill_wakeup start_cost accuracy precise
-# sleep_floor mpt_acquire seed_python. `mpt_acquire` runs benches/mpt_acquire.sh
+# sleep_floor mpt_acquire seed_python redis. `redis` (about 1.5 minutes) starts
+# its own redis-server (packages redis-server, redis-tools). `mpt_acquire` runs benches/mpt_acquire.sh
 # (hyperfine: the command-line tool from a shell loop). `accuracy` runs benches/accuracy.sh if that
 # exists, else `cargo bench --bench accuracy`. `precise` runs the accuracy
 # workload in each waiting mode (kernel timer slack, the default 1 ns slack,
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 OUT.md [fast_path|aggregate|kill_wakeup|start_cost|accuracy|precise|sleep_floor|mpt_acquire|seed_python ...]" >&2
+    echo "usage: $0 OUT.md [fast_path|aggregate|kill_wakeup|start_cost|accuracy|precise|sleep_floor|mpt_acquire|seed_python|redis ...]" >&2
     exit 2
 fi
 out=$1
@@ -37,7 +38,7 @@ esac
 log="${out%.md}.log"
 [ "$log" = "$out" ] && log="$out.log"
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate kill_wakeup start_cost accuracy precise sleep_floor mpt_acquire seed_python)
+[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate kill_wakeup start_cost accuracy precise sleep_floor mpt_acquire seed_python redis)
 
 declares() { grep -Eq "^name = \"$1\"" Cargo.toml && [ -f "benches/$1.rs" ]; }
 

@@ -74,8 +74,8 @@ const TIMES_KEPT: usize = 1 << 16;
 const BATCH_MAX: u64 = 256;
 const BATCH_HORIZON_US: i64 = 2_000;
 const BATCH_GRACE_NS: i64 = 1_000_000;
-/// A process asks for its next batch once what it holds covers less than
-/// this (or four round trips) from now.
+/// A process asks for its next batch once it holds a quarter of one or
+/// less, covering less than this (or four round trips) from now.
 const REFILL_BEFORE_NS: i64 = 500_000;
 /// The slot of a ticket whose units only this process can give back (a
 /// unit of a batch): they go back to its lease.
@@ -952,11 +952,14 @@ impl Store for RedisStore {
             match lease.units.front() {
                 Some(&grant) if grant <= latest => {
                     lease.units.pop_front();
-                    // What is left covers little time: the next batch is
-                    // asked for now, so that it follows on with no slot
-                    // lost on the way (ONE keeps none for a late taker).
+                    // What is left is a quarter of a batch or less, and
+                    // covers little time: the next batch is asked for now,
+                    // so that it follows on with no slot lost on the way
+                    // (ONE keeps none for a late taker).
                     let cover = lease.units.back().copied().unwrap_or(grant);
-                    if cover - clock.now_ns() < (4 * lease.rtt_ns).max(REFILL_BEFORE_NS) {
+                    if lease.units.len() as u64 <= lease.batch / 4
+                        && cover - clock.now_ns() < (4 * lease.rtt_ns).max(REFILL_BEFORE_NS)
+                    {
                         self.refill(&mut lease, clock);
                     }
                     return Ok(Some(Ticket::remote(grant, 1, 0, run.into(), LEASED)));
