@@ -123,6 +123,8 @@ enum op {
     OP_CANCEL_FREE,
     OP_GET_OPTIONS,
     OP_CREATED,
+    OP_CONNECT,
+    OP_UNLINK_URL,
     OP_COUNT
 };
 
@@ -165,6 +167,8 @@ static const char *const op_name[OP_COUNT] = {
     [OP_CANCEL_FREE] = "mpt_cancel_free",
     [OP_GET_OPTIONS] = "mpt_get_options",
     [OP_CREATED] = "mpt_throttle_created",
+    [OP_CONNECT] = "mpt_throttle_connect",
+    [OP_UNLINK_URL] = "mpt_throttle_unlink_url",
 };
 
 /* How often each call is picked, relative to the others. */
@@ -179,7 +183,7 @@ static const unsigned op_weight[OP_COUNT] = {
     [OP_AWAIT_N] = 4, [OP_HAS_FUEL_N] = 4, [OP_PEEK] = 2, [OP_SET_RATE] = 2,
     [OP_GET_RATE] = 1, [OP_AWAIT_CANCELLABLE] = 4, [OP_CANCEL_FIRE] = 1,
     [OP_CANCEL_RESET] = 1, [OP_CANCEL_NEW] = 1, [OP_CANCEL_FREE] = 1,
-    [OP_GET_OPTIONS] = 1, [OP_CREATED] = 1,
+    [OP_GET_OPTIONS] = 1, [OP_CREATED] = 1, [OP_CONNECT] = 1, [OP_UNLINK_URL] = 1,
 };
 
 /* A status's name (without MPT_STATUS_), from the header's enum. */
@@ -980,6 +984,103 @@ static void call_unlink(struct ctx *c) {
     judge(c, OP_UNLINK, st, expect(faults, 0, outcomes), t0, quick(), args);
 }
 
+/*
+ * The Redis store's calls, with no Redis server: a URL is NULL, not a
+ * Redis URL, or one where nothing listens (port 1: refused at once, so
+ * UNREACHABLE is the one outcome); a name is NULL, valid, or not a Redis
+ * throttle's name (empty, a brace: its keys' hash tag, too long).
+ */
+enum url_kind { URL_NULL, URL_INVALID, URL_NOBODY };
+
+static const char *pick_url(struct ctx *c, enum url_kind *k) {
+    static const char *const invalid[] = {"", "http://x:pw@localhost/", "redis//no-scheme",
+                                          "not a url at all"};
+    unsigned r = (unsigned)below(c, 10);
+    if (r == 0) {
+        *k = URL_NULL;
+        return NULL;
+    }
+    if (r < 4) {
+        *k = URL_INVALID;
+        return invalid[below(c, sizeof invalid / sizeof invalid[0])];
+    }
+    *k = URL_NOBODY;
+    return chance(c, 50) ? "redis://127.0.0.1:1/0" : "redis://:secret@127.0.0.1:1/3";
+}
+
+static const char *pick_redis_name(struct ctx *c, enum name_kind *k) {
+    const char *const invalid[] = {"", "a{b", "}", too_long}; /* too_long: 201 bytes */
+    unsigned r = (unsigned)below(c, 10);
+    if (r == 0) {
+        *k = NAME_NULL;
+        return NULL;
+    }
+    if (r < 4) {
+        *k = NAME_INVALID;
+        return invalid[below(c, sizeof invalid / sizeof invalid[0])];
+    }
+    *k = NAME_POOL;
+    return chance(c, 50) ? "fuzz" : "host/with:any bytes";
+}
+
+static void call_connect(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum url_kind uk;
+    const char *url = pick_url(c, &uk);
+    enum name_kind nk;
+    const char *name = pick_redis_name(c, &nk);
+    /* Periods: whole microseconds, or not (1.5 us), or no period at all. */
+    static const double pers[] = {1.0, 0.25, 0.0000015, 0.0, NAN};
+    static const uint64_t ns[] = {1, 5, 1000, 0};
+    double per = pers[below(c, 5)];
+    uint64_t max_n = ns[below(c, 4)];
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)), max_n_class(max_n, o.window));
+    bool bad_per = per > 0.0 && per < 0.001; /* 1.5 us: not whole microseconds */
+    unsigned faults =
+        (null_out || uk == URL_NULL || nk == NAME_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+        (k == INVALID || bad_per || uk == URL_INVALID || nk == NAME_INVALID
+             ? S(MPT_STATUS_INVALID_ARGUMENT)
+             : 0);
+    unsigned unsure = k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    char args[512];
+    snprintf(args, sizeof args, "mpt_throttle_connect(\"%.40s\", \"%.40s\", %" PRIu64 ", %g, %s, %s)",
+             url == NULL ? "(NULL)" : url, name == NULL ? "(NULL)" : name, max_n, per,
+             o.p == NULL ? "NULL" : "&options", null_out ? "NULL" : "&t");
+    mpt_throttle *t;
+    memset(&t, SENTINEL_BYTE, sizeof t);
+    begin(c, OP_CONNECT);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_connect(url, name, max_n, per, o.p, null_out ? NULL : &t);
+    judge(c, OP_CONNECT, st, expect(faults, unsure, S(MPT_STATUS_UNREACHABLE)), t0,
+          named_bound(), args);
+    if (st == MPT_STATUS_OK) {
+        fail(c, OP_CONNECT, "%s connected where no Redis server listens", args);
+        (void)mpt_throttle_free(t);
+    } else if (!untouched(&t, sizeof t)) {
+        fail(c, OP_CONNECT, "%s failed but wrote its out-parameter", args);
+    }
+}
+
+static void call_unlink_url(struct ctx *c) {
+    enum url_kind uk;
+    const char *url = pick_url(c, &uk);
+    enum name_kind nk;
+    const char *name = pick_redis_name(c, &nk);
+    unsigned faults = (uk == URL_NULL || nk == NAME_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (uk == URL_INVALID || nk == NAME_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT)
+                                                               : 0);
+    char args[300];
+    snprintf(args, sizeof args, "mpt_throttle_unlink_url(\"%.40s\", \"%.40s\")",
+             url == NULL ? "(NULL)" : url, name == NULL ? "(NULL)" : name);
+    begin(c, OP_UNLINK_URL);
+    int64_t t0 = now();
+    mpt_status st = mpt_throttle_unlink_url(url, name);
+    judge(c, OP_UNLINK_URL, st, expect(faults, 0, S(MPT_STATUS_UNREACHABLE)), t0, named_bound(),
+          args);
+}
+
 static void call_free(struct ctx *c) {
     unsigned r = (unsigned)below(c, 10);
     if (r < 6 && c->npriv > 0) {
@@ -1737,6 +1838,8 @@ static void one_call(struct ctx *c) {
     case OP_CANCEL_FREE: call_cancel_free(c); break;
     case OP_GET_OPTIONS: call_get_options(c); break;
     case OP_CREATED: call_created(c); break;
+    case OP_CONNECT: call_connect(c); break;
+    case OP_UNLINK_URL: call_unlink_url(c); break;
     default: call_misc(c, op); break;
     }
 }
