@@ -74,6 +74,9 @@ const TIMES_KEPT: usize = 1 << 16;
 const BATCH_MAX: u64 = 256;
 const BATCH_HORIZON_US: i64 = 2_000;
 const BATCH_GRACE_NS: i64 = 1_000_000;
+/// Batches only at rates whose units come closer together than this
+/// (above 5,000 per second).
+const BATCH_BELOW_T_NS: u64 = 200_000;
 /// A process asks for its next batch once it holds a quarter of one or
 /// less, covering less than this (or four round trips) from now.
 const REFILL_BEFORE_NS: i64 = 500_000;
@@ -243,15 +246,15 @@ struct Local {
 
 /// Units this process reserved in a batch and has not handed out yet.
 ///
-/// A process whose waiters take units as fast as they come (a high rate,
-/// several waiters) reserves several in one round trip: the first for the
-/// waiter that asked, the rest kept here, each with its grant time, for the
-/// next waiters of this process, in order. The batch grows (doubling, up to
-/// [`BATCH_MAX`]) while they are all taken before the next reservation,
-/// and halves when one is lost: a unit not handed out within
-/// [`BATCH_GRACE_NS`] of its time is dropped (the server counted it as
-/// granted: it goes unused, so the hosts together get fewer grants, never
-/// more, and never one later than that).
+/// A process whose waiters take units as fast as they come, at a rate above
+/// 5,000 per second ([`BATCH_BELOW_T_NS`]), reserves several in one round
+/// trip: the first for the waiter that asked, the rest kept here, each with
+/// its grant time, for the next waiters of this process, in order. The
+/// batch grows (doubling, up to [`BATCH_MAX`]) while they are all taken
+/// before the next reservation, and halves when one is lost: a unit not
+/// handed out within [`BATCH_GRACE_NS`] of its time is dropped (the server
+/// counted it as granted: it goes unused, so the hosts together get fewer
+/// grants, never more, and never one later than that).
 #[derive(Default)]
 struct Lease {
     /// The run the units are of.
@@ -604,6 +607,15 @@ impl Shared {
         }
     }
 
+    /// Whether reservations may be batched: only at rates whose units
+    /// come closer together than [`BATCH_BELOW_T_NS`] (one round trip per
+    /// grant could not keep up there). At slower rates a batch would take
+    /// a full tank's units that other processes could have used.
+    fn batching(&self) -> bool {
+        let rate = *self.rate.lock();
+        rate.per_ns() / rate.max_n() < BATCH_BELOW_T_NS
+    }
+
     /// How many processes listen to the throttle's events now (each has
     /// one subscription); 0 if that cannot be read.
     fn listeners(&self) -> i64 {
@@ -929,7 +941,7 @@ impl Store for RedisStore {
 
     /// One unit comes from this process's lease when it holds one due by
     /// `latest`; else one round trip reserves it (with a batch after it,
-    /// see [`Lease`]). `n` units at once are always one reservation.
+    /// see `Lease`). `n` units at once are always one reservation.
     fn reserve(&self, n: u64, now: i64, latest: i64, clock: &dyn Clock) -> Result<Option<Ticket>> {
         let sh = &self.sh;
         let max_wait = if latest == i64::MAX {
@@ -957,7 +969,8 @@ impl Store for RedisStore {
                     // so that it follows on with no slot lost on the way
                     // (ONE keeps none for a late taker).
                     let cover = lease.units.back().copied().unwrap_or(grant);
-                    if lease.units.len() as u64 <= lease.batch / 4
+                    if sh.batching()
+                        && lease.units.len() as u64 <= lease.batch / 4
                         && cover - clock.now_ns() < (4 * lease.rtt_ns).max(REFILL_BEFORE_NS)
                     {
                         self.refill(&mut lease, clock);
@@ -969,7 +982,11 @@ impl Store for RedisStore {
                 None => {}
             }
         }
-        let batch = if n == 1 { lease.batch } else { 1 };
+        let batch = if n == 1 && sh.batching() {
+            lease.batch
+        } else {
+            1
+        };
         loop {
             let r = sh.retrying(latest, clock, |d| {
                 sh.run(
