@@ -27,6 +27,17 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A throttle in the Redis at `url`, or the error as text.
+fn connect(
+    url: &str,
+    name: &str,
+    max_n: u64,
+    per: Duration,
+    hardcap: Hardcap,
+) -> Result<Throttle, String> {
+    Throttle::connect(url, name, max_n, per, &opts(hardcap)).map_err(|e| e.to_string())
+}
+
 fn grant_ns(r: Result<mp_throttle::Grant, Error>) -> Result<i64, String> {
     r.map(|g| g.monotonic_ns()).map_err(|e| format!("{e:?}"))
 }
@@ -34,8 +45,7 @@ fn grant_ns(r: Result<mp_throttle::Grant, Error>) -> Result<i64, String> {
 /// A throttle in Redis, taken and refused as in shared memory.
 fn grants_and_refusals() -> TestResult {
     let server = RedisServer::start();
-    let t = Throttle::connect(&server.url(), "basic", 3, ms(300), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "basic", 3, ms(300), Hardcap::Limit)?;
     check!(t.created(), "the first connect creates");
     check!(t.has_fuel() == Err(Error::NoFuel), "before start: no fuel");
     t.start().map_err(|e| e.to_string())?;
@@ -174,8 +184,7 @@ fn hosts_share_one_schedule() -> TestResult {
     let server = RedisServer::start();
     let per_kid = 200;
     let shm = Shm::new(KIDS * per_kid + 2);
-    let t = Throttle::connect(&server.url(), "one", 20, ms(1000), &opts(Hardcap::One))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "one", 20, ms(1000), Hardcap::One)?;
     let mut kids = hosts_take(&server, "one", 20, ms(1000), Hardcap::One, &shm, per_kid);
     let t0 = run_hosts(&t, &mut kids, &shm, per_kid, 2 * SEC)?;
     let g = all_grants(&shm, per_kid);
@@ -230,8 +239,7 @@ fn window_across_hosts() -> TestResult {
     let server = RedisServer::start();
     let per_kid = 200;
     let shm = Shm::new(KIDS * per_kid + 2);
-    let t = Throttle::connect(&server.url(), "w", 5, ms(500), &opts(Hardcap::Window))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "w", 5, ms(500), Hardcap::Window)?;
     let mut kids = hosts_take(&server, "w", 5, ms(500), Hardcap::Window, &shm, per_kid);
     run_hosts(&t, &mut kids, &shm, per_kid, 1600 * MS)?;
     let g = all_grants(&shm, per_kid);
@@ -316,10 +324,8 @@ fn kill_reaches_every_host() -> TestResult {
 fn mismatch_and_unlink() -> TestResult {
     let server = RedisServer::start();
     let url = server.url();
-    let a = Throttle::connect(&url, "m", 5, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
-    let b = Throttle::connect(&url, "m", 5, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let a = connect(&url, "m", 5, ms(1000), Hardcap::Limit)?;
+    let b = connect(&url, "m", 5, ms(1000), Hardcap::Limit)?;
     check!(a.created() && !b.created(), "one creates, the other joins");
     match Throttle::connect(&url, "m", 6, ms(1000), &opts(Hardcap::Limit)) {
         Err(Error::Mismatch(m)) => {
@@ -402,8 +408,7 @@ fn connect_failures() -> TestResult {
         Err(Error::PermissionDenied(_)) => {}
         other => return Err(format!("no password: {:?}", other.map(|_| ()))),
     }
-    let t = Throttle::connect(&server.url(), "x", 1, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "x", 1, ms(1000), Hardcap::Limit)?;
     t.start().map_err(|e| e.to_string())?;
     check!(t.has_fuel().is_ok(), "the right password works");
 
@@ -484,8 +489,7 @@ fn connect_failures() -> TestResult {
 /// more than a full tank at once.
 fn server_killed_and_restarted() -> TestResult {
     let mut server = RedisServer::start();
-    let t = Throttle::connect(&server.url(), "r", 4, ms(400), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "r", 4, ms(400), Hardcap::Limit)?;
     t.start().map_err(|e| e.to_string())?;
     t.has_fuel().map_err(|e| e.to_string())?; // the first unit; the next in 100 ms
     server.kill();
@@ -533,8 +537,7 @@ fn server_killed_and_restarted() -> TestResult {
 /// SIGCONT everything works again.
 fn frozen_server() -> TestResult {
     let server = RedisServer::start();
-    let t = Throttle::connect(&server.url(), "f", 1, ms(300), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "f", 1, ms(300), Hardcap::Limit)?;
     t.start().map_err(|e| e.to_string())?;
     t.has_fuel().map_err(|e| e.to_string())?;
     server.freeze();
@@ -566,10 +569,8 @@ fn frozen_server() -> TestResult {
 fn rate_change_reaches_other_hosts() -> TestResult {
     let server = RedisServer::start();
     let url = server.url();
-    let a = Throttle::connect(&url, "rate", 10, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
-    let b = Throttle::connect(&url, "rate", 10, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let a = connect(&url, "rate", 10, ms(1000), Hardcap::Limit)?;
+    let b = connect(&url, "rate", 10, ms(1000), Hardcap::Limit)?;
     a.start().map_err(|e| e.to_string())?;
     a.set_rate(2, ms(1000)).map_err(|e| e.to_string())?;
     check!(
@@ -604,8 +605,7 @@ fn acl_noscript_and_clock() -> TestResult {
         "+@all",
     ]);
     let url = format!("redis://crawler:pw-of-crawler@127.0.0.1:{}/0", server.port);
-    let t = Throttle::connect(&url, "acl", 2, ms(200), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&url, "acl", 2, ms(200), Hardcap::Limit)?;
     t.start().map_err(|e| e.to_string())?;
     check!(t.has_fuel().is_ok(), "the ACL user takes fuel");
     // A user whose keys do not include the throttle's: refused, no password shown.
@@ -673,8 +673,7 @@ fn forever_waits_and_leaks() -> TestResult {
     let (fds0, threads0) = (fds(), threads());
     {
         let mut server = RedisServer::start();
-        let t = Throttle::connect(&server.url(), "forever", 1, ms(400), &opts(Hardcap::Limit))
-            .map_err(|e| e.to_string())?;
+        let t = connect(&server.url(), "forever", 1, ms(400), Hardcap::Limit)?;
         t.start().map_err(|e| e.to_string())?;
         t.has_fuel().map_err(|e| e.to_string())?;
         server.kill();
@@ -732,8 +731,7 @@ fn batches_at_a_high_rate() -> TestResult {
     let server = RedisServer::start();
     let per_kid = 6000;
     let shm = Shm::new(KIDS * per_kid + 2);
-    let t = Throttle::connect(&server.url(), "fast", 5000, ms(1000), &opts(Hardcap::One))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&server.url(), "fast", 5000, ms(1000), Hardcap::One)?;
     let mut kids = hosts_take(&server, "fast", 5000, ms(1000), Hardcap::One, &shm, per_kid);
     run_hosts(&t, &mut kids, &shm, per_kid, 1500 * MS)?;
     let g = all_grants(&shm, per_kid);
@@ -784,8 +782,7 @@ fn batches_at_a_high_rate() -> TestResult {
 fn short_waits_and_fork() -> TestResult {
     let server = RedisServer::start();
     let url = server.url();
-    let t = Throttle::connect(&url, "short", 2, ms(1000), &opts(Hardcap::Limit))
-        .map_err(|e| e.to_string())?;
+    let t = connect(&url, "short", 2, ms(1000), Hardcap::Limit)?;
     t.start().map_err(|e| e.to_string())?;
     let t0 = now();
     let r = t.await_fuel(Some(Duration::ZERO));
