@@ -803,7 +803,8 @@ mpt_status mpt_throttle_unlink(const char *name);
  * running if it was; its schedule starts afresh, so no more than a full
  * tank (`LIMIT`: max_n, `ONE`: 1) or a full window goes at once.
  *
- * - `url`: not NULL; `redis://[user[:password]@]host[:port][/db]` or
+ * - `url`: not NULL; `redis://[user[:password]@]host[:port][/db]`,
+ *   `rediss://...` (TLS: a library built with the Cargo feature `tls`), or
  *   `redis+unix:///path/to/socket`. Messages show it without the password.
  * - `name`: not NULL; 1 to 200 bytes of UTF-8 without `{` or `}`. Its keys
  *   are `mpt:{name}` and `mpt:{name}:w`, `mpt:{name}:e` (one hash tag:
@@ -822,7 +823,8 @@ mpt_status mpt_throttle_unlink(const char *name);
  * `MPT_STATUS_MISMATCH` (it exists with another configuration);
  * `MPT_STATUS_CORRUPT` (its keys hold what this library does not write);
  * `MPT_STATUS_SYSTEM` (no thread for the events); `MPT_STATUS_UNSUPPORTED`
- * (a library built without the Redis store).
+ * (a library built without the Redis store, or a `rediss://` URL and a
+ * library built without TLS).
  *
  * Thread safety: safe. Fork safety: connect in the process that uses the
  * handle. Blocking: up to 2 s per step while the server does not answer.

@@ -43,6 +43,12 @@ impl Link {
     pub fn new(url: &str) -> Result<Self> {
         let password = password_of(url);
         let shown = redact(url, password.as_deref());
+        if cfg!(not(feature = "tls")) && url.starts_with("rediss://") {
+            return Err(Error::Unsupported(format!(
+                "{shown:?}: rediss:// (TLS) needs a library built with the Cargo feature `tls` \
+                 (cargo build --release --features tls)"
+            )));
+        }
         let client = Client::open(url).map_err(|e| {
             Error::InvalidArgument(format!(
                 "{shown:?} is not a Redis URL (redis://[user[:password]@]host[:port][/db]): {}",
