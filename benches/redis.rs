@@ -39,11 +39,14 @@
 //! `/usr/bin/redis-server` and `redis-benchmark` (Debian packages
 //! redis-server, redis-tools). Knobs: `MPT_BENCH_SECONDS` (each phase of 1
 //! and 3, default 2), `MPT_BENCH_REPS` (kill rounds, default 30),
-//! `MPT_BENCH_SAMPLES` (samples per call in 2, default 10,000).
+//! `MPT_BENCH_SAMPLES` (samples per call in 2, default 10,000),
+//! `MPT_BENCH_MONITOR=1` (throttles with the monitor on: every emission's
+//! time then goes to Redis, for every host's `lo_hi` and `hi_lo`).
 //!
-//! Throttles are made with the monitor off (`Options::monitor(false)`) and
-//! auto emit on (the default), and only the public API is used, so that
-//! the figures stay comparable when reservations are batched.
+//! Throttles are made with the monitor off (`Options::monitor(false)`,
+//! unless `MPT_BENCH_MONITOR=1`) and auto emit on (the default), and only
+//! the public API is used, so that the figures stay comparable when
+//! reservations are batched.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -81,7 +84,8 @@ local tat = tonumber(redis.call('GET', KEYS[1])) or 0 if tat < now then tat = no
 if tat - now > 1000000 then return 0 end redis.call('SET', KEYS[1], tat + 1) return 1";
 
 fn opts(hardcap: Hardcap) -> Options {
-    Options::new().hardcap(hardcap).monitor(false)
+    let monitor = std::env::var("MPT_BENCH_MONITOR").is_ok_and(|v| v == "1");
+    Options::new().hardcap(hardcap).monitor(monitor)
 }
 
 fn err(what: &str) -> impl Fn(Error) -> String + '_ {

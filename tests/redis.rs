@@ -817,6 +817,64 @@ fn short_waits_and_fork() -> TestResult {
     Ok(())
 }
 
+/// lo_hi and hi_lo over every host's emissions: two processes emit at
+/// times that interleave (one at 0, 100 and 200 ms, the other at 30 and
+/// 150 ms), so the shortest interval of all (30 ms) and the longest
+/// (70 ms) are between emissions of different hosts; each host alone has
+/// 100 ms and 120 ms. Read from a third process's handle.
+fn statistics_over_every_host() -> TestResult {
+    let server = RedisServer::start();
+    let url = server.url();
+    let stats = Options::new()
+        .monitor(true)
+        .auto_emit(false)
+        .refresh(ms(20));
+    let t = Throttle::connect(&url, "stats", 100, ms(1000), &stats).map_err(|e| e.to_string())?;
+    t.start().map_err(|e| e.to_string())?;
+    let base = std::time::Instant::now();
+    sleep_ms(250); // every time below is in the past
+    let mut kids = Kids::new();
+    for offsets in [[0u64, 100, 200].as_slice(), [30u64, 150].as_slice()] {
+        let url = url.clone();
+        let offsets = offsets.to_vec();
+        kids.spawn(move || {
+            let Ok(mine) = Throttle::connect(&url, "stats", 100, ms(1000), &stats) else {
+                return 2;
+            };
+            for ms_ in offsets {
+                if mine.emit_at(base + ms(ms_)).is_err() {
+                    return 3;
+                }
+            }
+            drop(mine); // sends them
+            0
+        });
+    }
+    kids.wait_all_ok(10 * SEC)?;
+    let summary = t.stop().map_err(|e| e.to_string())?;
+    check!(
+        summary.total == 5,
+        "5 emissions counted, not {}",
+        summary.total
+    );
+    let lo = t.lo_hi().map_err(|e| e.to_string())?.seconds_between;
+    let hi = t.hi_lo().map_err(|e| e.to_string())?.seconds_between;
+    note!(
+        "lo_hi {:.3} ms, hi_lo {:.3} ms (30 and 70 due)",
+        lo * 1e3,
+        hi * 1e3
+    );
+    check!(
+        (lo - 0.030).abs() < 0.002,
+        "lo_hi {lo} s: 30 ms between hosts' emissions"
+    );
+    check!(
+        (hi - 0.070).abs() < 0.002,
+        "hi_lo {hi} s: 70 ms between hosts' emissions"
+    );
+    Ok(())
+}
+
 fn main() {
     let tests: &[Test] = &[
         ("grants_and_refusals", grants_and_refusals, 30),
@@ -840,6 +898,7 @@ fn main() {
         ("forever_waits_and_leaks", forever_waits_and_leaks, 60),
         ("batches_at_a_high_rate", batches_at_a_high_rate, 60),
         ("short_waits_and_fork", short_waits_and_fork, 30),
+        ("statistics_over_every_host", statistics_over_every_host, 30),
     ];
     run(
         tests,

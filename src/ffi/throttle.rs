@@ -295,9 +295,9 @@ pub unsafe extern "C" fn mpt_throttle_unlink(name: *const c_char) -> MptStatus {
 /// of microseconds, and `max_n` times `per_s` in microseconds is at most
 /// 2^52; `MPT_HARDCAP_WINDOW` takes `max_n` up to 65536; units reserved
 /// before a change of rate keep their times (later ones follow the new
-/// rate); `mpt_lo_hi` and `mpt_hi_lo` are this process's own emissions;
-/// the handle must not be used in a child of `fork()` (connect again
-/// there). The README ("Many hosts") says more.
+/// rate); `mpt_lo_hi` and `mpt_hi_lo` (every host's intervals) are 300 ms
+/// behind while it runs; the handle must not be used in a child of
+/// `fork()` (connect again there). The README ("Many hosts") says more.
 ///
 /// Failures close: no unit is granted without the server's decision. A
 /// call that cannot reach the server tries again, with backoff, until its

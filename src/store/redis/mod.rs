@@ -44,7 +44,7 @@ use parking_lot::{Condvar, Mutex};
 use redis::{Connection, Script, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64};
 use std::time::Duration;
 
 /// Longest throttle name, in bytes.
@@ -127,10 +127,16 @@ impl Scripts {
 }
 
 /// The keys of throttle `name`: its state, WINDOW's grant times, its
-/// emissions; and its channel. One hash tag: one Redis Cluster slot.
-fn keys(name: &str) -> [String; 3] {
+/// emissions per 100 ms, its emission times not yet settled (see
+/// `lua/prelude.lua`). One hash tag: one Redis Cluster slot.
+fn keys(name: &str) -> [String; 4] {
     let h = format!("mpt:{{{name}}}");
-    [h.clone(), format!("{h}:w"), format!("{h}:e")]
+    [
+        h.clone(),
+        format!("{h}:w"),
+        format!("{h}:e"),
+        format!("{h}:t"),
+    ]
 }
 
 /// `InvalidArgument` unless `name` can name a throttle in Redis.
@@ -194,7 +200,7 @@ fn describe(config: &Config) -> String {
 struct Shared {
     link: Link,
     scripts: Scripts,
-    keys: [String; 3],
+    keys: [String; 4],
     name: String,
     cfg: String,
     hardcap: Hardcap,
@@ -222,11 +228,24 @@ struct Shared {
     lease: Mutex<Lease>,
     /// Emissions counted here and not yet sent.
     pending: Mutex<Pending>,
+    /// Held while emissions are on their way to Redis (a flush, a stop):
+    /// a stop's count comes after every flush that began before it.
+    sending: Mutex<()>,
     /// Emissions the server counted, as last seen; and its last second's.
     emitted: AtomicU64,
     latest: AtomicU64,
     /// Emission times for the local monitor, and those it could not keep.
     times: Mutex<(Vec<i64>, u64)>,
+    /// Whether the emission times go to Redis, for `lo_hi` and `hi_lo`
+    /// over every host (`as_monitor`).
+    fleet_stats: bool,
+    /// The server's clock (ns since the throttle's origin) less this
+    /// process's, as the last state read said (within its one-way delay).
+    offset_ns: AtomicI64,
+    /// The extremes of every host's intervals, as Redis last said (ns;
+    /// -1: not yet two emissions).
+    fleet_lo_ns: AtomicI64,
+    fleet_hi_ns: AtomicI64,
     /// What the local monitor published.
     local: Mutex<Local>,
     /// Set when the store is dropped: the event thread ends.
@@ -295,11 +314,14 @@ impl Lease {
 }
 
 /// Emissions counted in this process and not yet sent to Redis.
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct Pending {
     /// The run they are of.
     run: u32,
     count: u64,
+    /// Their times (this process's clock), for the extremes of every
+    /// host's intervals; at most `TIMES_KEPT` (the rest are counted only).
+    times: Vec<i64>,
     /// Set by this process's stop: emissions are no longer counted (the
     /// grant that would make one is refused, as in shared memory).
     closed: bool,
@@ -383,11 +405,16 @@ impl RedisStore {
                 ..Lease::default()
             }),
             pending: Mutex::new(Pending::default()),
+            sending: Mutex::new(()),
             emitted: AtomicU64::new(0),
             latest: AtomicU64::new(0),
             times: Mutex::new((Vec::new(), 0)),
             local: Mutex::new(Local::default()),
             closing: AtomicBool::new(false),
+            fleet_stats: config.as_monitor,
+            offset_ns: AtomicI64::new(0),
+            fleet_lo_ns: AtomicI64::new(-1),
+            fleet_hi_ns: AtomicI64::new(-1),
         });
         sh.note_server(None)?;
         let created = sh.create(false, 0)?;
@@ -416,7 +443,11 @@ impl RedisStore {
         let scripts = Scripts::new();
         let k = keys(name);
         let removed: i64 = link.call(None, |c| {
-            scripts.unlink.key(&k[0]).key(&k[1]).key(&k[2]).invoke(c)
+            let mut inv = scripts.unlink.prepare_invoke();
+            for key in &k {
+                inv.key(key);
+            }
+            inv.invoke(c)
         })?;
         if removed == 0 {
             return Err(Error::NotFound(format!(
@@ -560,10 +591,17 @@ impl Shared {
             start,
             now,
             latest,
+            lo_us,
+            hi_us,
         ] = s[..]
         else {
             return Err(unexpected("state", &s));
         };
+        self.offset_ns
+            .store(now.saturating_mul(1000) - monotonic_ns(), SeqCst);
+        let ns = |us: i64| if us < 0 { -1 } else { us.saturating_mul(1000) };
+        self.fleet_lo_ns.store(ns(lo_us), SeqCst);
+        self.fleet_hi_ns.store(ns(hi_us), SeqCst);
         let rate = u64::try_from(p)
             .ok()
             .and_then(|p| p.checked_mul(1000))
@@ -637,25 +675,41 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// Sends the emissions counted here; those of a run that is over are
-    /// dropped (the stop closed its count).
-    fn flush(&self) -> Result<()> {
-        let (run, count) = {
+    /// Sends the emissions counted here (with their times, mapped onto the
+    /// server's clock, when every host's intervals are kept); those of a
+    /// run that is over are dropped (the stop closed its count).
+    /// `settle_all`: the intervals are taken in up to the last emission
+    /// (at a stop), not only up to 300 ms ago.
+    fn flush_emissions(&self, settle_all: bool) -> Result<()> {
+        let _sending = self.sending.lock();
+        let (run, count, times) = {
             let mut p = self.pending.lock();
-            (p.run, std::mem::take(&mut p.count))
+            (
+                p.run,
+                std::mem::take(&mut p.count),
+                std::mem::take(&mut p.times),
+            )
         };
-        if count == 0 {
+        if count == 0 && !settle_all {
             return Ok(());
         }
-        let sent = self.run(None, |s| &s.emit, &[i64::from(run), count as i64]);
+        let offset = self.offset_ns.load(SeqCst);
+        let mut args = vec![i64::from(run), count as i64, i64::from(settle_all)];
+        args.extend(times.iter().map(|&t| t.saturating_add(offset) / 1000));
+        let sent = self.run(None, |s| &s.emit, &args);
         if sent.is_err() {
             // Kept for the next try, unless a new run began meanwhile.
             let mut p = self.pending.lock();
             if p.run == run {
                 p.count += count;
+                p.times.extend(times);
             }
         }
         sent.map(|_| ())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.flush_emissions(false)
     }
 
     /// Retries `f` with backoff while the server cannot be reached, until
@@ -877,9 +931,11 @@ impl Store for RedisStore {
     fn stop(&self, _now: i64) -> Result<()> {
         let sh = &self.sh;
         let _ = sh.flush();
+        let sending = sh.sending.lock();
         let (run, count) = {
             let mut p = sh.pending.lock();
             p.closed = true;
+            p.times.clear(); // the few since the flush: counted, not timed
             (p.run, std::mem::take(&mut p.count))
         };
         let reopen = || {
@@ -889,7 +945,9 @@ impl Store for RedisStore {
                 p.count += count;
             }
         };
-        let r = match sh.run(None, |s| &s.stop, &[i64::from(run), count as i64]) {
+        let r = sh.run(None, |s| &s.stop, &[i64::from(run), count as i64]);
+        drop(sending);
+        let r = match r {
             Ok(r) => r,
             Err(e) => {
                 reopen();
@@ -910,6 +968,11 @@ impl Store for RedisStore {
                 // the caller reads next count them.
                 if sh.listeners() > 1 {
                     std::thread::sleep(Duration::from_nanos(STOP_SETTLE_NS as u64));
+                }
+                // Every host's intervals, up to the last emission.
+                if sh.fleet_stats {
+                    let _ = sh.flush_emissions(true);
+                    let _ = sh.refresh(None);
                 }
                 Ok(())
             }
@@ -1188,6 +1251,9 @@ impl Store for RedisStore {
                 return false;
             }
             p.count += 1;
+            if sh.fleet_stats && p.times.len() < TIMES_KEPT {
+                p.times.push(at);
+            }
         }
         let mut t = sh.times.lock();
         if t.0.len() < TIMES_KEPT {
@@ -1208,10 +1274,16 @@ impl Store for RedisStore {
         let sh = &self.sh;
         let fresh = sh.refresh(None).is_ok();
         let l = *sh.local.lock();
+        let fleet = |v: &AtomicI64| Some(v.load(SeqCst)).filter(|&ns| ns >= 0);
+        let (lo_ns, hi_ns) = if sh.fleet_stats {
+            (fleet(&sh.fleet_lo_ns), fleet(&sh.fleet_hi_ns))
+        } else {
+            (l.lo_ns, l.hi_ns)
+        };
         Figures {
             latest: sh.latest.load(SeqCst),
-            lo_ns: l.lo_ns,
-            hi_ns: l.hi_ns,
+            lo_ns,
+            hi_ns,
             // Redis answered: its figures are as fresh as can be.
             heartbeat_ns: if fresh {
                 monotonic_ns()

@@ -12,6 +12,6 @@ local n = tonumber(ARGV[3])
 redis.call('HSET', H, 'cfg', ARGV[1], 'origin', origin, 'hc', ARGV[2], 'n', n, 'p', ARGV[4],
            'gen', 0, 'run', ARGV[6], 'running', ARGV[5], 'kill', 0, 'start', 0, 'runtime', 0,
            'tf', 0, 'tr', 0, 'last', 0, 'wseq', 0, 'keep', 2 * n, 'emitted', 0, 'stopped', 0)
-redis.call('DEL', W, E)
+redis.call('DEL', W, E, Z)
 if ARGV[5] == '1' then redis.call('PUBLISH', H .. ':events', 'start') end
 return {0}

@@ -6,6 +6,7 @@
 --   KEYS[1] the throttle's state (a hash, fields below)
 --   KEYS[2] WINDOW: the grant times, newest first (a list)
 --   KEYS[3] emissions per 100 ms of server time (a hash)
+--   KEYS[4] emission times not yet settled (a sorted set; see emit.lua)
 -- Channel: KEYS[1] .. ':events' carries start, stop, kill and rate.
 --
 -- Integers only, all below 2^53 (Lua numbers are doubles, exact up to
@@ -21,8 +22,10 @@
 -- run's start), runtime (of finished runs), tf, tr, last (the latest
 -- server time a decision used: a clock that steps back never makes a
 -- grant early), wseq (WINDOW: units reserved), keep (WINDOW: grant times
--- kept), emitted.
-local H, W, E = KEYS[1], KEYS[2], KEYS[3]
+-- kept), emitted, and the extremes of the intervals between the
+-- emissions of every host: lo, hi (microseconds; absent until two were
+-- seen) and stl (the time of the last emission they took in).
+local H, W, E, Z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local LIMIT, ONE, NONE, WINDOW = 0, 1, 2, 3
 
 -- Server time, microseconds since `origin`.
@@ -90,4 +93,31 @@ local function window_grant(s, t, units)
   local before = redis.call('LINDEX', W, s.n - units)
   if before and tonumber(before) + s.p > g then g = tonumber(before) + s.p end
   return g
+end
+
+-- The emission times in Z up to `before` (all of them: math.huge), in
+-- order, taken into lo and hi, then dropped: every host sends its own
+-- within a few hundred ms, so the times older than that are all in, and
+-- their intervals final. A time that comes later than that, before the
+-- last one taken in, is counted but its intervals are not.
+local function settle(before)
+  local s = fields('lo', 'hi', 'stl')
+  local prev, lo, hi = s.stl, s.lo, s.hi
+  local times = redis.call('ZRANGEBYSCORE', Z, '-inf', before, 'WITHSCORES')
+  for i = 2, #times, 2 do
+    local t = tonumber(times[i])
+    if prev and t >= prev then
+      local gap = t - prev
+      if not lo or gap < lo then lo = gap end
+      if not hi or gap > hi then hi = gap end
+    end
+    if not prev or t > prev then prev = t end
+  end
+  if #times > 0 then
+    redis.call('ZREMRANGEBYSCORE', Z, '-inf', before)
+    local update = {'stl', prev}
+    if lo then update[#update + 1] = 'lo'; update[#update + 1] = lo end
+    if hi then update[#update + 1] = 'hi'; update[#update + 1] = hi end
+    redis.call('HSET', H, unpack(update))
+  end
 end

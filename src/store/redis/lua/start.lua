@@ -54,6 +54,9 @@ else
   redis.call('HSET', H, 'tf', tf, 'tr', tr)
 end
 redis.call('HSET', H, 'run', run, 'running', 1, 'kill', 0, 'start', t, 'last', t)
-redis.call('DEL', E)
+-- lo and hi carry over the runs; an interval across the pause does not
+-- count.
+redis.call('DEL', E, Z)
+redis.call('HDEL', H, 'stl')
 redis.call('PUBLISH', H .. ':events', 'start')
 return {0, run}
