@@ -67,6 +67,8 @@ const FLUSH_NS: u64 = 50_000_000;
 const STOP_SETTLE_NS: i64 = 50_000_000;
 /// Emission times kept for the local monitor between drains.
 const TIMES_KEPT: usize = 1 << 16;
+/// Emission times sent to Redis in one script call.
+const TIMES_PER_CALL: usize = 2048;
 /// Batches: at most this many units in one reservation, none granted
 /// more than `BATCH_HORIZON_US` after the first is; a unit of a batch is
 /// handed out no later than `BATCH_GRACE_NS` after its time, or not at all
@@ -694,18 +696,37 @@ impl Shared {
             return Ok(());
         }
         let offset = self.offset_ns.load(SeqCst);
-        let mut args = vec![i64::from(run), count as i64, i64::from(settle_all)];
-        args.extend(times.iter().map(|&t| t.saturating_add(offset) / 1000));
-        let sent = self.run(None, |s| &s.emit, &args);
-        if sent.is_err() {
-            // Kept for the next try, unless a new run began meanwhile.
-            let mut p = self.pending.lock();
-            if p.run == run {
-                p.count += count;
-                p.times.extend(times);
+        // The times in chunks, so that no script holds the server up for
+        // long (each ZADD is about a microsecond there): the count goes
+        // with the first, the settling of everything with the last.
+        let mut from = 0;
+        loop {
+            let to = (from + TIMES_PER_CALL).min(times.len());
+            let last = to == times.len();
+            let counted = if from == 0 { count as i64 } else { 0 };
+            let mut args = vec![i64::from(run), counted, i64::from(settle_all && last)];
+            args.extend(
+                times[from..to]
+                    .iter()
+                    .map(|&t| t.saturating_add(offset) / 1000),
+            );
+            if let Err(e) = self.run(None, |s| &s.emit, &args) {
+                // Kept for the next try (the count if it was not sent, the
+                // times not sent), unless a new run began meanwhile.
+                let mut p = self.pending.lock();
+                if p.run == run {
+                    if from == 0 {
+                        p.count += count;
+                    }
+                    p.times.extend_from_slice(&times[from..]);
+                }
+                return Err(e);
             }
+            if last {
+                return Ok(());
+            }
+            from = to;
         }
-        sent.map(|_| ())
     }
 
     fn flush(&self) -> Result<()> {
