@@ -49,6 +49,17 @@ pub use crate::error::Error;
 pub use crate::schedule::Hardcap;
 pub use crate::store::shm::named::Listed;
 
+/// A throttle in a Redis server, as [`Throttle::list_url`] finds it.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InRedis {
+    /// Its name.
+    pub name: String,
+    /// What it was made with: `(max_n, per, hardcap)` (`None`: its keys
+    /// hold what this library did not write).
+    pub made: Option<(u64, Duration, Hardcap)>,
+}
+
 /// The options of a throttle (mp_throttle's keyword arguments), set by
 /// chaining; [`Options::default`] is mp_throttle's defaults.
 ///
@@ -383,6 +394,36 @@ impl Throttle {
             name,
             options.config(max_n, per)?,
         )?))
+    }
+
+    /// Joins the existing throttle `name` in the Redis at `url`, adopting
+    /// its configuration; this process's preferences come from `options`
+    /// ([`spin`](Options::spin)). Errors: [`Error::NotFound`],
+    /// [`Error::Corrupt`] (its keys hold something else), and as
+    /// [`connect`](Self::connect).
+    #[cfg(feature = "redis")]
+    pub fn open_url(url: &str, name: &str, options: &Options) -> Result<Self, Error> {
+        Ok(Self::wrap(Core::open_url(url, name, &options.0)?))
+    }
+
+    /// The throttles in the Redis at `url` (its database), sorted by name.
+    /// Errors: as [`connect`](Self::connect).
+    #[cfg(feature = "redis")]
+    pub fn list_url(url: &str) -> Result<Vec<InRedis>, Error> {
+        Ok(crate::store::redis::RedisStore::list(url)?
+            .into_iter()
+            .map(|l| InRedis {
+                made: l.config.map(|c| {
+                    let rate = c.schedule.rate();
+                    (
+                        rate.max_n(),
+                        Duration::from_nanos(rate.per_ns()),
+                        c.schedule.hardcap(),
+                    )
+                }),
+                name: l.name,
+            })
+            .collect())
     }
 
     /// Removes throttle `name` from the Redis at `url`; the processes that

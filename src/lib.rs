@@ -53,4 +53,6 @@ pub mod throttle;
 /// cbindgen:ignore
 pub mod wait;
 
+#[cfg(feature = "redis")]
+pub use api::InRedis;
 pub use api::{CancelToken, Error, Grant, Hardcap, Listed, Options, Peek, Rate, Summary, Throttle};

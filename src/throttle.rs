@@ -156,6 +156,16 @@ impl Throttle<RedisStore> {
         ))
     }
 
+    /// Joins the existing throttle `name` in the Redis at `url`, adopting
+    /// its configuration (the waiting preferences come from `waiting`).
+    /// Errors: [`Error::NotFound`], [`Error::Corrupt`], and as
+    /// [`connect`](Self::connect).
+    pub fn open_url(url: &str, name: &str, waiting: &Options) -> Result<Self> {
+        let _no_cancel = NoCancel::hold();
+        let (store, config) = RedisStore::open(url, name, waiting)?;
+        Ok(Self::with_store(store, config, Arc::new(Monotonic), false))
+    }
+
     /// Removes throttle `name` from the Redis at `url`; the processes that
     /// use it find it killed. Errors: [`Error::NotFound`], and as
     /// [`connect`](Self::connect).

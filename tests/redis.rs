@@ -337,6 +337,27 @@ fn mismatch_and_unlink() -> TestResult {
         Err(Error::Mismatch(_)) => {}
         other => return Err(format!("another hardcap: {:?}", other.map(|_| ()))),
     }
+    // Opened by name, adopting its configuration; listed.
+    let c = Throttle::open_url(&url, "m", &Options::new()).map_err(|e| e.to_string())?;
+    check!(
+        c.rate().map_err(|e| e.to_string())? == (5, ms(1000)) && c.hardcap() == Hardcap::Limit,
+        "open_url adopts 5 per second, LIMIT"
+    );
+    check!(!c.created(), "open_url never creates");
+    check!(
+        matches!(
+            Throttle::open_url(&url, "absent", &Options::new()),
+            Err(Error::NotFound(_))
+        ),
+        "open_url of an absent name: not found"
+    );
+    let listed = Throttle::list_url(&url).map_err(|e| e.to_string())?;
+    check!(
+        listed.len() == 1
+            && listed[0].name == "m"
+            && listed[0].made == Some((5, ms(1000), Hardcap::Limit)),
+        "list_url: {listed:?}"
+    );
     a.start().map_err(|e| e.to_string())?;
     let took = b.has_fuel();
     check!(took.is_ok(), "b takes from a's run: {took:?}");

@@ -18,6 +18,7 @@ Exit status:
   5  no throttle has that name
   6  permission denied: the throttle belongs to another user
   7  a throttle of that name exists with another configuration
+  8  --redis: the Redis server cannot be reached
   run: the command's own status; 126 if it cannot be run, 127 if not found";
 
 #[derive(Debug, Parser)]
@@ -28,11 +29,19 @@ Exit status:
     long_about = "Throttle shell jobs through one shared rate, and watch them.\n\n\
         mpt works on mp_throttle's named throttles (/dev/shm/mp_throttle.NAME): \
         every process of the same user shares one by its name, whatever \
-        language it is written in. Create one, start it, then let each job \
-        wait for its fuel with `mpt acquire` or `mpt run`.",
+        language it is written in; with --redis URL (or MPT_REDIS_URL), on \
+        throttles held in a Redis server, shared by processes on every host. \
+        Create one, start it, then let each job wait for its fuel with \
+        `mpt acquire` or `mpt run`.",
     after_help = EXIT_STATUSES
 )]
 pub struct Cli {
+    /// Work on the throttles in the Redis server at URL
+    /// (`redis://[user[:password]@]host[:port][/db]`) instead of this
+    /// machine's named throttles: processes on every host that use the same
+    /// URL and name share one rate. Without it, no connection is made.
+    #[arg(long, global = true, env = "MPT_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

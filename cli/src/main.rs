@@ -1,7 +1,8 @@
 //! `mpt`: mp_throttle from the shell. Creates, lists and removes named
-//! throttles, takes fuel for shell jobs (`acquire`, `run`), controls them
-//! (`start`, `stop`, `kill`, `set`) and prints their figures (`stats`: text,
-//! JSON, Prometheus, or a live view). `mpt --help` lists the exit statuses.
+//! throttles (or, with `--redis URL`, throttles held in Redis), takes fuel
+//! for shell jobs (`acquire`, `run`), controls them (`start`, `stop`,
+//! `kill`, `set`) and prints their figures (`stats`: text, JSON,
+//! Prometheus, or a live view). `mpt --help` lists the exit statuses.
 
 mod args;
 mod stats;
@@ -29,6 +30,7 @@ impl Failure {
             Error::NotFound(_) => 5,
             Error::PermissionDenied(_) => 6,
             Error::Mismatch(_) => 7,
+            Error::Unreachable(_) => 8,
             _ => 1,
         };
         Self {
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli.command) {
+    match run(cli.command, cli.redis.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("mpt: {}", f.message);
@@ -72,7 +74,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Done {
+/// `redis`: the URL of `--redis` (throttles in that Redis server), or
+/// `None` (this machine's named throttles).
+fn run(command: Command, redis: Option<&str>) -> Done {
     match command {
         Command::Create {
             name,
@@ -80,18 +84,20 @@ fn run(command: Command) -> Done {
             hardcap,
             start,
             group_shared,
-        } => create(&name, rate, hardcap, start, group_shared),
-        Command::Rm { name } => {
-            Throttle::unlink(&name).map_err(|e| Failure::of(&format!("rm {name}"), &e))
+        } => create(&name, rate, hardcap, start, group_shared, redis),
+        Command::Rm { name } => match redis {
+            Some(url) => Throttle::unlink_url(url, &name),
+            None => Throttle::unlink(&name),
         }
-        Command::Ls { json } => stats::list(json),
-        Command::Acquire { name, take } => acquire(&name, &take).map(|_| ()),
+        .map_err(|e| Failure::of(&format!("rm {name}"), &e)),
+        Command::Ls { json } => stats::list(json, redis),
+        Command::Acquire { name, take } => acquire(&name, &take, redis).map(|_| ()),
         Command::Run {
             name,
             take,
             command,
         } => {
-            let throttle = acquire(&name, &take)?;
+            let throttle = acquire(&name, &take, redis)?;
             drop(throttle);
             // In mpt's place: the command's status and signals are its own.
             let e = std::process::Command::new(&command[0])
@@ -108,12 +114,12 @@ fn run(command: Command) -> Done {
             })
         }
         Command::Start { name } => {
-            let t = open(&name, false)?;
+            let t = open(&name, false, redis)?;
             t.start()
                 .map_err(|e| Failure::of(&format!("start {name}"), &e))
         }
         Command::Stop { name, json } => {
-            let t = open(&name, false)?;
+            let t = open(&name, false, redis)?;
             let s = t
                 .stop()
                 .map_err(|e| Failure::of(&format!("stop {name}"), &e))?;
@@ -121,11 +127,11 @@ fn run(command: Command) -> Done {
             Ok(())
         }
         Command::Kill { name } => {
-            open(&name, false)?.kill();
+            open(&name, false, redis)?.kill();
             Ok(())
         }
         Command::Set { name, rate } => {
-            let t = open(&name, false)?;
+            let t = open(&name, false, redis)?;
             t.set_rate(rate.max_n, rate.per)
                 .map_err(|e| Failure::of(&format!("set {name} {rate}"), &e))
         }
@@ -138,7 +144,7 @@ fn run(command: Command) -> Done {
             sample,
         } => {
             let format = if json { args::Format::Json } else { format };
-            let t = open(&name, false)?;
+            let t = open(&name, false, redis)?;
             if watch {
                 stats::watch(&name, &t, format, interval)
             } else {
@@ -155,6 +161,7 @@ fn create(
     hardcap: HardcapArg,
     start: bool,
     group_shared: bool,
+    redis: Option<&str>,
 ) -> Done {
     let hardcap = match hardcap {
         HardcapArg::Limit => Hardcap::Limit,
@@ -171,8 +178,20 @@ fn create(
         .auto_emit(true)
         .group_shared(group_shared);
     let what = format!("create {name} {rate}");
-    let t = Throttle::create_named(name, rate.max_n, rate.per, &options)
-        .map_err(|e| Failure::of(&what, &e))?;
+    let t = match redis {
+        Some(_) if group_shared => {
+            return Err(Failure {
+                message: format!(
+                    "{what}: --group-shared is for this machine's named throttles; a throttle \
+                     in Redis is shared by whoever reaches the server"
+                ),
+                status: 2,
+            });
+        }
+        Some(url) => Throttle::connect(url, name, rate.max_n, rate.per, &options),
+        None => Throttle::create_named(name, rate.max_n, rate.per, &options),
+    }
+    .map_err(|e| Failure::of(&what, &e))?;
     if start {
         match t.start() {
             Ok(()) => {}
@@ -184,15 +203,19 @@ fn create(
     Ok(())
 }
 
-fn open(name: &str, group_shared: bool) -> Result<Throttle, Failure> {
+fn open(name: &str, group_shared: bool, redis: Option<&str>) -> Result<Throttle, Failure> {
     let options = Options::new().group_shared(group_shared);
-    Throttle::open_with(name, &options).map_err(|e| Failure::of(&format!("open {name}"), &e))
+    match redis {
+        Some(url) => Throttle::open_url(url, name, &options),
+        None => Throttle::open_with(name, &options),
+    }
+    .map_err(|e| Failure::of(&format!("open {name}"), &e))
 }
 
 /// Waits for the fuel `take` asks of throttle `name`: the open throttle
 /// once granted.
-fn acquire(name: &str, take: &Take) -> Result<Throttle, Failure> {
-    let t = open(name, take.group_shared)?;
+fn acquire(name: &str, take: &Take, redis: Option<&str>) -> Result<Throttle, Failure> {
+    let t = open(name, take.group_shared, redis)?;
     t.await_fuel_n(take.units, take.timeout)
         .map_err(|e| Failure::of(&format!("acquire {name}"), &e))?;
     Ok(t)

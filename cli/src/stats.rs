@@ -6,7 +6,7 @@ use crate::units::{Rate, show_duration};
 use crate::{Done, Failure};
 use crossterm::event::{self, Event, KeyCode, KeyModifiers};
 use crossterm::{cursor, execute, queue, style, terminal};
-use mp_throttle::{Error, Hardcap, Summary, Throttle};
+use mp_throttle::{Error, Hardcap, Options, Summary, Throttle};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -49,8 +49,29 @@ fn hardcap_name(h: Hardcap) -> &'static str {
     }
 }
 
-/// `mpt ls`.
-pub fn list(as_json: bool) -> Done {
+/// `mpt ls`: the named throttles of this machine, or (`redis`) the
+/// throttles in that Redis server, whose owner is "-".
+pub fn list(as_json: bool, redis: Option<&str>) -> Done {
+    if let Some(url) = redis {
+        let found = Throttle::list_url(url).map_err(|e| Failure::of("ls", &e))?;
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for listed in &found {
+            let name = &listed.name;
+            let (rate, hardcap, state) = match Throttle::open_url(url, name, &Options::new()) {
+                Ok(t) => {
+                    let f = look(&t);
+                    (
+                        f.rate.map_or("?".into(), |r| r.to_string()),
+                        hardcap_name(f.hardcap).to_string(),
+                        f.state.to_string(),
+                    )
+                }
+                Err(e) => ("-".into(), "-".into(), format!("unreadable: {e}")),
+            };
+            rows.push([name.clone(), rate, hardcap, state, "-".into()]);
+        }
+        return print_list(&rows, &vec![None; rows.len()], as_json);
+    }
     let found = Throttle::list_named().map_err(|e| Failure::of("ls", &e))?;
     // Each row: name, rate, hardcap, state, owner.
     let mut rows: Vec<[String; 5]> = Vec::new();
@@ -70,12 +91,18 @@ pub fn list(as_json: bool) -> Done {
             Err(e) => ("-".into(), "-".into(), format!("unreadable: {e}")),
         };
         rows.push([l.name.clone(), rate, hardcap, state, l.owner.clone()]);
-        uids.push(l.uid);
+        uids.push(Some(l.uid));
     }
+    print_list(&rows, &uids, as_json)
+}
+
+/// The rows of `mpt ls`, as a table or as JSON (`uid`: null for a
+/// throttle in Redis).
+fn print_list(rows: &[[String; 5]], uids: &[Option<u32>], as_json: bool) -> Done {
     if as_json {
         let v: Vec<_> = rows
             .iter()
-            .zip(&uids)
+            .zip(uids)
             .map(|([name, rate, hardcap, state, owner], uid)| {
                 json!({"name": name, "rate": rate, "hardcap": hardcap, "state": state,
                        "owner": owner, "uid": uid})
@@ -104,7 +131,7 @@ pub fn list(as_json: bool) -> Done {
         println!("{out}");
     };
     line(head);
-    for r in &rows {
+    for r in rows {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     Ok(())

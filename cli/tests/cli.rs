@@ -2,6 +2,9 @@
 //! shell loops sharing one rate, the output formats, the live view in a
 //! real terminal (tmux), and the generated man pages and completions.
 
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -427,4 +430,95 @@ fn crawl_example() {
     assert!(text.ends_with("downloaded 20 pages\n"), "{text}");
     // 20 requests, evenly spaced at 5 per second: 19 intervals of 0.2 s.
     assert!(took >= Duration::from_millis(3750), "{took:?}");
+}
+
+/// `--redis URL` (and MPT_REDIS_URL): the same commands on throttles held
+/// in a real redis-server (on a free loopback port, stopped afterwards);
+/// shell loops in separate processes share one rate there.
+#[test]
+fn redis_url_throttles() {
+    let server = redis_server::RedisServer::start();
+    let url = server.url();
+    let r = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--redis".to_string(), url.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let run = |args: &[&str], want: i32| {
+        let all = r(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        expect(&all, want)
+    };
+    run(
+        &["create", "crawl", "20/s", "--hardcap", "one", "--start"],
+        0,
+    );
+    run(
+        &["create", "crawl", "20/s", "--hardcap", "one", "--start"],
+        0,
+    );
+    let out = run(&["create", "crawl", "5/s"], 7);
+    one_line_error(&out, "configuration");
+    let out = run(&["create", "other", "5/s", "--group-shared"], 2);
+    one_line_error(&out, "group-shared");
+
+    let script =
+        format!("i=0; while [ $i -lt 10 ]; do '{MPT}' acquire crawl || exit $?; i=$((i+1)); done");
+    let started = Instant::now();
+    let loops: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", &script])
+                .env("MPT_REDIS_URL", &url)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for l in loops {
+        let out = l.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a loop: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+    }
+    let took = started.elapsed();
+    // ONE at 20/s: 30 grants are 29 intervals of 50 ms at least.
+    assert!(
+        took >= Duration::from_millis(1400),
+        "30 grants at 20/s in {took:?}: faster than the rate"
+    );
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&run(
+        &["stats", "crawl", "--json", "--sample", "0"],
+        0,
+    )))
+    .unwrap();
+    assert_eq!(stats["emissions"], 30, "{stats}");
+    assert_eq!(stats["hardcap"], "one", "{stats}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["ls", "--json"], 0))).unwrap();
+    let crawl = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "crawl"))
+        .unwrap_or_else(|| panic!("ls: {listed}"));
+    assert_eq!(crawl["rate"], "20/s", "{crawl}");
+    assert_eq!(crawl["state"], "running", "{crawl}");
+    run(&["stop", "crawl"], 0);
+    run(&["acquire", "crawl", "--timeout", "1s"], 4);
+    run(&["rm", "crawl"], 0);
+    let out = run(&["acquire", "crawl"], 5);
+    one_line_error(&out, "no throttle named");
+    let port = redis_server::free_port();
+    let out = expect(
+        &[
+            "--redis",
+            &format!("redis://127.0.0.1:{port}/0"),
+            "acquire",
+            "crawl",
+        ],
+        8,
+    );
+    one_line_error(&out, "cannot be reached");
 }

@@ -198,6 +198,53 @@ fn describe(config: &Config) -> String {
     )
 }
 
+/// The configuration `describe` wrote, read back (`None`: not written by
+/// this library), with the waiting preferences of `waiting`.
+fn parse_described(cfg: &str, waiting: &crate::config::Options) -> Option<Config> {
+    let mut words = cfg.split(' ');
+    if words.next()? != "mpt1" {
+        return None;
+    }
+    let hardcap = match words.next()? {
+        "Limit" => Hardcap::Limit,
+        "One" => Hardcap::One,
+        "None" => Hardcap::None,
+        "Window" => Hardcap::Window,
+        _ => return None,
+    };
+    let mut field = |key: &str| -> Option<String> {
+        let (k, v) = words.next()?.split_once('=')?;
+        (k == key).then(|| v.to_owned())
+    };
+    let max_n: u64 = field("max_n")?.parse().ok()?;
+    let per_ns: u64 = field("per_ns")?.parse().ok()?;
+    let as_throttle: bool = field("as_throttle")?.parse().ok()?;
+    let as_monitor: bool = field("as_monitor")?.parse().ok()?;
+    let auto_emit: bool = field("auto_emit")?.parse().ok()?;
+    let refresh_ns: u64 = field("refresh_ns")?.parse().ok()?;
+    Some(Config {
+        schedule: crate::schedule::Schedule::new(Rate::new(max_n, per_ns)?, hardcap),
+        as_throttle,
+        as_monitor,
+        auto_emit,
+        refresh_ns,
+        timer_slack_ns: waiting.timer_slack_ns,
+        spin_ns: (waiting.spin_s * 1e9).round() as i64,
+        group_shared: false,
+    })
+}
+
+/// A throttle that exists in a Redis server, as [`RedisStore::list`] finds
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedUrl {
+    /// Its name.
+    pub name: String,
+    /// Its configuration (`None`: its keys hold what this library did not
+    /// write).
+    pub config: Option<Config>,
+}
+
 /// What this process knows of the throttle, and its sleepers.
 struct Shared {
     link: Link,
@@ -435,6 +482,76 @@ impl RedisStore {
             },
             created,
         ))
+    }
+
+    /// Joins the existing throttle `name` in the Redis at `url`, adopting
+    /// its configuration; the waiting preferences (timer slack, spin) come
+    /// from `waiting`. Errors: [`Error::NotFound`], [`Error::Corrupt`] (its
+    /// keys hold what this library did not write), and as
+    /// [`connect`](Self::connect).
+    pub fn open(url: &str, name: &str, waiting: &crate::config::Options) -> Result<(Self, Config)> {
+        check_name(name)?;
+        crate::config::check_waiting(waiting)?;
+        let link = Link::new(url)?;
+        let k = keys(name);
+        let cfg: Option<String> =
+            link.call(None, |c| redis::cmd("HGET").arg(&k[0]).arg("cfg").query(c))?;
+        let Some(cfg) = cfg else {
+            return Err(Error::NotFound(format!(
+                "no throttle named {name:?} in Redis at {}",
+                link.shown()
+            )));
+        };
+        let config = parse_described(&cfg, waiting).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{:?} in Redis at {} holds {cfg:?}, not a throttle of this library",
+                k[0],
+                link.shown()
+            ))
+        })?;
+        let (store, _) = Self::connect(url, name, &config)?;
+        Ok((store, config))
+    }
+
+    /// The throttles in the Redis at `url` (its current database), sorted
+    /// by name. Errors: as [`connect`](Self::connect).
+    pub fn list(url: &str) -> Result<Vec<ListedUrl>> {
+        let link = Link::new(url)?;
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = link.call(None, |c| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("mpt:{*}")
+                    .arg("TYPE")
+                    .arg("hash")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)
+            })?;
+            for key in batch {
+                // The state's key ends with the tag; its siblings do not.
+                let Some(name) = key.strip_prefix("mpt:{").and_then(|k| k.strip_suffix('}')) else {
+                    continue;
+                };
+                let cfg: Option<String> =
+                    link.call(None, |c| redis::cmd("HGET").arg(&key).arg("cfg").query(c))?;
+                let Some(cfg) = cfg else { continue };
+                found.push(ListedUrl {
+                    name: name.to_owned(),
+                    config: parse_described(&cfg, &crate::config::Options::default()),
+                });
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.dedup_by(|a, b| a.name == b.name);
+        Ok(found)
     }
 
     /// Removes throttle `name` from the Redis at `url`; its users find it
