@@ -17,6 +17,7 @@
 #                               check-c-redis, the bindings' and the many_hosts
 #                               example's: each starts its own server) and
 #                               its bench (redis-benchmark)
+#     openssl                   tests/redis_tls.rs makes its certificates
 #   As root: apt-get itself; otherwise through sudo if there is one; else it
 #   prints the apt-get command to run and exits 1.
 #
@@ -42,7 +43,7 @@ DEBIAN_PACKAGES=(
     ruby ruby-ffi ruby-minitest
     python3 python3-venv
     tmux curl hyperfine
-    redis-server redis-tools
+    redis-server redis-tools openssl
 )
 PYPI_PACKAGES=(pytest)
 VENV=$top/.venv
