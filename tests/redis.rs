@@ -885,12 +885,15 @@ fn statistics_over_every_host() -> TestResult {
         lo * 1e3,
         hi * 1e3
     );
+    // Each process maps its clock onto the server's within half a round
+    // trip; a busy machine makes that a few ms. Within a host the
+    // intervals are 100 and 120 ms: far from 30 and 70.
     check!(
-        (lo - 0.030).abs() < 0.002,
+        (lo - 0.030).abs() < 0.010,
         "lo_hi {lo} s: 30 ms between hosts' emissions"
     );
     check!(
-        (hi - 0.070).abs() < 0.002,
+        (hi - 0.070).abs() < 0.010,
         "hi_lo {hi} s: 70 ms between hosts' emissions"
     );
     Ok(())

@@ -65,6 +65,9 @@ const FLUSH_NS: u64 = 50_000_000;
 /// How long a stop waits for the other processes' last emissions (they
 /// send them on hearing of the stop, within a few round trips).
 const STOP_SETTLE_NS: i64 = 50_000_000;
+/// How long the offset from the shortest round trip is kept over longer
+/// ones.
+const OFFSET_KEPT_NS: i64 = 10_000_000_000;
 /// Emission times kept for the local monitor between drains.
 const TIMES_KEPT: usize = 1 << 16;
 /// Emission times sent to Redis in one script call.
@@ -291,6 +294,8 @@ struct Shared {
     /// The server's clock (ns since the throttle's origin) less this
     /// process's, as the last state read said (within its one-way delay).
     offset_ns: AtomicI64,
+    /// The reading `offset_ns` comes from: (offset, its round trip, when).
+    offset_sample: Mutex<(i64, i64, i64)>,
     /// The extremes of every host's intervals, as Redis last said (ns;
     /// -1: not yet two emissions).
     fleet_lo_ns: AtomicI64,
@@ -462,6 +467,7 @@ impl RedisStore {
             closing: AtomicBool::new(false),
             fleet_stats: config.as_monitor,
             offset_ns: AtomicI64::new(0),
+            offset_sample: Mutex::new((0, i64::MAX, 0)),
             fleet_lo_ns: AtomicI64::new(-1),
             fleet_hi_ns: AtomicI64::new(-1),
         });
@@ -692,7 +698,9 @@ impl Shared {
     /// Reads the throttle's state into this process's view; wakes the
     /// sleepers if it changed.
     fn refresh(&self, deadline: Option<i64>) -> Result<()> {
+        let sent = monotonic_ns();
         let s = self.run(deadline, |s| &s.state, &[])?;
+        let arrived = monotonic_ns();
         if s.first() == Some(&0) {
             self.gone(deadline)?;
             return Ok(());
@@ -716,8 +724,7 @@ impl Shared {
         else {
             return Err(unexpected("state", &s));
         };
-        self.offset_ns
-            .store(now.saturating_mul(1000) - monotonic_ns(), SeqCst);
+        self.note_offset(now.saturating_mul(1000), sent, arrived);
         let ns = |us: i64| if us < 0 { -1 } else { us.saturating_mul(1000) };
         self.fleet_lo_ns.store(ns(lo_us), SeqCst);
         self.fleet_hi_ns.store(ns(hi_us), SeqCst);
@@ -746,6 +753,22 @@ impl Shared {
             self.bump();
         }
         Ok(())
+    }
+
+    /// Takes in a reading of the server's clock, `server_ns`, made between
+    /// `sent` and `arrived` on this process's: the offset is the server's
+    /// clock less the midpoint, within half the round trip. The reading of
+    /// the shortest round trip of the last 10 s is kept (a process held up
+    /// by the machine makes a long one).
+    fn note_offset(&self, server_ns: i64, sent: i64, arrived: i64) {
+        let rtt = arrived.saturating_sub(sent);
+        let offset = server_ns - (sent + rtt / 2);
+        let mut best = self.offset_sample.lock();
+        let (_, best_rtt, taken) = *best;
+        if rtt <= best_rtt || arrived.saturating_sub(taken) > OFFSET_KEPT_NS {
+            *best = (offset, rtt, arrived);
+            self.offset_ns.store(offset, SeqCst);
+        }
     }
 
     /// Updates the view from a reply's code, run and generation.
