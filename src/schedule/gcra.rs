@@ -385,7 +385,7 @@ pub enum Follow {
 
 impl Schedule {
     /// Units the tank can hold: `None` = unbounded.
-    pub(super) fn capacity_at(&self, rate: Rate) -> Option<u64> {
+    pub(crate) fn capacity_at(&self, rate: Rate) -> Option<u64> {
         match self.hardcap {
             Hardcap::Limit | Hardcap::Window => Some(rate.max_n),
             Hardcap::One => Some(1),

@@ -36,7 +36,7 @@ use crate::clock::{Clock, monotonic_ns};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::process;
-use crate::schedule::{Follow, Hardcap, Rate, Ticket};
+use crate::schedule::{Follow, Hardcap, Rate, Schedule, Ticket};
 use crate::store::{Figures, GivenBack, MonitorStatus, Store};
 use crate::wait::Wake;
 use link::Link;
@@ -226,7 +226,7 @@ fn parse_described(cfg: &str, waiting: &crate::config::Options) -> Option<Config
     let auto_emit: bool = field("auto_emit")?.parse().ok()?;
     let refresh_ns: u64 = field("refresh_ns")?.parse().ok()?;
     Some(Config {
-        schedule: crate::schedule::Schedule::new(Rate::new(max_n, per_ns)?, hardcap),
+        schedule: Schedule::new(Rate::new(max_n, per_ns)?, hardcap),
         as_throttle,
         as_monitor,
         auto_emit,
@@ -286,15 +286,12 @@ struct Shared {
     /// Emissions the server counted, as last seen; and its last second's.
     emitted: AtomicU64,
     latest: AtomicU64,
-    /// Emission times for the local monitor, and those it could not keep.
-    times: Mutex<(Vec<i64>, u64)>,
     /// Whether the emission times go to Redis, for `lo_hi` and `hi_lo`
     /// over every host (`as_monitor`).
     fleet_stats: bool,
     /// The server's clock (ns since the throttle's origin) less this
-    /// process's, as the last state read said (within its one-way delay).
-    offset_ns: AtomicI64,
-    /// The reading `offset_ns` comes from: (offset, its round trip, when).
+    /// process's, with the round trip it was read in and when (see
+    /// `note_offset`).
     offset_sample: Mutex<(i64, i64, i64)>,
     /// The extremes of every host's intervals, as Redis last said (ns;
     /// -1: not yet two emissions).
@@ -306,12 +303,10 @@ struct Shared {
     closing: AtomicBool,
 }
 
-/// What this process's monitor thread published: the extremes of this
-/// process's emissions, its heartbeat, its status and process.
+/// What this process's monitor thread published: its heartbeat, its status
+/// and process.
 #[derive(Clone, Copy, Default)]
 struct Local {
-    lo_ns: Option<i64>,
-    hi_ns: Option<i64>,
     heartbeat_ns: i64,
     status: MonitorStatus,
     pid: u32,
@@ -360,11 +355,31 @@ impl Lease {
         }
     }
 
+    /// Takes in the reply to a reservation of `asked` units of run `run`,
+    /// arrived at `arrived`, which gave `came` of them: those whose waits
+    /// (us from then) are `kept` are kept here. If every unit asked for
+    /// came, the next reservation asks for twice as many.
+    fn take_in(&mut self, run: u32, arrived: i64, kept: &[i64], came: usize, asked: u64) {
+        self.prune(run, arrived);
+        for &w in kept {
+            self.keep(grant_at(arrived, w));
+        }
+        if came as u64 == asked {
+            self.batch = (asked * 2).min(BATCH_MAX);
+        }
+    }
+
     /// Keeps a unit granted at `grant`, in order.
     fn keep(&mut self, grant: i64) {
         let at = self.units.partition_point(|&g| g <= grant);
         self.units.insert(at, grant);
     }
+}
+
+/// When a unit is granted whose wait (us, in server time) a reply that
+/// arrived at `arrived` gives: counted from the arrival, never early.
+fn grant_at(arrived: i64, wait_us: i64) -> i64 {
+    arrived.saturating_add(wait_us.max(0).saturating_mul(1000))
 }
 
 /// Emissions counted in this process and not yet sent to Redis.
@@ -394,6 +409,15 @@ impl std::fmt::Debug for RedisStore {
             .field("name", &self.sh.name)
             .finish_non_exhaustive()
     }
+}
+
+/// An invocation of `script` with the keys of a throttle (see [`keys`]).
+fn with_keys<'a>(script: &'a Script, keys: &[String; 4]) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    for k in keys {
+        inv.key(k);
+    }
+    inv
 }
 
 /// A script's reply as integers (a nil or a string that is no number: -1).
@@ -432,10 +456,14 @@ impl RedisStore {
     /// else).
     pub fn connect(url: &str, name: &str, config: &Config) -> Result<(Self, bool)> {
         check_name(name)?;
+        Self::join(Link::new(url)?, name, config)
+    }
+
+    /// [`connect`](Self::connect) over `link`.
+    fn join(link: Link, name: &str, config: &Config) -> Result<(Self, bool)> {
         let rate = config.schedule.rate();
         let hardcap = config.schedule.hardcap();
         check_rate(rate, hardcap)?;
-        let link = Link::new(url)?;
         let sh = Arc::new(Shared {
             link,
             scripts: Scripts::new(),
@@ -462,11 +490,9 @@ impl RedisStore {
             sending: Mutex::new(()),
             emitted: AtomicU64::new(0),
             latest: AtomicU64::new(0),
-            times: Mutex::new((Vec::new(), 0)),
             local: Mutex::new(Local::default()),
             closing: AtomicBool::new(false),
             fleet_stats: config.as_monitor,
-            offset_ns: AtomicI64::new(0),
             offset_sample: Mutex::new((0, i64::MAX, 0)),
             fleet_lo_ns: AtomicI64::new(-1),
             fleet_hi_ns: AtomicI64::new(-1),
@@ -515,7 +541,7 @@ impl RedisStore {
                 link.shown()
             ))
         })?;
-        let (store, _) = Self::connect(url, name, &config)?;
+        let (store, _) = Self::join(link, name, &config)?;
         Ok((store, config))
     }
 
@@ -567,13 +593,7 @@ impl RedisStore {
         let link = Link::new(url)?;
         let scripts = Scripts::new();
         let k = keys(name);
-        let removed: i64 = link.call(None, |c| {
-            let mut inv = scripts.unlink.prepare_invoke();
-            for key in &k {
-                inv.key(key);
-            }
-            inv.invoke(c)
-        })?;
+        let removed: i64 = link.call(None, |c| with_keys(&scripts.unlink, &k).invoke(c))?;
         if removed == 0 {
             return Err(Error::NotFound(format!(
                 "no throttle named {name:?} in Redis at {}",
@@ -609,10 +629,7 @@ impl Shared {
         args: &[i64],
     ) -> Result<Vec<i64>> {
         let reply: Value = self.link.call(deadline, |c: &mut Connection| {
-            let mut inv = pick(&self.scripts).prepare_invoke();
-            for k in &self.keys {
-                inv.key(k);
-            }
+            let mut inv = with_keys(pick(&self.scripts), &self.keys);
             for a in args {
                 inv.arg(*a);
             }
@@ -621,8 +638,8 @@ impl Shared {
         Ok(ints(&reply))
     }
 
-    /// Records the server's run_id (`INFO server`); with `before`, says
-    /// whether it changed from that.
+    /// Records the server's run_id (`INFO server`); says whether it
+    /// changed from the one recorded before.
     fn note_server(&self, deadline: Option<i64>) -> Result<bool> {
         let info: String = self
             .link
@@ -645,10 +662,7 @@ impl Shared {
         let rate = *self.rate.lock();
         let per_us = check_rate(rate, self.hardcap)?;
         let reply: Value = self.link.call(None, |c| {
-            let mut inv = self.scripts.create.prepare_invoke();
-            for k in &self.keys {
-                inv.key(k);
-            }
+            let mut inv = with_keys(&self.scripts.create, &self.keys);
             inv.arg(&self.cfg)
                 .arg(self.hardcap as u32)
                 .arg(rate.max_n())
@@ -767,7 +781,6 @@ impl Shared {
         let (_, best_rtt, taken) = *best;
         if rtt <= best_rtt || arrived.saturating_sub(taken) > OFFSET_KEPT_NS {
             *best = (offset, rtt, arrived);
-            self.offset_ns.store(offset, SeqCst);
         }
     }
 
@@ -835,7 +848,7 @@ impl Shared {
         if count == 0 && !settle_all {
             return Ok(());
         }
-        let offset = self.offset_ns.load(SeqCst);
+        let offset = self.offset_sample.lock().0;
         // The times in chunks, so that no script holds the server up for
         // long (each ZADD is about a microsecond there): the count goes
         // with the first, the settling of everything with the last.
@@ -988,13 +1001,10 @@ impl RedisStore {
         lease.rtt_ns = arrived.saturating_sub(sent);
         if let [0, wait, run, _, _, _, ref more @ ..] = r[..] {
             sh.note_reply(0, run);
-            lease.prune(run as u32, arrived);
-            for &w in std::iter::once(&wait).chain(more) {
-                lease.keep(arrived.saturating_add(w.max(0).saturating_mul(1000)));
-            }
-            if more.len() as u64 + 1 == lease.batch {
-                lease.batch = (lease.batch * 2).min(BATCH_MAX);
-            }
+            // Every unit goes to the lease, the first too.
+            let kept: Vec<i64> = std::iter::once(wait).chain(more.iter().copied()).collect();
+            let asked = lease.batch;
+            lease.take_in(run as u32, arrived, &kept, kept.len(), asked);
         }
     }
 }
@@ -1223,7 +1233,6 @@ impl Store for RedisStore {
             // The reply's arrival: the waits count from here.
             let arrived = clock.now_ns();
             lease.rtt_ns = arrived.saturating_sub(now);
-            let at = |wait: i64| arrived.saturating_add(wait.max(0).saturating_mul(1000));
             match r[..] {
                 [0, wait, run, generation, a, b, ref more @ ..] => {
                     sh.note_reply(0, run);
@@ -1231,15 +1240,13 @@ impl Store for RedisStore {
                     // Due when the server decided: in the tank when the
                     // caller came (a round trip ago), as in shared memory;
                     // else counted from the reply's arrival.
-                    let first = if wait <= 0 { now } else { at(wait) };
-                    lease.prune(run, arrived);
-                    for &w in more {
-                        lease.keep(at(w));
-                    }
-                    // Every unit asked for came: ask for more next time.
-                    if more.len() as u64 + 1 == batch {
-                        lease.batch = (batch * 2).min(BATCH_MAX);
-                    }
+                    let first = if wait <= 0 {
+                        now
+                    } else {
+                        grant_at(arrived, wait)
+                    };
+                    // The first is this caller's; the rest, the lease's.
+                    lease.take_in(run, arrived, more, more.len() + 1, batch);
                     let slot = if more.is_empty() {
                         (u128::from(a as u64) << 64) | u128::from(b as u64)
                     } else {
@@ -1324,11 +1331,7 @@ impl Store for RedisStore {
 
     fn capacity(&self) -> Result<Option<u64>> {
         let rate = *self.sh.rate.lock();
-        Ok(match self.sh.hardcap {
-            Hardcap::Limit | Hardcap::Window => Some(rate.max_n()),
-            Hardcap::One => Some(1),
-            Hardcap::None => None,
-        })
+        Ok(Schedule::new(rate, self.sh.hardcap).capacity_at(rate))
     }
 
     fn set_rate(&self, rate: Rate, _clock: &dyn Clock) -> Result<()> {
@@ -1416,12 +1419,6 @@ impl Store for RedisStore {
                 p.times.push(at);
             }
         }
-        let mut t = sh.times.lock();
-        if t.0.len() < TIMES_KEPT {
-            t.0.push(at);
-        } else {
-            t.1 += 1;
-        }
         true
     }
 
@@ -1436,15 +1433,10 @@ impl Store for RedisStore {
         let fresh = sh.refresh(None).is_ok();
         let l = *sh.local.lock();
         let fleet = |v: &AtomicI64| Some(v.load(SeqCst)).filter(|&ns| ns >= 0);
-        let (lo_ns, hi_ns) = if sh.fleet_stats {
-            (fleet(&sh.fleet_lo_ns), fleet(&sh.fleet_hi_ns))
-        } else {
-            (l.lo_ns, l.hi_ns)
-        };
         Figures {
             latest: sh.latest.load(SeqCst),
-            lo_ns,
-            hi_ns,
+            lo_ns: fleet(&sh.fleet_lo_ns),
+            hi_ns: fleet(&sh.fleet_hi_ns),
             // Redis answered: its figures are as fresh as can be.
             heartbeat_ns: if fresh {
                 monotonic_ns()
@@ -1456,26 +1448,22 @@ impl Store for RedisStore {
         }
     }
 
-    fn drain(&self, _cursor: &mut (), add: &mut dyn FnMut(i64)) -> u64 {
-        let (times, lost) = std::mem::take(&mut *self.sh.times.lock());
-        for t in times {
-            add(t);
-        }
-        lost
+    /// Nothing: the emission times go to Redis, whose figures are every
+    /// host's (`figures`); this process's monitor thread only beats.
+    fn drain(&self, _cursor: &mut (), _add: &mut dyn FnMut(i64)) -> u64 {
+        0
     }
 
+    /// Only the heartbeat: the figures are Redis's.
     fn publish(
         &self,
         _latest: u64,
-        lo_ns: Option<i64>,
-        hi_ns: Option<i64>,
+        _lo_ns: Option<i64>,
+        _hi_ns: Option<i64>,
         heartbeat_ns: Option<i64>,
     ) {
-        let mut l = self.sh.local.lock();
-        l.lo_ns = lo_ns;
-        l.hi_ns = hi_ns;
         if let Some(h) = heartbeat_ns {
-            l.heartbeat_ns = h;
+            self.sh.local.lock().heartbeat_ns = h;
         }
     }
 
