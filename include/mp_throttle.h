@@ -76,6 +76,26 @@
 
 
 /**
+ * Longest key of a keyed throttle, in bytes.
+ */
+#define MPT_KEY_MAX 128
+
+/**
+ * Most keys a keyed throttle holds (its `capacity`).
+ */
+#define MPT_KEYED_MAX_CAPACITY (1 << 26)
+
+/**
+ * Largest `max_n` of a keyed throttle.
+ */
+#define MPT_KEYED_MAX_N (1 << 24)
+
+/**
+ * Largest `max_n` of a keyed throttle with `MPT_HARDCAP_WINDOW`.
+ */
+#define MPT_KEYED_MAX_WINDOW (1 << 16)
+
+/**
  * The `version` of `mpt_options` of this header: 2 (48 bytes, with
  * `group_shared`). The library also accepts version 1 (the 40 bytes before
  * `group_shared`, which is then off), so that programs built against an
@@ -210,6 +230,13 @@ enum mpt_status
    * programs can handle it before such stores come.
    */
   MPT_STATUS_UNREACHABLE = 18,
+  /**
+   * `mpt_keyed_*`: the key is new and the keyed throttle's table has no
+   * room for it: it holds its capacity of keys, or the slots the key may
+   * go in are taken, and every key there still holds back fuel (see
+   * `mpt_keyed_new`). Nothing was taken.
+   */
+  MPT_STATUS_NO_ROOM = 19,
 };
 #ifndef __cplusplus
 typedef int32_t mpt_status;
@@ -257,6 +284,11 @@ typedef uint32_t mpt_hardcap;
  * A cancellation token (opaque): see `mpt_cancel_new`.
  */
 typedef struct mpt_cancel mpt_cancel;
+
+/**
+ * A keyed throttle handle: opaque to C.
+ */
+typedef struct mpt_keyed mpt_keyed;
 
 /**
  * A throttle handle: opaque to C.
@@ -335,21 +367,6 @@ typedef struct mpt_options {
 } mpt_options;
 
 /**
- * A statistic: mp_throttle's `(time between emissions, emissions per
- * second)` pair. Both are 0 when there is nothing to measure yet.
- */
-typedef struct mpt_rate {
-  /**
-   * Seconds between emissions.
-   */
-  double seconds_between;
-  /**
-   * Emissions per second (`INFINITY` for an interval of 0 ns).
-   */
-  double per_second;
-} mpt_rate;
-
-/**
  * What `mpt_stop` reports: mp_throttle's `stop()` tuple.
  */
 typedef struct mpt_summary {
@@ -370,6 +387,67 @@ typedef struct mpt_summary {
    */
   double mean_per_second;
 } mpt_summary;
+
+/**
+ * What `mpt_keyed_key_stats` reports of one key.
+ */
+typedef struct mpt_key_stats {
+  /**
+   * 1 if the key is in the table; 0 if not (never used, forgotten, or
+   * dropped once idle), and then the other fields are 0.
+   */
+  uint32_t in_table;
+  /**
+   * Units of fuel granted to the key since it was added to the table.
+   */
+  uint64_t granted;
+  /**
+   * When it was added, in `CLOCK_MONOTONIC` nanoseconds.
+   */
+  int64_t since_ns;
+} mpt_key_stats;
+
+/**
+ * What `mpt_keyed_get_stats` reports of the whole keyed throttle.
+ */
+typedef struct mpt_keyed_stats {
+  /**
+   * Keys in the table now.
+   */
+  uint64_t live_keys;
+  /**
+   * The most keys the table holds (as made).
+   */
+  uint64_t capacity;
+  /**
+   * Idle keys dropped to make room for new ones, ever.
+   */
+  uint64_t evictions;
+  /**
+   * Keys added to the table, ever (a key dropped and used again counts
+   * twice).
+   */
+  uint64_t added;
+  /**
+   * As `mpt_get_summary`, over every key.
+   */
+  struct mpt_summary summary;
+} mpt_keyed_stats;
+
+/**
+ * A statistic: mp_throttle's `(time between emissions, emissions per
+ * second)` pair. Both are 0 when there is nothing to measure yet.
+ */
+typedef struct mpt_rate {
+  /**
+   * Seconds between emissions.
+   */
+  double seconds_between;
+  /**
+   * Emissions per second (`INFINITY` for an interval of 0 ns).
+   */
+  double per_second;
+} mpt_rate;
 
 #ifdef __cplusplus
 extern "C" {
@@ -506,6 +584,364 @@ mpt_status mpt_await_fuel_cancellable(const struct mpt_throttle *throttle,
                                       double timeout_s,
                                       const struct mpt_cancel *cancel,
                                       int64_t *out_grant_ns);
+
+/**
+ * Makes a keyed throttle: one configuration, and a table of up to
+ * `capacity` keys, each with a schedule of its own of `max_n` units per
+ * `per_s` seconds, with every guarantee of its hardcap holding per key.
+ * Nothing runs until `mpt_keyed_start`. The state lives in an anonymous
+ * `MAP_SHARED` mapping, made whole at once (about `1.25 * capacity`
+ * slots, rounded up to a power of two, of 192 bytes each, plus 16 bytes
+ * per grant time a `MPT_HARDCAP_WINDOW` key keeps): a handle made before
+ * `fork()` works in every child.
+ *
+ * Keys are byte strings of 0 to `MPT_KEY_MAX` bytes (NUL bytes included).
+ * A key never seen counts as idle for ever: its tank is full (max_n units
+ * for LIMIT, 1 for ONE), its window empty (WINDOW), so the first request
+ * of a new key goes at once; NONE counts a key's units from its first use
+ * (at most `1 + (t - first use)/T` by time t).
+ *
+ * The eviction rule. A key is dropped from the table only when it behaves
+ * exactly like a key never seen: its tank full again (LIMIT, ONE), no
+ * grant in the last `per` (WINDOW), its units not ahead of its schedule
+ * (NONE: what it banked is dropped, which only lowers what it may take;
+ * its guarantee counted from its first use holds across the drop). A key
+ * that still holds back fuel (waiters queued, or a tank not yet full) is
+ * never dropped. Keys are dropped only to make room for a new key: when
+ * the table holds `capacity` keys, or when the 32 slots the new key may go
+ * in are all taken. If no key there may be dropped, the call for the new
+ * key returns `MPT_STATUS_NO_ROOM` and takes nothing.
+ *
+ * - `max_n`: 1 to `MPT_KEYED_MAX_N` (`MPT_KEYED_MAX_WINDOW` with WINDOW).
+ * - `per_s`: as for `mpt_throttle_new`.
+ * - `capacity`: 1 to `MPT_KEYED_MAX_CAPACITY` keys.
+ * - `options`: NULL or filled by `mpt_options_init`; `as_throttle` must
+ *   be 1. With auto_emit (the default), each grant counts one emission of
+ *   the whole keyed throttle.
+ * - `out_keyed`: not NULL; receives the handle, freed with
+ *   `mpt_keyed_free`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (a number or option out of range);
+ * `MPT_STATUS_SYSTEM` (no memory); `MPT_STATUS_UNSUPPORTED`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `options` must be NULL or valid; `out_keyed` NULL or valid for writing
+ * one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_new(uint64_t max_n,
+                         double per_s,
+                         uint64_t capacity,
+                         const struct mpt_options *options,
+                         struct mpt_keyed **out_keyed);
+
+/**
+ * Creates the named keyed throttle `name` (as `mpt_keyed_new`), which any
+ * process of the same user opens with `mpt_keyed_open`; or opens it if it
+ * exists with the same configuration (capacity included). Named keyed
+ * throttles share the namespace of named throttles, and follow the same
+ * rules of ownership and group sharing (see `mpt_throttle_create_named`);
+ * `mpt_throttle_unlink` removes one.
+ *
+ * Returns: as `mpt_throttle_create_named` (`MPT_STATUS_MISMATCH` also
+ * for a plain throttle of that name).
+ *
+ * Thread safety, fork safety, blocking: as `mpt_throttle_create_named`.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `out_keyed` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_create_named(const char *name,
+                                  uint64_t max_n,
+                                  double per_s,
+                                  uint64_t capacity,
+                                  const struct mpt_options *options,
+                                  struct mpt_keyed **out_keyed);
+
+/**
+ * Opens the named keyed throttle `name`, adopting its configuration,
+ * under the rules of `mpt_throttle_open`.
+ *
+ * Returns: as `mpt_throttle_open`; `MPT_STATUS_MISMATCH` for a plain
+ * throttle of that name.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_throttle_open`.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `out_keyed` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_open(const char *name,
+                          const struct mpt_options *options,
+                          struct mpt_keyed **out_keyed);
+
+/**
+ * Frees a keyed throttle handle (as `mpt_throttle_free`).
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: not with any other call on the same handle. Fork safety:
+ * safe in a child. Blocking: never. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle that no other thread uses.
+ */
+mpt_status mpt_keyed_free(struct mpt_keyed *keyed);
+
+/**
+ * Starts (or resumes) the whole keyed throttle, as `mpt_start`. Keys keep
+ * their schedules across a stop and a start.
+ *
+ * Returns: as `mpt_start`.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_start`. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle.
+ */
+MPT_MUST_USE mpt_status mpt_keyed_start(const struct mpt_keyed *keyed);
+
+/**
+ * Stops (pauses) the whole keyed throttle, as `mpt_stop`: every waiter on
+ * every key returns `MPT_STATUS_KILLED`.
+ *
+ * Returns: as `mpt_stop`.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_stop`. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_summary` NULL or valid.
+ */
+mpt_status mpt_keyed_stop(const struct mpt_keyed *keyed, struct mpt_summary *out_summary);
+
+/**
+ * Sets the kill flag of the whole keyed throttle, as `mpt_kill`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle.
+ */
+mpt_status mpt_keyed_kill(const struct mpt_keyed *keyed);
+
+/**
+ * Whether the keyed throttle runs (started, not stopped).
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_is_running` NULL or valid.
+ */
+mpt_status mpt_keyed_is_running(const struct mpt_keyed *keyed, bool *out_is_running);
+
+/**
+ * Blocks until `n` units of the fuel of `key` are granted, all at once,
+ * the timeout passes, or the kill flag is set: `mpt_await_fuel_n` on the
+ * key's own schedule. Waiters on one key are served first come, first
+ * served; a key at its limit never slows another. A new key is added to
+ * the table (see the eviction rule at `mpt_keyed_new`).
+ *
+ * A waiter stopped, killed or cancelled while it sleeps gives its units
+ * back if nothing was reserved on its key after them (LIMIT, ONE, NONE);
+ * otherwise, and always with WINDOW, they stay taken, which can only make
+ * the key's schedule stricter.
+ *
+ * - `key`, `key_len`: the key, 0 to `MPT_KEY_MAX` bytes, any bytes
+ *   (borrowed; NULL only with `key_len` 0).
+ * - `n`: at least 1, at most what a key's tank holds: max_n (LIMIT,
+ *   WINDOW), 1 (ONE), any (NONE).
+ * - `timeout_s`, `out_grant_ns`: as for `mpt_await_fuel`.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_TIMEOUT`; `MPT_STATUS_KILLED`;
+ * `MPT_STATUS_NO_ROOM` (a new key, and no room for it: nothing taken);
+ * `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (the key is too long, `n`, the timeout);
+ * `MPT_STATUS_SYSTEM` (another process has held the key table's lock for
+ * 200 ms without dying); `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_await_fuel`. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `key` NULL or valid for
+ * `key_len` bytes; `out_grant_ns` NULL or valid.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_await_fuel(const struct mpt_keyed *keyed,
+                                const void *key,
+                                size_t key_len,
+                                uint64_t n,
+                                double timeout_s,
+                                int64_t *out_grant_ns);
+
+/**
+ * As `mpt_keyed_await_fuel`, and `mpt_cancel_fire(cancel)` from any
+ * thread ends it at once with `MPT_STATUS_CANCELLED`.
+ *
+ * - `cancel`: a live token of this process, or NULL.
+ *
+ * Returns: as `mpt_keyed_await_fuel`; `MPT_STATUS_CANCELLED`;
+ * `MPT_STATUS_WRONG_STATE` (a token made by another process).
+ *
+ * Thread safety, fork safety, blocking: as `mpt_await_fuel_cancellable`.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * As `mpt_keyed_await_fuel`; `cancel` NULL or a live token.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_await_fuel_cancellable(const struct mpt_keyed *keyed,
+                                            const void *key,
+                                            size_t key_len,
+                                            uint64_t n,
+                                            double timeout_s,
+                                            const struct mpt_cancel *cancel,
+                                            int64_t *out_grant_ns);
+
+/**
+ * Takes `n` units of the fuel of `key` if its tank holds them now; never
+ * blocks (`mpt_has_fuel_n` on the key's schedule).
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NO_FUEL` (empty, or not running:
+ * nothing taken); `MPT_STATUS_KILLED`; `MPT_STATUS_NO_ROOM`;
+ * `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (the key, `n`); `MPT_STATUS_SYSTEM` (as
+ * `mpt_keyed_await_fuel`); `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never (a
+ * new key waits for the table lock, held for microseconds). Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `key` NULL or valid for
+ * `key_len` bytes; `out_grant_ns` NULL or valid.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_has_fuel(const struct mpt_keyed *keyed,
+                              const void *key,
+                              size_t key_len,
+                              uint64_t n,
+                              int64_t *out_grant_ns);
+
+/**
+ * Looks at the tank of `key` without taking (`mpt_peek_fuel` on the key's
+ * schedule): a key not in the table is a key never seen (a full tank).
+ * Never adds a key.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_KILLED`; `MPT_STATUS_NOT_RUNNING`;
+ * `MPT_STATUS_NULL_POINTER`; `MPT_STATUS_BAD_HANDLE`;
+ * `MPT_STATUS_INVALID_ARGUMENT` (the key, `n`); `MPT_STATUS_CORRUPT`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `key` NULL or valid for
+ * `key_len` bytes; each out pointer NULL or valid.
+ */
+mpt_status mpt_keyed_peek(const struct mpt_keyed *keyed,
+                          const void *key,
+                          size_t key_len,
+                          uint64_t n,
+                          uint64_t *out_level,
+                          double *out_wait_s);
+
+/**
+ * Drops `key` from the table, whatever its state: its next use starts
+ * afresh, as a key never seen. This may let through what its schedule
+ * still held back (the caller asks for it; eviction never does). Waiters
+ * asleep on it keep their grant times.
+ *
+ * - `out_found`: may be NULL; receives whether the key was in the table.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT` (the key);
+ * `MPT_STATUS_SYSTEM` (as `mpt_keyed_await_fuel`).
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: for
+ * microseconds, on the table lock. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `key` NULL or valid for
+ * `key_len` bytes; `out_found` NULL or valid.
+ */
+mpt_status mpt_keyed_forget(const struct mpt_keyed *keyed,
+                            const void *key,
+                            size_t key_len,
+                            bool *out_found);
+
+/**
+ * The figures of one key: whether it is in the table, the units granted
+ * to it since it was added, and when that was.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`; `MPT_STATUS_INVALID_ARGUMENT` (the key).
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `key` NULL or valid for
+ * `key_len` bytes; `out_stats` NULL or valid.
+ */
+mpt_status mpt_keyed_key_stats(const struct mpt_keyed *keyed,
+                               const void *key,
+                               size_t key_len,
+                               struct mpt_key_stats *out_stats);
+
+/**
+ * The figures of the whole keyed throttle: live keys, capacity, keys
+ * dropped and added, and the totals of `mpt_get_summary` over every key.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_stats` NULL or valid.
+ */
+mpt_status mpt_keyed_get_stats(const struct mpt_keyed *keyed, struct mpt_keyed_stats *out_stats);
+
+/**
+ * The emissions of the last second over every key, as `mpt_latest`.
+ *
+ * Returns: as `mpt_latest`.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_latest`. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_rate` NULL or valid.
+ */
+mpt_status mpt_keyed_latest(const struct mpt_keyed *keyed, struct mpt_rate *out_rate);
+
+/**
+ * The mean over the whole running time, over every key, as `mpt_mean`.
+ *
+ * Returns: as `mpt_latest`.
+ *
+ * Thread safety, fork safety, blocking: as `mpt_latest`. Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_rate` NULL or valid.
+ */
+mpt_status mpt_keyed_mean(const struct mpt_keyed *keyed, struct mpt_rate *out_rate);
 
 /**
  * Fills `out_options` with the defaults of mp_throttle: as_throttle 1,

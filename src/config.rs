@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use crate::error::{Error, Result};
+use crate::schedule::key::{KEYED_MAX_N, KEYED_MAX_WINDOW};
 use crate::schedule::{Hardcap, MAX_N, MAX_PER_NS, Rate, Schedule};
+use crate::store::shm::keys::{Geometry, MAX_KEYS};
 
 /// Largest `max_n` of a `WINDOW` throttle: its ring holds `max_n` grant
 /// times of 16 bytes (64 MiB at this size).
@@ -81,6 +83,9 @@ pub struct Config {
     pub spin_ns: i64,
     /// See [`Options::group_shared`].
     pub group_shared: bool,
+    /// A keyed throttle (one schedule per key): the most keys it holds;
+    /// 0 for a plain throttle.
+    pub keys: u64,
 }
 
 impl Config {
@@ -126,7 +131,56 @@ impl Config {
             timer_slack_ns: options.timer_slack_ns,
             spin_ns: (options.spin_s * 1e9).round() as i64,
             group_shared: options.group_shared,
+            keys: 0,
         })
+    }
+
+    /// Validates a keyed throttle of `capacity` keys, each with a schedule
+    /// of `max_n` units per `per_s` seconds, with `options`.
+    pub fn keyed(max_n: u64, per_s: f64, capacity: u64, options: &Options) -> Result<Self> {
+        let mut config = Self::new(max_n, per_s, options)?;
+        if !(1..=MAX_KEYS).contains(&capacity) {
+            return Err(invalid(&format!(
+                "a keyed throttle holds 1 to {MAX_KEYS} keys (got a capacity of {capacity})"
+            )));
+        }
+        if max_n > KEYED_MAX_N {
+            return Err(invalid(&format!(
+                "a keyed throttle's max_n must be at most {KEYED_MAX_N} (got {max_n})"
+            )));
+        }
+        if options.hardcap == Hardcap::Window && max_n > KEYED_MAX_WINDOW {
+            return Err(invalid(&format!(
+                "a keyed WINDOW throttle keeps max_n grant times per key: max_n must be at \
+                 most {KEYED_MAX_WINDOW} (got {max_n})"
+            )));
+        }
+        if !options.as_throttle {
+            return Err(invalid(
+                "a keyed throttle rations fuel per key: as_throttle must be on",
+            ));
+        }
+        config.keys = capacity;
+        if config.tail_words().is_none() {
+            return Err(invalid(&format!(
+                "a table of {capacity} keys does not fit in memory"
+            )));
+        }
+        Ok(config)
+    }
+
+    /// The key table's shape, for a keyed throttle.
+    pub fn key_geometry(&self) -> Option<Geometry> {
+        (self.keys > 0).then(|| Geometry::new(self.keys, &self.schedule))
+    }
+
+    /// The 16-byte words that follow the shared state: a keyed throttle's
+    /// table, or a plain `WINDOW` throttle's ring. `None`: too many.
+    pub fn tail_words(&self) -> Option<u64> {
+        match self.key_geometry() {
+            Some(g) => g.words(),
+            None => Some(self.schedule.ring_len()),
+        }
     }
 }
 

@@ -45,6 +45,10 @@ pub enum Error {
     /// store on another machine; the shared-memory store never returns
     /// it). Nothing was taken or changed, as far as this process knows.
     Unreachable(String),
+    /// A keyed throttle: the key is new and its table has no room for it
+    /// (every key it could replace still holds back fuel). Nothing was
+    /// taken.
+    NoRoom(String),
 }
 
 impl fmt::Display for Error {
@@ -66,7 +70,8 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::PermissionDenied(m)
             | Error::Mismatch(m)
-            | Error::Unreachable(m) => f.write_str(m),
+            | Error::Unreachable(m)
+            | Error::NoRoom(m) => f.write_str(m),
         }
     }
 }

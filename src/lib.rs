@@ -16,7 +16,8 @@
 //! - [`config`], [`error`], [`process`]: validated options, the core error
 //!   type, and the fork-aware process identity.
 //! - [`throttle`]: the waiting policy over a store (clock, spin and sleep,
-//!   the monitor thread), and
+//!   the monitor thread); [`keyed`]: keyed throttles, one schedule per key;
+//!   and
 //!   [`cancel`]: ending one waiter's wait from another thread.
 //! - [`ffi`]: the C boundary (pointer checks, status codes, panic guard).
 //!
@@ -38,6 +39,8 @@ pub mod config;
 /// cbindgen:ignore
 pub mod error;
 pub mod ffi;
+/// cbindgen:ignore
+pub mod keyed;
 /// cbindgen:ignore
 pub mod monitor;
 /// cbindgen:ignore

@@ -31,6 +31,7 @@
 use crate::store::shm::layout::{GiveBacks, Records, pack_entry as pack};
 
 mod gcra;
+pub mod key;
 mod window;
 pub use gcra::Follow;
 use portable_atomic::AtomicU128;

@@ -117,6 +117,11 @@ impl Throttle<ShmStore> {
         config::check_waiting(waiting)?;
         check_atomics()?;
         let (store, config) = ShmStore::open(name, waiting)?;
+        if config.keys > 0 {
+            return Err(Error::Mismatch(format!(
+                "{name:?} is a keyed throttle: open it as one (mpt_keyed_open)"
+            )));
+        }
         Ok(Self::with_store(store, config, Arc::new(Monotonic), false))
     }
 
@@ -481,10 +486,8 @@ impl<S: Store> Throttle<S> {
         }
     }
 
-    /// Sleeps until the units of `ticket` are due, with the configured timer
-    /// slack, spinning on the clock for the configured tail (without one:
-    /// the last [`AUTO_TAIL_NS`] of a sleep of [`AUTO_TAIL_AFTER_NS`] or
-    /// more), and for any wait shorter than [`MIN_SLEEP_NS`]. Follows every
+    /// Sleeps until the units of `ticket` are due ([`nap`](Self::nap) by
+    /// nap). Follows every
     /// change of the schedule at once. `Killed` if the run ends first;
     /// `Timeout` (units given back) if a change moves them past `deadline`.
     fn sleep_until(
@@ -494,9 +497,7 @@ impl<S: Store> Throttle<S> {
         deadline: Option<i64>,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Slept> {
-        // Tightened at the first real sleep only: a spin needs no syscall.
-        let mut slack = None;
-        let mut tail = None;
+        let mut pacing = Pacing::default();
         // The ticket as last checked against the tank (it changes only when
         // a change is followed).
         let mut checked = None;
@@ -548,18 +549,40 @@ impl<S: Store> Throttle<S> {
             if now >= grant {
                 return Ok(Slept::Granted);
             }
-            let tail = *tail.get_or_insert(match self.config.spin_ns {
-                0 if grant - now >= AUTO_TAIL_AFTER_NS => AUTO_TAIL_NS,
-                spin => spin,
-            });
-            let wake_at = grant.saturating_sub(tail);
-            if now >= wake_at || grant - now < MIN_SLEEP_NS {
-                std::hint::spin_loop();
-            } else {
-                slack.get_or_insert_with(|| TimerSlack::tighten(self.config.timer_slack_ns));
-                self.store.sleep(epoch, Some(wake_at));
-            }
+            self.nap(&mut pacing, epoch, now, grant);
         }
+    }
+
+    /// One step of a waiter towards its `grant` (not yet come at `now`):
+    /// sleeps until the epoch moves on from `epoch` or the grant is near
+    /// (then spins), with the configured timer slack, spinning on the clock
+    /// for the configured tail (without one: the last [`AUTO_TAIL_NS`] of a
+    /// sleep of [`AUTO_TAIL_AFTER_NS`] or more), and for any wait shorter
+    /// than [`MIN_SLEEP_NS`].
+    pub(crate) fn nap(&self, pacing: &mut Pacing, epoch: u32, now: i64, grant: i64) {
+        let tail = *pacing.tail.get_or_insert(match self.config.spin_ns {
+            0 if grant - now >= AUTO_TAIL_AFTER_NS => AUTO_TAIL_NS,
+            spin => spin,
+        });
+        let wake_at = grant.saturating_sub(tail);
+        if now >= wake_at || grant - now < MIN_SLEEP_NS {
+            std::hint::spin_loop();
+        } else {
+            pacing
+                .slack
+                .get_or_insert_with(|| TimerSlack::tighten(self.config.timer_slack_ns));
+            self.store.sleep(epoch, Some(wake_at));
+        }
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The clock.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// Follows the changes of rate made since `ticket` was made or last
@@ -792,6 +815,16 @@ impl<S: Store> Drop for Throttle<S> {
             std::mem::forget(thread);
         }
     }
+}
+
+/// How one waiter paces itself towards its grant ([`Throttle::nap`]):
+/// the timer slack is tightened at its first real sleep only (a spin needs
+/// no syscall) and restored when this is dropped; the spinning tail is
+/// chosen once.
+#[derive(Default)]
+pub(crate) struct Pacing {
+    slack: Option<TimerSlack>,
+    tail: Option<i64>,
 }
 
 /// A waiter spins rather than sleeps for less than this: a futex sleep wakes

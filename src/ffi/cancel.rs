@@ -31,7 +31,7 @@ impl Handle for MptCancel {
 ///
 /// # Safety
 /// As [`borrow`].
-unsafe fn token<'a>(p: *const MptCancel) -> Result<&'a Cancel, Failure> {
+pub(super) unsafe fn token<'a>(p: *const MptCancel) -> Result<&'a Cancel, Failure> {
     // SAFETY: the caller's contract.
     unsafe { borrow(p, "cancel") }
 }

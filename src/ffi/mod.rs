@@ -7,6 +7,7 @@
 
 pub mod cancel;
 pub mod handle;
+pub mod keyed;
 pub mod options;
 pub mod stats;
 pub mod throttle;
@@ -75,11 +76,16 @@ pub enum MptStatus {
     /// memory, which is every throttle this version makes; listed so that
     /// programs can handle it before such stores come.
     Unreachable = 18,
+    /// `mpt_keyed_*`: the key is new and the keyed throttle's table has no
+    /// room for it: it holds its capacity of keys, or the slots the key may
+    /// go in are taken, and every key there still holds back fuel (see
+    /// `mpt_keyed_new`). Nothing was taken.
+    NoRoom = 19,
 }
 
 impl MptStatus {
     /// Every status, in order of value.
-    pub const ALL: [MptStatus; 19] = [
+    pub const ALL: [MptStatus; 20] = [
         MptStatus::Ok,
         MptStatus::Timeout,
         MptStatus::Killed,
@@ -99,6 +105,7 @@ impl MptStatus {
         MptStatus::Mismatch,
         MptStatus::Cancelled,
         MptStatus::Unreachable,
+        MptStatus::NoRoom,
     ];
 
     /// A NUL-terminated description.
@@ -129,6 +136,7 @@ impl MptStatus {
             MptStatus::Mismatch => "a throttle of that name exists with another configuration\0",
             MptStatus::Cancelled => "cancelled: the wait's mpt_cancel fired\0",
             MptStatus::Unreachable => "the store that holds the throttle could not be reached\0",
+            MptStatus::NoRoom => "no room: the keyed throttle's table has no room for a new key\0",
         }
     }
 }
@@ -174,6 +182,7 @@ impl MptStatus {
             Error::Mismatch(_) => MptStatus::Mismatch,
             Error::Cancelled => MptStatus::Cancelled,
             Error::Unreachable(_) => MptStatus::Unreachable,
+            Error::NoRoom(_) => MptStatus::NoRoom,
         }
     }
 }

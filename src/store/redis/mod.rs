@@ -234,6 +234,7 @@ fn parse_described(cfg: &str, waiting: &crate::config::Options) -> Option<Config
         timer_slack_ns: waiting.timer_slack_ns,
         spin_ns: (waiting.spin_s * 1e9).round() as i64,
         group_shared: false,
+        keys: 0,
     })
 }
 

@@ -33,7 +33,8 @@ pub fn write(h: &Header, config: &Config, size: usize) {
         flags.iter().filter(|f| f.0).fold(0, |a, f| a | f.1),
         Relaxed,
     );
-    h.ring_len.store(config.schedule.ring_len(), Relaxed);
+    h.keys.store(config.keys as u32, Relaxed);
+    h.ring_len.store(config.tail_words().unwrap_or(0), Relaxed);
 }
 
 /// Publishes the state: other processes may use it from here on.
@@ -87,12 +88,6 @@ pub fn read(sh: &Shared, size: usize, waiting: &Options) -> Result<Config> {
         )));
     }
     let schedule = Schedule::new(rate, hardcap);
-    let ring_len = h.ring_len.load(Acquire);
-    if ring_len != schedule.ring_len() || mapping_size(ring_len) != Some(size) {
-        return Err(corrupt(&format!(
-            "ring of {ring_len} entries does not fit its size"
-        )));
-    }
     let flags = h.flags.load(Acquire);
     if flags & !(FLAG_THROTTLE | FLAG_MONITOR | FLAG_AUTO_EMIT | FLAG_GROUP_SHARED) != 0
         || flags & (FLAG_THROTTLE | FLAG_MONITOR) == 0
@@ -118,10 +113,23 @@ pub fn read(sh: &Shared, size: usize, waiting: &Options) -> Result<Config> {
         group_shared: flags & FLAG_GROUP_SHARED != 0,
         ..*waiting
     };
-    let mut config = Config::new(max_n, per_ns as f64 / 1e9, &options)?;
+    let keys = u64::from(h.keys.load(Acquire));
+    let mut config = if keys == 0 {
+        Config::new(max_n, per_ns as f64 / 1e9, &options)
+    } else {
+        Config::keyed(max_n, per_ns as f64 / 1e9, keys, &options)
+    }
+    .map_err(|e| corrupt(&format!("impossible configuration: {e}")))?;
     // Rebuilt from the exact integers, not through the f64 seconds.
     config.schedule = schedule;
     config.refresh_ns = refresh_ns;
+    let tail = h.ring_len.load(Acquire);
+    if Some(tail) != config.tail_words() || mapping_size(tail) != Some(size) {
+        return Err(corrupt(&format!(
+            "{} of {tail} words does not fit its size",
+            if keys == 0 { "ring" } else { "key table" }
+        )));
+    }
     Ok(config)
 }
 
@@ -135,6 +143,7 @@ pub fn same_throttle(a: &Config, b: &Config) -> bool {
         && a.auto_emit == b.auto_emit
         && a.refresh_ns == b.refresh_ns
         && a.group_shared == b.group_shared
+        && a.keys == b.keys
 }
 
 fn corrupt(what: &str) -> Error {

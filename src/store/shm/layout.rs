@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// First word of every mapping: "MPTHRTL\0" read little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Emission lanes; a thread emits into one lane, so emitters rarely share one.
 pub const LANES: usize = 16;
 /// Emission timestamps one lane holds until the monitor reads them.
@@ -57,7 +57,11 @@ pub struct Header {
     pub refresh_ns: AtomicU64,
     /// `FLAG_*` bits.
     pub flags: AtomicU32,
-    /// Entries of the `WINDOW` ring that follows [`Shared`] (0 for others).
+    /// A keyed throttle: the most keys its table holds (0: a plain
+    /// throttle). Layout 5.
+    pub keys: AtomicU32,
+    /// The 16-byte words that follow [`Shared`]: the `WINDOW` ring of a
+    /// plain throttle (0 for other hardcaps), or a keyed throttle's table.
     pub ring_len: AtomicU64,
 }
 
@@ -323,5 +327,6 @@ pub fn mapping_size(ring_len: u64) -> Option<usize> {
     size_of::<Shared>().checked_add(ring)
 }
 
+const _: () = assert!(size_of::<Header>() == 64);
 const _: () = assert!(size_of::<Shared>() % 64 == 0);
 const _: () = assert!(align_of::<Shared>() == 64);

@@ -58,36 +58,37 @@ pub struct HeldByLive {
     pub pid: u32,
 }
 
+/// Takes the lock whose holder word is `word` (the change lock's, or the
+/// key table's of a keyed throttle), as [`ChangeLock::hold`] says.
+pub fn hold(word: &AtomicU128, patience_ns: i64) -> Result<Held<'_>, HeldByLive> {
+    let me = holder_word(process::id(), process::start_time());
+    let give_up = monotonic_ns().saturating_add(patience_ns);
+    loop {
+        let held = match word.compare_exchange(0, me, SeqCst, SeqCst) {
+            Ok(_) => return Ok(Held { word, me }),
+            Err(held) => held,
+        };
+        let holder = holder_of(held);
+        let alive =
+            holder.is_some_and(|(pid, started)| held == me || process::is_alive(pid, started));
+        if !alive {
+            let _ = word.compare_exchange(held, 0, SeqCst, SeqCst);
+            continue;
+        }
+        if monotonic_ns() > give_up {
+            let pid = holder.map_or(0, |(pid, _)| pid);
+            return Err(HeldByLive { pid });
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
 impl ChangeLock {
     /// Takes the lock, taking it over from a dead holder (or from a word no
     /// holder writes); [`HeldByLive`] if a live process keeps it for
     /// `patience_ns`. Polls every 50 us: the lock is held for microseconds.
     pub fn hold(&self, patience_ns: i64) -> Result<Held<'_>, HeldByLive> {
-        let me = holder_word(process::id(), process::start_time());
-        let give_up = monotonic_ns().saturating_add(patience_ns);
-        loop {
-            let held = match self.holder.compare_exchange(0, me, SeqCst, SeqCst) {
-                Ok(_) => {
-                    return Ok(Held {
-                        word: &self.holder,
-                        me,
-                    });
-                }
-                Err(held) => held,
-            };
-            let holder = holder_of(held);
-            let alive =
-                holder.is_some_and(|(pid, started)| held == me || process::is_alive(pid, started));
-            if !alive {
-                let _ = self.holder.compare_exchange(held, 0, SeqCst, SeqCst);
-                continue;
-            }
-            if monotonic_ns() > give_up {
-                let pid = holder.map_or(0, |(pid, _)| pid);
-                return Err(HeldByLive { pid });
-            }
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
+        hold(&self.holder, patience_ns)
     }
 
     /// Waits until the ring of a `WINDOW` throttle has been thawed, since

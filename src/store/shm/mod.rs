@@ -10,11 +10,13 @@
 //! - [`lock`]: the change lock, a mutex in shared memory whose holder may
 //!   die (nginx's `ngx_shmtx`), held by changes of rate and give-backs;
 //! - [`lanes`]: the emission lanes the monitor drains;
+//! - [`keys`]: the key table of a keyed throttle (one schedule per key);
 //! - [`ShmStore`]: all of it behind the
 //!   [`Store`] interface; the hardcaps'
 //!   lock-free arithmetic on these atomics is [`crate::schedule`].
 
 pub mod header;
+pub mod keys;
 pub mod lanes;
 pub mod layout;
 pub mod lock;
@@ -47,7 +49,11 @@ const GIVE_BACK_PATIENCE_NS: i64 = 2_000_000;
 /// The shared-memory store (see the module documentation).
 pub struct ShmStore {
     map: Mapping,
+    /// The schedule of the throttle's own tank (a keyed throttle's is never
+    /// used for fuel: each key has its own, in [`keys`]).
     schedule: Schedule,
+    /// A keyed throttle: its table's shape and each key's schedule.
+    keyed: Option<(keys::Geometry, Schedule)>,
 }
 
 impl std::fmt::Debug for ShmStore {
@@ -63,9 +69,9 @@ impl ShmStore {
     /// A new store of `config` in an anonymous mapping: this process and
     /// the children it forks share it.
     pub fn anonymous(config: &Config) -> Result<Self> {
-        let map = Mapping::anonymous(config.schedule.ring_len())
+        let map = Mapping::anonymous(named::tail_words(config)?)
             .map_err(|e| Error::System(format!("cannot map the shared state: {e}")))?;
-        Ok(Self::init(map, config))
+        Self::init(map, config)
     }
 
     /// Creates the named store `name` for `config`, or opens the one of
@@ -74,7 +80,7 @@ impl ShmStore {
     /// whether this call made it.
     pub fn create_named(name: &str, config: &Config) -> Result<(Self, Config, bool)> {
         Ok(match named::create(name, config)? {
-            Created::New(map) => (Self::init(map, config), *config, true),
+            Created::New(map) => (Self::init(map, config)?, *config, true),
             Created::Existing(map, theirs) => (Self::adopt(map, &theirs), theirs, false),
         })
     }
@@ -93,22 +99,41 @@ impl ShmStore {
     }
 
     /// Makes a fresh (zeroed) mapping the state of `config`, and seals it.
-    fn init(map: Mapping, config: &Config) -> Self {
+    fn init(map: Mapping, config: &Config) -> Result<Self> {
         let sh = map.shared();
         header::write(&sh.header, config, map.len());
         sh.published.lo_ns.store(-1, Relaxed);
         sh.published.hi_ns.store(-1, Relaxed);
         let store = Self::adopt(map, config);
         store.schedule.init(&store.state());
+        if let Some(table) = store.table() {
+            table
+                .init()
+                .map_err(|e| Error::System(format!("cannot read /dev/urandom: {e}")))?;
+        }
         header::seal(&store.sh().header);
-        store
+        Ok(store)
     }
 
     fn adopt(map: Mapping, config: &Config) -> Self {
+        let keyed = config.key_geometry().map(|g| (g, config.schedule));
+        let schedule = match keyed {
+            // Its own tank is a plain LIMIT one that nothing draws on.
+            Some(_) => Schedule::new(config.schedule.rate(), crate::schedule::Hardcap::Limit),
+            None => config.schedule,
+        };
         Self {
             map,
-            schedule: config.schedule,
+            schedule,
+            keyed,
         }
+    }
+
+    /// The key table of a keyed throttle.
+    #[inline(always)]
+    pub fn table(&self) -> Option<keys::Table<'_>> {
+        let (geometry, schedule) = self.keyed?;
+        Some(keys::Table::new(self.map.ring(), geometry, schedule))
     }
 
     /// The shared state.
@@ -126,7 +151,11 @@ impl ShmStore {
             records: &sh.records,
             give_backs: &sh.give_backs,
             head: &sh.head,
-            ring: self.map.ring(),
+            ring: if self.keyed.is_some() {
+                &[]
+            } else {
+                self.map.ring()
+            },
             confirmed: &sh.confirmed,
         }
     }

@@ -29,7 +29,7 @@ pub fn create(name: &str, config: &Config) -> Result<Created> {
     // The name may be unlinked between our failed create and our open:
     // then create again (a few times at most: something is racing us).
     for _ in 0..8 {
-        match Mapping::create_named(&shm, config.schedule.ring_len(), config.group_shared) {
+        match Mapping::create_named(&shm, tail_words(config)?, config.group_shared) {
             Ok(Some(map)) => return Ok(Created::New(map)),
             Ok(None) => {}
             Err(e) => return Err(os_error(name, "create", &e)),
@@ -209,4 +209,11 @@ fn with_name(name: &str, e: Error) -> Error {
         Error::Unsupported(m) => Error::Unsupported(format!("throttle {name:?}: {m}")),
         other => other,
     }
+}
+
+/// The words that follow the shared state for `config`.
+pub(super) fn tail_words(config: &Config) -> Result<u64> {
+    config
+        .tail_words()
+        .ok_or_else(|| Error::InvalidArgument("the throttle does not fit in memory".into()))
 }

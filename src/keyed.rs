@@ -1,0 +1,401 @@
+//! Keyed throttles: one configuration, any number of keys (hosts, users),
+//! each key with a schedule of its own, shared by every process as a plain
+//! throttle is.
+//!
+//! A [`Keyed`] is a plain throttle (run state, kill flag, emissions, the
+//! monitor and its statistics, for the whole keyed throttle) whose
+//! shared-memory store holds a table of keys ([`crate::store::shm::keys`]);
+//! each key's fuel is that key's schedule ([`crate::schedule::key`]). The
+//! waiting policy is the plain throttle's: a waiter reserves its units on
+//! its key first, then sleeps to their grant time, so waiters on one key
+//! are served first come, first served, and a key at its limit never slows
+//! another.
+
+use crate::cancel::Cancel;
+use crate::config::{self, Config, Options};
+use crate::error::{Error, Result};
+use crate::stats::RatePair;
+use crate::store::Store;
+use crate::store::shm::ShmStore;
+use crate::store::shm::keys::{Key, KeyFigures, Refusal, Reserved, Table};
+use crate::throttle::{Pacing, Summary, Throttle};
+use crate::wait::{NoCancel, Wake};
+
+pub use crate::store::shm::keys::KEY_MAX;
+
+/// How long adding a key waits for a live holder of the table lock (held
+/// for microseconds by a running process).
+const TABLE_PATIENCE_NS: i64 = 200_000_000;
+
+/// One process's handle on a keyed throttle.
+#[derive(Debug)]
+pub struct Keyed {
+    throttle: Throttle<ShmStore>,
+}
+
+/// Units reserved on a key by this waiter.
+struct Held {
+    slot: usize,
+    ticket: crate::schedule::key::KeyTicket,
+}
+
+impl Keyed {
+    /// A new keyed throttle of `config` (made by [`Config::keyed`]) in
+    /// anonymous shared memory: this process and its `fork()`ed children
+    /// share it.
+    pub fn new(config: Config) -> Result<Self> {
+        check_keyed(&config)?;
+        Ok(Self {
+            throttle: Throttle::new(config)?,
+        })
+    }
+
+    /// Creates the keyed throttle `name`, or opens the one of that name if
+    /// it has the same configuration (as [`Throttle::create_named`]).
+    pub fn create_named(name: &str, config: Config) -> Result<Self> {
+        check_keyed(&config)?;
+        Ok(Self {
+            throttle: Throttle::create_named(name, config)?,
+        })
+    }
+
+    /// Opens the existing keyed throttle `name` (as [`Throttle::open`]).
+    pub fn open(name: &str, waiting: &Options) -> Result<Self> {
+        let _no_cancel = NoCancel::hold();
+        config::check_waiting(waiting)?;
+        let (store, config) = ShmStore::open(name, waiting)?;
+        if config.keys == 0 {
+            return Err(Error::Mismatch(format!(
+                "{name:?} is a plain throttle, not a keyed one: open it with mpt_throttle_open"
+            )));
+        }
+        let clock = std::sync::Arc::new(crate::clock::Monotonic);
+        Ok(Self {
+            throttle: Throttle::with_store(store, config, clock, false),
+        })
+    }
+
+    /// With a clock of the caller's (tests drive the non-blocking calls on
+    /// a manual clock).
+    pub fn with_clock(
+        config: Config,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self> {
+        check_keyed(&config)?;
+        Ok(Self {
+            throttle: Throttle::with_clock(config, clock)?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.throttle.config()
+    }
+
+    /// Whether this handle made the shared state.
+    pub fn created(&self) -> bool {
+        self.throttle.created()
+    }
+
+    fn table(&self) -> Table<'_> {
+        self.throttle
+            .store()
+            .table()
+            .expect("a Keyed is made of a keyed configuration only")
+    }
+
+    /// `key`, checked and hashed.
+    fn key(&self, key: &[u8]) -> Result<Key> {
+        self.table().key(key).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "a key is at most {KEY_MAX} bytes (got {})",
+                key.len()
+            ))
+        })
+    }
+
+    /// `InvalidArgument` unless `n` units could ever be granted at once.
+    fn check_units(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "n is 0: take at least one unit of fuel".into(),
+            ));
+        }
+        match self.config().schedule.key_capacity() {
+            Some(cap) if n > cap => Err(Error::InvalidArgument(format!(
+                "{n} units can never be granted at once: a key's tank holds at most {cap} \
+                 ({:?} hardcap)",
+                self.config().schedule.hardcap()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reserves `n` units of `key` at `now`, granted no later than `latest`.
+    fn reserve(&self, key: &Key, n: u64, now: i64, latest: i64) -> Result<Option<Held>> {
+        match self.table().reserve(key, n, now, latest, TABLE_PATIENCE_NS) {
+            Ok(Reserved::Granted { slot, ticket, .. }) => Ok(Some(Held { slot, ticket })),
+            Ok(Reserved::Later(_)) => Ok(None),
+            Err(refusal) => Err(refused(refusal)),
+        }
+    }
+
+    /// Hands out reserved units, unless their run ended meanwhile (then
+    /// they are given back if they can be).
+    fn granted(&self, held: &Held, n: u64, run_id: u32, arrived: i64) -> Result<i64> {
+        let store = self.throttle.store();
+        if store.run_over(run_id) {
+            self.table().give_back(held.slot, n, &held.ticket);
+            return Err(Error::Killed);
+        }
+        let grant = held.ticket.grant.max(arrived);
+        if self.config().auto_emit && !store.emit(grant) {
+            return Err(Error::Killed);
+        }
+        Ok(grant)
+    }
+
+    /// Takes `n` units of `key` if its tank holds them now; never blocks.
+    /// Errors: [`Error::NoFuel`] (empty, or not running), [`Error::Killed`],
+    /// [`Error::NoRoom`] (a new key, no room for it),
+    /// [`Error::InvalidArgument`] (`n`, or a key over [`KEY_MAX`] bytes).
+    pub fn has_fuel(&self, key: &[u8], n: u64) -> Result<i64> {
+        self.check_units(n)?;
+        let key = self.key(key)?;
+        let store = self.throttle.store();
+        if store.kill_flag() {
+            return Err(Error::Killed);
+        }
+        if !store.is_running() {
+            return Err(Error::NoFuel);
+        }
+        let run_id = store.run_id();
+        let now = self.throttle.clock().now_ns();
+        let held = self.reserve(&key, n, now, now)?.ok_or(Error::NoFuel)?;
+        self.granted(&held, n, run_id, now)
+    }
+
+    /// Blocks until `n` units of `key` are granted, all at once, and returns
+    /// their grant time (`CLOCK_MONOTONIC` ns), as
+    /// [`Throttle::await_fuel_cancellable`] does for a plain throttle:
+    /// waiters on one key are served in the order they arrive; a waiter
+    /// that would be granted only after its timeout reserves nothing and
+    /// returns [`Error::Timeout`] at its timeout. A waiter cancelled or
+    /// killed while it sleeps gives its units back if nothing was reserved
+    /// on its key after them (`LIMIT`, `ONE`, `NONE`); otherwise they stay
+    /// taken. Errors also: [`Error::NoRoom`], [`Error::InvalidArgument`].
+    pub fn await_fuel(
+        &self,
+        key: &[u8],
+        n: u64,
+        timeout_ns: Option<i64>,
+        cancel: Option<&Cancel>,
+    ) -> Result<i64> {
+        self.check_units(n)?;
+        let key = self.key(key)?;
+        let store = self.throttle.store();
+        let clock = self.throttle.clock();
+        let arrived = clock.now_ns();
+        let free = cancel.is_none_or(|token| token.is_usable_here() && !token.is_fired());
+        if free && !store.kill_flag() && store.is_running() {
+            let run_id = store.run_id();
+            if let Some(held) = self.reserve(&key, n, arrived, arrived)? {
+                return self.granted(&held, n, run_id, arrived);
+            }
+        }
+        let _no_cancel = NoCancel::hold();
+        let _registered = match cancel {
+            Some(token) if !token.is_usable_here() => {
+                return Err(Error::WrongState(
+                    "this mpt_cancel was made by another process (before a fork): make one \
+                     in this process"
+                        .into(),
+                ));
+            }
+            Some(token) => Some(token.register(store)),
+            None => None,
+        };
+        let cancelled = || cancel.is_some_and(Cancel::is_fired);
+        let deadline = timeout_ns.map(|t| arrived.saturating_add(t.max(0)));
+        let mut now = arrived;
+        loop {
+            let epoch = store.epoch();
+            if store.kill_flag() {
+                return Err(Error::Killed);
+            }
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let run_id = store.run_id();
+            let held = if store.is_running() {
+                self.reserve(&key, n, now, deadline.unwrap_or(i64::MAX))?
+            } else {
+                None
+            };
+            let Some(held) = held else {
+                if store.sleep(epoch, deadline) == Wake::TimedOut {
+                    return Err(Error::Timeout);
+                }
+                now = clock.now_ns();
+                continue;
+            };
+            let mut pacing = Pacing::default();
+            loop {
+                let epoch = store.epoch();
+                if store.run_over(run_id) {
+                    self.table().give_back(held.slot, n, &held.ticket);
+                    return Err(Error::Killed);
+                }
+                if cancelled() {
+                    self.table().give_back(held.slot, n, &held.ticket);
+                    return Err(Error::Cancelled);
+                }
+                let now = clock.now_ns();
+                if now >= held.ticket.grant {
+                    return self.granted(&held, n, run_id, arrived);
+                }
+                self.throttle
+                    .nap(&mut pacing, epoch, now, held.ticket.grant);
+            }
+        }
+    }
+
+    /// Looks without taking: `(units in key's tank now, ns until n units
+    /// would be there)`; waiters already queued on the key come first. A
+    /// key not in the table is one never used (a full tank). Errors:
+    /// [`Error::Killed`], [`Error::NotRunning`], [`Error::InvalidArgument`].
+    pub fn peek(&self, key: &[u8], n: u64) -> Result<(u64, i64)> {
+        self.check_units(n)?;
+        let key = self.key(key)?;
+        let store = self.throttle.store();
+        if store.kill_flag() {
+            return Err(Error::Killed);
+        }
+        if !store.is_running() {
+            return Err(Error::NotRunning);
+        }
+        let now = self.throttle.clock().now_ns();
+        self.table().peek(&key, n, now).map_err(refused)
+    }
+
+    /// Drops `key` from the table whatever its state: its next use starts
+    /// afresh, as a key never used (which may let through what its schedule
+    /// still held back: the caller asked for it). Waiters already asleep on
+    /// it keep their grant times. True if it was in the table.
+    pub fn forget(&self, key: &[u8]) -> Result<bool> {
+        let key = self.key(key)?;
+        let _no_cancel = NoCancel::hold();
+        self.table()
+            .forget(&key, TABLE_PATIENCE_NS)
+            .map_err(refused)
+    }
+
+    /// The figures of `key`: units granted since it was added to the table
+    /// and when that was; `None` if it is not in the table (never used, or
+    /// dropped: idle).
+    pub fn key_figures(&self, key: &[u8]) -> Result<Option<KeyFigures>> {
+        let key = self.key(key)?;
+        Ok(self.table().figures(&key))
+    }
+
+    /// `(live keys, capacity, keys dropped to make room ever, keys added
+    /// ever)`.
+    pub fn table_figures(&self) -> (u64, u64, u64, u64) {
+        let t = self.table();
+        (t.live(), t.geometry().capacity, t.evictions(), t.added())
+    }
+
+    /// The slot `key`'s hash points at, and the number of slots (tests:
+    /// keys chosen to collide).
+    pub fn home_slot(&self, key: &[u8]) -> Result<(usize, u64)> {
+        let key = self.key(key)?;
+        let t = self.table();
+        Ok((t.home(&key), t.geometry().slots))
+    }
+
+    /// Starts (or resumes) the whole keyed throttle (as [`Throttle::start`]).
+    /// Keys keep their schedules across a stop and a start.
+    pub fn start(&self) -> Result<()> {
+        self.throttle.start()
+    }
+
+    /// Stops the whole keyed throttle (as [`Throttle::stop`]).
+    pub fn stop(&self) -> Result<Summary> {
+        self.throttle.stop()
+    }
+
+    /// Sets the kill flag of the whole keyed throttle (as [`Throttle::kill`]).
+    pub fn kill(&self) {
+        self.throttle.kill();
+    }
+
+    /// Whether it runs.
+    pub fn is_running(&self) -> bool {
+        self.throttle.is_running()
+    }
+
+    /// Whether the kill flag is set.
+    pub fn kill_flag_is_set(&self) -> bool {
+        self.throttle.kill_flag_is_set()
+    }
+
+    /// The totals so far, over every key (as [`Throttle::summary`]).
+    pub fn summary(&self) -> Summary {
+        self.throttle.summary()
+    }
+
+    /// Emissions of the last second, over every key.
+    pub fn latest(&self) -> Result<RatePair> {
+        self.throttle.latest()
+    }
+
+    /// The mean over the whole running time, over every key.
+    pub fn mean(&self) -> Result<RatePair> {
+        self.throttle.mean()
+    }
+
+    /// The shortest interval between emissions seen, over every key.
+    pub fn lo_hi(&self) -> Result<RatePair> {
+        self.throttle.lo_hi()
+    }
+
+    /// The longest interval between emissions seen, over every key.
+    pub fn hi_lo(&self) -> Result<RatePair> {
+        self.throttle.hi_lo()
+    }
+
+    /// Counts one emission (a throttle made with auto_emit off).
+    pub fn emit(&self, at: Option<i64>) -> Result<()> {
+        self.throttle.emit(at)
+    }
+
+    /// How many threads sleep in a wait on it now, in every process.
+    pub fn sleepers(&self) -> u32 {
+        self.throttle.sleepers()
+    }
+}
+
+fn check_keyed(config: &Config) -> Result<()> {
+    if config.keys == 0 {
+        return Err(Error::InvalidArgument(
+            "a keyed throttle needs a configuration made by Config::keyed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a refused reservation.
+fn refused(refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::NoRoom(m) => Error::NoRoom(m),
+        Refusal::Locked(held) => Error::System(format!(
+            "process {} has held the key table's lock of this throttle for {} ms without \
+             dying (stopped in a debugger?); try again",
+            held.pid,
+            TABLE_PATIENCE_NS / 1_000_000
+        )),
+        Refusal::Corrupt(what) => Error::Corrupt(format!(
+            "the shared state is corrupt: {what} holds values no correct process writes"
+        )),
+    }
+}
