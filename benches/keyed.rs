@@ -1,0 +1,2 @@
+//! Placeholder: replaced by the keyed benchmarks.
+fn main() {}
