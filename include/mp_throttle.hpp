@@ -26,6 +26,8 @@
 //                TIMEOUT, KILLED); `if (fuel)` is true only when granted.
 //   has_fuel     Fuel: granted, no_fuel or killed (OK, NO_FUEL, KILLED).
 //   await_fuel with an mpt::Cancel: also cancelled (CANCELLED).
+//   mpt::Keyed's await_fuel and has_fuel: also no_room (NO_ROOM: a new key
+//                and no room for it in the table; nothing taken).
 //   emit,        bool: true when counted, false when the throttle is not
 //   emit_at      running or is stopped/killed (NOT_RUNNING, KILLED): a worker
 //                racing a stop() is not an error. WRONG_STATE (auto_emit on)
@@ -38,11 +40,15 @@
 // points, a std::chrono clock over CLOCK_MONOTONIC (mpt_clock_now). A
 // timeout of zero or less does not sleep, as std::condition_variable's.
 //
+// Keyed throttles: mpt::Keyed (below) gives each key of a table (a host, a
+// user) a schedule of its own under one configuration; keys are
+// std::string_view, any bytes.
+//
 // Ownership: mpt::Throttle owns one handle (mpt_throttle_free in the
-// destructor). It is movable, not copyable; a moved-from (or
-// default-constructed) Throttle owns nothing: destroying it, close() and
-// valid() are safe, and every call that reaches the library throws
-// mpt::Error with MPT_STATUS_NULL_POINTER. After
+// destructor), and mpt::Keyed likewise (mpt_keyed_free). Each is movable,
+// not copyable; a moved-from (or default-constructed) object owns nothing:
+// destroying it, close() and valid() are safe, and every call that reaches
+// the library throws mpt::Error with MPT_STATUS_NULL_POINTER. After
 // fork(), the child owns its own copy of the object: call close() in the
 // child before _exit(), or just _exit(). A Throttle from connect() (Redis)
 // must not be used in a child at all: connect again there.
@@ -205,6 +211,8 @@ enum class Outcome {
     killed,   // the kill flag is set: finish (MPT_STATUS_KILLED)
     no_fuel,  // has_fuel: the tank is empty or not started (MPT_STATUS_NO_FUEL)
     cancelled,  // await_fuel with a Cancel that fired (MPT_STATUS_CANCELLED)
+    no_room,    // mpt::Keyed: a new key, and no room for it in the table
+                // (MPT_STATUS_NO_ROOM); nothing was taken
 };
 
 struct Fuel {
@@ -215,6 +223,37 @@ struct Fuel {
 
     explicit operator bool() const noexcept { return outcome == Outcome::granted; }
 };
+
+namespace detail {
+
+// The Fuel of a call that takes fuel: its expected outcomes as values, any
+// other status thrown (mpt::Error).
+inline Fuel fuel_of(mpt_status status, std::int64_t grant_ns, const char *call) {
+    switch (status) {
+    case MPT_STATUS_OK:
+        return Fuel{Outcome::granted, Clock::time_point(Clock::duration(grant_ns))};
+    case MPT_STATUS_TIMEOUT:
+        return Fuel{Outcome::timeout, Clock::time_point()};
+    case MPT_STATUS_KILLED:
+        return Fuel{Outcome::killed, Clock::time_point()};
+    case MPT_STATUS_NO_FUEL:
+        return Fuel{Outcome::no_fuel, Clock::time_point()};
+    case MPT_STATUS_CANCELLED:
+        return Fuel{Outcome::cancelled, Clock::time_point()};
+    case MPT_STATUS_NO_ROOM:
+        return Fuel{Outcome::no_room, Clock::time_point()};
+    default:
+        check(status, call);
+        return Fuel{Outcome::killed, Clock::time_point()};  // not reached
+    }
+}
+
+inline Summary summary_of(const mpt_summary &s) noexcept {
+    return Summary{std::chrono::duration<double>(s.runtime_s), s.total,
+                   std::chrono::duration<double>(s.mean_seconds_between), s.mean_per_second};
+}
+
+}  // namespace detail
 
 // Tank capacity (mpt_hardcap; the header and docs/design.md give the guarantees).
 enum class Hardcap : std::uint32_t {
@@ -600,21 +639,7 @@ private:
     }
 
     static Fuel fuel(mpt_status status, std::int64_t grant_ns, const char *call) {
-        switch (status) {
-        case MPT_STATUS_OK:
-            return Fuel{Outcome::granted, Clock::time_point(Clock::duration(grant_ns))};
-        case MPT_STATUS_TIMEOUT:
-            return Fuel{Outcome::timeout, Clock::time_point()};
-        case MPT_STATUS_KILLED:
-            return Fuel{Outcome::killed, Clock::time_point()};
-        case MPT_STATUS_NO_FUEL:
-            return Fuel{Outcome::no_fuel, Clock::time_point()};
-        case MPT_STATUS_CANCELLED:
-            return Fuel{Outcome::cancelled, Clock::time_point()};
-        default:
-            detail::check(status, call);
-            return Fuel{Outcome::killed, Clock::time_point()};  // not reached
-        }
+        return detail::fuel_of(status, grant_ns, call);
     }
 
     static bool counted(mpt_status status, const char *call) {
@@ -632,12 +657,269 @@ private:
         return Rate{std::chrono::duration<double>(r.seconds_between), r.per_second};
     }
 
-    static Summary summary_of(const mpt_summary &s) noexcept {
-        return Summary{std::chrono::duration<double>(s.runtime_s), s.total,
-                       std::chrono::duration<double>(s.mean_seconds_between), s.mean_per_second};
-    }
+    static Summary summary_of(const mpt_summary &s) noexcept { return detail::summary_of(s); }
 
     mpt_throttle *handle_ = nullptr;
+};
+
+// ------------------------------------------------------------------ keyed
+
+// The longest key of a keyed throttle, in bytes (MPT_KEY_MAX).
+inline constexpr std::size_t key_max = MPT_KEY_MAX;
+
+// What Keyed::key_stats reports of one key (mpt_key_stats).
+struct KeyStats {
+    // Whether the key is in the table; false if it was never used,
+    // forgotten, or dropped once idle (the other fields are then 0).
+    bool in_table;
+    // Units granted to the key since it was added to the table.
+    std::uint64_t granted;
+    // When it was added.
+    Clock::time_point since;
+};
+
+// What Keyed::stats reports of the whole keyed throttle (mpt_keyed_stats).
+struct KeyedStats {
+    std::uint64_t live_keys;  // keys in the table now
+    std::uint64_t capacity;   // the most keys the table holds (as made)
+    std::uint64_t evictions;  // idle keys dropped to make room for new ones, ever
+    std::uint64_t added;      // keys added, ever (a key dropped and used again counts twice)
+    Summary summary;          // the totals over every key
+};
+
+// A keyed throttle (mpt_keyed_*): one configuration, max_n units per `per`
+// and the options, and a table of up to `capacity` keys, each with a
+// schedule of its own (a host, a user, an API token...): a key at its limit
+// never slows another. Shared with the children fork()ed after it is made;
+// create_named / open share it by name with any process of the same user.
+//
+//     mpt::Keyed hosts(5, 1s, 10000);            // 5 per second per host
+//     hosts.start();
+//     const mpt::Fuel fuel = hosts.await_fuel(host);
+//     if (fuel) { fetch(host); }
+//     else if (fuel.outcome == mpt::Outcome::no_room) { /* later */ }
+//
+// Keys are std::string_view: 0 to mpt::key_max (128) bytes, any bytes, NUL
+// bytes included (std::string("a\0b", 3) and "a" are two keys); a longer
+// key throws MPT_STATUS_INVALID_ARGUMENT. A key never seen has a full tank
+// (max_n units for LIMIT, 1 for ONE; an empty window for WINDOW), so its
+// first request goes at once; NONE counts a key's units from its first use.
+//
+// The table is made whole with the throttle. The first call that takes fuel
+// for a new key (await_fuel*, has_fuel*) adds it; peek_fuel and key_stats
+// never do. A key is dropped to make room for a new one only when it
+// behaves exactly like a key never seen (its tank full again); if every key
+// that could make room still holds back fuel, the call for the new key
+// returns Outcome::no_room (MPT_STATUS_NO_ROOM) at once, having taken
+// nothing: a value, as no_fuel is, since a busy table is normal operation.
+// mp_throttle.h gives the whole rule at mpt_keyed_new.
+//
+// Everything else is as mpt::Throttle: errors are mpt::Error, waits end
+// with Outcome::killed after kill() / stop(), a Cancel ends one wait;
+// ownership (movable, not copyable; a moved-from Keyed owns nothing and
+// throws MPT_STATUS_NULL_POINTER on use) and threads likewise.
+class Keyed {
+public:
+    using Peek = Throttle::Peek;
+
+    // Owns nothing (as a moved-from Keyed).
+    Keyed() noexcept = default;
+
+    // An anonymous keyed throttle of max_n units per `per` for each key, with
+    // a table of up to `capacity` keys (mpt_keyed_new), shared with the
+    // children fork()ed after this. The options' as_throttle must be on.
+    template <class Rep, class Period>
+    Keyed(std::uint64_t max_n, const std::chrono::duration<Rep, Period> &per, std::uint64_t capacity,
+          const Options &options = Options()) {
+        detail::check(mpt_keyed_new(max_n, detail::seconds(per), capacity, &options.raw(), &handle_),
+                      "mpt_keyed_new");
+    }
+
+    // Creates the named keyed throttle `name`, or opens it if it exists with
+    // the same configuration, capacity included (mpt_keyed_create_named).
+    // Throws MPT_STATUS_MISMATCH for another configuration, or for a plain
+    // throttle of that name: the two kinds share one namespace.
+    template <class Rep, class Period>
+    static Keyed create_named(std::string_view name, std::uint64_t max_n,
+                              const std::chrono::duration<Rep, Period> &per, std::uint64_t capacity,
+                              const Options &options = Options()) {
+        const char *call = "mpt_keyed_create_named";
+        const std::string c = detail::c_name(name, call);
+        Keyed k;
+        detail::check(mpt_keyed_create_named(c.c_str(), max_n, detail::seconds(per), capacity,
+                                             &options.raw(), &k.handle_),
+                      call);
+        return k;
+    }
+
+    // Opens the named keyed throttle `name`, adopting its configuration
+    // (mpt_keyed_open); MPT_STATUS_MISMATCH for a plain throttle's name.
+    static Keyed open(std::string_view name, const Options &options = Options()) {
+        const char *call = "mpt_keyed_open";
+        const std::string c = detail::c_name(name, call);
+        Keyed k;
+        detail::check(mpt_keyed_open(c.c_str(), &options.raw(), &k.handle_), call);
+        return k;
+    }
+
+    // Removes the name (mpt_throttle_unlink, which removes either kind);
+    // handles stay usable. False if nothing has that name.
+    static bool unlink(std::string_view name) { return Throttle::unlink(name); }
+
+    Keyed(const Keyed &) = delete;
+    Keyed &operator=(const Keyed &) = delete;
+
+    Keyed(Keyed &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+
+    Keyed &operator=(Keyed &&other) noexcept {
+        if (this != &other) {
+            release();
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+
+    ~Keyed() { release(); }
+
+    // Releases the handle now (mpt_keyed_free); the object then owns
+    // nothing. Does not stop the keyed throttle. A no-op if it owns nothing.
+    void close() {
+        mpt_keyed *h = std::exchange(handle_, nullptr);
+        if (h != nullptr) {
+            detail::check(mpt_keyed_free(h), "mpt_keyed_free");
+        }
+    }
+
+    bool valid() const noexcept { return handle_ != nullptr; }
+    explicit operator bool() const noexcept { return valid(); }
+
+    // The C handle, for calls this wrapper lacks; still owned by this object.
+    mpt_keyed *native_handle() const noexcept { return handle_; }
+
+    // The whole keyed throttle: start or resume (keys keep their schedules),
+    // stop (every waiter on every key sees killed; the totals over every
+    // key), kill, running or not.
+    void start() const { detail::check(mpt_keyed_start(handle_), "mpt_keyed_start"); }
+    Summary stop() const {
+        mpt_summary s{};
+        detail::check(mpt_keyed_stop(handle_, &s), "mpt_keyed_stop");
+        return detail::summary_of(s);
+    }
+    void kill() const { detail::check(mpt_keyed_kill(handle_), "mpt_keyed_kill"); }
+    bool is_running() const {
+        bool running = false;
+        detail::check(mpt_keyed_is_running(handle_, &running), "mpt_keyed_is_running");
+        return running;
+    }
+
+    // Blocks until a unit of `key`'s fuel is granted, or the kill flag is
+    // set; Outcome::no_room at once for a new key with no room. Waiters on
+    // one key are served first come, first served.
+    Fuel await_fuel(std::string_view key) const { return await(key, 1, MPT_FOREVER, nullptr); }
+
+    // Blocks at most `timeout` (zero or less: does not sleep).
+    template <class Rep, class Period>
+    Fuel await_fuel(std::string_view key, const std::chrono::duration<Rep, Period> &timeout) const {
+        const double s = detail::seconds(timeout);
+        return await(key, 1, s < 0.0 ? 0.0 : s, nullptr);
+    }
+
+    // n units of `key` at once: 1 to what a key's tank holds (max_n for
+    // LIMIT and WINDOW, 1 for ONE, any for NONE); another n throws
+    // MPT_STATUS_INVALID_ARGUMENT.
+    Fuel await_fuel_n(std::string_view key, std::uint64_t n) const {
+        return await(key, n, MPT_FOREVER, nullptr);
+    }
+    template <class Rep, class Period>
+    Fuel await_fuel_n(std::string_view key, std::uint64_t n,
+                      const std::chrono::duration<Rep, Period> &timeout) const {
+        const double s = detail::seconds(timeout);
+        return await(key, n, s < 0.0 ? 0.0 : s, nullptr);
+    }
+
+    // n units of `key`, ended early by `cancel.fire()` from another thread
+    // (Outcome::cancelled: its units go back to the key if nothing was
+    // reserved on the key after them, except with WINDOW); no timeout if
+    // `timeout` is negative.
+    template <class Rep, class Period>
+    Fuel await_fuel(std::string_view key, std::uint64_t n, const std::chrono::duration<Rep, Period> &timeout,
+                    const Cancel &cancel) const {
+        const double s = detail::seconds(timeout);
+        return await(key, n, s < 0.0 ? MPT_FOREVER : s, cancel.raw());
+    }
+
+    // Takes a unit (n units) of `key` if its tank holds it now; never
+    // blocks. Outcome::no_fuel when empty or not started, no_room for a new
+    // key with no room, killed.
+    Fuel has_fuel(std::string_view key) const { return has_fuel_n(key, 1); }
+    Fuel has_fuel_n(std::string_view key, std::uint64_t n) const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_keyed_has_fuel(handle_, key.data(), key.size(), n, &grant_ns);
+        return detail::fuel_of(status, grant_ns, "mpt_keyed_has_fuel");
+    }
+
+    // Looks at `key`'s tank without taking and without adding the key
+    // (mpt_keyed_peek): a key not in the table has a full tank. Throws
+    // MPT_STATUS_NOT_RUNNING before start, MPT_STATUS_KILLED once killed.
+    Peek peek_fuel(std::string_view key, std::uint64_t n = 1) const {
+        std::uint64_t level = 0;
+        double wait_s = 0.0;
+        detail::check(mpt_keyed_peek(handle_, key.data(), key.size(), n, &level, &wait_s), "mpt_keyed_peek");
+        return Peek{level, std::chrono::duration<double>(wait_s)};
+    }
+
+    // Drops `key` from the table whatever its state: its next use starts
+    // afresh, as a key never seen, which may let through what its schedule
+    // still held back (mpt_keyed_forget). True if it was in the table.
+    bool forget(std::string_view key) const {
+        bool found = false;
+        detail::check(mpt_keyed_forget(handle_, key.data(), key.size(), &found), "mpt_keyed_forget");
+        return found;
+    }
+
+    // The figures of one key (mpt_keyed_key_stats); never adds it.
+    KeyStats key_stats(std::string_view key) const {
+        mpt_key_stats s{};
+        detail::check(mpt_keyed_key_stats(handle_, key.data(), key.size(), &s), "mpt_keyed_key_stats");
+        return KeyStats{s.in_table != 0, s.granted, Clock::time_point(Clock::duration(s.since_ns))};
+    }
+
+    // The figures of the whole keyed throttle (mpt_keyed_get_stats); needs
+    // no monitor.
+    KeyedStats stats() const {
+        mpt_keyed_stats s{};
+        detail::check(mpt_keyed_get_stats(handle_, &s), "mpt_keyed_get_stats");
+        return KeyedStats{s.live_keys, s.capacity, s.evictions, s.added, detail::summary_of(s.summary)};
+    }
+
+    // Statistics over every key; throw MPT_STATUS_MONITOR_OFF without a
+    // monitor.
+    Rate latest() const { return rate(mpt_keyed_latest, "mpt_keyed_latest"); }
+    Rate mean() const { return rate(mpt_keyed_mean, "mpt_keyed_mean"); }
+
+private:
+    void release() noexcept {
+        if (handle_ != nullptr) {
+            (void)mpt_keyed_free(handle_);
+            handle_ = nullptr;
+        }
+    }
+
+    Fuel await(std::string_view key, std::uint64_t n, double timeout_s, const mpt_cancel *cancel) const {
+        std::int64_t grant_ns = 0;
+        const mpt_status status = mpt_keyed_await_fuel_cancellable(handle_, key.data(), key.size(), n,
+                                                                   timeout_s, cancel, &grant_ns);
+        return detail::fuel_of(status, grant_ns, "mpt_keyed_await_fuel");
+    }
+
+    using RateFn = mpt_status (*)(const mpt_keyed *, mpt_rate *);
+    Rate rate(RateFn fn, const char *call) const {
+        mpt_rate r{};
+        detail::check(fn(handle_, &r), call);
+        return Rate{std::chrono::duration<double>(r.seconds_between), r.per_second};
+    }
+
+    mpt_keyed *handle_ = nullptr;
 };
 
 }  // namespace mpt

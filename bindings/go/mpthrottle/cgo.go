@@ -23,7 +23,8 @@ package mpthrottle
 // The binding uses the calls of 0.2.0 (weighted fuel, rate changes,
 // cancellation tokens): say so, rather than fail on a missing declaration.
 // Connect and UnlinkURL also need mpt_throttle_connect and
-// mpt_throttle_unlink_url (the Redis store, 0.2.0).
+// mpt_throttle_unlink_url (the Redis store, 0.2.0), and Keyed the
+// mpt_keyed_* calls and MPT_STATUS_NO_ROOM (keyed throttles, 0.2.0).
 #if !defined(MPT_VERSION_MAJOR) || (MPT_VERSION_MAJOR == 0 && MPT_VERSION_MINOR < 2)
 #error "mpthrottle needs mp_throttle.h 0.2.0 or later (mpt_await_fuel_cancellable)"
 #endif
@@ -260,11 +261,130 @@ static gompt_res gompt_version(void) {
 	r.i64 = ((int64_t)major << 40) | ((int64_t)minor << 20) | (int64_t)patch;
 	return r;
 }
+
+// Keyed throttles (mpt_keyed_*). A keyed handle crosses as an integer too.
+#define KH(h) ((const mpt_keyed *)(uintptr_t)(h))
+
+// A key crosses by value, in a struct that holds the longest one
+// (MPT_KEY_MAX bytes; Go refuses a longer key before the call): Go passes
+// no pointer into C, any byte (NUL included) goes through, and the C
+// function reads the copy, which lives until it returns.
+typedef struct gompt_key {
+	size_t len;
+	unsigned char bytes[MPT_KEY_MAX];
+} gompt_key;
+
+static gompt_res gompt_keyed_new(uint64_t max_n, double per_s, uint64_t capacity, mpt_options o) {
+	gompt_res r = {0};
+	mpt_keyed *k = NULL;
+	gompt_set(&r, mpt_keyed_new(max_n, per_s, capacity, &o, &k));
+	r.throttle = (uintptr_t)k;
+	return r;
+}
+
+static gompt_res gompt_keyed_create_named(const char *name, uint64_t max_n, double per_s,
+                                          uint64_t capacity, mpt_options o) {
+	gompt_res r = {0};
+	mpt_keyed *k = NULL;
+	gompt_set(&r, mpt_keyed_create_named(name, max_n, per_s, capacity, &o, &k));
+	r.throttle = (uintptr_t)k;
+	return r;
+}
+
+static gompt_res gompt_keyed_open(const char *name, mpt_options o) {
+	gompt_res r = {0};
+	mpt_keyed *k = NULL;
+	gompt_set(&r, mpt_keyed_open(name, &o, &k));
+	r.throttle = (uintptr_t)k;
+	return r;
+}
+
+static gompt_res gompt_keyed_free(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_free((mpt_keyed *)k));
+	return r;
+}
+
+static gompt_res gompt_keyed_start(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_start(KH(k)));
+	return r;
+}
+
+static gompt_res gompt_keyed_stop(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_stop(KH(k), &r.summary));
+	return r;
+}
+
+static gompt_res gompt_keyed_kill(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_kill(KH(k)));
+	return r;
+}
+
+static gompt_res gompt_keyed_is_running(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_is_running(KH(k), &r.flag));
+	return r;
+}
+
+// cancel: a token, or 0 (mpt_keyed_await_fuel).
+static gompt_res gompt_keyed_await_fuel(uintptr_t k, gompt_key key, uint64_t n, double timeout_s,
+                                        uintptr_t cancel) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_await_fuel_cancellable(KH(k), key.bytes, key.len, n, timeout_s,
+	                                               CT(cancel), &r.i64));
+	return r;
+}
+
+static gompt_res gompt_keyed_has_fuel(uintptr_t k, gompt_key key, uint64_t n) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_has_fuel(KH(k), key.bytes, key.len, n, &r.i64));
+	return r;
+}
+
+static gompt_res gompt_keyed_peek(uintptr_t k, gompt_key key, uint64_t n) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_peek(KH(k), key.bytes, key.len, n, &r.u64, &r.f64));
+	return r;
+}
+
+static gompt_res gompt_keyed_forget(uintptr_t k, gompt_key key) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_forget(KH(k), key.bytes, key.len, &r.flag));
+	return r;
+}
+
+// The key's figures: flag (in_table), u64 (granted), i64 (since_ns).
+static gompt_res gompt_keyed_key_stats(uintptr_t k, gompt_key key) {
+	gompt_res r = {0};
+	mpt_key_stats s = {0};
+	gompt_set(&r, mpt_keyed_key_stats(KH(k), key.bytes, key.len, &s));
+	r.flag = s.in_table != 0;
+	r.u64 = s.granted;
+	r.i64 = s.since_ns;
+	return r;
+}
+
+// out: Go memory (a struct without pointers), written on success.
+static gompt_res gompt_keyed_get_stats(uintptr_t k, mpt_keyed_stats *out) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_get_stats(KH(k), out));
+	return r;
+}
+
+static gompt_res gompt_keyed_rate(uintptr_t k, int which) {
+	gompt_res r = {0};
+	gompt_set(&r, which == GOMPT_LATEST ? mpt_keyed_latest(KH(k), &r.rate) : mpt_keyed_mean(KH(k), &r.rate));
+	return r;
+}
 */
 import "C"
 
 import (
 	"math"
+	"strconv"
 	"time"
 	"unsafe"
 )
@@ -412,6 +532,71 @@ func cRate(h handle, which rateKind) result {
 	return convert(C.gompt_rate(h, C.int(which)))
 }
 
+// Keyed throttles.
+
+// keyArg is a key as the C helpers take it, by value (see gompt_key).
+type keyArg = C.gompt_key
+
+// cKey copies key into a keyArg. A key longer than KeyMax is refused here,
+// with the library's words, since the struct cannot hold it.
+func cKey(op, key string) (keyArg, error) {
+	var k keyArg
+	if len(key) > KeyMax {
+		return k, newError(op, StatusInvalidArgument,
+			"a key is at most "+strconv.Itoa(KeyMax)+" bytes (got "+strconv.Itoa(len(key))+")")
+	}
+	k.len = C.size_t(len(key))
+	copy((*[KeyMax]byte)(unsafe.Pointer(&k.bytes[0]))[:], key)
+	return k, nil
+}
+
+func cKeyedNew(maxN uint64, perS float64, capacity uint64, o C.mpt_options) result {
+	return convert(C.gompt_keyed_new(C.uint64_t(maxN), C.double(perS), C.uint64_t(capacity), o))
+}
+
+func cKeyedCreateNamed(name *C.char, maxN uint64, perS float64, capacity uint64, o C.mpt_options) result {
+	return convert(C.gompt_keyed_create_named(name, C.uint64_t(maxN), C.double(perS), C.uint64_t(capacity), o))
+}
+
+func cKeyedOpen(name *C.char, o C.mpt_options) result { return convert(C.gompt_keyed_open(name, o)) }
+func cKeyedFree(h handle) result                      { return convert(C.gompt_keyed_free(h)) }
+func cKeyedStart(h handle) result                     { return convert(C.gompt_keyed_start(h)) }
+func cKeyedStop(h handle) result                      { return convert(C.gompt_keyed_stop(h)) }
+func cKeyedKill(h handle) result                      { return convert(C.gompt_keyed_kill(h)) }
+func cKeyedIsRunning(h handle) result                 { return convert(C.gompt_keyed_is_running(h)) }
+
+func cKeyedAwaitFuel(h handle, key keyArg, n uint64, timeoutS float64, cancel token) result {
+	return convert(C.gompt_keyed_await_fuel(h, key, C.uint64_t(n), C.double(timeoutS), cancel))
+}
+
+func cKeyedHasFuel(h handle, key keyArg, n uint64) result {
+	return convert(C.gompt_keyed_has_fuel(h, key, C.uint64_t(n)))
+}
+
+func cKeyedPeek(h handle, key keyArg, n uint64) result {
+	return convert(C.gompt_keyed_peek(h, key, C.uint64_t(n)))
+}
+
+func cKeyedForget(h handle, key keyArg) result   { return convert(C.gompt_keyed_forget(h, key)) }
+func cKeyedKeyStats(h handle, key keyArg) result { return convert(C.gompt_keyed_key_stats(h, key)) }
+
+func cKeyedGetStats(h handle) (result, KeyedStats) {
+	var s C.mpt_keyed_stats
+	res := convert(C.gompt_keyed_get_stats(h, &s))
+	res.r.summary = s.summary
+	return res, KeyedStats{
+		LiveKeys:  uint64(s.live_keys),
+		Capacity:  uint64(s.capacity),
+		Evictions: uint64(s.evictions),
+		Added:     uint64(s.added),
+		Summary:   res.summary(),
+	}
+}
+
+func cKeyedRate(h handle, which rateKind) result {
+	return convert(C.gompt_keyed_rate(h, C.int(which)))
+}
+
 func cClockNow() result { return convert(C.gompt_clock_now()) }
 func cVersion() result  { return convert(C.gompt_version()) }
 
@@ -442,6 +627,7 @@ const (
 	StatusMismatch         Status = C.MPT_STATUS_MISMATCH
 	StatusCancelled        Status = C.MPT_STATUS_CANCELLED
 	StatusUnreachable      Status = C.MPT_STATUS_UNREACHABLE
+	StatusNoRoom           Status = C.MPT_STATUS_NO_ROOM
 )
 
 // Hardcap values, from the header.
@@ -459,6 +645,19 @@ const HeaderVersion = C.MPT_VERSION_STRING
 
 // MaxNameLen is the longest throttle name, in bytes.
 const MaxNameLen = C.MPT_MAX_NAME_LEN
+
+// Limits of keyed throttles (NewKeyed), from the header.
+const (
+	// KeyMax is the longest key, in bytes (MPT_KEY_MAX).
+	KeyMax = C.MPT_KEY_MAX
+	// KeyedMaxCapacity is the most keys a keyed throttle holds.
+	KeyedMaxCapacity = C.MPT_KEYED_MAX_CAPACITY
+	// KeyedMaxN is the largest maxN of a keyed throttle.
+	KeyedMaxN = C.MPT_KEYED_MAX_N
+	// KeyedMaxWindow is the largest maxN of a keyed throttle with
+	// HardcapWindow.
+	KeyedMaxWindow = C.MPT_KEYED_MAX_WINDOW
+)
 
 // toC fills a C options struct from o, starting from the library's defaults:
 // version 1 of mpt_options (what a library before group sharing knows)

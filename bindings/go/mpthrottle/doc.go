@@ -31,6 +31,11 @@
 // (bandwidth-style throttling), Peek looks at the tank without taking, and
 // SetRate changes the rate for every process at once.
 //
+// A Keyed (NewKeyed, CreateNamedKeyed, OpenKeyed) gives each key of a table
+// (a host, a user) a schedule of its own under one configuration: its
+// methods take the key, a string of up to KeyMax bytes, and a new key with
+// no room in the table gets ErrNoRoom, nothing taken.
+//
 // # Building
 //
 // The module, mp-throttle.dev/mpthrottle, is not published: require it and

@@ -122,12 +122,22 @@ var (
 	// reached (the Redis server of Connect, or it did not answer as Redis;
 	// never a throttle in shared memory). Nothing was taken.
 	ErrUnreachable = sentinel(StatusUnreachable)
+	// ErrNoRoom: a Keyed call for a key new to the table, which has no room
+	// for it: the table holds its capacity of keys (or the slots the key
+	// may go in are taken) and every key there still holds back fuel, so
+	// none may be dropped (see NewKeyed). Nothing was taken; the call may
+	// succeed later, once a key's tank is full again, or after Forget.
+	ErrNoRoom = sentinel(StatusNoRoom)
 )
 
-// ErrClosed is the cause of the error every method returns after Close:
-// errors.Is(err, ErrClosed) (and ErrBadHandle) holds for it.
+// ErrClosed is the cause of the error every method of a Throttle or a
+// Keyed returns after Close: errors.Is(err, ErrClosed) (and ErrBadHandle)
+// holds for it.
 var ErrClosed = errors.New("mpthrottle: the Throttle is closed")
 
-func closedError(op string) error {
-	return &Error{Status: StatusBadHandle, Op: op, Message: "the Throttle is closed", cause: ErrClosed}
+func closedError(op string) error { return closedErrorOf(op, "Throttle") }
+
+// closedErrorOf is closedError for a handle of another type ("Keyed").
+func closedErrorOf(op, what string) error {
+	return &Error{Status: StatusBadHandle, Op: op, Message: "the " + what + " is closed", cause: ErrClosed}
 }

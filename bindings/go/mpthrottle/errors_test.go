@@ -47,7 +47,7 @@ func TestErrorMessages(t *testing.T) {
 		StatusUnsupported: ErrUnsupported, StatusCorrupt: ErrCorrupt, StatusPanic: ErrPanic,
 		StatusNotFound: ErrNotFound, StatusPermissionDenied: ErrPermissionDenied,
 		StatusMismatch: ErrMismatch, StatusCancelled: ErrCancelled,
-		StatusUnreachable: ErrUnreachable,
+		StatusUnreachable: ErrUnreachable, StatusNoRoom: ErrNoRoom,
 	} {
 		if sentinel.Status != s || sentinel.Message != s.String() || s.String() == "unknown status" {
 			t.Errorf("sentinel of status %d: %#v (%q)", s, sentinel, s.String())

@@ -85,3 +85,33 @@ func ExampleError() {
 	// New true
 	// true
 }
+
+// A keyed throttle: every key (here a host) has a schedule of its own, 2
+// units per hour; a key at its limit does not slow another. A table of 1000
+// keys is made at once; a new key goes in the place of one that is idle
+// again (a full tank), or gets ErrNoRoom.
+func ExampleKeyed() {
+	k, err := mpthrottle.NewKeyed(2, time.Hour, 1000)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.Start(); err != nil {
+		log.Fatal(err)
+	}
+	for _, host := range []string{"a.example", "a.example", "a.example", "b.example"} {
+		ok, err := k.HasFuel(host) // a new key has a full tank: 2 units
+		if errors.Is(err, mpthrottle.ErrNoRoom) {
+			continue // 1000 keys still hold back fuel: try later
+		}
+		fmt.Println(host, ok, err)
+	}
+	s, _ := k.KeyStats("a.example")
+	fmt.Println("a.example granted:", s.Granted)
+	// Output:
+	// a.example true <nil>
+	// a.example true <nil>
+	// a.example false <nil>
+	// b.example true <nil>
+	// a.example granted: 2
+}

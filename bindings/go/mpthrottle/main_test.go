@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(workerEnv); name != "" {
 		os.Exit(runWorker(name, os.Getenv(workerModeEnv)))
 	}
+	if name := os.Getenv(keyedWorkerEnv); name != "" {
+		os.Exit(runKeyedWorker(name))
+	}
 	os.Exit(m.Run())
 }
 

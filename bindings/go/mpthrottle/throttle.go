@@ -358,15 +358,9 @@ func (t *Throttle) AwaitFuelNGrant(ctx context.Context, n uint64) (int64, error)
 }
 
 func (t *Throttle) await(op string, ctx context.Context, n uint64) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, ctxError(op, err, "")
-	}
-	timeout := forever
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = 0
-		if rem := time.Until(deadline); rem > 0 {
-			timeout = rem.Seconds()
-		}
+	timeout, err := waitTimeout(op, ctx)
+	if err != nil {
+		return 0, err
 	}
 	h, err := t.acquire(op)
 	if err != nil {
@@ -390,6 +384,29 @@ func (t *Throttle) await(op string, ctx context.Context, n uint64) (int64, error
 			}
 		}
 	}
+	return awaitResult(op, "Throttle", ctx, res, why)
+}
+
+// waitTimeout is the C timeout of a wait with ctx (its deadline, or
+// forever), or ctx's error if it is done already.
+func waitTimeout(op string, ctx context.Context) (float64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, ctxError(op, err, "")
+	}
+	timeout := forever
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = 0
+		if rem := time.Until(deadline); rem > 0 {
+			timeout = rem.Seconds()
+		}
+	}
+	return timeout, nil
+}
+
+// awaitResult turns the result of a wait with ctx into its grant time or
+// error; why says what fired its token (see cancellableWait), what names
+// the handle's type in the error of a closed one.
+func awaitResult(op, what string, ctx context.Context, res result, why int) (int64, error) {
 	switch res.status {
 	case StatusOK:
 		return int64(res.r.i64), nil
@@ -397,7 +414,7 @@ func (t *Throttle) await(op string, ctx context.Context, n uint64) (int64, error
 		return 0, ctxError(op, context.DeadlineExceeded, "")
 	case StatusCancelled:
 		if why == whyClosed {
-			return 0, closedError(op)
+			return 0, closedErrorOf(op, what)
 		}
 		cause := ctx.Err()
 		if cause == nil { // cannot happen: only a done ctx fires the token
@@ -413,6 +430,14 @@ func (t *Throttle) await(op string, ctx context.Context, n uint64) (int64, error
 // why says which fired it (0: neither).
 func (t *Throttle) awaitCancellable(h handle, n uint64, timeout float64,
 	done <-chan struct{}) (res result, why int, err error) {
+	return cancellableWait(done, t.closing, func(c token) result { return cAwaitFuel(h, n, timeout, c) })
+}
+
+// cancellableWait runs wait, one blocking C call, with a cancellation
+// token that a watcher goroutine fires when done is closed (whyContext) or
+// closing is (whyClosed: the handle's Close). why says which fired it (0:
+// neither).
+func cancellableWait(done, closing <-chan struct{}, wait func(token) result) (res result, why int, err error) {
 	tok, err := getToken()
 	if err != nil {
 		return result{}, 0, err
@@ -426,14 +451,14 @@ func (t *Throttle) awaitCancellable(h handle, n uint64, timeout float64,
 		select {
 		case <-done:
 			tok.fire(whyContext)
-		case <-t.closing:
+		case <-closing:
 			tok.fire(whyClosed)
 		case <-stop:
 			return
 		}
 		<-stop
 	}()
-	res = cAwaitFuel(h, n, timeout, tok.c)
+	res = wait(tok.c)
 	stop <- struct{}{}
 	why = tok.why
 	putToken(tok)
