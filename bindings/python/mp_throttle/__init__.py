@@ -21,10 +21,15 @@ the creating Throttle is alive).
 Processes on many hosts share one rate through a Redis server:
 ``Throttle.connect(url, name, max_n, per)`` makes or joins the throttle
 ``name`` there (library 0.2.0), and :func:`unlink_url` removes it.
+
+:class:`KeyedThrottle` is many throttles in one (library 0.2.0): one
+configuration and a table of keys (hosts, users), each key with a schedule
+of its own: ``keyed.await_fuel(key="example.com")``.
 """
 
 import _thread
 import atexit
+import collections
 import math
 import os
 import re
@@ -36,12 +41,17 @@ import weakref
 from ctypes import byref, c_bool, c_double, c_int64, c_uint64
 
 from . import _ffi
-from ._ffi import ThrottleError
+from ._ffi import NoRoomError, ThrottleError
 
 __all__ = [
     "Throttle",
+    "KeyedThrottle",
+    "KeyStats",
+    "KeyedStats",
     "KillFlag",
     "ThrottleError",
+    "NoRoomError",
+    "KEY_MAX",
     "clock_ns",
     "library_version",
     "unlink_url",
@@ -249,7 +259,8 @@ def _reconnect(url, name, config):
 #
 # So the main thread does not sleep in C. It first asks with a timeout of 0
 # (fuel there now: taken at once, no thread; see _take_now). Otherwise a
-# helper thread makes the one real wait, mpt_await_fuel_cancellable with a cancellation token of
+# helper thread makes the one real wait, mpt_await_fuel_cancellable (for a
+# KeyedThrottle mpt_keyed_await_fuel_cancellable) with a cancellation token of
 # its own, while the main thread sleeps on a lock, which a signal interrupts
 # (Python runs the handler there). If the handler raises (KeyboardInterrupt,
 # or a SystemExit of a SIGTERM handler, ...), the main thread fires the
@@ -291,20 +302,43 @@ def _take_now(handle, n, grant):
     return _ffi.STATUS_TIMEOUT if status == _ffi.STATUS_NO_FUEL else status
 
 
+def _cancellable_wait(n, timeout):
+    """The blocking wait of a helper thread (see _Wait): a function of
+    (handle, token, grant) that makes mpt_await_fuel_cancellable for ``n``
+    units, ``timeout`` (C seconds), and returns its status."""
+
+    def wait(handle, token, grant):
+        return _ffi.call(
+            "mpt_await_fuel_cancellable",
+            handle,
+            n,
+            timeout,
+            token,
+            byref(grant),
+            ok=_WAIT_OK + (_ffi.STATUS_CANCELLED,),
+        )
+
+    return wait
+
+
 def _in_main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
 class _Wait:
-    """One blocking wait of the main thread, made by a helper thread."""
+    """One blocking wait of the main thread, made by a helper thread.
+
+    ``wait(handle, token, grant)`` makes the cancellable C call on the
+    handle of ``throttle`` (a Throttle or a KeyedThrottle) and returns its
+    status (see _cancellable_wait)."""
 
     __slots__ = (
-        "throttle", "n", "timeout", "token", "guard", "done",
+        "throttle", "wait", "token", "guard", "done",
         "entered", "finished", "abandoned", "status", "grant", "error",
     )
 
-    def __init__(self, throttle, n, timeout):
-        self.throttle, self.n, self.timeout = throttle, n, timeout
+    def __init__(self, throttle, wait):
+        self.throttle, self.wait = throttle, wait
         token = _ffi.CANCEL()
         _ffi.call("mpt_cancel_new", byref(token))
         self.token = token
@@ -328,15 +362,7 @@ class _Wait:
             grant = c_int64()
             try:
                 with self.throttle._use("await_fuel") as handle:
-                    self.status = _ffi.call(
-                        "mpt_await_fuel_cancellable",
-                        handle,
-                        self.n,
-                        self.timeout,
-                        self.token,
-                        byref(grant),
-                        ok=_WAIT_OK + (_ffi.STATUS_CANCELLED,),
-                    )
+                    self.status = self.wait(handle, self.token, grant)
                 self.grant = grant.value
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 self.error = e
@@ -366,10 +392,11 @@ class _Wait:
             _ffi.lib.mpt_cancel_free(token)
 
 
-def _await_interruptibly(throttle, n, timeout):
-    """mpt_await_fuel_cancellable made by a helper thread while the main
-    thread stays able to run signal handlers. Returns (status, grant)."""
-    wait = _Wait(throttle, n, timeout)
+def _await_interruptibly(throttle, wait):
+    """The cancellable wait ``wait`` (see _Wait) made by a helper thread
+    while the main thread stays able to run signal handlers. Returns
+    (status, grant)."""
+    wait = _Wait(throttle, wait)
     try:
         try:
             _thread.start_new_thread(wait.run, ())
@@ -426,20 +453,34 @@ def _settle(future):
 
 
 async def _acquire(throttle, n, timeout, function):
-    """The asyncio wait: returns the grant time (ns) or None."""
-    import asyncio  # here, not at import: most users never need it
-
+    """The asyncio wait of a Throttle: returns the grant time (ns) or None."""
     timeout = _timeout(timeout, function)
     n = _uint(n, "n", 2**64, function)
+    return await _acquire_with(
+        throttle,
+        function,
+        timeout,
+        lambda handle, grant: _take_now(handle, n, grant),
+        _cancellable_wait(n, timeout),
+    )
+
+
+async def _acquire_with(throttle, function, timeout, take_now, wait):
+    """The asyncio wait: ``take_now(handle, grant)`` (a wait of 0 s, as
+    _take_now), then if that found no fuel and ``timeout`` (C seconds,
+    checked) allows, the cancellable ``wait`` (see _Wait) in a helper
+    thread. Returns the grant time (ns) or None."""
+    import asyncio  # here, not at import: most users never need it
+
     loop = asyncio.get_running_loop()
     grant = c_int64()
     with throttle._use(function) as handle:
-        status = _take_now(handle, n, grant)
+        status = take_now(handle, grant)
     if status != _ffi.STATUS_TIMEOUT or timeout == 0:
         return grant.value if status == _ffi.STATUS_OK else None
 
     finished = loop.create_future()
-    wait = _Wait(throttle, n, timeout)
+    wait = _Wait(throttle, wait)
 
     def helper():
         try:
@@ -528,7 +569,8 @@ def _kill_flag_of(throttle):
 
 
 class _Use:
-    """Context manager of one call on a Throttle's handle (see Throttle._use)."""
+    """Context manager of one call on a Throttle's (or a KeyedThrottle's)
+    handle (see Throttle._use)."""
 
     __slots__ = ("_throttle", "_what")
 
@@ -544,7 +586,9 @@ class _Use:
             # library refuses to use here (MPT_STATUS_WRONG_STATE).
             reconnect = t._url is not None and t._pid != os.getpid()
             if t._closing or (t._handle is None and not reconnect):
-                raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the Throttle is closed", self._what)
+                raise ThrottleError(
+                    _ffi.STATUS_BAD_HANDLE, f"the {type(t).__name__} is closed", self._what
+                )
             if reconnect:
                 # Connect again, the first time the child uses it (and at the
                 # next call if that fails). No call is in flight in this
@@ -1065,7 +1109,7 @@ class Throttle:
         if status == _ffi.STATUS_TIMEOUT and main:
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
-            status, grant.value = _await_interruptibly(self, n, timeout)
+            status, grant.value = _await_interruptibly(self, _cancellable_wait(n, timeout))
         return grant.value if status == _ffi.STATUS_OK else None
 
     def has_fuel(self, *, n=1):
@@ -1234,3 +1278,507 @@ class Throttle:
 
 def _summary(s):
     return (s.runtime_s, int(s.total), s.mean_seconds_between, s.mean_per_second)
+
+
+# ---------------------------------------------------------------- keyed
+
+
+#: What :meth:`KeyedThrottle.key_stats` returns: whether the key is in the
+#: table (False: never used, forgotten, or dropped once idle; the other
+#: fields are then 0), the units granted to it since it was added, and when
+#: that was (``CLOCK_MONOTONIC`` ns, see :func:`clock_ns`).
+KeyStats = collections.namedtuple("KeyStats", "in_table granted since_ns")
+
+#: What :meth:`KeyedThrottle.stats` returns: the keys in the table now, the
+#: most it holds, the idle keys dropped to make room for new ones (ever), the
+#: keys added (ever: a key dropped and used again counts twice), and the
+#: :meth:`KeyedThrottle.stop` tuple of the whole keyed throttle, now.
+KeyedStats = collections.namedtuple("KeyedStats", "live_keys capacity evictions added summary")
+
+#: The longest key of a keyed throttle, in bytes (``MPT_KEY_MAX``).
+KEY_MAX = _ffi.KEY_MAX
+
+
+def _key_bytes(key):
+    """A key as the C API takes it: a str as its UTF-8, bytes (bytearray,
+    memoryview) as they are, NUL bytes included. Its length is the
+    library's to judge (0 to KEY_MAX bytes)."""
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a key is a str or bytes, not {type(key).__name__}")
+
+
+def _reopen_keyed(name, wait):
+    """Unpickles a named KeyedThrottle: opens the name."""
+    return KeyedThrottle.open(name, **wait)
+
+
+class KeyedThrottle:
+    """Many throttles in one: at most ``max_n`` pieces of work per ``per``
+    seconds *for each key* (a host, a user, an API token), shared by every
+    thread and process that holds it. One configuration, and a table of up
+    to ``capacity`` keys made at once; each key has a schedule of its own,
+    with every guarantee of its ``hardcap``: a key at its limit never slows
+    another, and waiters on one key are served first come, first served.
+
+    Keys are ``str`` (used as their UTF-8 bytes: ``"é"`` and
+    ``"é".encode()`` are one key) or ``bytes`` (NUL bytes allowed), 0 to
+    :data:`KEY_MAX` (128) bytes; a longer one raises :class:`ThrottleError`
+    (MPT_STATUS_INVALID_ARGUMENT). A key never seen has a full tank: its
+    first request goes at once. A key is added to the table by its first
+    :meth:`await_fuel` or :meth:`has_fuel`, and dropped only when it has
+    become exactly like a key never seen (its tank full again) and the room
+    is needed for a new key, or by :meth:`forget`. A new key for which there
+    is no room (every key in the table still holds back fuel) raises
+    :class:`NoRoomError`, having taken nothing.
+
+    Parameters:
+
+    - ``max_n``: 1 to 2**24 units per key (2**16 with hardcap 'window');
+      ``per``: seconds; ``capacity``: the most keys the table holds (1 to
+      2**26; its shared memory, 192 bytes for each of about 1.25 *
+      capacity slots rounded up to a power of two, is reserved at once);
+    - ``hardcap``: as for :class:`Throttle` ('limit', 'one', 'window',
+      anything else unbounded), per key;
+    - ``as_monitor`` (default True): keep the statistics of the whole keyed
+      throttle (:meth:`latest`, :meth:`mean`); each grant counts one
+      emission;
+    - ``rf_rate``, ``spin_s``, ``timer_slack_ns``: as for :class:`Throttle`.
+
+    The constructor makes an anonymous keyed throttle, which this process's
+    threads and its ``fork()``-ed children share (``os.fork``, the 'fork'
+    start method of multiprocessing). :meth:`create_named` makes a named
+    one that any process of the same user opens with :meth:`open`; named
+    keyed throttles share the namespace of named :class:`Throttle` s, and
+    :meth:`unlink` removes a name.
+
+    Every failure raises :class:`ThrottleError`. The handle is released by
+    :meth:`close`, by the end of a ``with`` block (which first stops the
+    keyed throttle if this process made it and it runs), by garbage
+    collection or at interpreter exit.
+    """
+
+    def __init__(
+        self,
+        max_n,
+        per,
+        capacity,
+        *,
+        hardcap="limit",
+        as_monitor=True,
+        rf_rate=0.01,
+        spin_s=None,
+        timer_slack_ns=None,
+    ):
+        _ffi.require("mpt_keyed_new", "KeyedThrottle")
+        self._init_state(max_n, per, hardcap)
+        options = _options(True, as_monitor, None, hardcap, rf_rate, timer_slack_ns, spin_s)
+        handle = _ffi.KEYED()
+        _ffi.call(
+            "mpt_keyed_new",
+            _uint(max_n, "max_n", 2**64, "KeyedThrottle"),
+            float(per),
+            _uint(capacity, "capacity", 2**64, "KeyedThrottle"),
+            byref(options),
+            byref(handle),
+        )
+        self._adopt(handle, None, owner=True)
+
+    @classmethod
+    def create_named(
+        cls,
+        name,
+        max_n,
+        per,
+        capacity,
+        *,
+        hardcap="limit",
+        as_monitor=True,
+        rf_rate=0.01,
+        spin_s=None,
+        timer_slack_ns=None,
+        group_shared=False,
+    ):
+        """Creates the named keyed throttle ``name`` (1 to 200 bytes, no
+        '/'), or opens it if it exists with the same configuration (capacity
+        included; another raises MPT_STATUS_MISMATCH, and so does a plain
+        :class:`Throttle` of that name). Parameters as for the constructor;
+        ``group_shared`` as for :class:`Throttle`. Closing it does not
+        remove the name: :meth:`unlink` does."""
+        _ffi.require("mpt_keyed_create_named", "KeyedThrottle.create_named")
+        self = cls.__new__(cls)
+        self._init_state(max_n, per, hardcap)
+        options = _options(
+            True, as_monitor, None, hardcap, rf_rate, timer_slack_ns, spin_s, group_shared
+        )
+        handle = _ffi.KEYED()
+        _ffi.call(
+            "mpt_keyed_create_named",
+            _name_bytes(name),
+            _uint(max_n, "max_n", 2**64, "KeyedThrottle.create_named"),
+            float(per),
+            _uint(capacity, "capacity", 2**64, "KeyedThrottle.create_named"),
+            byref(options),
+            byref(handle),
+        )
+        self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
+        if group_shared:
+            self._wait_options["group_shared"] = True
+        self._adopt(handle, name, owner=True)
+        return self
+
+    @classmethod
+    def open(cls, name, *, spin_s=None, timer_slack_ns=None, group_shared=False):
+        """Opens the named keyed throttle ``name``, made by another process
+        (in any language) of the same user, adopting its configuration
+        (``max_n``, ``per`` and ``hardcap`` are then None: the library does
+        not report them; ``capacity`` does). MPT_STATUS_NOT_FOUND if there
+        is no such name, MPT_STATUS_MISMATCH if it is a plain throttle.
+        ``group_shared`` as for :meth:`Throttle.open`."""
+        _ffi.require("mpt_keyed_open", "KeyedThrottle.open")
+        self = cls.__new__(cls)
+        self._init_state(None, None, None)
+        self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
+        if group_shared:
+            self._wait_options["group_shared"] = True
+        options = _options(**self._wait_options)
+        handle = _ffi.KEYED()
+        _ffi.call("mpt_keyed_open", _name_bytes(name), byref(options), byref(handle))
+        self._adopt(handle, name, owner=False)
+        return self
+
+    @staticmethod
+    def unlink(name):
+        """Removes the name of a named (keyed or plain) throttle
+        (``mpt_throttle_unlink``). Processes that have it open go on using
+        it; a later :meth:`create_named` makes a new one.
+        MPT_STATUS_NOT_FOUND if there is no such name."""
+        _ffi.call("mpt_throttle_unlink", _name_bytes(name))
+
+    def _init_state(self, max_n, per, hardcap):
+        self.max_n, self.per, self.hardcap = max_n, per, hardcap
+        self._handle = None
+        self._closing = False
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._owner_pid = None
+        self._pid = None
+        self._name = None
+        self._url = None  # (what _Use asks of a Throttle: never a Redis one)
+        self._wait_options = {}
+
+    def _adopt(self, handle, name, owner):
+        self._handle = handle
+        self._name = name
+        self._owner_pid = os.getpid() if owner else None
+        self._pid = os.getpid()
+        with _live_lock:
+            _live.add(self)
+
+    def _use(self, what):
+        # As Throttle._use: close() waits for the calls in flight.
+        return _Use(self, what)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def name(self):
+        """The name other processes open it by; None for an anonymous one."""
+        return self._name
+
+    @property
+    def capacity(self):
+        """The most keys the table holds (as made)."""
+        return self.stats().capacity
+
+    @property
+    def closed(self):
+        return self._closing or self._handle is None
+
+    def close(self):
+        """Releases this process's handle (``mpt_keyed_free``). Neither
+        stops the keyed throttle nor removes its name. Safe to call twice;
+        calls in flight in other threads finish first; later calls raise
+        :class:`ThrottleError` (MPT_STATUS_BAD_HANDLE)."""
+        with self._lock:
+            if self.closed:
+                return
+            self._closing = True
+            if self._busy == 0:
+                self._free()
+
+    def _free(self):
+        # Called with self._lock held and no call in flight.
+        handle, self._handle = self._handle, None
+        if handle:
+            _ffi.lib.mpt_keyed_free(handle)
+
+    def __del__(self):
+        try:
+            if self._handle is None:
+                return
+            self._closing = True
+            self._free()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Stops the keyed throttle if this process made it (constructor or
+        :meth:`create_named`) and it still runs, then closes it."""
+        try:
+            if self._owner_pid == os.getpid() and not self.closed and self.is_running():
+                try:
+                    self.stop()
+                except ThrottleError as e:
+                    if e.status != _ffi.STATUS_WRONG_STATE:  # stopped meanwhile
+                        raise
+        finally:
+            self.close()
+        return False
+
+    def __reduce__(self):
+        # A named one is pickled by reference: the receiving process opens
+        # the name. An anonymous one reaches other processes by fork() only.
+        if self.closed:
+            raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the KeyedThrottle is closed", "pickle")
+        if self._name is None:
+            raise TypeError(
+                "an anonymous KeyedThrottle cannot be pickled (fork()ed children inherit it): "
+                "make it with KeyedThrottle.create_named to share it by name"
+            )
+        return (_reopen_keyed, (self._name, dict(self._wait_options)))
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        label = f" {self._name!r}" if self._name is not None else ""
+        rate = f" max_n={self.max_n} per={self.per}" if self.max_n is not None else ""
+        return f"<mp_throttle.KeyedThrottle{label}{rate} {state}>"
+
+    # ------------------------------------------------------------ run
+
+    def start(self):
+        """Starts (or resumes) the keyed throttle: clears the kill flag and
+        starts the monitor thread in this process. Keys keep their
+        schedules across a stop and a start. MPT_STATUS_WRONG_STATE if it
+        runs already."""
+        with self._use("start") as handle:
+            _ffi.call("mpt_keyed_start", handle)
+
+    def stop(self):
+        """Stops (pauses) the keyed throttle: sets the kill flag, wakes every
+        waiter on every key in every process, and returns ``(runtime, total
+        emissions, mean time between emissions, mean emissions per
+        second)`` over every key (each grant is one emission)."""
+        summary = _ffi.mpt_summary()
+        with self._use("stop") as handle:
+            _ffi.call("mpt_keyed_stop", handle, byref(summary))
+        return _summary(summary)
+
+    def kill(self):
+        """Sets the kill flag: every waiter on every key, in every process,
+        returns False at once, and so does every later :meth:`await_fuel`
+        and :meth:`has_fuel`, until the next :meth:`start` (after a
+        :meth:`stop`). It keeps running (its runtime counts) until
+        :meth:`stop`."""
+        with self._use("kill") as handle:
+            _ffi.call("mpt_keyed_kill", handle)
+
+    def is_running(self):
+        """Whether the keyed throttle is started and not stopped."""
+        flag = c_bool()
+        with self._use("is_running") as handle:
+            _ffi.call("mpt_keyed_is_running", handle, byref(flag))
+        return flag.value
+
+    # ------------------------------------------------------------ fuel
+
+    def await_fuel(self, key, n=1, timeout=None):
+        """Blocks until ``n`` units of the fuel of ``key`` are granted, all
+        at once (True), ``timeout`` seconds pass (False; None: no limit) or
+        the kill flag is set (False). Before :meth:`start` it waits for the
+        start. ``n`` is at most what a key's tank holds (max_n; 1 with
+        hardcap 'one'). Raises :class:`NoRoomError` for a new key that the
+        table has no room for (nothing taken).
+
+        In the main thread a blocking wait is interrupted by Ctrl-C, as
+        :meth:`Throttle.await_fuel`'s: KeyboardInterrupt at once, having
+        taken nothing."""
+        return self.await_fuel_ns(key, n, timeout) is not None
+
+    def await_fuel_ns(self, key, n=1, timeout=None):
+        """As :meth:`await_fuel`, but returns the grant time (``CLOCK_MONOTONIC``
+        ns, see :func:`clock_ns`) instead of True, and None instead of False."""
+        key = _key_bytes(key)
+        timeout = _timeout(timeout, "await_fuel")
+        n = _uint(n, "n", 2**64, "await_fuel")
+        main = timeout != 0 and _in_main_thread()
+        deadline = time.monotonic() + timeout if main and timeout > 0 else None
+        grant = c_int64()
+        with self._use("await_fuel") as handle:
+            if main or timeout == 0:
+                # The main thread first asks without sleeping (see "Ctrl-C" above).
+                status = self._take_now(handle, key, n, grant)
+            else:
+                status = _ffi.call(
+                    "mpt_keyed_await_fuel",
+                    handle,
+                    key,
+                    len(key),
+                    n,
+                    timeout,
+                    byref(grant),
+                    ok=_WAIT_OK,
+                )
+        if status == _ffi.STATUS_TIMEOUT and main:
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            status, grant.value = _await_interruptibly(self, self._cancellable(key, n, timeout))
+        return grant.value if status == _ffi.STATUS_OK else None
+
+    def has_fuel(self, key, n=1):
+        """Takes ``n`` units of the fuel of ``key`` if its tank holds them
+        now (True), else returns False (also when not started or killed);
+        never blocks. Raises :class:`NoRoomError` for a new key that the
+        table has no room for."""
+        return self.has_fuel_ns(key, n) is not None
+
+    def has_fuel_ns(self, key, n=1):
+        """As :meth:`has_fuel`, but returns the grant time (ns) or None."""
+        key = _key_bytes(key)
+        n = _uint(n, "n", 2**64, "has_fuel")
+        grant = c_int64()
+        with self._use("has_fuel") as handle:
+            status = self._take_now(handle, key, n, grant)
+        return grant.value if status == _ffi.STATUS_OK else None
+
+    @staticmethod
+    def _take_now(handle, key, n, grant):
+        """A wait of 0 s on ``key``: OK, TIMEOUT (no fuel now, or not
+        running) or KILLED, as _take_now."""
+        status = _ffi.call(
+            "mpt_keyed_has_fuel",
+            handle,
+            key,
+            len(key),
+            n,
+            byref(grant),
+            ok=(_ffi.STATUS_OK, _ffi.STATUS_NO_FUEL, _ffi.STATUS_KILLED),
+        )
+        return _ffi.STATUS_TIMEOUT if status == _ffi.STATUS_NO_FUEL else status
+
+    @staticmethod
+    def _cancellable(key, n, timeout):
+        """The helper thread's wait on ``key`` (see _Wait)."""
+
+        def wait(handle, token, grant):
+            return _ffi.call(
+                "mpt_keyed_await_fuel_cancellable",
+                handle,
+                key,
+                len(key),
+                n,
+                timeout,
+                token,
+                byref(grant),
+                ok=_WAIT_OK + (_ffi.STATUS_CANCELLED,),
+            )
+
+        return wait
+
+    async def acquire(self, key, n=1, timeout=None):
+        """asyncio: ``await keyed.acquire(key)`` waits as :meth:`await_fuel`
+        does, without blocking the event loop, as :meth:`Throttle.acquire`:
+        the wait runs in a helper thread, and cancelling the task ends it at
+        once, having taken nothing. Fuel there now is taken without a
+        thread."""
+        return await self._acquire(key, n, timeout) is not None
+
+    async def acquire_ns(self, key, n=1, timeout=None):
+        """As :meth:`acquire`, but returns the grant time (ns) or None."""
+        return await self._acquire(key, n, timeout)
+
+    async def _acquire(self, key, n, timeout):
+        key = _key_bytes(key)
+        timeout = _timeout(timeout, "acquire")
+        n = _uint(n, "n", 2**64, "acquire")
+        return await _acquire_with(
+            self,
+            "acquire",
+            timeout,
+            lambda handle, grant: self._take_now(handle, key, n, grant),
+            self._cancellable(key, n, timeout),
+        )
+
+    def peek(self, key, n=1):
+        """Looks at the tank of ``key`` without taking anything (and without
+        adding the key): ``(level, wait)``, the units in it now and the
+        seconds until ``n`` units would be granted to a waiter arriving now,
+        after those already queued on the key (0.0: now). A key not in the
+        table has a full tank. Raises :class:`ThrottleError`:
+        MPT_STATUS_KILLED while the kill flag is set, MPT_STATUS_NOT_RUNNING
+        before :meth:`start`."""
+        key = _key_bytes(key)
+        n = _uint(n, "n", 2**64, "peek")
+        level, wait = c_uint64(), c_double()
+        with self._use("peek") as handle:
+            _ffi.call("mpt_keyed_peek", handle, key, len(key), n, byref(level), byref(wait))
+        return (level.value, wait.value)
+
+    def forget(self, key):
+        """Drops ``key`` from the table, whatever its state: its next use
+        starts afresh, as a key never seen (which may let through what its
+        schedule still held back). Waiters asleep on it keep their grant
+        times. Returns whether the key was in the table."""
+        key = _key_bytes(key)
+        found = c_bool()
+        with self._use("forget") as handle:
+            _ffi.call("mpt_keyed_forget", handle, key, len(key), byref(found))
+        return found.value
+
+    # ------------------------------------------------------------ statistics
+
+    def key_stats(self, key):
+        """The figures of ``key``: a :class:`KeyStats` ``(in_table, granted,
+        since_ns)``."""
+        key = _key_bytes(key)
+        stats = _ffi.mpt_key_stats()
+        with self._use("key_stats") as handle:
+            _ffi.call("mpt_keyed_key_stats", handle, key, len(key), byref(stats))
+        return KeyStats(bool(stats.in_table), int(stats.granted), int(stats.since_ns))
+
+    def stats(self):
+        """The figures of the whole keyed throttle: a :class:`KeyedStats`
+        ``(live_keys, capacity, evictions, added, summary)``, ``summary``
+        being what :meth:`stop` would return now."""
+        stats = _ffi.mpt_keyed_stats()
+        with self._use("stats") as handle:
+            _ffi.call("mpt_keyed_get_stats", handle, byref(stats))
+        return KeyedStats(
+            int(stats.live_keys),
+            int(stats.capacity),
+            int(stats.evictions),
+            int(stats.added),
+            _summary(stats.summary),
+        )
+
+    def _rate(self, function):
+        rate = _ffi.mpt_rate()
+        with self._use(function) as handle:
+            _ffi.call(function, handle, byref(rate))
+        return (rate.seconds_between, rate.per_second)
+
+    def latest(self):
+        """The last second, over every key: ``(time between emissions,
+        emissions per second)``. MPT_STATUS_MONITOR_OFF with
+        ``as_monitor=False``."""
+        return self._rate("mpt_keyed_latest")
+
+    def mean(self):
+        """The whole running time, over every key: ``(mean time between
+        emissions, mean emissions per second)``."""
+        return self._rate("mpt_keyed_mean")

@@ -3,7 +3,8 @@
 Nothing here knows about the Python API of ``mp_throttle``; it mirrors
 ``include/mp_throttle.h`` one to one (``tests/test_ffi.py`` checks every
 prototype, struct and constant below against the header), and turns a failed
-status into :class:`ThrottleError`.
+status into :class:`ThrottleError` (:class:`NoRoomError` for
+MPT_STATUS_NO_ROOM).
 
 The library is looked for, in order:
 
@@ -19,8 +20,9 @@ The library is looked for, in order:
 5. ``libmp_throttle.so.0`` through the dynamic loader (``LD_LIBRARY_PATH``).
 
 It needs library 0.2.0 or a later 0.x (checked at import, before anything
-is bound); the Redis store's functions (:data:`NEWER`, library 0.2.0) are
-bound when the library has them. ctypes releases the GIL during every foreign call, so a thread
+is bound); the Redis store's and the keyed throttles' functions
+(:data:`NEWER`, library 0.2.0) are bound when the library has them.
+ctypes releases the GIL during every foreign call, so a thread
 blocked in ``mpt_await_fuel`` does not block the others. The library's
 last-error message is per OS thread; a Python thread is one OS thread, and
 :func:`call` reads the message right after the failing call, in the same
@@ -42,6 +44,7 @@ from ctypes import (
     c_size_t,
     c_uint32,
     c_uint64,
+    c_void_p,
 )
 
 # ---------------------------------------------------------------- constants
@@ -56,6 +59,10 @@ OPTIONS_VERSION_1 = 1
 AUTO_EMIT_DEFAULT = -1
 MAX_NAME_LEN = 200
 MAX_SPIN_S = 1.0
+KEY_MAX = 128  # longest key of a keyed throttle, in bytes
+KEYED_MAX_CAPACITY = 1 << 26  # most keys a keyed throttle holds
+KEYED_MAX_N = 1 << 24  # largest max_n of a keyed throttle
+KEYED_MAX_WINDOW = 1 << 16  # ... with HARDCAP_WINDOW
 
 STATUS_OK = 0
 STATUS_TIMEOUT = 1
@@ -76,6 +83,7 @@ STATUS_PERMISSION_DENIED = 15
 STATUS_MISMATCH = 16
 STATUS_CANCELLED = 17
 STATUS_UNREACHABLE = 18
+STATUS_NO_ROOM = 19
 
 #: status code -> its name in the header (``MPT_STATUS_...``)
 STATUS_NAMES = {
@@ -101,6 +109,10 @@ class mpt_cancel(Structure):
     """The opaque cancellation token type; only pointers to it are used."""
 
 
+class mpt_keyed(Structure):
+    """The opaque keyed throttle handle type; only pointers to it are used."""
+
+
 class mpt_rate(Structure):
     _fields_ = [
         ("seconds_between", c_double),
@@ -114,6 +126,24 @@ class mpt_summary(Structure):
         ("total", c_uint64),
         ("mean_seconds_between", c_double),
         ("mean_per_second", c_double),
+    ]
+
+
+class mpt_key_stats(Structure):
+    _fields_ = [
+        ("in_table", c_uint32),
+        ("granted", c_uint64),
+        ("since_ns", c_int64),
+    ]
+
+
+class mpt_keyed_stats(Structure):
+    _fields_ = [
+        ("live_keys", c_uint64),
+        ("capacity", c_uint64),
+        ("evictions", c_uint64),
+        ("added", c_uint64),
+        ("summary", mpt_summary),
     ]
 
 
@@ -133,6 +163,7 @@ class mpt_options(Structure):
 
 HANDLE = POINTER(mpt_throttle)
 CANCEL = POINTER(mpt_cancel)
+KEYED = POINTER(mpt_keyed)
 _status = c_int32
 
 #: name -> (restype, argtypes), in the header's order.
@@ -144,6 +175,38 @@ PROTOTYPES = {
     "mpt_cancel_fire": (_status, [CANCEL]),
     "mpt_cancel_reset": (_status, [CANCEL]),
     "mpt_await_fuel_cancellable": (_status, [HANDLE, c_uint64, c_double, CANCEL, POINTER(c_int64)]),
+    "mpt_keyed_new": (
+        _status,
+        [c_uint64, c_double, c_uint64, POINTER(mpt_options), POINTER(KEYED)],
+    ),
+    "mpt_keyed_create_named": (
+        _status,
+        [c_char_p, c_uint64, c_double, c_uint64, POINTER(mpt_options), POINTER(KEYED)],
+    ),
+    "mpt_keyed_open": (_status, [c_char_p, POINTER(mpt_options), POINTER(KEYED)]),
+    "mpt_keyed_free": (_status, [KEYED]),
+    "mpt_keyed_start": (_status, [KEYED]),
+    "mpt_keyed_stop": (_status, [KEYED, POINTER(mpt_summary)]),
+    "mpt_keyed_kill": (_status, [KEYED]),
+    "mpt_keyed_is_running": (_status, [KEYED, POINTER(c_bool)]),
+    "mpt_keyed_await_fuel": (
+        _status,
+        [KEYED, c_void_p, c_size_t, c_uint64, c_double, POINTER(c_int64)],
+    ),
+    "mpt_keyed_await_fuel_cancellable": (
+        _status,
+        [KEYED, c_void_p, c_size_t, c_uint64, c_double, CANCEL, POINTER(c_int64)],
+    ),
+    "mpt_keyed_has_fuel": (_status, [KEYED, c_void_p, c_size_t, c_uint64, POINTER(c_int64)]),
+    "mpt_keyed_peek": (
+        _status,
+        [KEYED, c_void_p, c_size_t, c_uint64, POINTER(c_uint64), POINTER(c_double)],
+    ),
+    "mpt_keyed_forget": (_status, [KEYED, c_void_p, c_size_t, POINTER(c_bool)]),
+    "mpt_keyed_key_stats": (_status, [KEYED, c_void_p, c_size_t, POINTER(mpt_key_stats)]),
+    "mpt_keyed_get_stats": (_status, [KEYED, POINTER(mpt_keyed_stats)]),
+    "mpt_keyed_latest": (_status, [KEYED, POINTER(mpt_rate)]),
+    "mpt_keyed_mean": (_status, [KEYED, POINTER(mpt_rate)]),
     "mpt_latest": (_status, [HANDLE, POINTER(mpt_rate)]),
     "mpt_mean": (_status, [HANDLE, POINTER(mpt_rate)]),
     "mpt_lo_hi": (_status, [HANDLE, POINTER(mpt_rate)]),
@@ -191,6 +254,8 @@ PROTOTYPES = {
 NEWER = {
     "mpt_throttle_connect": "0.2.0",
     "mpt_throttle_unlink_url": "0.2.0",
+    # Keyed throttles (0.2.0, later still in its making).
+    **{name: "0.2.0" for name in PROTOTYPES if name.startswith("mpt_keyed_")},
 }
 
 #: The functions of :data:`NEWER` the loaded library lacks (filled at load).
@@ -229,6 +294,22 @@ class ThrottleError(Exception):
 
     def __reduce__(self):
         return (type(self), (self.status, self.message, self.function))
+
+
+class NoRoomError(ThrottleError):
+    """MPT_STATUS_NO_ROOM: a keyed throttle's table has no room for a new
+    key. It holds its capacity of keys (or the slots the key may go in are
+    taken), and every one of them still holds back fuel, so none may be
+    dropped for it (see the C ``mpt_keyed_new``). Nothing was taken. A
+    :class:`ThrottleError` like any other (``status`` is
+    :data:`STATUS_NO_ROOM`), so ``except ThrottleError`` catches it too."""
+
+
+#: The statuses that raise a subclass of :class:`ThrottleError` (every
+#: other failure raises ThrottleError itself).
+ERRORS = {
+    STATUS_NO_ROOM: NoRoomError,
+}
 
 
 # ---------------------------------------------------------------- loading
@@ -369,10 +450,11 @@ def require(name, function=None):
 
 def call(name, *args, ok=(STATUS_OK,)):
     """Calls the C function ``name``; returns its status if it is in ``ok``,
-    otherwise raises :class:`ThrottleError` with the library's message, read
-    in this same thread right after the call."""
+    otherwise raises :class:`ThrottleError` (or the subclass :data:`ERRORS`
+    names for the status) with the library's message, read in this same
+    thread right after the call."""
     status = getattr(lib, name)(*args)
     if status in ok:
         return status
     message = last_error_message() or strerror(status)
-    raise ThrottleError(status, message, name)
+    raise ERRORS.get(status, ThrottleError)(status, message, name)

@@ -30,6 +30,9 @@ C_TYPES = {
     "mpt_hardcap": ctypes.c_uint32,
     "struct mpt_throttle": _ffi.mpt_throttle,
     "struct mpt_cancel": _ffi.mpt_cancel,
+    "struct mpt_keyed": _ffi.mpt_keyed,
+    "struct mpt_key_stats": _ffi.mpt_key_stats,
+    "struct mpt_keyed_stats": _ffi.mpt_keyed_stats,
     "struct mpt_rate": _ffi.mpt_rate,
     "struct mpt_summary": _ffi.mpt_summary,
     "struct mpt_options": _ffi.mpt_options,
@@ -43,6 +46,8 @@ def ctype_of(c_type):
     if c_type == "char *":
         return ctypes.POINTER(ctypes.c_char)  # a buffer the library writes
     c_type = c_type.replace("const ", "")
+    if c_type == "void *":
+        return ctypes.c_void_p  # a key: any bytes, with their length
     stars = c_type.count("*")
     result = C_TYPES[c_type.replace("*", "").strip()]
     for _ in range(stars):
@@ -100,11 +105,16 @@ def test_binding_covers_the_whole_api(functions):
         "mpt_cancel_new", "mpt_cancel_free", "mpt_cancel_fire", "mpt_cancel_reset",
         "mpt_await_fuel_cancellable", "mpt_get_options", "mpt_throttle_created",
         "mpt_version_string", "mpt_throttle_connect", "mpt_throttle_unlink_url",
-    }
+    } | {name for name in functions if name.startswith("mpt_keyed_")}
+    assert len([name for name in functions if name.startswith("mpt_keyed_")]) == 17
     assert {name for name, v in since.items() if v == "0.2.0"} == added
-    # The Redis store's (0.2.0, late in its making) are those a library may
-    # lack (NEWER), each with its version.
-    assert _ffi.NEWER == {"mpt_throttle_connect": "0.2.0", "mpt_throttle_unlink_url": "0.2.0"}
+    # The Redis store's and the keyed throttles' (0.2.0, late in its
+    # making) are those a library may lack (NEWER), each with its version.
+    assert _ffi.NEWER == {
+        "mpt_throttle_connect": "0.2.0",
+        "mpt_throttle_unlink_url": "0.2.0",
+        **{name: "0.2.0" for name in functions if name.startswith("mpt_keyed_")},
+    }
     assert all(since[name] == v for name, v in _ffi.NEWER.items())
     assert set(since.values()) == {"0.1.0", "0.2.0"}
 
@@ -119,6 +129,9 @@ def test_newer_functions_missing_from_the_library_are_refused(monkeypatch):
     for call in (
         lambda: mp_throttle.Throttle.connect("redis://127.0.0.1:1", "x", 5, 1),
         lambda: mp_throttle.unlink_url("redis://127.0.0.1:1", "x"),
+        lambda: mp_throttle.KeyedThrottle(5, 1, 10),
+        lambda: mp_throttle.KeyedThrottle.create_named("x", 5, 1, 10),
+        lambda: mp_throttle.KeyedThrottle.open("x"),
     ):
         with pytest.raises(_ffi.ThrottleError) as e:
             call()
@@ -126,15 +139,19 @@ def test_newer_functions_missing_from_the_library_are_refused(monkeypatch):
         assert "0.2.0 or later" in e.value.message
 
 
-@pytest.mark.parametrize("struct", [_ffi.mpt_rate, _ffi.mpt_summary, _ffi.mpt_options])
+@pytest.mark.parametrize(
+    "struct",
+    [_ffi.mpt_rate, _ffi.mpt_summary, _ffi.mpt_options, _ffi.mpt_key_stats, _ffi.mpt_keyed_stats],
+)
 def test_structs_match_the_header(header, struct):
     m = re.search(
         r"typedef struct " + struct.__name__ + r" \{(.*?)\} " + struct.__name__ + ";", header, re.S
     )
     assert m, struct.__name__
     body = re.sub(r"/\*.*?\*/", "", m[1], flags=re.S)
-    fields = [tuple(f.split()) for f in body.split(";") if f.strip()]
-    assert [(n, ctype_of(t)) for t, n in fields] == list(struct._fields_)
+    # "type name", the type perhaps of two words ("struct mpt_summary summary").
+    fields = [f.split() for f in body.split(";") if f.strip()]
+    assert [(f[-1], ctype_of(" ".join(f[:-1]))) for f in fields] == list(struct._fields_)
 
 
 def test_constants_match_the_header(header):
@@ -144,6 +161,14 @@ def test_constants_match_the_header(header):
     assert int(defines["MPT_AUTO_EMIT_DEFAULT"]) == _ffi.AUTO_EMIT_DEFAULT
     assert int(defines["MPT_MAX_NAME_LEN"]) == _ffi.MAX_NAME_LEN
     assert float(defines["MPT_MAX_SPIN_S"]) == _ffi.MAX_SPIN_S
+    assert int(defines["MPT_KEY_MAX"]) == _ffi.KEY_MAX == 128
+    shifts = {
+        name: int(a) << int(b)
+        for name, a, b in re.findall(r"#define (\w+) \((\d+) << (\d+)\)", header)
+    }
+    assert shifts["MPT_KEYED_MAX_CAPACITY"] == _ffi.KEYED_MAX_CAPACITY
+    assert shifts["MPT_KEYED_MAX_N"] == _ffi.KEYED_MAX_N
+    assert shifts["MPT_KEYED_MAX_WINDOW"] == _ffi.KEYED_MAX_WINDOW
     assert int(defines["MPT_ABI_VERSION"]) == _ffi.ABI_VERSION
     assert int(defines["MPT_VERSION_MAJOR"]) == _ffi.VERSION_MAJOR
     assert int(defines["MPT_VERSION_MINOR"]) >= _ffi.VERSION_MINOR
@@ -155,7 +180,7 @@ def test_constants_match_the_header(header):
         if name.startswith(("STATUS_", "HARDCAP_")) and isinstance(value, int)
     }
     assert known == enums
-    assert len(known) == 19 + 4 and known["MPT_STATUS_UNREACHABLE"] == 18
+    assert len(known) == 20 + 4 and known["MPT_STATUS_NO_ROOM"] == 19
     for code, name in _ffi.STATUS_NAMES.items():
         assert enums[name] == code
 

@@ -7,7 +7,8 @@
 # A thin binding of the C library libmp_throttle (include/mp_throttle.h)
 # through the ffi gem. MpThrottle::Native is the raw C API, one
 # attach_function per C function; MpThrottle::Throttle is the Ruby face, with
-# the names of the Python package mp_throttle 0.0.5. README.md beside this
+# the names of the Python package mp_throttle 0.0.5; MpThrottle::KeyedThrottle
+# is many throttles in one, a schedule per key (the C mpt_keyed_* functions). README.md beside this
 # directory says how to use it; the header says what each call guarantees.
 #
 # Where the library is loaded from (the first of libmp_throttle.so.0,
@@ -138,6 +139,22 @@ module MpThrottle
              :mean_per_second, :double
     end
 
+    # struct mpt_key_stats (24 bytes): what mpt_keyed_key_stats reports.
+    class KeyStats < FFI::Struct
+      layout :in_table, :uint32,
+             :granted, :uint64,
+             :since_ns, :int64
+    end
+
+    # struct mpt_keyed_stats (64 bytes): what mpt_keyed_get_stats reports.
+    class KeyedStats < FFI::Struct
+      layout :live_keys, :uint64,
+             :capacity, :uint64,
+             :evictions, :uint64,
+             :added, :uint64,
+             :summary, Summary
+    end
+
     # Every function of mp_throttle.h: name => [parameter types, return type,
     # library version that introduced it]. `:string` is a `const char *` in,
     # `:pointer` any other pointer. The tests compare this table with the
@@ -171,6 +188,24 @@ module MpThrottle
       mpt_cancel_fire: [%i[pointer], :int32, [0, 2, 0]],
       mpt_cancel_reset: [%i[pointer], :int32, [0, 2, 0]],
       mpt_await_fuel_cancellable: [%i[pointer uint64 double pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_new: [%i[uint64 double uint64 pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_create_named: [%i[string uint64 double uint64 pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_open: [%i[string pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_free: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_keyed_start: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_keyed_stop: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_kill: [%i[pointer], :int32, [0, 2, 0]],
+      mpt_keyed_is_running: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_await_fuel: [%i[pointer pointer size_t uint64 double pointer], :int32, [0, 2, 0]],
+      mpt_keyed_await_fuel_cancellable: [%i[pointer pointer size_t uint64 double pointer pointer],
+                                         :int32, [0, 2, 0]],
+      mpt_keyed_has_fuel: [%i[pointer pointer size_t uint64 pointer], :int32, [0, 2, 0]],
+      mpt_keyed_peek: [%i[pointer pointer size_t uint64 pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_forget: [%i[pointer pointer size_t pointer], :int32, [0, 2, 0]],
+      mpt_keyed_key_stats: [%i[pointer pointer size_t pointer], :int32, [0, 2, 0]],
+      mpt_keyed_get_stats: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_latest: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_mean: [%i[pointer pointer], :int32, [0, 2, 0]],
       mpt_get_rate: [%i[pointer pointer pointer], :int32, [0, 2, 0]],
       mpt_get_options: [%i[pointer pointer], :int32, [0, 2, 0]],
       mpt_throttle_created: [%i[pointer pointer], :int32, [0, 2, 0]],
@@ -191,9 +226,12 @@ module MpThrottle
     # mpt_stop and mpt_throttle_free join this process's monitor thread;
     # create_named and open wait up to 2 s for another process's creation;
     # connect and unlink_url talk to a Redis server (up to 2 s per step).
+    # The keyed throttles' calls likewise.
     BLOCKING = %i[
       mpt_await_fuel mpt_await_fuel_n mpt_await_fuel_cancellable mpt_stop mpt_throttle_free
       mpt_throttle_create_named mpt_throttle_open mpt_throttle_connect mpt_throttle_unlink_url
+      mpt_keyed_await_fuel mpt_keyed_await_fuel_cancellable mpt_keyed_stop mpt_keyed_free
+      mpt_keyed_create_named mpt_keyed_open
     ].freeze
 
     # Functions of a newer library than the one loaded (see FUNCTIONS), which
@@ -234,6 +272,7 @@ module MpThrottle
     MISMATCH = 16
     CANCELLED = 17
     UNREACHABLE = 18
+    NO_ROOM = 19
   end
 
   # Hardcaps (enum mpt_hardcap), by the symbol Throttle.new takes.
@@ -245,6 +284,14 @@ module MpThrottle
   OPTIONS_VERSION = 2
   # MPT_AUTO_EMIT_DEFAULT.
   AUTO_EMIT_DEFAULT = -1
+  # MPT_KEY_MAX: the longest key of a KeyedThrottle, in bytes.
+  KEY_MAX = 128
+  # MPT_KEYED_MAX_CAPACITY: the most keys a KeyedThrottle holds.
+  KEYED_MAX_CAPACITY = 1 << 26
+  # MPT_KEYED_MAX_N: the largest max_n of a KeyedThrottle ...
+  KEYED_MAX_N = 1 << 24
+  # ... and MPT_KEYED_MAX_WINDOW with hardcap: :window.
+  KEYED_MAX_WINDOW = 1 << 16
 
   # Something the library refused. #status is the mpt_status code, #detail
   # the library's own message for the failed call, #function the C function.
@@ -285,6 +332,11 @@ module MpThrottle
   # The store that holds the throttle could not be reached (a store on
   # another machine; never a throttle in shared memory).
   class Unreachable < Error; end
+  # A KeyedThrottle's table has no room for a new key: it holds its
+  # capacity of keys (or the slots the key may go in are taken) and every
+  # one of them still holds back fuel, so none may be dropped for it.
+  # Nothing was taken.
+  class NoRoom < Error; end
   # A Throttle used after #close (the library never sees the call).
   class ClosedError < BadHandle
     def initialize
@@ -307,7 +359,8 @@ module MpThrottle
     Status::PERMISSION_DENIED => PermissionDenied,
     Status::MISMATCH => Mismatch,
     Status::CANCELLED => Cancelled,
-    Status::UNREACHABLE => Unreachable
+    Status::UNREACHABLE => Unreachable,
+    Status::NO_ROOM => NoRoom
   }.freeze
   private_constant :ERRORS
 
@@ -464,6 +517,23 @@ module MpThrottle
       name
     end
 
+    # A key of a KeyedThrottle as [pointer, length]: its bytes copied out of
+    # Ruby's heap (the call may run without the GVL). A String of UTF-8,
+    # US-ASCII or binary (ASCII-8BIT) is used as its bytes, NUL bytes
+    # included; one of another encoding is transcoded to UTF-8 first, so
+    # that equal text is one key. The library checks the length (0 to
+    # KEY_MAX bytes).
+    def key_arg(key)
+      raise TypeError, "a key must be a String, not #{key.class}" unless key.is_a?(String)
+
+      unless [Encoding::UTF_8, Encoding::BINARY, Encoding::US_ASCII].include?(key.encoding)
+        key = key.encode(Encoding::UTF_8)
+      end
+      pointer = FFI::MemoryPointer.new(:char, [key.bytesize, 1].max)
+      pointer.put_bytes(0, key)
+      [pointer, key.bytesize]
+    end
+
     def url_arg(url)
       raise TypeError, "url must be a String, not #{url.class}" unless url.is_a?(String)
       raise ArgumentError, "url must not contain NUL bytes" if url.include?("\0")
@@ -497,6 +567,51 @@ module MpThrottle
     end
   end
   private_constant :Args
+
+  # A wait that an interrupt of the calling thread (Thread#raise,
+  # Thread#kill, Timeout, Ctrl-C, exit) ends at once: the block, given a
+  # new cancellation token, makes the cancellable C call in a helper
+  # thread, while the calling thread waits for the helper in Thread#value,
+  # which an interrupt can end; the token is fired then, which ends the
+  # wait having taken nothing (the units it had reserved go to the waiters
+  # behind it). Returns the block's status; raises the error of a status
+  # neither OK nor in `ok` (read in the helper's thread). Call it inside a
+  # throttle's #call (asynchronous interrupts deferred): only the join of
+  # the helper takes them.
+  module Interruptible
+    module_function
+
+    def wait(function, ok, &cancellable)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(Native.mpt_cancel_new(out), :mpt_cancel_new)
+      token = out.read_pointer
+      # The helper makes the blocking call (without the GVL); this thread
+      # waits for it in Thread#value, which interrupts can end.
+      helper = Thread.new do
+        Thread.current.name = "mp_throttle await_fuel"
+        status = cancellable.call(token)
+        # A failure's message is in the helper's thread: read it there.
+        failed = !(status.zero? || ok.include?(status))
+        [status, failed ? MpThrottle.error_for(status, function) : nil]
+      end
+      begin
+        status, error = Thread.handle_interrupt(Object => :immediate) { helper.value }
+        raise error if error
+
+        status
+      ensure
+        # Interrupted: the token ends the wait, which gives back any unit it
+        # had reserved (the waiters behind it move up); the helper must be
+        # done with the handle and the token before they can go.
+        if helper.alive?
+          Native.mpt_cancel_fire(token)
+          helper.join
+        end
+        Native.mpt_cancel_free(token)
+      end
+    end
+  end
+  private_constant :Interruptible
 
   # A throttle: max_n units of fuel per `per` seconds, shared by every thread
   # of this process, every child forked after it was made and, for a named
@@ -963,32 +1078,8 @@ module MpThrottle
       status = n == 1 ? Native.mpt_has_fuel(handle, grant) : Native.mpt_has_fuel_n(handle, n, grant)
       return status unless status == Status::NO_FUEL
 
-      out = FFI::MemoryPointer.new(:pointer)
-      MpThrottle.check(Native.mpt_cancel_new(out), :mpt_cancel_new)
-      token = out.read_pointer
-      # The helper makes the blocking call (without the GVL); this thread
-      # waits for it in Thread#value, which interrupts can end.
-      helper = Thread.new do
-        Thread.current.name = "mp_throttle await_fuel"
-        status = Native.mpt_await_fuel_cancellable(handle, n, timeout, token, grant)
-        # A failure's message is in the helper's thread: read it there.
-        failed = !(status.zero? || ok.include?(status))
-        [status, failed ? MpThrottle.error_for(status, :mpt_await_fuel_cancellable) : nil]
-      end
-      begin
-        status, error = Thread.handle_interrupt(Object => :immediate) { helper.value }
-        raise error if error
-
-        status
-      ensure
-        # Interrupted: the token ends the wait, which gives back any unit it
-        # had reserved (the waiters behind it move up); the helper must be
-        # done with the handle and the token before they can go.
-        if helper.alive?
-          Native.mpt_cancel_fire(token)
-          helper.join
-        end
-        Native.mpt_cancel_free(token)
+      Interruptible.wait(:mpt_await_fuel_cancellable, ok) do |token|
+        Native.mpt_await_fuel_cancellable(handle, n, timeout, token, grant)
       end
     end
 
@@ -1007,6 +1098,370 @@ module MpThrottle
       out = FFI::MemoryPointer.new(:uint8)
       call(function) { |h| Native.public_send(function, h, out) }
       out.read(:uint8) != 0
+    end
+
+    def stat_pair(function)
+      out = Native::Rate.new
+      call(function) { |h| Native.public_send(function, h, out) }
+      [out[:seconds_between], out[:per_second]]
+    end
+  end
+
+  # What KeyedThrottle#key_stats returns: whether the key is in the table
+  # (false: never used, forgotten, or dropped once idle; the other fields
+  # are then 0), the units granted to it since it was added, and when that
+  # was (Integer CLOCK_MONOTONIC nanoseconds, see MpThrottle.clock_now).
+  KeyStats = Struct.new(:in_table, :granted, :since_ns)
+
+  # What KeyedThrottle#stats returns: the keys in the table now, the most it
+  # holds, the idle keys dropped to make room for new ones (ever), the keys
+  # added (ever: a key dropped and used again counts twice), and the Summary
+  # of the whole keyed throttle (what #stop would return, now).
+  KeyedStats = Struct.new(:live_keys, :capacity, :evictions, :added, :summary)
+
+  # Many throttles in one: at most max_n units of fuel per `per` seconds for
+  # each key (a host, a user, an API token), shared by every thread of this
+  # process, every child forked after it was made and, for a named one,
+  # every process that opens the name. One configuration, and a table of up
+  # to `capacity` keys made at once; each key has a schedule of its own,
+  # with every guarantee of its hardcap: a key at its limit never slows
+  # another, and waiters on one key are served first come, first served.
+  # Library 0.2.0 or later (the C mpt_keyed_* functions).
+  #
+  # Keys are Strings of 0 to KEY_MAX (128) bytes, NUL bytes included (see
+  # Args.key_arg: text is used as its UTF-8, so "é" and "\xC3\xA9".b are
+  # one key); a longer one raises MpThrottle::InvalidArgument. A key never
+  # seen has a full tank: its first request goes at once. A key is added to
+  # the table by its first #await_fuel or #has_fuel?, and dropped only when
+  # it has become exactly like a key never seen (its tank full again) and
+  # the room is needed for a new key, or by #forget. A new key for which
+  # there is no room (every key in the table still holds back fuel) raises
+  # MpThrottle::NoRoom, having taken nothing.
+  #
+  # Thread-safe as Throttle is: any method from any thread, #close included.
+  class KeyedThrottle
+    # KeyedThrottle.new(max_n, per, capacity, **options): an anonymous keyed
+    # throttle, shared with the children forked after it.
+    #
+    # - max_n: 1 to KEYED_MAX_N units per key (KEYED_MAX_WINDOW with
+    #   hardcap: :window); per: seconds; capacity: 1 to KEYED_MAX_CAPACITY
+    #   keys (192 bytes of shared memory for each of about 1.25 * capacity
+    #   slots rounded up to a power of two, reserved at once).
+    # - hardcap: :limit (default), :one, :none or :window, per key.
+    # - as_monitor: true (default: the statistics of the whole keyed
+    #   throttle, #latest and #mean; each grant counts one emission) or
+    #   false.
+    # - rf_rate, timer_slack_ns, spin_s: as for Throttle.new.
+    #
+    # There is no as_throttle (a keyed throttle always rations) and no
+    # auto_emit. Raises MpThrottle::InvalidArgument for numbers out of
+    # range.
+    def initialize(max_n, per, capacity, hardcap: :limit, as_monitor: true, rf_rate: nil,
+                   timer_slack_ns: nil, spin_s: nil)
+      Args.require_function(:mpt_keyed_new)
+      options = Args.build_options(hardcap: hardcap, as_monitor: as_monitor, rf_rate: rf_rate,
+                                   timer_slack_ns: timer_slack_ns, spin_s: spin_s)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_keyed_new(Args.count(max_n, "max_n"), Args.seconds(per, "per"),
+                             Args.count(capacity, "capacity"), options, out),
+        :mpt_keyed_new
+      )
+      adopt(out.read_pointer, nil)
+    end
+
+    # The named keyed throttle `name` (1 to 200 bytes, no '/'), which any
+    # process of this user can open by name: creates it, or opens it if it
+    # exists with the same configuration, capacity included
+    # (MpThrottle::Mismatch otherwise, and for a plain Throttle of that
+    # name). The options are those of KeyedThrottle.new, and group_shared
+    # as for Throttle.create_named. Closing it does not remove the name:
+    # KeyedThrottle.unlink does. With a block: yields the keyed throttle,
+    # closes it afterwards and returns the block's value.
+    def self.create_named(name, max_n, per, capacity, hardcap: :limit, as_monitor: true,
+                          rf_rate: nil, timer_slack_ns: nil, spin_s: nil, group_shared: false,
+                          &block)
+      Args.require_function(:mpt_keyed_create_named)
+      options = Args.build_options(hardcap: hardcap, as_monitor: as_monitor, rf_rate: rf_rate,
+                                   timer_slack_ns: timer_slack_ns, spin_s: spin_s,
+                                   group_shared: group_shared)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_keyed_create_named(Args.name_arg(name), Args.count(max_n, "max_n"),
+                                      Args.seconds(per, "per"), Args.count(capacity, "capacity"),
+                                      options, out),
+        :mpt_keyed_create_named
+      )
+      from_handle(out.read_pointer, name, &block)
+    end
+
+    # Opens the named keyed throttle `name`, adopting its configuration;
+    # the options as for Throttle.open. MpThrottle::NotFound if there is no
+    # such name, MpThrottle::Mismatch if it is a plain throttle. With a
+    # block: as create_named.
+    def self.open(name, timer_slack_ns: nil, spin_s: nil, group_shared: false, &block)
+      Args.require_function(:mpt_keyed_open)
+      options = Args.build_options(timer_slack_ns: timer_slack_ns, spin_s: spin_s,
+                                   group_shared: group_shared)
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(Native.mpt_keyed_open(Args.name_arg(name), options, out), :mpt_keyed_open)
+      from_handle(out.read_pointer, name, &block)
+    end
+
+    # Removes a name (mpt_throttle_unlink; the names of keyed and plain
+    # throttles are one namespace). Processes that have it open go on using
+    # it. MpThrottle::NotFound if there is no such name.
+    def self.unlink(name)
+      Throttle.unlink(name)
+    end
+
+    # The name of a named keyed throttle, nil for an anonymous one.
+    attr_reader :name
+
+    # Starts (or resumes) the keyed throttle: clears the kill flag and, with
+    # as_monitor, starts the monitor thread in this process. Keys keep their
+    # schedules across a stop and a start. MpThrottle::WrongState if it is
+    # running already. Returns self.
+    def start
+      call(:mpt_keyed_start) { |h| Native.mpt_keyed_start(h) }
+      self
+    end
+
+    # Stops (pauses) the keyed throttle: sets the kill flag, wakes every
+    # waiter on every key in every process and returns the Summary of the
+    # whole keyed throttle (each grant is one emission).
+    # MpThrottle::WrongState if it is not running.
+    def stop
+      out = Native::Summary.new
+      call(:mpt_keyed_stop) { |h| Native.mpt_keyed_stop(h, out) }
+      Args.summary_of(out)
+    end
+
+    # Sets the kill flag: every waiter on every key, in every process,
+    # returns nil at once, and so does every later call that takes fuel,
+    # until the next #start (after a #stop). Returns self.
+    def kill
+      call(:mpt_keyed_kill) { |h| Native.mpt_keyed_kill(h) }
+      self
+    end
+
+    # Whether the keyed throttle is running (started and not stopped).
+    def running?
+      out = FFI::MemoryPointer.new(:uint8)
+      call(:mpt_keyed_is_running) { |h| Native.mpt_keyed_is_running(h, out) }
+      out.read(:uint8) != 0
+    end
+
+    # Blocks until `n` units of the fuel of `key` are granted, all at once
+    # (true), `timeout` seconds pass (false; nil: no limit) or the kill flag
+    # is set (nil: #stop or #kill was called; nothing was taken). Before
+    # #start it waits for the start. `n` is at most what a key's tank holds
+    # (max_n; 1 with hardcap: :one). MpThrottle::NoRoom for a new key the
+    # table has no room for. Interrupts (Thread#raise, Thread#kill,
+    # Timeout, Ctrl-C) end the wait at once, having taken nothing, as
+    # Throttle#await_fuel's.
+    def await_fuel(key, n: 1, timeout: nil)
+      status = wait_for_fuel(key, n, timeout, nil)
+      status == Status::OK ? true : Args.not_taken(status)
+    end
+
+    # As #await_fuel, but returns the grant time (Integer CLOCK_MONOTONIC
+    # nanoseconds) instead of true.
+    def await_fuel_ns(key, n: 1, timeout: nil)
+      grant = FFI::MemoryPointer.new(:int64)
+      status = wait_for_fuel(key, n, timeout, grant)
+      status == Status::OK ? grant.read(:int64) : Args.not_taken(status)
+    end
+
+    # Takes `n` units of the fuel of `key` if its tank holds them now
+    # (true); false if it does not, the keyed throttle is not running, or
+    # the kill flag is set. Never blocks. MpThrottle::NoRoom for a new key
+    # the table has no room for.
+    def has_fuel?(key, n: 1)
+      take_fuel(Args.key_arg(key), Args.count(n, "n"), nil) == Status::OK
+    end
+
+    # As #has_fuel?, but returns the grant time (nanoseconds) or nil.
+    def has_fuel_ns(key, n: 1)
+      grant = FFI::MemoryPointer.new(:int64)
+      status = take_fuel(Args.key_arg(key), Args.count(n, "n"), grant)
+      status == Status::OK ? grant.read(:int64) : nil
+    end
+
+    # Without taking anything, and without adding the key: [units in the
+    # tank of `key` now, seconds until `n` units would be granted to a
+    # waiter arriving now, after those queued on the key]. A key not in the
+    # table has a full tank. MpThrottle::Error with status KILLED while the
+    # kill flag is set, MpThrottle::NotRunning before #start.
+    def peek_fuel(key, n: 1)
+      pointer, length = Args.key_arg(key)
+      n = Args.count(n, "n")
+      level = FFI::MemoryPointer.new(:uint64)
+      wait = FFI::MemoryPointer.new(:double)
+      call(:mpt_keyed_peek) { |h| Native.mpt_keyed_peek(h, pointer, length, n, level, wait) }
+      [level.read(:uint64), wait.read(:double)]
+    end
+
+    # Drops `key` from the table, whatever its state: its next use starts
+    # afresh, as a key never seen (which may let through what its schedule
+    # still held back). Waiters asleep on it keep their grant times. True
+    # if the key was in the table.
+    def forget(key)
+      pointer, length = Args.key_arg(key)
+      found = FFI::MemoryPointer.new(:uint8)
+      call(:mpt_keyed_forget) { |h| Native.mpt_keyed_forget(h, pointer, length, found) }
+      found.read(:uint8) != 0
+    end
+
+    # The figures of `key`: a KeyStats (in_table, granted, since_ns).
+    def key_stats(key)
+      pointer, length = Args.key_arg(key)
+      out = Native::KeyStats.new
+      call(:mpt_keyed_key_stats) { |h| Native.mpt_keyed_key_stats(h, pointer, length, out) }
+      KeyStats.new(out[:in_table] != 0, out[:granted], out[:since_ns])
+    end
+
+    # The figures of the whole keyed throttle: a KeyedStats (live_keys,
+    # capacity, evictions, added, summary).
+    def stats
+      out = Native::KeyedStats.new
+      call(:mpt_keyed_get_stats) { |h| Native.mpt_keyed_get_stats(h, out) }
+      KeyedStats.new(out[:live_keys], out[:capacity], out[:evictions], out[:added],
+                     Args.summary_of(out[:summary]))
+    end
+
+    # The most keys the table holds (as made).
+    def capacity
+      stats.capacity
+    end
+
+    # Statistics over every key, each a pair [seconds between emissions,
+    # emissions per second]; MpThrottle::MonitorOff without a monitor. The
+    # last second (sliding).
+    def latest
+      stat_pair(:mpt_keyed_latest)
+    end
+
+    # Over the whole running time.
+    def mean
+      stat_pair(:mpt_keyed_mean)
+    end
+
+    # Releases this process's handle (mpt_keyed_free). Idempotent; later
+    # calls raise MpThrottle::ClosedError. Neither stops the keyed throttle
+    # nor removes its name. If it is not closed, the garbage collector
+    # releases the handle (or the process's exit).
+    def close
+      free_now = @lock.synchronize do
+        return nil if @closed
+
+        @closed = true
+        @in_flight = 0 if @pid != Process.pid # calls in flight were the parent's
+        @in_flight.zero?
+      end
+      release if free_now
+      nil
+    end
+
+    def closed?
+      @closed
+    end
+
+    def inspect
+      label = @name ? " #{@name.inspect}" : ""
+      "#<#{self.class}#{label} #{@closed ? 'closed' : 'open'}>"
+    end
+
+    # --- internals -------------------------------------------------------
+
+    # mpt_keyed_free, for FFI::AutoPointer (see Throttle::RELEASE); nil with
+    # a library that lacks keyed throttles (nothing is ever made then).
+    RELEASE = Native.respond_to?(:mpt_keyed_free) ? Native.method(:mpt_keyed_free) : nil
+    private_constant :RELEASE
+
+    def self.from_handle(pointer, name)
+      keyed = allocate
+      keyed.send(:adopt, pointer, name)
+      return keyed unless block_given?
+
+      begin
+        yield keyed
+      ensure
+        keyed.close
+      end
+    end
+    private_class_method :from_handle
+
+    private
+
+    def adopt(pointer, name)
+      @handle = FFI::AutoPointer.new(pointer, RELEASE)
+      @name = name&.dup&.freeze
+      @lock = Mutex.new
+      @closed = false
+      @in_flight = 0
+      @pid = Process.pid
+    end
+
+    # A copy would share the handle and free it twice.
+    def initialize_copy(_other)
+      raise TypeError, "#{self.class} cannot be copied (share the object itself)"
+    end
+
+    # One library call on the handle, as Throttle#call: raises for a status
+    # that is neither OK nor one of `ok`; the handle stays valid during the
+    # call even if another thread closes the keyed throttle meanwhile.
+    def call(function, ok: [])
+      Thread.handle_interrupt(Object => :never) do
+        handle = @lock.synchronize do
+          raise ClosedError if @closed
+
+          @in_flight += 1
+          @handle
+        end
+        begin
+          status = yield handle
+          raise MpThrottle.error_for(status, function) unless status.zero? || ok.include?(status)
+
+          status
+        ensure
+          release if @lock.synchronize { (@in_flight -= 1).zero? && @closed }
+        end
+      end
+    end
+
+    def release
+      @handle.autorelease = false
+      MpThrottle.check(Native.mpt_keyed_free(@handle), :mpt_keyed_free)
+    end
+
+    def wait_for_fuel(key, n, timeout, grant)
+      pointer, length = Args.key_arg(key)
+      n = Args.count(n, "n")
+      timeout = timeout.nil? ? FOREVER : Args.seconds(timeout, "timeout", zero: true)
+      if timeout.zero?
+        # A wait of 0 s is the has_fuel check (NO_FUEL where the wait says
+        # TIMEOUT), as Throttle#await_fuel makes it.
+        status = take_fuel([pointer, length], n, grant)
+        return status == Status::NO_FUEL ? Status::TIMEOUT : status
+      end
+      ok = [Status::TIMEOUT, Status::KILLED]
+      call(:mpt_keyed_await_fuel_cancellable, ok: ok) do |h|
+        # Fuel there now, the kill flag set or no room: no thread needed.
+        status = Native.mpt_keyed_has_fuel(h, pointer, length, n, grant)
+        next status unless status == Status::NO_FUEL
+
+        Interruptible.wait(:mpt_keyed_await_fuel_cancellable, ok) do |token|
+          Native.mpt_keyed_await_fuel_cancellable(h, pointer, length, n, timeout, token, grant)
+        end
+      end
+    end
+
+    def take_fuel(key, n, grant)
+      pointer, length = key
+      call(:mpt_keyed_has_fuel, ok: [Status::NO_FUEL, Status::KILLED]) do |h|
+        Native.mpt_keyed_has_fuel(h, pointer, length, n, grant)
+      end
     end
 
     def stat_pair(function)

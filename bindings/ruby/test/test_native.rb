@@ -95,7 +95,9 @@ class TestNative < Minitest::Test
     structs = {
       "mpt_options" => MpThrottle::Native::Options,
       "mpt_rate" => MpThrottle::Native::Rate,
-      "mpt_summary" => MpThrottle::Native::Summary
+      "mpt_summary" => MpThrottle::Native::Summary,
+      "mpt_key_stats" => MpThrottle::Native::KeyStats,
+      "mpt_keyed_stats" => MpThrottle::Native::KeyedStats
     }
     # The members, in order, as the header declares them.
     structs.each do |c_name, klass|
@@ -151,6 +153,21 @@ class TestNative < Minitest::Test
     assert_equal Integer(header[/^#define MPT_OPTIONS_VERSION (\d+)$/, 1]), MpThrottle::OPTIONS_VERSION
     assert_equal Integer(header[/^#define MPT_AUTO_EMIT_DEFAULT (-?\d+)$/, 1]), MpThrottle::AUTO_EMIT_DEFAULT
     assert_equal Integer(header[/^#define MPT_ABI_VERSION (\d+)$/, 1]), MpThrottle::Native::ABI_VERSION
+    assert_equal Integer(header[/^#define MPT_KEY_MAX (\d+)$/, 1]), MpThrottle::KEY_MAX
+    { "CAPACITY" => MpThrottle::KEYED_MAX_CAPACITY, "N" => MpThrottle::KEYED_MAX_N,
+      "WINDOW" => MpThrottle::KEYED_MAX_WINDOW }.each do |name, value|
+      base, shift = header.match(/^#define MPT_KEYED_MAX_#{name} \((\d+) << (\d+)\)$/)&.captures
+      refute_nil base, "MPT_KEYED_MAX_#{name} not found in the header"
+      assert_equal Integer(base) << Integer(shift), value, "MPT_KEYED_MAX_#{name}"
+    end
+    # Every failure status has its error class (one per status).
+    failures = ours.reject { |name, _| %w[OK TIMEOUT KILLED NO_FUEL].include?(name) }
+    failures.each do |name, value|
+      error = MpThrottle.error_for(value, :mpt_test)
+      refute_equal MpThrottle::Error, error.class, "MPT_STATUS_#{name} has no error class"
+      assert_equal value, error.status
+    end
+    assert_instance_of MpThrottle::NoRoom, MpThrottle.error_for(MpThrottle::Status::NO_ROOM, :f)
   end
 
   def test_version_and_library_location
