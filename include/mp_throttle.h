@@ -685,6 +685,45 @@ mpt_status mpt_keyed_open(const char *name,
                           struct mpt_keyed **out_keyed);
 
 /**
+ * Creates keyed throttle `name` in the Redis server at `url`, or joins it
+ * if it exists there with the same configuration: processes on any number
+ * of hosts share each key's schedule, as `mpt_throttle_connect` shares a
+ * plain throttle's (its notes on URLs, clocks, rates and `fork()` hold
+ * here too). The handle is an `mpt_keyed` like any other.
+ *
+ * Each key is a Redis key of the throttle's hash tag, with an expiry at
+ * the instant the key is idle again (its tank full, its window empty;
+ * NONE: not ahead of its schedule), so Redis forgets idle keys by itself:
+ * there is no capacity and never `MPT_STATUS_NO_ROOM` (`mpt_keyed_stats`
+ * reports a `capacity` of 0, and `evictions` counts the keys that went
+ * idle). Every reservation is one round trip (no batches). Units given
+ * back (a cancelled or killed waiter) go back only if nothing was reserved
+ * on the key after them, and never with WINDOW.
+ *
+ * - `url`, `name`, `max_n`, `per_s`, `options`: as for
+ *   `mpt_throttle_connect`; `max_n` at most `MPT_KEYED_MAX_N`.
+ * - `out_keyed`: not NULL; receives the handle, freed with
+ *   `mpt_keyed_free`.
+ *
+ * Returns: as `mpt_throttle_connect` (`MPT_STATUS_MISMATCH` also for a
+ * plain throttle of that name).
+ *
+ * Thread safety: safe. Fork safety: as `mpt_throttle_connect`. Blocking:
+ * as `mpt_throttle_connect`. Since: 0.2.0.
+ *
+ * # Safety
+ * `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
+ * or valid; `out_keyed` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_connect(const char *url,
+                             const char *name,
+                             uint64_t max_n,
+                             double per_s,
+                             const struct mpt_options *options,
+                             struct mpt_keyed **out_keyed);
+
+/**
  * Frees a keyed throttle handle (as `mpt_throttle_free`).
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_BAD_HANDLE`.

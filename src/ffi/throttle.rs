@@ -376,7 +376,7 @@ fn connect(_url: &str, _name: &str, _config: Config) -> crate::error::Result<Any
 }
 
 #[cfg(not(feature = "redis"))]
-fn unsupported_redis() -> crate::error::Error {
+pub(super) fn unsupported_redis() -> crate::error::Error {
     crate::error::Error::Unsupported(
         "this library was built without the Redis store (cargo feature `redis`)".into(),
     )

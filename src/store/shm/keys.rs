@@ -35,6 +35,7 @@
 use super::lock::{self, Held, HeldByLive};
 use crate::schedule::Schedule;
 use crate::schedule::key::{KeyReservation, KeyState, KeyTicket, incarnation};
+use crate::store::KeyFigures;
 use portable_atomic::AtomicU128;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
@@ -170,15 +171,6 @@ pub enum Refusal {
     Locked(HeldByLive),
     /// The table holds values no correct process writes.
     Corrupt(&'static str),
-}
-
-/// One key's figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyFigures {
-    /// Units granted to the key since it was added.
-    pub granted: u64,
-    /// When it was added (clock ns).
-    pub since_ns: i64,
 }
 
 /// The table, over the words that follow the shared state.
