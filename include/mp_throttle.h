@@ -167,7 +167,8 @@ enum mpt_status
    */
   MPT_STATUS_NULL_POINTER = 5,
   /**
-   * The handle is not a live `mpt_throttle` (freed, or not one at all).
+   * The handle is not a live one of the type the call takes
+   * (`mpt_throttle`, `mpt_keyed`, `mpt_cancel`): freed, or not one at all.
    */
   MPT_STATUS_BAD_HANDLE = 6,
   /**
@@ -398,7 +399,10 @@ typedef struct mpt_key_stats {
    */
   uint32_t in_table;
   /**
-   * Units of fuel granted to the key since it was added to the table.
+   * Units of fuel taken from the key since it was added to the table:
+   * granted, or reserved by a waiter still asleep, or by one whose wait
+   * a stop, kill or cancel ended when its units could not be given back
+   * (see `mpt_keyed_await_fuel`).
    */
   uint64_t granted;
   /**
@@ -789,6 +793,50 @@ mpt_status mpt_keyed_kill(const struct mpt_keyed *keyed);
  * `keyed` must be NULL or a live handle; `out_is_running` NULL or valid.
  */
 mpt_status mpt_keyed_is_running(const struct mpt_keyed *keyed, bool *out_is_running);
+
+/**
+ * Whether the kill flag of the keyed throttle is set.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_is_set` NULL or valid.
+ */
+mpt_status mpt_keyed_kill_flag_is_set(const struct mpt_keyed *keyed, bool *out_is_set);
+
+/**
+ * The configuration of a keyed throttle: what it was made with (for one
+ * opened by name or joined in Redis: its creator's), and this handle's own
+ * waiting preferences, as `mpt_get_options` gives a plain throttle's; and
+ * whether this handle made it.
+ *
+ * - `out_options`: may be NULL; as for `mpt_get_options`.
+ * - `out_max_n`, `out_per_s`: may be NULL; the rate of each key.
+ * - `out_capacity`: may be NULL; the most keys (0 in Redis: no bound).
+ * - `out_created`: may be NULL; whether this handle made the throttle
+ *   (`mpt_keyed_new`; a create or connect that made the name) rather than
+ *   opened or joined one.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_options` NULL or as for
+ * `mpt_get_options`; every other out pointer NULL or valid.
+ */
+mpt_status mpt_keyed_get_config(const struct mpt_keyed *keyed,
+                                struct mpt_options *out_options,
+                                uint64_t *out_max_n,
+                                double *out_per_s,
+                                uint64_t *out_capacity,
+                                bool *out_created);
 
 /**
  * Blocks until `n` units of the fuel of `key` are granted, all at once,
@@ -1195,6 +1243,8 @@ mpt_status mpt_throttle_create_named(const char *name,
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+ * `MPT_STATUS_MISMATCH` (a keyed throttle has that name: open it with
+ * `mpt_keyed_open`);
  * `MPT_STATUS_PERMISSION_DENIED` (another user's, not shared as above; the
  * message names the owner: uid, and user name when known);
  * `MPT_STATUS_CORRUPT` (not a throttle, not a regular file, truncated,

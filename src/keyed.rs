@@ -451,6 +451,18 @@ impl AnyKeyed {
     pub fn is_running(&self) -> bool {
         each!(self, k => k.is_running())
     }
+    /// See [`Keyed::kill_flag_is_set`].
+    pub fn kill_flag_is_set(&self) -> bool {
+        each!(self, k => k.kill_flag_is_set())
+    }
+    /// See [`Keyed::config`].
+    pub fn config(&self) -> &Config {
+        each!(self, k => k.config())
+    }
+    /// See [`Keyed::created`].
+    pub fn created(&self) -> bool {
+        each!(self, k => k.created())
+    }
     /// See [`Keyed::has_fuel`].
     #[inline]
     pub fn has_fuel(&self, key: &[u8], n: u64) -> Result<i64> {

@@ -53,7 +53,10 @@ pub struct MptKeyStats {
     /// 1 if the key is in the table; 0 if not (never used, forgotten, or
     /// dropped once idle), and then the other fields are 0.
     pub in_table: u32,
-    /// Units of fuel granted to the key since it was added to the table.
+    /// Units of fuel taken from the key since it was added to the table:
+    /// granted, or reserved by a waiter still asleep, or by one whose wait
+    /// a stop, kill or cancel ended when its units could not be given back
+    /// (see `mpt_keyed_await_fuel`).
     pub granted: u64,
     /// When it was added, in `CLOCK_MONOTONIC` nanoseconds.
     pub since_ns: i64,
@@ -407,6 +410,83 @@ pub unsafe extern "C" fn mpt_keyed_is_running(
         let running = unsafe { self::keyed(keyed)? }.is_running();
         // SAFETY: checked non-NULL; valid per the contract.
         unsafe { write(out_is_running, running) };
+        Ok(())
+    })
+}
+
+/// Whether the kill flag of the keyed throttle is set.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `keyed` must be NULL or a live handle; `out_is_set` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_keyed_kill_flag_is_set(
+    keyed: *const MptKeyed,
+    out_is_set: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_is_set, "out_is_set")?;
+        // SAFETY: NULL or live, per the contract.
+        let set = unsafe { self::keyed(keyed)? }.kill_flag_is_set();
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_is_set, set) };
+        Ok(())
+    })
+}
+
+/// The configuration of a keyed throttle: what it was made with (for one
+/// opened by name or joined in Redis: its creator's), and this handle's own
+/// waiting preferences, as `mpt_get_options` gives a plain throttle's; and
+/// whether this handle made it.
+///
+/// - `out_options`: may be NULL; as for `mpt_get_options`.
+/// - `out_max_n`, `out_per_s`: may be NULL; the rate of each key.
+/// - `out_capacity`: may be NULL; the most keys (0 in Redis: no bound).
+/// - `out_created`: may be NULL; whether this handle made the throttle
+///   (`mpt_keyed_new`; a create or connect that made the name) rather than
+///   opened or joined one.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `keyed` must be NULL or a live handle; `out_options` NULL or as for
+/// `mpt_get_options`; every other out pointer NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_keyed_get_config(
+    keyed: *const MptKeyed,
+    out_options: *mut MptOptions,
+    out_max_n: *mut u64,
+    out_per_s: *mut f64,
+    out_capacity: *mut u64,
+    out_created: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let k = unsafe { self::keyed(keyed)? };
+        let c = k.config();
+        if !out_options.is_null() {
+            // SAFETY: non-NULL, and as for mpt_get_options per the contract.
+            unsafe { super::throttle::write_options(out_options, c) };
+        }
+        let rate = c.schedule.rate();
+        let capacity = if c.key_geometry().is_some() { c.keys } else { 0 };
+        // SAFETY: NULL or valid, per the contract (each).
+        unsafe { write_opt(out_max_n, rate.max_n()) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_per_s, rate.per_ns() as f64 / 1e9) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_capacity, capacity) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_created, k.created()) };
         Ok(())
     })
 }
