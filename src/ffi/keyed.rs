@@ -478,7 +478,11 @@ pub unsafe extern "C" fn mpt_keyed_get_config(
             unsafe { super::throttle::write_options(out_options, c) };
         }
         let rate = c.schedule.rate();
-        let capacity = if c.key_geometry().is_some() { c.keys } else { 0 };
+        let capacity = if c.key_geometry().is_some() {
+            c.keys
+        } else {
+            0
+        };
         // SAFETY: NULL or valid, per the contract (each).
         unsafe { write_opt(out_max_n, rate.max_n()) };
         // SAFETY: as above.

@@ -583,10 +583,10 @@ impl super::KeyedStore for ShmStore {
         n: u64,
         now: i64,
         latest: i64,
-        _clock: &dyn Clock,
+        clock: &dyn Clock,
     ) -> Result<Option<super::KeyGrant>> {
         let (table, key) = self.key(key)?;
-        match table.reserve(&key, n, now, latest, CHANGE_PATIENCE_NS) {
+        match table.reserve(&key, n, now, latest, CHANGE_PATIENCE_NS, clock) {
             Ok(keys::Reserved::Granted { slot, ticket, .. }) => Ok(Some(super::KeyGrant {
                 grant: ticket.grant,
                 token: super::KeyToken::Slot(slot, ticket),
