@@ -167,7 +167,8 @@ enum mpt_status
    */
   MPT_STATUS_NULL_POINTER = 5,
   /**
-   * The handle is not a live `mpt_throttle` (freed, or not one at all).
+   * The handle is not a live one of the type the call takes
+   * (`mpt_throttle`, `mpt_keyed`, `mpt_cancel`): freed, or not one at all.
    */
   MPT_STATUS_BAD_HANDLE = 6,
   /**
@@ -398,7 +399,10 @@ typedef struct mpt_key_stats {
    */
   uint32_t in_table;
   /**
-   * Units of fuel granted to the key since it was added to the table.
+   * Units of fuel taken from the key since it was added to the table:
+   * granted, or reserved by a waiter still asleep, or by one whose wait
+   * a stop, kill or cancel ended when its units could not be given back
+   * (see `mpt_keyed_await_fuel`).
    */
   uint64_t granted;
   /**
@@ -685,6 +689,45 @@ mpt_status mpt_keyed_open(const char *name,
                           struct mpt_keyed **out_keyed);
 
 /**
+ * Creates keyed throttle `name` in the Redis server at `url`, or joins it
+ * if it exists there with the same configuration: processes on any number
+ * of hosts share each key's schedule, as `mpt_throttle_connect` shares a
+ * plain throttle's (its notes on URLs, clocks, rates and `fork()` hold
+ * here too). The handle is an `mpt_keyed` like any other.
+ *
+ * Each key is a Redis key of the throttle's hash tag, with an expiry at
+ * the instant the key is idle again (its tank full, its window empty;
+ * NONE: not ahead of its schedule), so Redis forgets idle keys by itself:
+ * there is no capacity and never `MPT_STATUS_NO_ROOM` (`mpt_keyed_stats`
+ * reports a `capacity` of 0, and `evictions` counts the keys that went
+ * idle). Every reservation is one round trip (no batches). Units given
+ * back (a cancelled or killed waiter) go back only if nothing was reserved
+ * on the key after them, and never with WINDOW.
+ *
+ * - `url`, `name`, `max_n`, `per_s`, `options`: as for
+ *   `mpt_throttle_connect`; `max_n` at most `MPT_KEYED_MAX_N`.
+ * - `out_keyed`: not NULL; receives the handle, freed with
+ *   `mpt_keyed_free`.
+ *
+ * Returns: as `mpt_throttle_connect` (`MPT_STATUS_MISMATCH` also for a
+ * plain throttle of that name).
+ *
+ * Thread safety: safe. Fork safety: as `mpt_throttle_connect`. Blocking:
+ * as `mpt_throttle_connect`. Since: 0.2.0.
+ *
+ * # Safety
+ * `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
+ * or valid; `out_keyed` NULL or valid for writing one pointer.
+ */
+MPT_MUST_USE
+mpt_status mpt_keyed_connect(const char *url,
+                             const char *name,
+                             uint64_t max_n,
+                             double per_s,
+                             const struct mpt_options *options,
+                             struct mpt_keyed **out_keyed);
+
+/**
  * Frees a keyed throttle handle (as `mpt_throttle_free`).
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_BAD_HANDLE`.
@@ -750,6 +793,50 @@ mpt_status mpt_keyed_kill(const struct mpt_keyed *keyed);
  * `keyed` must be NULL or a live handle; `out_is_running` NULL or valid.
  */
 mpt_status mpt_keyed_is_running(const struct mpt_keyed *keyed, bool *out_is_running);
+
+/**
+ * Whether the kill flag of the keyed throttle is set.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_is_set` NULL or valid.
+ */
+mpt_status mpt_keyed_kill_flag_is_set(const struct mpt_keyed *keyed, bool *out_is_set);
+
+/**
+ * The configuration of a keyed throttle: what it was made with (for one
+ * opened by name or joined in Redis: its creator's), and this handle's own
+ * waiting preferences, as `mpt_get_options` gives a plain throttle's; and
+ * whether this handle made it.
+ *
+ * - `out_options`: may be NULL; as for `mpt_get_options`.
+ * - `out_max_n`, `out_per_s`: may be NULL; the rate of each key.
+ * - `out_capacity`: may be NULL; the most keys (0 in Redis: no bound).
+ * - `out_created`: may be NULL; whether this handle made the throttle
+ *   (`mpt_keyed_new`; a create or connect that made the name) rather than
+ *   opened or joined one.
+ *
+ * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+ * `MPT_STATUS_BAD_HANDLE`.
+ *
+ * Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+ * Since: 0.2.0.
+ *
+ * # Safety
+ * `keyed` must be NULL or a live handle; `out_options` NULL or as for
+ * `mpt_get_options`; every other out pointer NULL or valid.
+ */
+mpt_status mpt_keyed_get_config(const struct mpt_keyed *keyed,
+                                struct mpt_options *out_options,
+                                uint64_t *out_max_n,
+                                double *out_per_s,
+                                uint64_t *out_capacity,
+                                bool *out_created);
 
 /**
  * Blocks until `n` units of the fuel of `key` are granted, all at once,
@@ -1156,6 +1243,8 @@ mpt_status mpt_throttle_create_named(const char *name,
  *
  * Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
  * `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+ * `MPT_STATUS_MISMATCH` (a keyed throttle has that name: open it with
+ * `mpt_keyed_open`);
  * `MPT_STATUS_PERMISSION_DENIED` (another user's, not shared as above; the
  * message names the owner: uid, and user name when known);
  * `MPT_STATUS_CORRUPT` (not a throttle, not a regular file, truncated,

@@ -11,6 +11,9 @@ use crate::store::shm::keys::{Geometry, MAX_KEYS};
 /// times of 16 bytes (64 MiB at this size).
 pub const MAX_WINDOW: u64 = 1 << 22;
 
+/// [`Config::keys`] of a keyed throttle whose store keeps no table (Redis).
+pub const KEYED_NO_TABLE: u64 = u64::MAX;
+
 /// Shortest monitor refresh interval accepted, in seconds.
 pub const MIN_REFRESH_S: f64 = 1e-6;
 
@@ -83,8 +86,9 @@ pub struct Config {
     pub spin_ns: i64,
     /// See [`Options::group_shared`].
     pub group_shared: bool,
-    /// A keyed throttle (one schedule per key): the most keys it holds;
-    /// 0 for a plain throttle.
+    /// A keyed throttle (one schedule per key): the most keys it holds
+    /// ([`KEYED_NO_TABLE`]: no bound, the store forgets idle keys by
+    /// itself); 0 for a plain throttle.
     pub keys: u64,
 }
 
@@ -169,9 +173,17 @@ impl Config {
         Ok(config)
     }
 
-    /// The key table's shape, for a keyed throttle.
+    /// Validates a keyed throttle whose store keeps no table of its own
+    /// (Redis: each key is a Redis key that expires once idle).
+    pub fn keyed_remote(max_n: u64, per_s: f64, options: &Options) -> Result<Self> {
+        let mut config = Self::keyed(max_n, per_s, 1, options)?;
+        config.keys = KEYED_NO_TABLE;
+        Ok(config)
+    }
+
+    /// The key table's shape, for a keyed throttle in shared memory.
     pub fn key_geometry(&self) -> Option<Geometry> {
-        (self.keys > 0).then(|| Geometry::new(self.keys, &self.schedule))
+        (self.keys > 0 && self.keys <= MAX_KEYS).then(|| Geometry::new(self.keys, &self.schedule))
     }
 
     /// The 16-byte words that follow the shared state: a keyed throttle's

@@ -15,31 +15,23 @@ use crate::cancel::Cancel;
 use crate::config::{self, Config, Options};
 use crate::error::{Error, Result};
 use crate::stats::RatePair;
-use crate::store::Store;
+#[cfg(feature = "redis")]
+use crate::store::redis::RedisStore;
 use crate::store::shm::ShmStore;
-use crate::store::shm::keys::{Key, KeyFigures, Refusal, Reserved, Table};
+use crate::store::{KeyFigures, KeyGrant, KeyedStore, TableFigures};
 use crate::throttle::{Pacing, Summary, Throttle};
 use crate::wait::{NoCancel, Wake};
 
 pub use crate::store::shm::keys::KEY_MAX;
 
-/// How long adding a key waits for a live holder of the table lock (held
-/// for microseconds by a running process).
-const TABLE_PATIENCE_NS: i64 = 200_000_000;
-
-/// One process's handle on a keyed throttle.
+/// One process's handle on a keyed throttle whose state is in store `S`
+/// (by default shared memory).
 #[derive(Debug)]
-pub struct Keyed {
-    throttle: Throttle<ShmStore>,
+pub struct Keyed<S: KeyedStore = ShmStore> {
+    throttle: Throttle<S>,
 }
 
-/// Units reserved on a key by this waiter.
-struct Held {
-    slot: usize,
-    ticket: crate::schedule::key::KeyTicket,
-}
-
-impl Keyed {
+impl Keyed<ShmStore> {
     /// A new keyed throttle of `config` (made by [`Config::keyed`]) in
     /// anonymous shared memory: this process and its `fork()`ed children
     /// share it.
@@ -87,6 +79,53 @@ impl Keyed {
         })
     }
 
+    /// The slot `key`'s hash points at, and the number of slots (tests:
+    /// keys chosen to collide).
+    pub fn home_slot(&self, key: &[u8]) -> Result<(usize, u64)> {
+        let table = self
+            .throttle
+            .store()
+            .table()
+            .ok_or_else(|| Error::WrongState("not a keyed throttle".into()))?;
+        let key = table.key(key).ok_or_else(|| too_long(key.len()))?;
+        Ok((table.home(&key), table.geometry().slots))
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Keyed<RedisStore> {
+    /// Creates keyed throttle `name` in the Redis at `url` (its
+    /// configuration made by [`Config::keyed_remote`]), or joins it if it
+    /// exists there with the same configuration: processes on any number of
+    /// hosts share each key's schedule. Each key is a Redis key of the
+    /// throttle's hash tag, which expires at the instant the key is idle
+    /// again. Errors: as [`Throttle::connect`].
+    pub fn connect(url: &str, name: &str, config: Config) -> Result<Self> {
+        check_keyed(&config)?;
+        Ok(Self {
+            throttle: Throttle::connect(url, name, config)?,
+        })
+    }
+
+    /// Joins the existing keyed throttle `name` in the Redis at `url`.
+    /// Errors: [`Error::Mismatch`] for a plain throttle, and as
+    /// [`Throttle::open_url`].
+    pub fn open_url(url: &str, name: &str, waiting: &Options) -> Result<Self> {
+        let _no_cancel = NoCancel::hold();
+        let (store, config) = RedisStore::open(url, name, waiting)?;
+        if config.keys == 0 {
+            return Err(Error::Mismatch(format!(
+                "{name:?} is a plain throttle, not a keyed one: open it with mpt_throttle_open_url"
+            )));
+        }
+        let clock = std::sync::Arc::new(crate::clock::Monotonic);
+        Ok(Self {
+            throttle: Throttle::with_store(store, config, clock, false),
+        })
+    }
+}
+
+impl<S: KeyedStore> Keyed<S> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         self.throttle.config()
@@ -97,21 +136,12 @@ impl Keyed {
         self.throttle.created()
     }
 
-    fn table(&self) -> Table<'_> {
-        self.throttle
-            .store()
-            .table()
-            .expect("a Keyed is made of a keyed configuration only")
-    }
-
-    /// `key`, checked and hashed.
-    fn key(&self, key: &[u8]) -> Result<Key> {
-        self.table().key(key).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "a key is at most {KEY_MAX} bytes (got {})",
-                key.len()
-            ))
-        })
+    /// `InvalidArgument` for a key over [`KEY_MAX`] bytes.
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.len() > KEY_MAX {
+            return Err(too_long(key.len()));
+        }
+        Ok(())
     }
 
     /// `InvalidArgument` unless `n` units could ever be granted at once.
@@ -132,23 +162,29 @@ impl Keyed {
     }
 
     /// Reserves `n` units of `key` at `now`, granted no later than `latest`.
-    fn reserve(&self, key: &Key, n: u64, now: i64, latest: i64) -> Result<Option<Held>> {
-        match self.table().reserve(key, n, now, latest, TABLE_PATIENCE_NS) {
-            Ok(Reserved::Granted { slot, ticket, .. }) => Ok(Some(Held { slot, ticket })),
-            Ok(Reserved::Later(_)) => Ok(None),
-            Err(refusal) => Err(refused(refusal)),
-        }
+    #[inline]
+    fn reserve(&self, key: &[u8], n: u64, now: i64, latest: i64) -> Result<Option<KeyGrant>> {
+        self.throttle
+            .store()
+            .key_reserve(key, n, now, latest, self.throttle.clock())
     }
 
     /// Hands out reserved units, unless their run ended meanwhile (then
     /// they are given back if they can be).
-    fn granted(&self, held: &Held, n: u64, run_id: u32, arrived: i64) -> Result<i64> {
+    fn granted(
+        &self,
+        key: &[u8],
+        held: &KeyGrant,
+        n: u64,
+        run_id: u32,
+        arrived: i64,
+    ) -> Result<i64> {
         let store = self.throttle.store();
         if store.run_over(run_id) {
-            self.table().give_back(held.slot, n, &held.ticket);
+            store.key_give_back(key, n, held);
             return Err(Error::Killed);
         }
-        let grant = held.ticket.grant.max(arrived);
+        let grant = held.grant.max(arrived);
         if self.config().auto_emit && !store.emit(grant) {
             return Err(Error::Killed);
         }
@@ -161,7 +197,7 @@ impl Keyed {
     /// [`Error::InvalidArgument`] (`n`, or a key over [`KEY_MAX`] bytes).
     pub fn has_fuel(&self, key: &[u8], n: u64) -> Result<i64> {
         self.check_units(n)?;
-        let key = self.key(key)?;
+        self.check_key(key)?;
         let store = self.throttle.store();
         if store.kill_flag() {
             return Err(Error::Killed);
@@ -171,8 +207,8 @@ impl Keyed {
         }
         let run_id = store.run_id();
         let now = self.throttle.clock().now_ns();
-        let held = self.reserve(&key, n, now, now)?.ok_or(Error::NoFuel)?;
-        self.granted(&held, n, run_id, now)
+        let held = self.reserve(key, n, now, now)?.ok_or(Error::NoFuel)?;
+        self.granted(key, &held, n, run_id, now)
     }
 
     /// Blocks until `n` units of `key` are granted, all at once, and returns
@@ -192,15 +228,15 @@ impl Keyed {
         cancel: Option<&Cancel>,
     ) -> Result<i64> {
         self.check_units(n)?;
-        let key = self.key(key)?;
+        self.check_key(key)?;
         let store = self.throttle.store();
         let clock = self.throttle.clock();
         let arrived = clock.now_ns();
         let free = cancel.is_none_or(|token| token.is_usable_here() && !token.is_fired());
-        if free && !store.kill_flag() && store.is_running() {
+        if !S::REMOTE && free && !store.kill_flag() && store.is_running() {
             let run_id = store.run_id();
-            if let Some(held) = self.reserve(&key, n, arrived, arrived)? {
-                return self.granted(&held, n, run_id, arrived);
+            if let Some(held) = self.reserve(key, n, arrived, arrived)? {
+                return self.granted(key, &held, n, run_id, arrived);
             }
         }
         let _no_cancel = NoCancel::hold();
@@ -228,7 +264,7 @@ impl Keyed {
             }
             let run_id = store.run_id();
             let held = if store.is_running() {
-                self.reserve(&key, n, now, deadline.unwrap_or(i64::MAX))?
+                self.reserve(key, n, now, deadline.unwrap_or(i64::MAX))?
             } else {
                 None
             };
@@ -243,19 +279,18 @@ impl Keyed {
             loop {
                 let epoch = store.epoch();
                 if store.run_over(run_id) {
-                    self.table().give_back(held.slot, n, &held.ticket);
+                    store.key_give_back(key, n, &held);
                     return Err(Error::Killed);
                 }
                 if cancelled() {
-                    self.table().give_back(held.slot, n, &held.ticket);
+                    store.key_give_back(key, n, &held);
                     return Err(Error::Cancelled);
                 }
                 let now = clock.now_ns();
-                if now >= held.ticket.grant {
-                    return self.granted(&held, n, run_id, arrived);
+                if now >= held.grant {
+                    return self.granted(key, &held, n, run_id, arrived);
                 }
-                self.throttle
-                    .nap(&mut pacing, epoch, now, held.ticket.grant);
+                self.throttle.nap(&mut pacing, epoch, now, held.grant);
             }
         }
     }
@@ -266,7 +301,7 @@ impl Keyed {
     /// [`Error::Killed`], [`Error::NotRunning`], [`Error::InvalidArgument`].
     pub fn peek(&self, key: &[u8], n: u64) -> Result<(u64, i64)> {
         self.check_units(n)?;
-        let key = self.key(key)?;
+        self.check_key(key)?;
         let store = self.throttle.store();
         if store.kill_flag() {
             return Err(Error::Killed);
@@ -274,8 +309,7 @@ impl Keyed {
         if !store.is_running() {
             return Err(Error::NotRunning);
         }
-        let now = self.throttle.clock().now_ns();
-        self.table().peek(&key, n, now).map_err(refused)
+        store.key_peek(key, n, self.throttle.clock())
     }
 
     /// Drops `key` from the table whatever its state: its next use starts
@@ -283,34 +317,23 @@ impl Keyed {
     /// still held back: the caller asked for it). Waiters already asleep on
     /// it keep their grant times. True if it was in the table.
     pub fn forget(&self, key: &[u8]) -> Result<bool> {
-        let key = self.key(key)?;
+        self.check_key(key)?;
         let _no_cancel = NoCancel::hold();
-        self.table()
-            .forget(&key, TABLE_PATIENCE_NS)
-            .map_err(refused)
+        self.throttle.store().key_forget(key)
     }
 
     /// The figures of `key`: units granted since it was added to the table
     /// and when that was; `None` if it is not in the table (never used, or
     /// dropped: idle).
     pub fn key_figures(&self, key: &[u8]) -> Result<Option<KeyFigures>> {
-        let key = self.key(key)?;
-        Ok(self.table().figures(&key))
+        self.check_key(key)?;
+        self.throttle.store().key_figures(key)
     }
 
-    /// `(live keys, capacity, keys dropped to make room ever, keys added
-    /// ever)`.
-    pub fn table_figures(&self) -> (u64, u64, u64, u64) {
-        let t = self.table();
-        (t.live(), t.geometry().capacity, t.evictions(), t.added())
-    }
-
-    /// The slot `key`'s hash points at, and the number of slots (tests:
-    /// keys chosen to collide).
-    pub fn home_slot(&self, key: &[u8]) -> Result<(usize, u64)> {
-        let key = self.key(key)?;
-        let t = self.table();
-        Ok((t.home(&key), t.geometry().slots))
+    /// The live keys, the capacity (0: no bound), keys dropped once idle
+    /// (to make room, in shared memory) and keys added, ever.
+    pub fn table_figures(&self) -> Result<TableFigures> {
+        self.throttle.store().table_figures()
     }
 
     /// Starts (or resumes) the whole keyed throttle (as [`Throttle::start`]).
@@ -384,18 +407,103 @@ fn check_keyed(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The error for a refused reservation.
-fn refused(refusal: Refusal) -> Error {
-    match refusal {
-        Refusal::NoRoom(m) => Error::NoRoom(m),
-        Refusal::Locked(held) => Error::System(format!(
-            "process {} has held the key table's lock of this throttle for {} ms without \
-             dying (stopped in a debugger?); try again",
-            held.pid,
-            TABLE_PATIENCE_NS / 1_000_000
-        )),
-        Refusal::Corrupt(what) => Error::Corrupt(format!(
-            "the shared state is corrupt: {what} holds values no correct process writes"
-        )),
+fn too_long(len: usize) -> Error {
+    Error::InvalidArgument(format!("a key is at most {KEY_MAX} bytes (got {len})"))
+}
+
+/// A keyed throttle of either store, for the C boundary (`mpt_keyed` is one
+/// handle type, in shared memory or in Redis): one `match`, then the
+/// store's own code.
+#[derive(Debug)]
+pub enum AnyKeyed {
+    /// Shared memory: this host's processes.
+    Shm(Keyed<ShmStore>),
+    /// Redis: processes on any number of hosts.
+    #[cfg(feature = "redis")]
+    Redis(Keyed<RedisStore>),
+}
+
+/// `$k` bound to the keyed throttle, whichever its store, in `$e`.
+macro_rules! each {
+    ($self:ident, $k:ident => $e:expr) => {
+        match $self {
+            AnyKeyed::Shm($k) => $e,
+            #[cfg(feature = "redis")]
+            AnyKeyed::Redis($k) => $e,
+        }
+    };
+}
+
+impl AnyKeyed {
+    /// See [`Keyed::start`].
+    pub fn start(&self) -> Result<()> {
+        each!(self, k => k.start())
+    }
+    /// See [`Keyed::stop`].
+    pub fn stop(&self) -> Result<Summary> {
+        each!(self, k => k.stop())
+    }
+    /// See [`Keyed::kill`].
+    pub fn kill(&self) {
+        each!(self, k => k.kill())
+    }
+    /// See [`Keyed::is_running`].
+    pub fn is_running(&self) -> bool {
+        each!(self, k => k.is_running())
+    }
+    /// See [`Keyed::kill_flag_is_set`].
+    pub fn kill_flag_is_set(&self) -> bool {
+        each!(self, k => k.kill_flag_is_set())
+    }
+    /// See [`Keyed::config`].
+    pub fn config(&self) -> &Config {
+        each!(self, k => k.config())
+    }
+    /// See [`Keyed::created`].
+    pub fn created(&self) -> bool {
+        each!(self, k => k.created())
+    }
+    /// See [`Keyed::has_fuel`].
+    #[inline]
+    pub fn has_fuel(&self, key: &[u8], n: u64) -> Result<i64> {
+        each!(self, k => k.has_fuel(key, n))
+    }
+    /// See [`Keyed::await_fuel`].
+    pub fn await_fuel(
+        &self,
+        key: &[u8],
+        n: u64,
+        timeout_ns: Option<i64>,
+        cancel: Option<&Cancel>,
+    ) -> Result<i64> {
+        each!(self, k => k.await_fuel(key, n, timeout_ns, cancel))
+    }
+    /// See [`Keyed::peek`].
+    pub fn peek(&self, key: &[u8], n: u64) -> Result<(u64, i64)> {
+        each!(self, k => k.peek(key, n))
+    }
+    /// See [`Keyed::forget`].
+    pub fn forget(&self, key: &[u8]) -> Result<bool> {
+        each!(self, k => k.forget(key))
+    }
+    /// See [`Keyed::key_figures`].
+    pub fn key_figures(&self, key: &[u8]) -> Result<Option<KeyFigures>> {
+        each!(self, k => k.key_figures(key))
+    }
+    /// See [`Keyed::table_figures`].
+    pub fn table_figures(&self) -> Result<TableFigures> {
+        each!(self, k => k.table_figures())
+    }
+    /// See [`Keyed::summary`].
+    pub fn summary(&self) -> Summary {
+        each!(self, k => k.summary())
+    }
+    /// See [`Keyed::latest`].
+    pub fn latest(&self) -> Result<RatePair> {
+        each!(self, k => k.latest())
+    }
+    /// See [`Keyed::mean`].
+    pub fn mean(&self) -> Result<RatePair> {
+        each!(self, k => k.mean())
     }
 }

@@ -168,6 +168,11 @@ impl Throttle<RedisStore> {
     pub fn open_url(url: &str, name: &str, waiting: &Options) -> Result<Self> {
         let _no_cancel = NoCancel::hold();
         let (store, config) = RedisStore::open(url, name, waiting)?;
+        if config.keys > 0 {
+            return Err(Error::Mismatch(format!(
+                "{name:?} is a keyed throttle: open it as one (mpt_keyed_connect)"
+            )));
+        }
         Ok(Self::with_store(store, config, Arc::new(Monotonic), false))
     }
 

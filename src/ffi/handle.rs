@@ -8,7 +8,10 @@
 
 use super::{Failure, FfiResult, MptStatus, non_null};
 
-/// What a handle holds: a magic word, then the object.
+/// What a handle holds: a magic word, then the object. `repr(C)`: the
+/// magic word comes first whatever the object, so reading it through a
+/// pointer to a handle of another type stays inside that handle.
+#[repr(C)]
 pub struct Tagged<T> {
     magic: u64,
     inner: T,

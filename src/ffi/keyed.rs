@@ -9,7 +9,7 @@ use super::throttle::MptSummary;
 use super::{Failure, MptStatus, guard, non_null, text, write, write_opt};
 use crate::config::{self, Config};
 use crate::error::Result;
-use crate::keyed::Keyed;
+use crate::keyed::{AnyKeyed, Keyed};
 use crate::stats::RatePair;
 use std::ffi::{c_char, c_void};
 
@@ -53,29 +53,32 @@ pub struct MptKeyStats {
     /// 1 if the key is in the table; 0 if not (never used, forgotten, or
     /// dropped once idle), and then the other fields are 0.
     pub in_table: u32,
-    /// Units of fuel granted to the key since it was added to the table.
+    /// Units of fuel taken from the key since it was added to the table:
+    /// granted, or reserved by a waiter still asleep, or by one whose wait
+    /// a stop, kill or cancel ended when its units could not be given back
+    /// (see `mpt_keyed_await_fuel`).
     pub granted: u64,
     /// When it was added, in `CLOCK_MONOTONIC` nanoseconds.
     pub since_ns: i64,
 }
 
 /// A keyed throttle handle: opaque to C.
-pub struct MptKeyed(Tagged<Keyed>);
+pub struct MptKeyed(Tagged<AnyKeyed>);
 
 impl Handle for MptKeyed {
-    type Inner = Keyed;
+    type Inner = AnyKeyed;
     const MAGIC: u64 = 0x6d70_745f_6b65_7964; // "mpt_keyd"
     const C_TYPE: &'static str = "mpt_keyed";
 
-    fn wrap(tagged: Tagged<Keyed>) -> Self {
+    fn wrap(tagged: Tagged<AnyKeyed>) -> Self {
         Self(tagged)
     }
 
-    fn tagged(&self) -> &Tagged<Keyed> {
+    fn tagged(&self) -> &Tagged<AnyKeyed> {
         &self.0
     }
 
-    fn tagged_mut(&mut self) -> &mut Tagged<Keyed> {
+    fn tagged_mut(&mut self) -> &mut Tagged<AnyKeyed> {
         &mut self.0
     }
 }
@@ -84,7 +87,7 @@ impl Handle for MptKeyed {
 ///
 /// # Safety
 /// As [`borrow`].
-unsafe fn keyed<'a>(p: *const MptKeyed) -> std::result::Result<&'a Keyed, Failure> {
+unsafe fn keyed<'a>(p: *const MptKeyed) -> std::result::Result<&'a AnyKeyed, Failure> {
     // SAFETY: the caller's contract.
     unsafe { borrow(p, "keyed") }
 }
@@ -171,7 +174,7 @@ pub unsafe extern "C" fn mpt_keyed_new(
         let options = unsafe { options_or_default(options)? };
         let k = Keyed::new(Config::keyed(max_n, per_s, capacity, &options)?)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_keyed, into_c(k)) };
+        unsafe { write(out_keyed, into_c(AnyKeyed::Shm(k))) };
         Ok(())
     })
 }
@@ -211,7 +214,7 @@ pub unsafe extern "C" fn mpt_keyed_create_named(
         let config = Config::keyed(max_n, per_s, capacity, &options)?;
         let k = Keyed::create_named(name, config)?;
         // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_keyed, into_c(k)) };
+        unsafe { write(out_keyed, into_c(AnyKeyed::Shm(k))) };
         Ok(())
     })
 }
@@ -243,9 +246,74 @@ pub unsafe extern "C" fn mpt_keyed_open(
         let options = unsafe { options_or_default(options)? };
         let k = Keyed::open(name, &options)?;
         // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_keyed, into_c(AnyKeyed::Shm(k))) };
+        Ok(())
+    })
+}
+
+/// Creates keyed throttle `name` in the Redis server at `url`, or joins it
+/// if it exists there with the same configuration: processes on any number
+/// of hosts share each key's schedule, as `mpt_throttle_connect` shares a
+/// plain throttle's (its notes on URLs, clocks, rates and `fork()` hold
+/// here too). The handle is an `mpt_keyed` like any other.
+///
+/// Each key is a Redis key of the throttle's hash tag, with an expiry at
+/// the instant the key is idle again (its tank full, its window empty;
+/// NONE: not ahead of its schedule), so Redis forgets idle keys by itself:
+/// there is no capacity and never `MPT_STATUS_NO_ROOM` (`mpt_keyed_stats`
+/// reports a `capacity` of 0, and `evictions` counts the keys that went
+/// idle). Every reservation is one round trip (no batches). Units given
+/// back (a cancelled or killed waiter) go back only if nothing was reserved
+/// on the key after them, and never with WINDOW.
+///
+/// - `url`, `name`, `max_n`, `per_s`, `options`: as for
+///   `mpt_throttle_connect`; `max_n` at most `MPT_KEYED_MAX_N`.
+/// - `out_keyed`: not NULL; receives the handle, freed with
+///   `mpt_keyed_free`.
+///
+/// Returns: as `mpt_throttle_connect` (`MPT_STATUS_MISMATCH` also for a
+/// plain throttle of that name).
+///
+/// Thread safety: safe. Fork safety: as `mpt_throttle_connect`. Blocking:
+/// as `mpt_throttle_connect`. Since: 0.2.0.
+///
+/// # Safety
+/// `url` and `name` must be NULL or NUL-terminated strings; `options` NULL
+/// or valid; `out_keyed` NULL or valid for writing one pointer.
+#[must_use]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_keyed_connect(
+    url: *const c_char,
+    name: *const c_char,
+    max_n: u64,
+    per_s: f64,
+    options: *const MptOptions,
+    out_keyed: *mut *mut MptKeyed,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_keyed, "out_keyed")?;
+        // SAFETY: NULL or a NUL-terminated string, per the contract (both).
+        let url = unsafe { text(url, "url")? };
+        // SAFETY: as above.
+        let name = unsafe { text(name, "name")? };
+        // SAFETY: NULL or valid, per the contract.
+        let options = unsafe { options_or_default(options)? };
+        let config = Config::keyed_remote(max_n, per_s, &options)?;
+        let k = connect(url, name, config)?;
+        // SAFETY: checked non-NULL; valid per the contract.
         unsafe { write(out_keyed, into_c(k)) };
         Ok(())
     })
+}
+
+#[cfg(feature = "redis")]
+fn connect(url: &str, name: &str, config: Config) -> Result<AnyKeyed> {
+    Ok(AnyKeyed::Redis(Keyed::connect(url, name, config)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn connect(_url: &str, _name: &str, _config: Config) -> Result<AnyKeyed> {
+    Err(super::throttle::unsupported_redis())
 }
 
 /// Frees a keyed throttle handle (as `mpt_throttle_free`).
@@ -342,6 +410,87 @@ pub unsafe extern "C" fn mpt_keyed_is_running(
         let running = unsafe { self::keyed(keyed)? }.is_running();
         // SAFETY: checked non-NULL; valid per the contract.
         unsafe { write(out_is_running, running) };
+        Ok(())
+    })
+}
+
+/// Whether the kill flag of the keyed throttle is set.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `keyed` must be NULL or a live handle; `out_is_set` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_keyed_kill_flag_is_set(
+    keyed: *const MptKeyed,
+    out_is_set: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        non_null(out_is_set, "out_is_set")?;
+        // SAFETY: NULL or live, per the contract.
+        let set = unsafe { self::keyed(keyed)? }.kill_flag_is_set();
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write(out_is_set, set) };
+        Ok(())
+    })
+}
+
+/// The configuration of a keyed throttle: what it was made with (for one
+/// opened by name or joined in Redis: its creator's), and this handle's own
+/// waiting preferences, as `mpt_get_options` gives a plain throttle's; and
+/// whether this handle made it.
+///
+/// - `out_options`: may be NULL; as for `mpt_get_options`.
+/// - `out_max_n`, `out_per_s`: may be NULL; the rate of each key.
+/// - `out_capacity`: may be NULL; the most keys (0 in Redis: no bound).
+/// - `out_created`: may be NULL; whether this handle made the throttle
+///   (`mpt_keyed_new`; a create or connect that made the name) rather than
+///   opened or joined one.
+///
+/// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
+/// `MPT_STATUS_BAD_HANDLE`.
+///
+/// Thread safety: safe. Fork safety: safe in a child. Blocking: never.
+/// Since: 0.2.0.
+///
+/// # Safety
+/// `keyed` must be NULL or a live handle; `out_options` NULL or as for
+/// `mpt_get_options`; every other out pointer NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mpt_keyed_get_config(
+    keyed: *const MptKeyed,
+    out_options: *mut MptOptions,
+    out_max_n: *mut u64,
+    out_per_s: *mut f64,
+    out_capacity: *mut u64,
+    out_created: *mut bool,
+) -> MptStatus {
+    guard(|| {
+        // SAFETY: NULL or live, per the contract.
+        let k = unsafe { self::keyed(keyed)? };
+        let c = k.config();
+        if !out_options.is_null() {
+            // SAFETY: non-NULL, and as for mpt_get_options per the contract.
+            unsafe { super::throttle::write_options(out_options, c) };
+        }
+        let rate = c.schedule.rate();
+        let capacity = if c.key_geometry().is_some() {
+            c.keys
+        } else {
+            0
+        };
+        // SAFETY: NULL or valid, per the contract (each).
+        unsafe { write_opt(out_max_n, rate.max_n()) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_per_s, rate.per_ns() as f64 / 1e9) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_capacity, capacity) };
+        // SAFETY: as above.
+        unsafe { write_opt(out_created, k.created()) };
         Ok(())
     })
 }
@@ -604,12 +753,12 @@ pub unsafe extern "C" fn mpt_keyed_get_stats(
         non_null(out_stats, "out_stats")?;
         // SAFETY: NULL or live, per the contract.
         let k = unsafe { self::keyed(keyed)? };
-        let (live_keys, capacity, evictions, added) = k.table_figures();
+        let t = k.table_figures()?;
         let stats = MptKeyedStats {
-            live_keys,
-            capacity,
-            evictions,
-            added,
+            live_keys: t.live,
+            capacity: t.capacity,
+            evictions: t.evictions,
+            added: t.added,
             summary: k.summary().into(),
         };
         // SAFETY: checked non-NULL; valid per the contract.
@@ -625,7 +774,7 @@ pub unsafe extern "C" fn mpt_keyed_get_stats(
 unsafe fn read_rate(
     keyed: *const MptKeyed,
     out_rate: *mut MptRate,
-    statistic: fn(&Keyed) -> Result<RatePair>,
+    statistic: fn(&AnyKeyed) -> Result<RatePair>,
 ) -> MptStatus {
     guard(|| {
         non_null(out_rate, "out_rate")?;
@@ -651,7 +800,7 @@ pub unsafe extern "C" fn mpt_keyed_latest(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(keyed, out_rate, Keyed::latest) }
+    unsafe { read_rate(keyed, out_rate, AnyKeyed::latest) }
 }
 
 /// The mean over the whole running time, over every key, as `mpt_mean`.
@@ -668,7 +817,7 @@ pub unsafe extern "C" fn mpt_keyed_mean(
     out_rate: *mut MptRate,
 ) -> MptStatus {
     // SAFETY: the caller's contract is this function's.
-    unsafe { read_rate(keyed, out_rate, Keyed::mean) }
+    unsafe { read_rate(keyed, out_rate, AnyKeyed::mean) }
 }
 
 const _: () = assert!(size_of::<MptKeyedStats>() == 64 && align_of::<MptKeyedStats>() == 8);

@@ -38,7 +38,8 @@ pub enum MptStatus {
     NotRunning = 4,
     /// A required pointer argument was NULL.
     NullPointer = 5,
-    /// The handle is not a live `mpt_throttle` (freed, or not one at all).
+    /// The handle is not a live one of the type the call takes
+    /// (`mpt_throttle`, `mpt_keyed`, `mpt_cancel`): freed, or not one at all.
     BadHandle = 6,
     /// An argument is out of range, not a number, or contradicts another.
     InvalidArgument = 7,
@@ -119,7 +120,7 @@ impl MptStatus {
             MptStatus::NoFuel => "no fuel: the tank is empty or the throttle is not running\0",
             MptStatus::NotRunning => "not running: the throttle was never started or is stopped\0",
             MptStatus::NullPointer => "a required pointer argument is NULL\0",
-            MptStatus::BadHandle => "not a live mpt_throttle handle (freed, or never one)\0",
+            MptStatus::BadHandle => "not a live handle of its type (freed, or never one)\0",
             MptStatus::InvalidArgument => "invalid argument\0",
             MptStatus::WrongState => "the call does not fit the throttle's current state\0",
             MptStatus::MonitorOff => {

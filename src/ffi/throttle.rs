@@ -209,6 +209,8 @@ pub unsafe extern "C" fn mpt_throttle_create_named(
 ///
 /// Returns: `MPT_STATUS_OK`; `MPT_STATUS_NULL_POINTER`;
 /// `MPT_STATUS_INVALID_ARGUMENT`; `MPT_STATUS_NOT_FOUND`;
+/// `MPT_STATUS_MISMATCH` (a keyed throttle has that name: open it with
+/// `mpt_keyed_open`);
 /// `MPT_STATUS_PERMISSION_DENIED` (another user's, not shared as above; the
 /// message names the owner: uid, and user name when known);
 /// `MPT_STATUS_CORRUPT` (not a throttle, not a regular file, truncated,
@@ -376,7 +378,7 @@ fn connect(_url: &str, _name: &str, _config: Config) -> crate::error::Result<Any
 }
 
 #[cfg(not(feature = "redis"))]
-fn unsupported_redis() -> crate::error::Error {
+pub(super) fn unsupported_redis() -> crate::error::Error {
     crate::error::Error::Unsupported(
         "this library was built without the Redis store (cargo feature `redis`)".into(),
     )
@@ -450,29 +452,8 @@ pub unsafe extern "C" fn mpt_get_options(
         // SAFETY: NULL or live, per the contract.
         let c = unsafe { handle(throttle)? }.config();
         non_null(out_options, "out_options")?;
-        let options = MptOptions {
-            version: MPT_OPTIONS_VERSION,
-            as_throttle: c.as_throttle.into(),
-            as_monitor: c.as_monitor.into(),
-            auto_emit: c.auto_emit.into(),
-            hardcap: c.schedule.hardcap() as u32,
-            timer_slack_ns: u32::try_from(c.timer_slack_ns).unwrap_or(u32::MAX),
-            refresh_s: c.refresh_ns as f64 / 1e9,
-            spin_s: c.spin_ns as f64 / 1e9,
-            group_shared: c.group_shared.into(),
-        };
-        // SAFETY: checked non-NULL; the version field is readable per the
-        // contract. A volatile read: a program built against an older
-        // header may not have set it (any value but 2 means version 1).
-        let asked = unsafe { std::ptr::read_volatile(out_options.cast::<u32>()) };
-        if asked == MPT_OPTIONS_VERSION {
-            // SAFETY: checked non-NULL; a version-2 struct per the contract.
-            unsafe { write(out_options, options) };
-        } else {
-            // SAFETY: checked non-NULL; valid for the 40 bytes of version 1
-            // per the contract.
-            unsafe { write(out_options.cast(), MptOptionsV1::from(options)) };
-        }
+        // SAFETY: checked non-NULL; valid per the contract.
+        unsafe { write_options(out_options, c) };
         Ok(())
     })
 }
@@ -1038,3 +1019,34 @@ pub unsafe extern "C" fn mpt_clock_now(out_ns: *mut i64) -> MptStatus {
 // The ABI of the structs C sees; tests/c checks the same sizes with
 // _Static_assert.
 const _: () = assert!(size_of::<MptSummary>() == 32 && align_of::<MptSummary>() == 8);
+
+/// Writes `c` as `mpt_options` into `out`, in the version `out` asks for
+/// (see `mpt_get_options`).
+///
+/// # Safety
+/// `out` must be non-NULL and valid for reading its `version` and writing
+/// that version's struct (40 bytes unless `version` is 2).
+pub(super) unsafe fn write_options(out: *mut MptOptions, c: &Config) {
+    let options = MptOptions {
+        version: MPT_OPTIONS_VERSION,
+        as_throttle: c.as_throttle.into(),
+        as_monitor: c.as_monitor.into(),
+        auto_emit: c.auto_emit.into(),
+        hardcap: c.schedule.hardcap() as u32,
+        timer_slack_ns: u32::try_from(c.timer_slack_ns).unwrap_or(u32::MAX),
+        refresh_s: c.refresh_ns as f64 / 1e9,
+        spin_s: c.spin_ns as f64 / 1e9,
+        group_shared: c.group_shared.into(),
+    };
+    // SAFETY: the version field is readable per the contract. A volatile
+    // read: a program built against an older header may not have set it
+    // (any value but 2 means version 1).
+    let asked = unsafe { std::ptr::read_volatile(out.cast::<u32>()) };
+    if asked == MPT_OPTIONS_VERSION {
+        // SAFETY: a version-2 struct per the contract.
+        unsafe { write(out, options) };
+    } else {
+        // SAFETY: valid for the 40 bytes of version 1 per the contract.
+        unsafe { write(out.cast(), MptOptionsV1::from(options)) };
+    }
+}

@@ -135,10 +135,15 @@ impl Schedule {
         }
     }
 
-    /// Makes `st` the state of a key never used, of incarnation `inc`. The
-    /// caller owns the key's slot (no process uses it until it publishes
-    /// the key).
-    pub fn key_init(&self, st: &KeyState<'_>, inc: u32) {
+    /// Makes `st` the state of a key never used, of incarnation `inc`, as
+    /// of `now`: its tank full (`NONE`: its first unit there) at `now`, its
+    /// window empty with no grant before `now`. Not "at any time": a
+    /// process that read its clock before `now` and reserves after it (it
+    /// was held up meanwhile) must not find a full tank at that older time,
+    /// when the key's previous incarnation (dropped once idle, at `now` at
+    /// the latest) may have granted units. The caller owns the key's slot
+    /// (no process uses it until it publishes the key).
+    pub fn key_init(&self, st: &KeyState<'_>, inc: u32, now: i64) {
         if self.hardcap == Hardcap::Window {
             let len = st.ring.len() as u32;
             for (j, e) in st.ring.iter().enumerate() {
@@ -146,10 +151,11 @@ impl Schedule {
                 let seq = (j as u32).wrapping_sub(len);
                 e.store(pack_entry(tag(inc, seq), i64::MIN), Release);
             }
-            st.word
-                .store(word(inc, u128::from(i64::MIN as u64)), Release);
+            st.word.store(word(inc, u128::from(now as u64)), Release);
         } else {
-            st.word.store(word(inc, 0), Release);
+            let full = self.tank_floor(self.scaled(now)) + BIAS;
+            st.word
+                .store(word(inc, full.clamp(1, 2 * BIAS - 1) as u128), Release);
         }
     }
 
@@ -272,7 +278,8 @@ impl Schedule {
             }
             let stored = tat + i128::from(n) * t + BIAS;
             if !(1..2 * BIAS).contains(&stored) {
-                return KeyReservation::Corrupt;
+                // Beyond any time a clock reaches (NONE, a huge n): never.
+                return KeyReservation::Later(i64::MAX);
             }
             let after = word(inc, stored as u128);
             if st
@@ -386,10 +393,21 @@ impl Schedule {
                 .compare_exchange_weak(w, after, AcqRel, Acquire)
                 .is_ok()
             {
+                // Each entry over the grant a lap before only: a writer held
+                // up after its swap (a reader filled its entry meanwhile,
+                // and the key may have gone laps on) writes nothing.
                 for k in 0..n as u32 {
                     let seq = s.wrapping_add(k);
-                    st.ring[(seq & (len - 1)) as usize]
-                        .store(pack_entry(tag(inc, seq), grant), Release);
+                    let entry = &st.ring[(seq & (len - 1)) as usize];
+                    let lap = tag(inc, seq.wrapping_sub(len));
+                    let mut raw = entry.load(Acquire);
+                    while unpack_entry(raw).0 == lap {
+                        let mine = pack_entry(tag(inc, seq), grant);
+                        match entry.compare_exchange_weak(raw, mine, AcqRel, Acquire) {
+                            Ok(_) => break,
+                            Err(seen) => raw = seen,
+                        }
+                    }
                 }
                 return KeyReservation::Granted(KeyTicket {
                     grant,

@@ -204,3 +204,73 @@ pub enum GivenBack {
     /// busy); they stay taken.
     Stuck,
 }
+
+/// The store of a keyed throttle: each key's own schedule (see
+/// [`crate::keyed`]). Keys are at most [`crate::keyed::KEY_MAX`] bytes
+/// (the caller checks).
+pub trait KeyedStore: Store {
+    /// Reserves `n` units of `key` at `now`, granted no later than
+    /// `latest`: the grant, or `None` (later than that, or the throttle
+    /// does not run). A new key is added (`NoRoom` if there is no room).
+    fn key_reserve(
+        &self,
+        key: &[u8],
+        n: u64,
+        now: i64,
+        latest: i64,
+        clock: &dyn Clock,
+    ) -> Result<Option<KeyGrant>>;
+    /// Gives back the units of `grant` if nothing was reserved on its key
+    /// after them.
+    fn key_give_back(&self, key: &[u8], n: u64, grant: &KeyGrant);
+    /// `(units in key's tank now, ns until n units are)`.
+    fn key_peek(&self, key: &[u8], n: u64, clock: &dyn Clock) -> Result<(u64, i64)>;
+    /// Drops `key` whatever its state; true if it was there.
+    fn key_forget(&self, key: &[u8]) -> Result<bool>;
+    /// The figures of `key`, if it is there.
+    fn key_figures(&self, key: &[u8]) -> Result<Option<KeyFigures>>;
+    /// The figures of the whole table.
+    fn table_figures(&self) -> Result<TableFigures>;
+}
+
+/// Units reserved on a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// When they are granted (the caller's clock, ns).
+    pub grant: i64,
+    /// What the store needs to give them back.
+    pub(crate) token: KeyToken,
+}
+
+/// What a store needs to give back units reserved on a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyToken {
+    /// The shared-memory table: the slot and the schedule's ticket.
+    Slot(usize, crate::schedule::key::KeyTicket),
+    /// Redis: the run, and the key's TAT after the units.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Remote(u32, i64, i64),
+}
+
+/// One key's figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyFigures {
+    /// Units granted to the key since it was added.
+    pub granted: u64,
+    /// When it was added (clock ns).
+    pub since_ns: i64,
+}
+
+/// A keyed throttle's table, in figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableFigures {
+    /// Keys held now.
+    pub live: u64,
+    /// The most keys held (0: no bound, the store forgets idle keys by
+    /// itself).
+    pub capacity: u64,
+    /// Idle keys dropped (to make room, or once idle), ever.
+    pub evictions: u64,
+    /// Keys added, ever.
+    pub added: u64,
+}

@@ -29,7 +29,8 @@
 //! 2^52, `WINDOW` keeps at most [`WINDOW_MAX_N`] grants in its window, and
 //! units reserved before a change of rate keep their times.
 
-pub mod link;
+mod keyed;
+mod link;
 
 use crate::cancel::Wakeable;
 use crate::clock::{Clock, monotonic_ns};
@@ -102,6 +103,11 @@ struct Scripts {
     emit: Script,
     state: Script,
     unlink: Script,
+    key_reserve: Script,
+    key_give_back: Script,
+    key_peek: Script,
+    key_forget: Script,
+    key_stats: Script,
 }
 
 macro_rules! script {
@@ -127,20 +133,26 @@ impl Scripts {
             emit: script!("emit.lua"),
             state: script!("state.lua"),
             unlink: script!("unlink.lua"),
+            key_reserve: script!("key_reserve.lua"),
+            key_give_back: script!("key_give_back.lua"),
+            key_peek: script!("key_peek.lua"),
+            key_forget: script!("key_forget.lua"),
+            key_stats: script!("key_stats.lua"),
         }
     }
 }
 
 /// The keys of throttle `name`: its state, WINDOW's grant times, its
-/// emissions per 100 ms, its emission times not yet settled (see
-/// `lua/prelude.lua`). One hash tag: one Redis Cluster slot.
-fn keys(name: &str) -> [String; 4] {
+/// emissions per 100 ms, its emission times not yet settled, a keyed
+/// throttle's live keys (see `lua/prelude.lua`). One hash tag: one Redis Cluster slot.
+fn keys(name: &str) -> [String; 5] {
     let h = format!("mpt:{{{name}}}");
     [
         h.clone(),
         format!("{h}:w"),
         format!("{h}:e"),
         format!("{h}:t"),
+        format!("{h}:ks"),
     ]
 }
 
@@ -189,7 +201,7 @@ fn check_rate(rate: Rate, hardcap: Hardcap) -> Result<u64> {
 /// two processes join the same throttle only if theirs are equal.
 fn describe(config: &Config) -> String {
     let rate = config.schedule.rate();
-    format!(
+    let described = format!(
         "mpt1 {:?} max_n={} per_ns={} as_throttle={} as_monitor={} auto_emit={} refresh_ns={}",
         config.schedule.hardcap(),
         rate.max_n(),
@@ -198,7 +210,12 @@ fn describe(config: &Config) -> String {
         config.as_monitor,
         config.auto_emit,
         config.refresh_ns
-    )
+    );
+    if config.keys > 0 {
+        described + " keyed"
+    } else {
+        described
+    }
 }
 
 /// The configuration `describe` wrote, read back (`None`: not written by
@@ -225,6 +242,11 @@ fn parse_described(cfg: &str, waiting: &crate::config::Options) -> Option<Config
     let as_monitor: bool = field("as_monitor")?.parse().ok()?;
     let auto_emit: bool = field("auto_emit")?.parse().ok()?;
     let refresh_ns: u64 = field("refresh_ns")?.parse().ok()?;
+    let keys = match words.next() {
+        None => 0,
+        Some("keyed") => crate::config::KEYED_NO_TABLE,
+        Some(_) => return None,
+    };
     Some(Config {
         schedule: Schedule::new(Rate::new(max_n, per_ns)?, hardcap),
         as_throttle,
@@ -234,7 +256,7 @@ fn parse_described(cfg: &str, waiting: &crate::config::Options) -> Option<Config
         timer_slack_ns: waiting.timer_slack_ns,
         spin_ns: (waiting.spin_s * 1e9).round() as i64,
         group_shared: false,
-        keys: 0,
+        keys,
     })
 }
 
@@ -253,7 +275,7 @@ pub struct ListedUrl {
 struct Shared {
     link: Link,
     scripts: Scripts,
-    keys: [String; 4],
+    keys: [String; 5],
     name: String,
     cfg: String,
     hardcap: Hardcap,
@@ -413,7 +435,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// An invocation of `script` with the keys of a throttle (see [`keys`]).
-fn with_keys<'a>(script: &'a Script, keys: &[String; 4]) -> redis::ScriptInvocation<'a> {
+fn with_keys<'a>(script: &'a Script, keys: &[String; 5]) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     for k in keys {
         inv.key(k);

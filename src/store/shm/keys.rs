@@ -33,8 +33,10 @@
 #![forbid(unsafe_code)]
 
 use super::lock::{self, Held, HeldByLive};
+use crate::clock::Clock;
 use crate::schedule::Schedule;
 use crate::schedule::key::{KeyReservation, KeyState, KeyTicket, incarnation};
+use crate::store::KeyFigures;
 use portable_atomic::AtomicU128;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
@@ -172,15 +174,6 @@ pub enum Refusal {
     Corrupt(&'static str),
 }
 
-/// One key's figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyFigures {
-    /// Units granted to the key since it was added.
-    pub granted: u64,
-    /// When it was added (clock ns).
-    pub since_ns: i64,
-}
-
 /// The table, over the words that follow the shared state.
 #[derive(Clone, Copy)]
 pub struct Table<'a> {
@@ -289,6 +282,11 @@ impl<'a> Table<'a> {
     /// Reserves `n` units of `key` at `now`, granted no later than
     /// `latest`, adding the key if it is new (a new key's first units are
     /// always there: its tank is full).
+    ///
+    /// `now` may be old (the caller was held up since it read `clock`): a
+    /// key added meanwhile is full only as of when it was added, so the
+    /// caller's time is taken on to that; and a call for fuel there now
+    /// (`latest == now`) that finds none looks at `clock` once more.
     pub fn reserve(
         &self,
         key: &Key,
@@ -296,11 +294,21 @@ impl<'a> Table<'a> {
         now: i64,
         latest: i64,
         patience_ns: i64,
+        clock: &dyn Clock,
     ) -> Result<Reserved, Refusal> {
+        let (mut now, mut latest) = (now, latest);
+        let mut looked_again = false;
         loop {
             let (slot, inc) = match self.find(key) {
                 Some(found) => found,
-                None => self.add(key, now, patience_ns)?,
+                None => {
+                    let (slot, inc, at) = self.add(key, clock, patience_ns)?;
+                    if at > now {
+                        latest = if latest == now { at } else { latest.max(at) };
+                        now = at;
+                    }
+                    (slot, inc)
+                }
             };
             match self
                 .schedule
@@ -309,6 +317,13 @@ impl<'a> Table<'a> {
                 KeyReservation::Granted(ticket) => {
                     self.slot(slot)[GRANTED].fetch_add(u128::from(n), Relaxed);
                     return Ok(Reserved::Granted { slot, inc, ticket });
+                }
+                KeyReservation::Later(_) if latest == now && !looked_again => {
+                    looked_again = true;
+                    let fresh = clock.now_ns();
+                    if fresh > now {
+                        (now, latest) = (fresh, fresh);
+                    }
                 }
                 KeyReservation::Later(at) => return Ok(Reserved::Later(at)),
                 KeyReservation::Moved => continue, // evicted or forgotten meanwhile
@@ -347,7 +362,7 @@ impl<'a> Table<'a> {
             word: &word,
             ring: &ring,
         };
-        self.schedule.key_init(&fresh, 1);
+        self.schedule.key_init(&fresh, 1, now);
         Ok(self.schedule.key_peek(&fresh, 1, n, now).unwrap_or((0, 0)))
     }
 
@@ -458,10 +473,20 @@ impl<'a> Table<'a> {
 
     /// Adds `key` (not found without the lock): its slot and incarnation.
     #[cold]
-    fn add(&self, key: &Key, now: i64, patience_ns: i64) -> Result<(usize, u32), Refusal> {
+    /// Adds `key` (not found without the lock): its slot, its incarnation
+    /// and the time (on `clock`, read under the lock) it was added as of.
+    /// Whether a key is idle is judged at that time too: the caller's own
+    /// reading may be old.
+    fn add(
+        &self,
+        key: &Key,
+        clock: &dyn Clock,
+        patience_ns: i64,
+    ) -> Result<(usize, u32, i64), Refusal> {
         let held = self.lock(patience_ns)?;
-        if let Some(found) = self.find(key) {
-            return Ok(found); // added by another process meanwhile
+        let now = clock.now_ns();
+        if let Some((slot, inc)) = self.find(key) {
+            return Ok((slot, inc, now)); // added by another process meanwhile
         }
         // The first free slot of the key's window (before any never used),
         // and the first key there that may be dropped.
@@ -494,7 +519,7 @@ impl<'a> Table<'a> {
             (Some(i), _) if self.evict_elsewhere(&held, key, now) => i,
             _ => return Err(Refusal::NoRoom(self.no_room(full))),
         };
-        Ok((target, self.claim(&held, target, key, now)))
+        Ok((target, self.claim(&held, target, key, now), now))
     }
 
     fn no_room(&self, full: bool) -> String {
@@ -549,7 +574,7 @@ impl<'a> Table<'a> {
         }
         slot[GRANTED].store(0, Relaxed);
         slot[FIRST_USE].store(u128::from(now as u64), Relaxed);
-        self.schedule.key_init(&self.state(i), inc);
+        self.schedule.key_init(&self.state(i), inc, now);
         self.words[WORK].store(Work::pack(live + 1, doing | Work::COUNTED), SeqCst);
         slot[META].store(meta(LIVE, key.len, inc, key.hash), Release);
         self.words[WORK].store(Work::pack(live + 1, 0), SeqCst);

@@ -574,3 +574,92 @@ fn run_state(word: u128) -> Result<(Phase, u32, u64)> {
 fn corrupt() -> Error {
     Error::Corrupt("the shared schedule state is corrupt".into())
 }
+
+impl super::KeyedStore for ShmStore {
+    #[inline]
+    fn key_reserve(
+        &self,
+        key: &[u8],
+        n: u64,
+        now: i64,
+        latest: i64,
+        clock: &dyn Clock,
+    ) -> Result<Option<super::KeyGrant>> {
+        let (table, key) = self.key(key)?;
+        match table.reserve(&key, n, now, latest, CHANGE_PATIENCE_NS, clock) {
+            Ok(keys::Reserved::Granted { slot, ticket, .. }) => Ok(Some(super::KeyGrant {
+                grant: ticket.grant,
+                token: super::KeyToken::Slot(slot, ticket),
+            })),
+            Ok(keys::Reserved::Later(_)) => Ok(None),
+            Err(refusal) => Err(refused(refusal)),
+        }
+    }
+
+    fn key_give_back(&self, _key: &[u8], n: u64, grant: &super::KeyGrant) {
+        if let (Some(table), super::KeyToken::Slot(slot, ticket)) = (self.table(), grant.token) {
+            table.give_back(slot, n, &ticket);
+        }
+    }
+
+    fn key_peek(&self, key: &[u8], n: u64, clock: &dyn Clock) -> Result<(u64, i64)> {
+        let (table, key) = self.key(key)?;
+        table.peek(&key, n, clock.now_ns()).map_err(refused)
+    }
+
+    fn key_forget(&self, key: &[u8]) -> Result<bool> {
+        let (table, key) = self.key(key)?;
+        table.forget(&key, CHANGE_PATIENCE_NS).map_err(refused)
+    }
+
+    fn key_figures(&self, key: &[u8]) -> Result<Option<super::KeyFigures>> {
+        let (table, key) = self.key(key)?;
+        Ok(table.figures(&key))
+    }
+
+    fn table_figures(&self) -> Result<super::TableFigures> {
+        let table = self.table().ok_or_else(not_keyed)?;
+        Ok(super::TableFigures {
+            live: table.live(),
+            capacity: table.geometry().capacity,
+            evictions: table.evictions(),
+            added: table.added(),
+        })
+    }
+}
+
+impl ShmStore {
+    /// The key table and `key` hashed for it.
+    #[inline]
+    fn key(&self, key: &[u8]) -> Result<(keys::Table<'_>, keys::Key)> {
+        let table = self.table().ok_or_else(not_keyed)?;
+        let key = table.key(key).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "a key is at most {} bytes (got {})",
+                keys::KEY_MAX,
+                key.len()
+            ))
+        })?;
+        Ok((table, key))
+    }
+}
+
+fn not_keyed() -> Error {
+    Error::WrongState("not a keyed throttle".into())
+}
+
+/// The error for a refused key reservation.
+fn refused(refusal: keys::Refusal) -> Error {
+    match refusal {
+        keys::Refusal::NoRoom(m) => Error::NoRoom(m),
+        keys::Refusal::Locked(held) => Error::System(format!(
+            "process {} has held the key table's lock of this throttle for {} ms without \
+             dying (stopped in a debugger?); try again",
+            held.pid,
+            CHANGE_PATIENCE_NS / 1_000_000
+        )),
+        keys::Refusal::Corrupt(what) => Error::Corrupt(format!(
+            "the shared state is corrupt: {what} holds values no correct process writes"
+        )),
+    }
+}

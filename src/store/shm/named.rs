@@ -194,9 +194,16 @@ fn mismatch(name: &str, theirs: &Config, asked: &Config) -> Error {
     } else {
         " (it is not group-shared, and group sharing was asked)"
     };
+    let kind = match (theirs.keys, asked.keys) {
+        (0, 0) => String::new(),
+        (0, _) => " (a plain throttle, not a keyed one)".into(),
+        (_, 0) => " (a keyed throttle, not a plain one)".into(),
+        (t, a) if t != a => format!(" (a keyed throttle of {t} keys, not {a})"),
+        _ => String::new(),
+    };
     Error::Mismatch(format!(
-        "throttle {name:?} exists as {} per {} ns ({:?}) with other options than asked{sharing}; \
-         open it to adopt its configuration, or unlink it",
+        "throttle {name:?} exists as {} per {} ns ({:?}){kind} with other options than \
+         asked{sharing}; open it to adopt its configuration, or unlink it",
         schedule.rate().max_n(),
         schedule.rate().per_ns(),
         schedule.hardcap()

@@ -7,6 +7,10 @@
 --   KEYS[2] WINDOW: the grant times, newest first (a list)
 --   KEYS[3] emissions per 100 ms of server time (a hash)
 --   KEYS[4] emission times not yet settled (a sorted set; see emit.lua)
+--   KEYS[5] a keyed throttle's live keys (a sorted set: each key, scored
+--           by the instant it goes idle; see key_reserve.lua)
+-- The scripts of one key of a keyed throttle get, instead of KEYS[2],
+-- that key's WINDOW grant times, and as KEYS[6] its state (a hash).
 -- Channel: KEYS[1] .. ':events' carries start, stop, kill and rate.
 --
 -- Integers only, all below 2^53 (Lua numbers are doubles, exact up to
@@ -25,7 +29,7 @@
 -- kept), emitted, and the extremes of the intervals between the
 -- emissions of every host: lo, hi (microseconds; absent until two were
 -- seen) and stl (the time of the last emission they took in).
-local H, W, E, Z = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local H, W, E, Z, KS, K = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local LIMIT, ONE, NONE, WINDOW = 0, 1, 2, 3
 
 -- Server time, microseconds since `origin`.
@@ -120,4 +124,30 @@ local function settle(before)
     if hi then update[#update + 1] = 'hi'; update[#update + 1] = hi end
     redis.call('HSET', H, unpack(update))
   end
+end
+
+-- A keyed throttle: drops from KS the keys idle by server time `raw`
+-- (Redis expires their state by itself at the same instant), counting
+-- them in the hash's field kev.
+local function forget_idle(raw)
+  local gone = redis.call('ZREMRANGEBYSCORE', KS, '-inf', raw)
+  if gone > 0 then redis.call('HINCRBY', H, 'kev', gone) end
+end
+
+-- A keyed throttle: the state of the key in K, as numbers: tf, tr (GCRA),
+-- g (units granted), since (when it was added); nil tf if the key is not
+-- there (never used, or idle and dropped), or was made under another
+-- origin (a throttle of the same name made again).
+local function key_state(origin)
+  local k = redis.call('HMGET', K, 'o', 'tf', 'tr', 'g', 's')
+  if tonumber(k[1]) ~= origin then return {} end
+  return {tf = tonumber(k[2]), tr = tonumber(k[3]), g = tonumber(k[4]), since = tonumber(k[5])}
+end
+
+-- A keyed throttle: how long (ms, rounded up) from server time `raw`
+-- until a key idle at `idle` (microseconds since the origin) is.
+local function ms_until(idle, raw)
+  local d = idle - raw
+  if d < 0 then d = 0 end
+  return math.floor(d / 1000) + 2
 end
