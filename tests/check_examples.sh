@@ -23,6 +23,13 @@
 #                      (tests/with_redis.sh): 10 units, at least 1.8 s from
 #                      the first to the last (5 per second, the tank empty
 #                      at the start), Total 10, the throttle unlinked
+#   per_host           18 GET lines; per host (a, b, c.example: 8, 6, 4
+#                      requests) its times in order keep to 2 per second
+#                      with a full tank at first: request k at (k - 2) x
+#                      0.5 s or later, any 3 in a row at least 0.5 s apart,
+#                      none starved (the last by (n - 2) x 0.5 + 1.5 s);
+#                      the hosts in parallel: all 18 in under 6 s (one
+#                      rate for all would need 8 s); 3 hosts in the table
 #
 # named_worker is not run on its own: named_producer starts it (the one next
 # to it: named_worker-static for named_producer-static).
@@ -172,6 +179,34 @@ check_many_hosts() {
             if (t[10] - t[1] < 1.79) { print "  10 units in " t[10] - t[1] " s (5 per second: at least 1.8 s)"; exit 1 }
             if (total != 10) { print "  Total " total ", not 10"; exit 1 }
             if (!unlinked) { print "  the throttle was not unlinked"; exit 1 }
+        }' "$1"
+}
+
+check_per_host() {
+    awk '
+        /^\[[0-9.]+ s\] worker [0-9]+: GET / { gets++ }
+        /^[a-c]\.example: [0-9]+ requests at / {
+            host = $1; sub(/:$/, "", host)
+            n = $2; want = host == "a.example" ? 8 : host == "b.example" ? 6 : 4
+            hosts++
+            if (n != want || NF != n + 4) { print "  " host ": " n " requests (" NF - 4 " times), not " want; bad = 1; next }
+            for (k = 1; k <= n; k++) {
+                t[k] = $(k + 4)
+                if (k > 1 && t[k] < t[k - 1]) { print "  " host ": times out of order"; bad = 1 }
+                if (t[k] < (k - 2) * 0.5 - 0.001) { print "  " host ": request " k " at " t[k] " s, before " (k - 2) * 0.5 " s"; bad = 1 }
+                if (k > 2 && t[k] - t[k - 2] < 0.499) { print "  " host ": requests " k - 2 " to " k " within " t[k] - t[k - 2] " s"; bad = 1 }
+            }
+            if (t[n] > (n - 2) * 0.5 + 1.5) { print "  " host ": the last request at " t[n] " s"; bad = 1 }
+        }
+        /^[0-9]+ requests in [0-9.]+ s: / { total = $1; span = $4 }
+        /^Hosts in the table: / { table = $5 }
+        END {
+            if (gets != 18) { print "  " gets " GET lines, not 18"; exit 1 }
+            if (hosts != 3) { print "  " hosts " host lines, not 3"; exit 1 }
+            if (total != 18 || span == "") { print "  no \"18 requests in\" line"; exit 1 }
+            if (span < 2.999 || span >= 6) { print "  18 requests in " span " s, not 3 to 6 s"; exit 1 }
+            if (table != 3) { print "  " table " hosts in the table, not 3"; exit 1 }
+            exit bad
         }' "$1"
 }
 

@@ -434,7 +434,7 @@ static void monitor_off(void) {
 }
 
 /* The highest status code the library defines. */
-#define LAST_STATUS MPT_STATUS_UNREACHABLE
+#define LAST_STATUS MPT_STATUS_NO_ROOM
 
 static void strerror_codes(void) {
     const int32_t unknown[] = {-1, LAST_STATUS + 1, LAST_STATUS + 2, 100, 1000, INT32_MIN, INT32_MAX};

@@ -28,6 +28,15 @@
  *   asked for (the 1 s: x3 under ASan, x10 under valgrind); an alarm() ends
  *   the run if anything hangs, naming the call each thread is in.
  *
+ * Keyed throttles (mpt_keyed_*) get the same treatment: shared ones (made
+ * before the fork, and a named one that each process also opens itself),
+ * each thread's own, in every state; keys of every kind (the empty key, a
+ * few common ones, so that small tables fill up, idle keys get dropped and
+ * NO_ROOM comes, random bytes, NULL with a length, too long); handles of
+ * the wrong type (a plain mpt_throttle). They are made under names of their
+ * own ("fz<pid>_k..."), so that no plain call meets one; mpt_keyed_open
+ * meets plain names (MISMATCH).
+ *
  * No PANIC (any call may return it, says the header: a bug), no crash. No
  * CORRUPT either, but from throttle D: a named throttle whose run word (the
  * phase, in its /dev/shm object) the fuzzing threads now and then overwrite
@@ -75,12 +84,16 @@
 #define SHARED 9        /* throttles every thread of every process uses */
 #define DAMAGED 8       /* shared[DAMAGED]: D, whose run word gets damaged */
 #define PRIVATE 4       /* throttles one thread makes for itself */
+#define KSHARED 6       /* keyed throttles every thread of every process uses */
+#define KPRIVATE 3      /* keyed throttles one thread makes for itself */
+#define KPOOL 4         /* valid names that get created as keyed throttles */
 #define POOL 8          /* valid names that get created */
 #define NSTATUS DOC_NSTATUS /* MPT_STATUS_OK .. the last, as the header says */
 #define MAX_REPORTS 25  /* failures printed in full */
 
 #define S(x) (1u << (x))
 #define RING_UNKNOWN UINT64_MAX /* struct priv.ring: not known */
+#define TANK_UNKNOWN UINT64_MAX /* struct kpriv.tank: not known */
 #define SEC 1000000000LL
 
 /* ------------------------------------------------------------ the calls */
@@ -125,6 +138,26 @@ enum op {
     OP_CREATED,
     OP_CONNECT,
     OP_UNLINK_URL,
+    OP_KEYED_NEW,
+    OP_KEYED_CREATE_NAMED,
+    OP_KEYED_OPEN,
+    OP_KEYED_FREE,
+    OP_KEYED_START,
+    OP_KEYED_STOP,
+    OP_KEYED_KILL,
+    OP_KEYED_IS_RUNNING,
+    OP_KEYED_AWAIT,
+    OP_KEYED_AWAIT_CANCELLABLE,
+    OP_KEYED_HAS_FUEL,
+    OP_KEYED_PEEK,
+    OP_KEYED_FORGET,
+    OP_KEYED_KEY_STATS,
+    OP_KEYED_GET_STATS,
+    OP_KEYED_LATEST,
+    OP_KEYED_MEAN,
+    OP_KEYED_CONNECT,
+    OP_KEYED_KILL_FLAG,
+    OP_KEYED_GET_CONFIG,
     OP_COUNT
 };
 
@@ -169,6 +202,26 @@ static const char *const op_name[OP_COUNT] = {
     [OP_CREATED] = "mpt_throttle_created",
     [OP_CONNECT] = "mpt_throttle_connect",
     [OP_UNLINK_URL] = "mpt_throttle_unlink_url",
+    [OP_KEYED_NEW] = "mpt_keyed_new",
+    [OP_KEYED_CREATE_NAMED] = "mpt_keyed_create_named",
+    [OP_KEYED_OPEN] = "mpt_keyed_open",
+    [OP_KEYED_FREE] = "mpt_keyed_free",
+    [OP_KEYED_START] = "mpt_keyed_start",
+    [OP_KEYED_STOP] = "mpt_keyed_stop",
+    [OP_KEYED_KILL] = "mpt_keyed_kill",
+    [OP_KEYED_IS_RUNNING] = "mpt_keyed_is_running",
+    [OP_KEYED_CONNECT] = "mpt_keyed_connect",
+    [OP_KEYED_KILL_FLAG] = "mpt_keyed_kill_flag_is_set",
+    [OP_KEYED_GET_CONFIG] = "mpt_keyed_get_config",
+    [OP_KEYED_AWAIT] = "mpt_keyed_await_fuel",
+    [OP_KEYED_AWAIT_CANCELLABLE] = "mpt_keyed_await_fuel_cancellable",
+    [OP_KEYED_HAS_FUEL] = "mpt_keyed_has_fuel",
+    [OP_KEYED_PEEK] = "mpt_keyed_peek",
+    [OP_KEYED_FORGET] = "mpt_keyed_forget",
+    [OP_KEYED_KEY_STATS] = "mpt_keyed_key_stats",
+    [OP_KEYED_GET_STATS] = "mpt_keyed_get_stats",
+    [OP_KEYED_LATEST] = "mpt_keyed_latest",
+    [OP_KEYED_MEAN] = "mpt_keyed_mean",
 };
 
 /* How often each call is picked, relative to the others. */
@@ -184,6 +237,12 @@ static const unsigned op_weight[OP_COUNT] = {
     [OP_GET_RATE] = 1, [OP_AWAIT_CANCELLABLE] = 4, [OP_CANCEL_FIRE] = 1,
     [OP_CANCEL_RESET] = 1, [OP_CANCEL_NEW] = 1, [OP_CANCEL_FREE] = 1,
     [OP_GET_OPTIONS] = 1, [OP_CREATED] = 1, [OP_CONNECT] = 1, [OP_UNLINK_URL] = 1,
+    [OP_KEYED_NEW] = 2, [OP_KEYED_CREATE_NAMED] = 2, [OP_KEYED_OPEN] = 2, [OP_KEYED_FREE] = 2,
+    [OP_KEYED_START] = 3, [OP_KEYED_STOP] = 2, [OP_KEYED_KILL] = 1, [OP_KEYED_IS_RUNNING] = 1,
+    [OP_KEYED_AWAIT] = 5, [OP_KEYED_AWAIT_CANCELLABLE] = 3, [OP_KEYED_HAS_FUEL] = 7,
+    [OP_KEYED_PEEK] = 2, [OP_KEYED_FORGET] = 2, [OP_KEYED_KEY_STATS] = 2,
+    [OP_KEYED_GET_STATS] = 2, [OP_KEYED_LATEST] = 1, [OP_KEYED_MEAN] = 1,
+    [OP_KEYED_CONNECT] = 1, [OP_KEYED_KILL_FLAG] = 1, [OP_KEYED_GET_CONFIG] = 1,
 };
 
 /* A status's name (without MPT_STATUS_), from the header's enum. */
@@ -306,6 +365,23 @@ static void *damaged_map;
 static size_t damaged_len;
 static char absent_name[64];
 static char too_long[256];
+
+/* The shared keyed throttles (0..3 anonymous, made before the fork; 4
+ * named, the parent's handle; 5 the same name opened by each process
+ * itself), what a key's tank holds in each (0: NONE, no bound) and whether
+ * it has a monitor. Keyed throttles are made under their own names only
+ * (kpool, kshared_name): a plain call never meets one (mpt_keyed_open
+ * meets plain names). */
+static mpt_keyed *kshared[KSHARED];
+static const char *const kshared_what[KSHARED] = {
+    "KA: 5/0.1s LIMIT, 8 keys",   "KB: 2/1s ONE, 64 keys",
+    "KC: 10/1s WINDOW, 16 keys",  "KD: 1000/1s NONE, 1024 keys, monitor off",
+    "KN: named, parent's handle", "KN: named, opened here",
+};
+static const uint64_t kshared_tank[KSHARED] = {5, 1, 10, 0, 5, 5};
+static const bool kshared_monitor[KSHARED] = {true, true, true, false, false, false};
+static char kpool[KPOOL][64];
+static char kshared_name[64];
 static const char *const invalid_names[] = {
     "", "/", "a/b", ".", "..", "\xff\xfe", "fz\xc3", "/fz",
 };
@@ -339,6 +415,14 @@ struct ctx {
         uint64_t ring;    /* WINDOW grant times kept: 0 none, RING_UNKNOWN not known */
     } priv[PRIVATE];
     int npriv;
+    struct kpriv {
+        mpt_keyed *h;
+        bool model; /* made by mpt_keyed_new, only this thread's: state known */
+        bool running, killed, as_monitor;
+        uint64_t tank;    /* a key's tank: 0 NONE, TANK_UNKNOWN (opened by name) */
+        int64_t slack_ns; /* timer_slack_ns asked for */
+    } kpriv[KPRIVATE];
+    int nkpriv;
     int64_t last_clock;
     char primer[256];
 };
@@ -971,6 +1055,9 @@ static void call_open(struct ctx *c) {
 static void call_unlink(struct ctx *c) {
     enum name_kind nk;
     const char *name = pick_name(c, &nk);
+    if (nk == NAME_POOL && chance(c, 30)) {
+        name = kpool[below(c, KPOOL)]; /* mpt_throttle_unlink removes keyed ones too */
+    }
     unsigned faults = nk == NAME_NULL      ? S(MPT_STATUS_NULL_POINTER)
                       : nk == NAME_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT)
                                            : 0;
@@ -1801,6 +1888,866 @@ static void call_misc(struct ctx *c, int op) {
     }
 }
 
+/* ------------------------------------------------------------ keyed */
+
+/*
+ * The keyed throttles (mpt_keyed_*): the same judging, with a key on top.
+ * A keyed handle is NULL, fake memory, a plain mpt_throttle (BAD_HANDLE:
+ * another type), a shared keyed throttle or one of this thread's. Keys
+ * are the empty key (NULL, 0), a few common ones (so that tables fill up,
+ * keys get dropped and NO_ROOM comes), random bytes of 0 to MPT_KEY_MAX,
+ * NULL with a length (NULL_POINTER) and keys too long (INVALID_ARGUMENT).
+ */
+enum khkind { K_NULL, K_FAKE, K_PLAIN, K_SHARED, K_PRIVATE };
+
+struct kpick {
+    const mpt_keyed *h;
+    enum khkind kind;
+    int index;
+    char desc[64];
+};
+
+static void pick_keyed(struct ctx *c, struct kpick *p) {
+    unsigned r = (unsigned)below(c, 100);
+    if (r < 6) {
+        p->kind = K_NULL;
+        p->h = NULL;
+        snprintf(p->desc, sizeof p->desc, "NULL");
+    } else if (r < 10) {
+        p->kind = K_FAKE;
+        bool zero = chance(c, 50);
+        p->h = (const mpt_keyed *)(const void *)(zero ? fake_zero : fake_poison);
+        snprintf(p->desc, sizeof p->desc, zero ? "fake(zeroed)" : "fake(0xA5)");
+    } else if (r < 13) {
+        /* (Never the other way round here: see tests/c/keyed.c,
+         * wrong_handles.) */
+        p->kind = K_PLAIN;
+        p->index = (int)below(c, SHARED);
+        p->h = (const mpt_keyed *)(const void *)shared[p->index];
+        snprintf(p->desc, sizeof p->desc, "plain %s", shared_what[p->index]);
+    } else if (r < 60 || c->nkpriv == 0) {
+        p->kind = K_SHARED;
+        p->index = (int)below(c, KSHARED);
+        p->h = kshared[p->index];
+        snprintf(p->desc, sizeof p->desc, "shared %s", kshared_what[p->index]);
+    } else {
+        p->kind = K_PRIVATE;
+        p->index = (int)below(c, (uint64_t)c->nkpriv);
+        p->h = c->kpriv[p->index].h;
+        snprintf(p->desc, sizeof p->desc, "private keyed %d%s", p->index,
+                 c->kpriv[p->index].model ? "" : " (named)");
+    }
+}
+
+static unsigned keyed_faults(const struct kpick *p) {
+    return p->kind == K_NULL                         ? S(MPT_STATUS_NULL_POINTER)
+           : p->kind == K_FAKE || p->kind == K_PLAIN ? S(MPT_STATUS_BAD_HANDLE)
+                                                     : 0;
+}
+
+static struct kpriv *kmodel_of(struct ctx *c, const struct kpick *p) {
+    if (p->kind != K_PRIVATE || !c->kpriv[p->index].model) {
+        return NULL;
+    }
+    return &c->kpriv[p->index];
+}
+
+/* What a key's tank holds (0: NONE), TANK_UNKNOWN if not known. */
+static uint64_t tank_of(const struct ctx *c, const struct kpick *p) {
+    switch (p->kind) {
+    case K_SHARED: return kshared_tank[p->index];
+    case K_PRIVATE: return c->kpriv[p->index].tank;
+    default: return TANK_UNKNOWN;
+    }
+}
+
+struct keypick {
+    const void *p;
+    size_t len;
+    unsigned faults;
+    char desc[48];
+    unsigned char buf[MPT_KEY_MAX + 8];
+};
+
+static void pick_key(struct ctx *c, struct keypick *k) {
+    unsigned r = (unsigned)below(c, 100);
+    k->faults = 0;
+    k->p = k->buf;
+    if (r < 5) {
+        k->p = NULL;
+        k->len = 0;
+        snprintf(k->desc, sizeof k->desc, "NULL, 0");
+    } else if (r < 9) {
+        static const size_t lens[] = {1, 3, MPT_KEY_MAX, MPT_KEY_MAX + 1, SIZE_MAX};
+        k->p = NULL;
+        k->len = lens[below(c, 5)];
+        k->faults = S(MPT_STATUS_NULL_POINTER);
+        snprintf(k->desc, sizeof k->desc, "NULL, %zu", k->len);
+    } else if (r < 13) {
+        static const size_t lens[] = {MPT_KEY_MAX + 1, MPT_KEY_MAX + 2, 4096, SIZE_MAX};
+        memset(k->buf, 'x', sizeof k->buf);
+        k->len = lens[below(c, 4)];
+        k->faults = S(MPT_STATUS_INVALID_ARGUMENT);
+        snprintf(k->desc, sizeof k->desc, "key of %zu bytes", k->len);
+    } else if (r < 30) {
+        k->len = (size_t)below(c, MPT_KEY_MAX + 1);
+        for (size_t i = 0; i < k->len; i++) {
+            k->buf[i] = (unsigned char)rnd(c);
+        }
+        snprintf(k->desc, sizeof k->desc, "random key of %zu bytes", k->len);
+    } else {
+        /* 24 common keys, half of them with NUL bytes. */
+        unsigned i = (unsigned)below(c, 24);
+        int n = snprintf((char *)k->buf, sizeof k->buf, "host-%u", i);
+        k->len = (size_t)n;
+        if (i % 2 == 1) {
+            k->buf[4] = '\0';
+        }
+        snprintf(k->desc, sizeof k->desc, "key \"host%c%u\"", i % 2 == 1 ? '0' : '-', i);
+    }
+}
+
+/* mpt_keyed_free of private keyed throttle i (the slot is refilled). */
+static void drop_kprivate(struct ctx *c, int i) {
+    char args[96];
+    snprintf(args, sizeof args, "mpt_keyed_free(private keyed %d)", i);
+    begin(c, OP_KEYED_FREE);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_free(c->kpriv[i].h);
+    judge(c, OP_KEYED_FREE, st, S(MPT_STATUS_OK), t0, quick(), args);
+    c->kpriv[i] = c->kpriv[--c->nkpriv];
+}
+
+static void keep_keyed(struct ctx *c, mpt_keyed *h, bool model, const struct opts *o,
+                       uint64_t tank) {
+    if (c->nkpriv == KPRIVATE) {
+        drop_kprivate(c, (int)below(c, KPRIVATE));
+    }
+    struct kpriv *p = &c->kpriv[c->nkpriv++];
+    memset(p, 0, sizeof *p);
+    p->h = h;
+    p->model = model;
+    p->as_monitor = o->as_monitor;
+    p->tank = tank;
+    p->slack_ns = o->p != NULL ? (int64_t)o->o.timer_slack_ns : 1;
+}
+
+/* max_n of a keyed throttle: 1 to MPT_KEYED_MAX_N (MPT_KEYED_MAX_WINDOW
+ * with WINDOW). */
+static uint64_t pick_keyed_max_n(struct ctx *c) {
+    static const uint64_t v[] = {
+        0, 1, 2, 5, 100, 1000, MPT_KEYED_MAX_WINDOW, (uint64_t)MPT_KEYED_MAX_WINDOW + 1,
+        MPT_KEYED_MAX_N, (uint64_t)MPT_KEYED_MAX_N + 1, (uint64_t)1 << 40, UINT64_MAX,
+    };
+    switch (below(c, 6)) {
+    case 0: return rnd(c);
+    case 1: case 2: return 1 + below(c, 100);
+    default: return v[below(c, sizeof v / sizeof v[0])];
+    }
+}
+
+static enum cls keyed_max_n_class(uint64_t n, bool window) {
+    if (n == 0 || n > MPT_KEYED_MAX_N || (window && n > MPT_KEYED_MAX_WINDOW)) {
+        return INVALID;
+    }
+    return VALID;
+}
+
+/* A capacity: 1 to MPT_KEYED_MAX_CAPACITY keys (never that many: a
+ * table of 2^26 keys is gigabytes). */
+static uint64_t pick_capacity(struct ctx *c) {
+    static const uint64_t v[] = {
+        0, 1, 2, 3, 8, 64, 1000, (uint64_t)MPT_KEYED_MAX_CAPACITY + 1, UINT64_MAX,
+    };
+    return chance(c, 5) ? rnd(c) | ((uint64_t)1 << 40) : v[below(c, sizeof v / sizeof v[0])];
+}
+
+static enum cls capacity_class(uint64_t n) {
+    return n == 0 || n > MPT_KEYED_MAX_CAPACITY ? INVALID : VALID;
+}
+
+/* What a key's tank holds in a keyed throttle made with `o` (0: NONE). */
+static uint64_t tank_made(const struct opts *o, uint64_t max_n) {
+    uint32_t hardcap = o->p != NULL ? o->o.hardcap : MPT_HARDCAP_LIMIT;
+    return hardcap == MPT_HARDCAP_ONE ? 1 : hardcap == MPT_HARDCAP_NONE ? 0 : max_n;
+}
+
+static void call_keyed_new(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    uint64_t max_n = pick_keyed_max_n(c);
+    uint64_t capacity = pick_capacity(c);
+    /* A WINDOW key keeps max_n grant times (16 bytes each): no big tables
+     * of big rings. */
+    if (o.window && max_n > 64 && capacity > 3 && capacity_class(capacity) == VALID) {
+        capacity = 1 + below(c, 3);
+    }
+    double per = pick_per(c);
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)),
+                       worst(keyed_max_n_class(max_n, o.window), capacity_class(capacity)));
+    if (!o.as_throttle) {
+        k = INVALID; /* a keyed throttle rations fuel */
+    }
+    unsigned faults = (null_out ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    char args[256];
+    snprintf(args, sizeof args, "mpt_keyed_new(%" PRIu64 ", %g, %" PRIu64 ", %s, %s)", max_n,
+             per, capacity, o.p == NULL ? "NULL" : "&options", null_out ? "NULL" : "&k");
+    mpt_keyed *h;
+    memset(&h, SENTINEL_BYTE, sizeof h);
+    begin(c, OP_KEYED_NEW);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_new(max_n, per, capacity, o.p, null_out ? NULL : &h);
+    judge(c, OP_KEYED_NEW, st, expect(faults, unsure, S(MPT_STATUS_OK) | S(MPT_STATUS_SYSTEM)),
+          t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&h, sizeof h)) {
+            fail(c, OP_KEYED_NEW, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (h == NULL) {
+        fail(c, OP_KEYED_NEW, "%s returned OK and a NULL handle", args);
+        return;
+    }
+    keep_keyed(c, h, true, &o, tank_made(&o, max_n));
+}
+
+/* A keyed name: NULL, invalid, the absent one, the keyed pool, the shared
+ * keyed name, or (only where it cannot create one) a plain pool name. */
+enum kname_kind { KN_NULL, KN_INVALID, KN_ABSENT, KN_KEYED, KN_SHARED, KN_PLAIN };
+
+static const char *pick_keyed_name(struct ctx *c, bool creates, enum kname_kind *k) {
+    unsigned r = (unsigned)below(c, 20);
+    if (r == 0) {
+        *k = KN_NULL;
+        return NULL;
+    }
+    if (r < 3) {
+        *k = KN_INVALID;
+        return r == 2 ? too_long
+                      : invalid_names[below(c, sizeof invalid_names / sizeof invalid_names[0])];
+    }
+    if (r < 5 && !creates) {
+        *k = KN_ABSENT;
+        return absent_name;
+    }
+    if (r < 8 && !creates) {
+        *k = KN_PLAIN;
+        return pool[below(c, POOL)];
+    }
+    if (r < 10) {
+        *k = KN_SHARED;
+        return kshared_name;
+    }
+    *k = KN_KEYED;
+    return kpool[below(c, KPOOL)];
+}
+
+static void call_keyed_create_named(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum kname_kind nk;
+    const char *name = pick_keyed_name(c, true, &nk);
+    /* A few configurations, so that names collide as MISMATCH too (and
+     * the shared one's, 5 per 1 s of 32 keys without a monitor). */
+    static const uint64_t ns[] = {1, 5, 0};
+    static const double pers[] = {0.1, 1.0, NAN};
+    static const uint64_t caps[] = {4, 32, 0};
+    uint64_t max_n = ns[below(c, chance(c, 90) ? 2 : 3)];
+    double per = pers[below(c, chance(c, 90) ? 2 : 3)];
+    uint64_t capacity = caps[below(c, chance(c, 90) ? 2 : 3)];
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)),
+                       worst(keyed_max_n_class(max_n, o.window), capacity_class(capacity)));
+    if (!o.as_throttle) {
+        k = INVALID;
+    }
+    unsigned faults = (null_out || nk == KN_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (k == INVALID || nk == KN_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = k == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    char args[512];
+    snprintf(args, sizeof args,
+             "mpt_keyed_create_named(\"%.40s\", %" PRIu64 ", %g, %" PRIu64 ", %s, %s)",
+             name == NULL ? "(NULL)" : name, max_n, per, capacity,
+             o.p == NULL ? "NULL" : "&options", null_out ? "NULL" : "&k");
+    mpt_keyed *h;
+    memset(&h, SENTINEL_BYTE, sizeof h);
+    begin(c, OP_KEYED_CREATE_NAMED);
+    int64_t t0 = now();
+    mpt_status st =
+        mpt_keyed_create_named(name, max_n, per, capacity, o.p, null_out ? NULL : &h);
+    judge(c, OP_KEYED_CREATE_NAMED, st,
+          expect(faults, unsure, S(MPT_STATUS_OK) | S(MPT_STATUS_MISMATCH) | S(MPT_STATUS_SYSTEM)),
+          t0, named_bound(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&h, sizeof h)) {
+            fail(c, OP_KEYED_CREATE_NAMED, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    /* The same configuration as asked, so the same tank. */
+    keep_keyed(c, h, false, &o, tank_made(&o, max_n));
+}
+
+static void call_keyed_open(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum kname_kind nk;
+    const char *name = pick_keyed_name(c, false, &nk);
+    bool null_out = chance(c, 5);
+    unsigned faults = (null_out || nk == KN_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+                      (o.open == INVALID || nk == KN_INVALID ? S(MPT_STATUS_INVALID_ARGUMENT)
+                                                             : 0);
+    unsigned unsure = o.open == UNSURE ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+    unsigned outcomes = nk == KN_ABSENT   ? S(MPT_STATUS_NOT_FOUND)
+                        : nk == KN_SHARED ? S(MPT_STATUS_OK)
+                        : nk == KN_PLAIN  ? S(MPT_STATUS_MISMATCH) | S(MPT_STATUS_NOT_FOUND)
+                                          : S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_FOUND);
+    char args[512];
+    snprintf(args, sizeof args, "mpt_keyed_open(\"%.40s\", %s, %s)",
+             name == NULL ? "(NULL)" : name, o.p == NULL ? "NULL" : "&options",
+             null_out ? "NULL" : "&k");
+    mpt_keyed *h;
+    memset(&h, SENTINEL_BYTE, sizeof h);
+    begin(c, OP_KEYED_OPEN);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_open(name, o.p, null_out ? NULL : &h);
+    judge(c, OP_KEYED_OPEN, st, expect(faults, unsure, outcomes), t0, named_bound(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&h, sizeof h)) {
+            fail(c, OP_KEYED_OPEN, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    keep_keyed(c, h, false, &o, nk == KN_SHARED ? kshared_tank[4] : TANK_UNKNOWN);
+}
+
+static void call_keyed_free(struct ctx *c) {
+    unsigned r = (unsigned)below(c, 10);
+    if (r < 6 && c->nkpriv > 0) {
+        drop_kprivate(c, (int)below(c, (uint64_t)c->nkpriv));
+        return;
+    }
+    /* NULL is a no-op; a fake or a plain throttle is caught (and not
+     * freed: the plain one lives on). */
+    mpt_keyed *h = NULL;
+    const char *what = "NULL";
+    if (r == 7 || r == 8) {
+        h = (mpt_keyed *)(void *)(r == 7 ? fake_zero : fake_poison);
+        what = "fake";
+    } else if (r == 9) {
+        h = (mpt_keyed *)(void *)shared[below(c, SHARED)];
+        what = "a plain throttle";
+    }
+    char args[64];
+    snprintf(args, sizeof args, "mpt_keyed_free(%s)", what);
+    begin(c, OP_KEYED_FREE);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_free(h);
+    judge(c, OP_KEYED_FREE, st, h == NULL ? S(MPT_STATUS_OK) : S(MPT_STATUS_BAD_HANDLE), t0,
+          quick(), args);
+}
+
+static void call_keyed_start(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE) | S(MPT_STATUS_SYSTEM);
+    if (m != NULL) {
+        outcomes = m->running ? S(MPT_STATUS_WRONG_STATE) : S(MPT_STATUS_OK) | S(MPT_STATUS_SYSTEM);
+    }
+    char args[96];
+    snprintf(args, sizeof args, "mpt_keyed_start(%s)", p.desc);
+    begin(c, OP_KEYED_START);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_start(p.h);
+    judge(c, OP_KEYED_START, st, expect(keyed_faults(&p), 0, outcomes), t0, quick(), args);
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->running = true;
+        m->killed = false;
+    } else if (m != NULL && st == MPT_STATUS_SYSTEM) {
+        m->model = false;
+    }
+}
+
+static void call_keyed_stop(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_WRONG_STATE);
+    if (m != NULL) {
+        outcomes = m->running ? S(MPT_STATUS_OK) : S(MPT_STATUS_WRONG_STATE);
+    }
+    mpt_summary s;
+    memset(&s, SENTINEL_BYTE, sizeof s);
+    bool null_out = chance(c, 30);
+    char args[96];
+    snprintf(args, sizeof args, "mpt_keyed_stop(%s, %s)", p.desc, null_out ? "NULL" : "&s");
+    begin(c, OP_KEYED_STOP);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_stop(p.h, null_out ? NULL : &s);
+    judge(c, OP_KEYED_STOP, st, expect(keyed_faults(&p), 0, outcomes), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&s, sizeof s)) {
+        fail(c, OP_KEYED_STOP, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(s.runtime_s >= 0.0 && isfinite(s.runtime_s))) {
+        fail(c, OP_KEYED_STOP, "%s reported a runtime of %g s", args, s.runtime_s);
+    }
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->running = false;
+        m->killed = true;
+    }
+}
+
+static void call_keyed_kill(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    char args[96];
+    snprintf(args, sizeof args, "mpt_keyed_kill(%s)", p.desc);
+    begin(c, OP_KEYED_KILL);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_kill(p.h);
+    judge(c, OP_KEYED_KILL, st, expect(keyed_faults(&p), 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (m != NULL && st == MPT_STATUS_OK) {
+        m->killed = true;
+    }
+}
+
+static void call_keyed_is_running(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    unsigned char b[sizeof(bool)];
+    memset(b, SENTINEL_BYTE, sizeof b);
+    bool null_out = chance(c, 10);
+    unsigned faults = keyed_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[96];
+    snprintf(args, sizeof args, "mpt_keyed_is_running(%s, %s)", p.desc, null_out ? "NULL" : "&b");
+    begin(c, OP_KEYED_IS_RUNNING);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_is_running(p.h, null_out ? NULL : (bool *)(void *)b);
+    judge(c, OP_KEYED_IS_RUNNING, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(b, sizeof b)) {
+            fail(c, OP_KEYED_IS_RUNNING, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (b[0] > 1) {
+        fail(c, OP_KEYED_IS_RUNNING, "%s wrote %u, not a bool", args, (unsigned)b[0]);
+    } else if (m != NULL && (b[0] == 1) != m->running) {
+        fail(c, OP_KEYED_IS_RUNNING, "%s says %u, the model says %d", args, (unsigned)b[0],
+             (int)m->running);
+    }
+}
+
+/* mpt_keyed_connect: as mpt_throttle_connect, where no Redis listens. */
+static void call_keyed_connect(struct ctx *c) {
+    struct opts o;
+    pick_options(c, &o);
+    enum url_kind uk;
+    const char *url = pick_url(c, &uk);
+    enum name_kind nk;
+    const char *name = pick_redis_name(c, &nk);
+    static const double pers[] = {1.0, 0.25, 0.0000015, 0.0, NAN};
+    double per = pers[below(c, 5)];
+    uint64_t max_n = pick_keyed_max_n(c);
+    bool null_out = chance(c, 5);
+    enum cls k = worst(worst(o.make, seconds_class(per, 1e-9)), keyed_max_n_class(max_n, o.window));
+    if (!o.as_throttle) {
+        k = INVALID; /* a keyed throttle rations fuel */
+    }
+    bool bad_per = per > 0.0 && per < 0.001; /* 1.5 us: not whole microseconds */
+    unsigned faults =
+        (null_out || uk == URL_NULL || nk == NAME_NULL ? S(MPT_STATUS_NULL_POINTER) : 0) |
+        (k == INVALID || bad_per || uk == URL_INVALID || nk == NAME_INVALID
+             ? S(MPT_STATUS_INVALID_ARGUMENT)
+             : 0);
+    /* Rates the Redis store cannot keep (max_n x per in microseconds over
+     * 2^52, WINDOW over 65536) are refused before any connection. */
+    unsigned unsure = S(MPT_STATUS_INVALID_ARGUMENT);
+    char args[512];
+    snprintf(args, sizeof args, "mpt_keyed_connect(\"%.40s\", \"%.40s\", %" PRIu64 ", %g, %s, %s)",
+             url == NULL ? "(NULL)" : url, name == NULL ? "(NULL)" : name, max_n, per,
+             o.p == NULL ? "NULL" : "&options", null_out ? "NULL" : "&k");
+    mpt_keyed *h;
+    memset(&h, SENTINEL_BYTE, sizeof h);
+    begin(c, OP_KEYED_CONNECT);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_connect(url, name, max_n, per, o.p, null_out ? NULL : &h);
+    judge(c, OP_KEYED_CONNECT, st, expect(faults, unsure, S(MPT_STATUS_UNREACHABLE)), t0,
+          named_bound(), args);
+    if (st == MPT_STATUS_OK) {
+        fail(c, OP_KEYED_CONNECT, "%s connected where no Redis server listens", args);
+        (void)mpt_keyed_free(h);
+    } else if (!untouched(&h, sizeof h)) {
+        fail(c, OP_KEYED_CONNECT, "%s failed but wrote its out-parameter", args);
+    }
+}
+
+static void call_keyed_kill_flag(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    unsigned char b[sizeof(bool)];
+    memset(b, SENTINEL_BYTE, sizeof b);
+    bool null_out = chance(c, 10);
+    unsigned faults = keyed_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_keyed_kill_flag_is_set(%s, %s)", p.desc,
+             null_out ? "NULL" : "&b");
+    begin(c, OP_KEYED_KILL_FLAG);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_kill_flag_is_set(p.h, null_out ? NULL : (bool *)(void *)b);
+    judge(c, OP_KEYED_KILL_FLAG, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(b, sizeof b)) {
+            fail(c, OP_KEYED_KILL_FLAG, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (b[0] > 1) {
+        fail(c, OP_KEYED_KILL_FLAG, "%s wrote %u, not a bool", args, (unsigned)b[0]);
+    } else if (m != NULL && (b[0] == 1) != m->killed) {
+        fail(c, OP_KEYED_KILL_FLAG, "%s says %u, the model says %d", args, (unsigned)b[0],
+             (int)m->killed);
+    }
+}
+
+static void call_keyed_get_config(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    mpt_options o, before;
+    memset(&o, SENTINEL_BYTE, sizeof o);
+    o.version = MPT_OPTIONS_VERSION;
+    before = o;
+    uint64_t max_n = 0, capacity = 0;
+    double per = 0.0;
+    unsigned char created[sizeof(bool)];
+    memset(created, SENTINEL_BYTE, sizeof created);
+    bool null_o = chance(c, 4), null_n = chance(c, 4), null_per = chance(c, 4),
+         null_cap = chance(c, 4), null_created = chance(c, 4);
+    char args[256];
+    snprintf(args, sizeof args, "mpt_keyed_get_config(%s, %s, %s, %s, %s, %s)", p.desc,
+             null_o ? "NULL" : "&o", null_n ? "NULL" : "&max_n", null_per ? "NULL" : "&per",
+             null_cap ? "NULL" : "&capacity", null_created ? "NULL" : "&created");
+    begin(c, OP_KEYED_GET_CONFIG);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_get_config(p.h, null_o ? NULL : &o, null_n ? NULL : &max_n,
+                                         null_per ? NULL : &per, null_cap ? NULL : &capacity,
+                                         null_created ? NULL : (bool *)(void *)created);
+    judge(c, OP_KEYED_GET_CONFIG, st, expect(keyed_faults(&p), 0, S(MPT_STATUS_OK)), t0, quick(),
+          args);
+    if (st != MPT_STATUS_OK) {
+        if (memcmp(&o, &before, sizeof o) != 0 || max_n != 0 || per != 0.0 || capacity != 0 ||
+            !untouched(created, sizeof created)) {
+            fail(c, OP_KEYED_GET_CONFIG, "%s failed but wrote an out-parameter", args);
+        }
+        return;
+    }
+    if (!null_o && !(o.version == MPT_OPTIONS_VERSION && o.as_throttle == 1 &&
+                     o.as_monitor <= 1 && (o.auto_emit == 0 || o.auto_emit == 1) &&
+                     o.hardcap <= MPT_HARDCAP_WINDOW && o.group_shared <= 1)) {
+        fail(c, OP_KEYED_GET_CONFIG, "%s gave version %u, as_throttle %u, as_monitor %u, "
+             "auto_emit %d, hardcap %u", args, o.version, o.as_throttle, o.as_monitor,
+             (int)o.auto_emit, o.hardcap);
+    }
+    if ((!null_n && (max_n == 0 || max_n > MPT_KEYED_MAX_N)) ||
+        (!null_per && !(isfinite(per) && per > 0.0)) ||
+        (!null_cap && (capacity == 0 || capacity > MPT_KEYED_MAX_CAPACITY)) ||
+        (!null_created && created[0] > 1)) {
+        fail(c, OP_KEYED_GET_CONFIG, "%s gave max_n %" PRIu64 ", per %g, capacity %" PRIu64
+             ", created %u", args, max_n, per, capacity, (unsigned)created[0]);
+    }
+    if (m != NULL && !null_o && (o.as_monitor == 1) != m->as_monitor) {
+        fail(c, OP_KEYED_GET_CONFIG, "%s gave as_monitor %u; made with %d", args, o.as_monitor,
+             (int)m->as_monitor);
+    }
+    if (m != NULL && !null_created && created[0] != 1) {
+        fail(c, OP_KEYED_GET_CONFIG, "%s: made by mpt_keyed_new, yet created is %u", args,
+             (unsigned)created[0]);
+    }
+}
+
+/* n for a keyed call: 0 is refused, more than a key's tank too (NONE has
+ * no bound; a tank not known leaves it open). */
+static unsigned keyed_units_faults(uint64_t n, uint64_t tank) {
+    return n == 0 || (tank != 0 && tank != TANK_UNKNOWN && n > tank)
+               ? S(MPT_STATUS_INVALID_ARGUMENT)
+               : 0;
+}
+
+static unsigned keyed_units_unsure(uint64_t n, uint64_t tank) {
+    return tank == TANK_UNKNOWN && n > 1 ? S(MPT_STATUS_INVALID_ARGUMENT) : 0;
+}
+
+/* As take_outcomes, for a keyed throttle: a running one may also have no
+ * room for a new key. */
+static unsigned keyed_take_outcomes(const struct kpriv *m, mpt_status empty) {
+    if (m == NULL) {
+        return S(MPT_STATUS_OK) | S(empty) | S(MPT_STATUS_KILLED) | S(MPT_STATUS_NO_ROOM);
+    }
+    return m->killed     ? S(MPT_STATUS_KILLED)
+           : !m->running ? S(empty)
+                         : S(MPT_STATUS_OK) | S(empty) | S(MPT_STATUS_NO_ROOM);
+}
+
+/* mpt_keyed_await_fuel, or with `cancellable` mpt_keyed_await_fuel_cancellable. */
+static void call_keyed_await(struct ctx *c, bool cancellable) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    struct keypick key;
+    pick_key(c, &key);
+    uint64_t tank = tank_of(c, &p);
+    uint64_t n = chance(c, 50) ? 1 : pick_units(c);
+    enum cls k;
+    bool forever;
+    int op = cancellable ? OP_KEYED_AWAIT_CANCELLABLE : OP_KEYED_AWAIT;
+    /* Only the shared keyed throttles (which the supervisors kill now and
+     * then) and the faults may be asked to wait forever. */
+    double timeout = pick_timeout(c, p.kind != K_PRIVATE, &k, &forever);
+    unsigned faults = keyed_faults(&p) | key.faults | keyed_units_faults(n, tank) |
+                      (k == INVALID ? S(MPT_STATUS_INVALID_ARGUMENT) : 0);
+    unsigned unsure = keyed_units_unsure(n, tank);
+    unsigned token_faults = 0;
+    char tdesc[32] = "";
+    const mpt_cancel *token = NULL;
+    if (cancellable) {
+        token = pick_token(c, &token_faults, tdesc, sizeof tdesc);
+        if (p.kind != K_NULL) {
+            faults |= token_faults; /* a NULL handle is reported first */
+        }
+        if (token != NULL && token_faults == 0) {
+            /* Other threads fire the tokens at any time. */
+            unsure |= S(MPT_STATUS_CANCELLED) | S(MPT_STATUS_KILLED);
+        }
+    }
+    unsigned outcomes = keyed_take_outcomes(m, MPT_STATUS_TIMEOUT);
+    bool null_out = chance(c, 20);
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[300];
+    snprintf(args, sizeof args, "%s(%s, %s, %" PRIu64 ", %g%s%s, %s)", op_name[op], p.desc,
+             key.desc, n, timeout, cancellable ? ", " : "", tdesc, null_out ? "NULL" : "&grant");
+    begin(c, op);
+    int64_t t0 = now();
+    mpt_status st =
+        cancellable
+            ? mpt_keyed_await_fuel_cancellable(p.h, key.p, key.len, n, timeout, token,
+                                               null_out ? NULL : &g)
+            : mpt_keyed_await_fuel(p.h, key.p, key.len, n, timeout, null_out ? NULL : &g);
+    int64_t t1 = now();
+    int64_t slack = p.kind == K_PRIVATE ? c->kpriv[p.index].slack_ns : 1;
+    int64_t limit = faults != 0 ? quick()
+                    : forever   ? 0
+                                : (int64_t)(timeout * 1e9) + quick() + slack;
+    judge(c, op, st, expect(faults, unsure, outcomes), t0, limit, args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, op, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, op, "%s: grant time %" PRId64 " outside the call [%" PRId64 ", %" PRId64 "]",
+             args, g, t0, t1);
+    }
+}
+
+static void call_keyed_has_fuel(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    struct keypick key;
+    pick_key(c, &key);
+    uint64_t tank = tank_of(c, &p);
+    uint64_t n = chance(c, 60) ? 1 : pick_units(c);
+    unsigned faults = keyed_faults(&p) | key.faults | keyed_units_faults(n, tank);
+    unsigned outcomes = keyed_take_outcomes(m, MPT_STATUS_NO_FUEL);
+    bool null_out = chance(c, 20);
+    int64_t g;
+    memset(&g, SENTINEL_BYTE, sizeof g);
+    char args[300];
+    snprintf(args, sizeof args, "mpt_keyed_has_fuel(%s, %s, %" PRIu64 ", %s)", p.desc, key.desc,
+             n, null_out ? "NULL" : "&grant");
+    begin(c, OP_KEYED_HAS_FUEL);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_has_fuel(p.h, key.p, key.len, n, null_out ? NULL : &g);
+    int64_t t1 = now();
+    judge(c, OP_KEYED_HAS_FUEL, st, expect(faults, keyed_units_unsure(n, tank), outcomes), t0,
+          quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&g, sizeof g)) {
+        fail(c, OP_KEYED_HAS_FUEL, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && !(g >= t0 && g <= t1)) {
+        fail(c, OP_KEYED_HAS_FUEL, "%s: grant time %" PRId64 " is not now [%" PRId64 ", %" PRId64
+             "]", args, g, t0, t1);
+    }
+}
+
+static void call_keyed_peek(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    struct keypick key;
+    pick_key(c, &key);
+    uint64_t tank = tank_of(c, &p);
+    uint64_t n = chance(c, 50) ? 1 : pick_units(c);
+    unsigned faults = keyed_faults(&p) | key.faults | keyed_units_faults(n, tank);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_NOT_RUNNING) | S(MPT_STATUS_KILLED);
+    if (m != NULL) {
+        outcomes = m->killed    ? S(MPT_STATUS_KILLED)
+                   : m->running ? S(MPT_STATUS_OK)
+                                : S(MPT_STATUS_NOT_RUNNING);
+    }
+    uint64_t level;
+    double wait;
+    memset(&level, SENTINEL_BYTE, sizeof level);
+    memset(&wait, SENTINEL_BYTE, sizeof wait);
+    bool null_out = chance(c, 20);
+    char args[300];
+    snprintf(args, sizeof args, "mpt_keyed_peek(%s, %s, %" PRIu64 ", %s)", p.desc, key.desc, n,
+             null_out ? "NULL, NULL" : "&level, &wait");
+    begin(c, OP_KEYED_PEEK);
+    int64_t t0 = now();
+    mpt_status st =
+        mpt_keyed_peek(p.h, key.p, key.len, n, null_out ? NULL : &level, null_out ? NULL : &wait);
+    judge(c, OP_KEYED_PEEK, st, expect(faults, keyed_units_unsure(n, tank), outcomes), t0,
+          quick(), args);
+    if (st != MPT_STATUS_OK && !(untouched(&level, sizeof level) && untouched(&wait, sizeof wait))) {
+        fail(c, OP_KEYED_PEEK, "%s failed but wrote its out-parameters", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out) {
+        /* A key holds at most its tank (NONE: its backlog). */
+        bool bounded = tank == 0 || tank == TANK_UNKNOWN || level <= tank;
+        if (!(wait >= 0.0 && isfinite(wait)) || !bounded) {
+            fail(c, OP_KEYED_PEEK, "%s: level %" PRIu64 ", a wait of %g s", args, level, wait);
+        }
+    }
+}
+
+static void call_keyed_forget(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct keypick key;
+    pick_key(c, &key);
+    unsigned char b[sizeof(bool)];
+    memset(b, SENTINEL_BYTE, sizeof b);
+    bool null_out = chance(c, 30);
+    unsigned faults = keyed_faults(&p) | key.faults;
+    char args[200];
+    snprintf(args, sizeof args, "mpt_keyed_forget(%s, %s, %s)", p.desc, key.desc,
+             null_out ? "NULL" : "&found");
+    begin(c, OP_KEYED_FORGET);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_forget(p.h, key.p, key.len, null_out ? NULL : (bool *)(void *)b);
+    /* SYSTEM: the table lock held 200 ms by a process stopped meanwhile. */
+    judge(c, OP_KEYED_FORGET, st, expect(faults, S(MPT_STATUS_SYSTEM), S(MPT_STATUS_OK)), t0,
+          quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(b, sizeof b)) {
+        fail(c, OP_KEYED_FORGET, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !null_out && b[0] > 1) {
+        fail(c, OP_KEYED_FORGET, "%s wrote %u, not a bool", args, (unsigned)b[0]);
+    }
+}
+
+static void call_keyed_key_stats(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct keypick key;
+    pick_key(c, &key);
+    mpt_key_stats s;
+    memset(&s, SENTINEL_BYTE, sizeof s);
+    bool null_out = chance(c, 10);
+    unsigned faults =
+        keyed_faults(&p) | key.faults | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[200];
+    snprintf(args, sizeof args, "mpt_keyed_key_stats(%s, %s, %s)", p.desc, key.desc,
+             null_out ? "NULL" : "&s");
+    begin(c, OP_KEYED_KEY_STATS);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_key_stats(p.h, key.p, key.len, null_out ? NULL : &s);
+    int64_t t1 = now();
+    judge(c, OP_KEYED_KEY_STATS, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&s, sizeof s)) {
+            fail(c, OP_KEYED_KEY_STATS, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (s.in_table > 1 || (s.in_table == 0 && (s.granted != 0 || s.since_ns != 0)) ||
+        (s.in_table == 1 && !(s.since_ns > 0 && s.since_ns <= t1))) {
+        fail(c, OP_KEYED_KEY_STATS, "%s gave in_table %u, granted %" PRIu64 ", since %" PRId64,
+             args, s.in_table, s.granted, s.since_ns);
+    }
+}
+
+static void call_keyed_get_stats(struct ctx *c) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    mpt_keyed_stats s;
+    memset(&s, SENTINEL_BYTE, sizeof s);
+    bool null_out = chance(c, 10);
+    unsigned faults = keyed_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    char args[128];
+    snprintf(args, sizeof args, "mpt_keyed_get_stats(%s, %s)", p.desc, null_out ? "NULL" : "&s");
+    begin(c, OP_KEYED_GET_STATS);
+    int64_t t0 = now();
+    mpt_status st = mpt_keyed_get_stats(p.h, null_out ? NULL : &s);
+    judge(c, OP_KEYED_GET_STATS, st, expect(faults, 0, S(MPT_STATUS_OK)), t0, quick(), args);
+    if (st != MPT_STATUS_OK) {
+        if (!untouched(&s, sizeof s)) {
+            fail(c, OP_KEYED_GET_STATS, "%s failed but wrote its out-parameter", args);
+        }
+        return;
+    }
+    if (!(s.capacity >= 1 && s.capacity <= MPT_KEYED_MAX_CAPACITY && s.live_keys <= s.capacity &&
+          s.evictions <= s.added && s.live_keys <= s.added && s.summary.runtime_s >= 0.0 &&
+          isfinite(s.summary.runtime_s) && s.summary.mean_seconds_between >= 0.0 &&
+          s.summary.mean_per_second >= 0.0)) {
+        fail(c, OP_KEYED_GET_STATS,
+             "%s gave %" PRIu64 " live keys of %" PRIu64 ", %" PRIu64 " evictions, %" PRIu64
+             " added, runtime %g",
+             args, s.live_keys, s.capacity, s.evictions, s.added, s.summary.runtime_s);
+    }
+}
+
+/* mpt_keyed_latest (OP_KEYED_LATEST) or mpt_keyed_mean (OP_KEYED_MEAN). */
+static void call_keyed_rate(struct ctx *c, int op) {
+    struct kpick p;
+    pick_keyed(c, &p);
+    struct kpriv *m = kmodel_of(c, &p);
+    mpt_rate r;
+    memset(&r, SENTINEL_BYTE, sizeof r);
+    bool null_out = chance(c, 10);
+    unsigned faults = keyed_faults(&p) | (null_out ? S(MPT_STATUS_NULL_POINTER) : 0);
+    unsigned outcomes = S(MPT_STATUS_OK) | S(MPT_STATUS_MONITOR_OFF);
+    if (m != NULL) {
+        outcomes = !m->as_monitor ? S(MPT_STATUS_MONITOR_OFF)
+                   : m->running   ? S(MPT_STATUS_OK) | S(MPT_STATUS_MONITOR_OFF)
+                                  : S(MPT_STATUS_OK);
+    } else if (p.kind == K_SHARED && !kshared_monitor[p.index]) {
+        outcomes = S(MPT_STATUS_MONITOR_OFF);
+    }
+    char args[128];
+    snprintf(args, sizeof args, "%s(%s, %s)", op_name[op], p.desc, null_out ? "NULL" : "&rate");
+    begin(c, op);
+    int64_t t0 = now();
+    mpt_rate *out = null_out ? NULL : &r;
+    mpt_status st = op == OP_KEYED_LATEST ? mpt_keyed_latest(p.h, out) : mpt_keyed_mean(p.h, out);
+    judge(c, op, st, expect(faults, 0, outcomes), t0, quick(), args);
+    if (st != MPT_STATUS_OK && !untouched(&r, sizeof r)) {
+        fail(c, op, "%s failed but wrote its out-parameter", args);
+    }
+    if (st == MPT_STATUS_OK && !(r.seconds_between >= 0.0 && r.per_second >= 0.0)) {
+        fail(c, op, "%s gave (%g, %g)", args, r.seconds_between, r.per_second);
+    }
+}
+
 static unsigned weight_total; /* set by main before any thread runs */
 
 static void one_call(struct ctx *c) {
@@ -1840,6 +2787,25 @@ static void one_call(struct ctx *c) {
     case OP_CREATED: call_created(c); break;
     case OP_CONNECT: call_connect(c); break;
     case OP_UNLINK_URL: call_unlink_url(c); break;
+    case OP_KEYED_NEW: call_keyed_new(c); break;
+    case OP_KEYED_CREATE_NAMED: call_keyed_create_named(c); break;
+    case OP_KEYED_OPEN: call_keyed_open(c); break;
+    case OP_KEYED_FREE: call_keyed_free(c); break;
+    case OP_KEYED_START: call_keyed_start(c); break;
+    case OP_KEYED_STOP: call_keyed_stop(c); break;
+    case OP_KEYED_KILL: call_keyed_kill(c); break;
+    case OP_KEYED_IS_RUNNING: call_keyed_is_running(c); break;
+    case OP_KEYED_AWAIT: call_keyed_await(c, false); break;
+    case OP_KEYED_AWAIT_CANCELLABLE: call_keyed_await(c, true); break;
+    case OP_KEYED_HAS_FUEL: call_keyed_has_fuel(c); break;
+    case OP_KEYED_PEEK: call_keyed_peek(c); break;
+    case OP_KEYED_FORGET: call_keyed_forget(c); break;
+    case OP_KEYED_KEY_STATS: call_keyed_key_stats(c); break;
+    case OP_KEYED_GET_STATS: call_keyed_get_stats(c); break;
+    case OP_KEYED_LATEST: case OP_KEYED_MEAN: call_keyed_rate(c, op); break;
+    case OP_KEYED_CONNECT: call_keyed_connect(c); break;
+    case OP_KEYED_KILL_FLAG: call_keyed_kill_flag(c); break;
+    case OP_KEYED_GET_CONFIG: call_keyed_get_config(c); break;
     default: call_misc(c, op); break;
     }
 }
@@ -1859,6 +2825,9 @@ static void *fuzz_thread(void *arg) {
     }
     while (c->npriv > 0) {
         drop_private(c, c->npriv - 1);
+    }
+    while (c->nkpriv > 0) {
+        drop_kprivate(c, c->nkpriv - 1);
     }
     __atomic_fetch_add(&finished, 1, __ATOMIC_SEQ_CST);
     return NULL;
@@ -1952,6 +2921,13 @@ static bool fuzz(int first, int n, uint64_t s) {
             say("FAIL: supervisor: kill/stop of a shared throttle gave %d\n", (int)st);
             __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
         }
+        /* And a shared keyed throttle. */
+        mpt_keyed *kh = kshared[below(&sup, KSHARED)];
+        st = chance(&sup, 70) ? mpt_keyed_kill(kh) : mpt_keyed_stop(kh, NULL);
+        if (st != MPT_STATUS_OK && st != MPT_STATUS_WRONG_STATE) {
+            say("FAIL: supervisor: kill/stop of a shared keyed throttle gave %d\n", (int)st);
+            __atomic_fetch_add(&board->failures, 1, __ATOMIC_RELAXED);
+        }
     }
     int64_t give_up = now() + 3 * quick() + 2 * SEC;
     while (__atomic_load_n(&finished, __ATOMIC_SEQ_CST) < n) {
@@ -1965,6 +2941,9 @@ static bool fuzz(int first, int n, uint64_t s) {
         }
         for (int i = 0; i < SHARED; i++) {
             (void)mpt_kill(shared[i]);
+        }
+        for (int i = 0; i < KSHARED; i++) {
+            (void)mpt_keyed_kill(kshared[i]);
         }
         for (int i = 0; i < TOKENS; i++) {
             (void)mpt_cancel_fire(tokens[i]);
@@ -1999,6 +2978,31 @@ static mpt_throttle *make_shared(uint64_t max_n, double per, uint32_t hardcap, i
         exit(2);
     }
     return t;
+}
+
+static mpt_keyed *make_kshared(uint64_t max_n, double per, uint64_t capacity, uint32_t hardcap,
+                               int as_monitor) {
+    mpt_options o;
+    mpt_keyed *k = NULL;
+    CHECK_OK(mpt_options_init(&o, MPT_OPTIONS_VERSION));
+    o.hardcap = hardcap;
+    o.as_monitor = (uint32_t)as_monitor;
+    CHECK_OK(mpt_keyed_new(max_n, per, capacity, &o, &k));
+    if (k == NULL) {
+        printf("cannot make a keyed throttle: %s\n", last_error());
+        exit(2);
+    }
+    return k;
+}
+
+/* The shared named keyed throttle, opened by this process. */
+static mpt_keyed *open_kshared(void) {
+    mpt_keyed *k = NULL;
+    if (mpt_keyed_open(kshared_name, NULL, &k) != MPT_STATUS_OK || k == NULL) {
+        say("FAIL: cannot open %s: %s\n", kshared_name, last_error());
+        return NULL;
+    }
+    return k;
 }
 
 static mpt_throttle *open_shared(void) {
@@ -2069,6 +3073,13 @@ static void child_main(int i) {
     if (shared[7] == NULL) {
         _exit(4);
     }
+    if (mpt_keyed_free(kshared[5]) != MPT_STATUS_OK) {
+        _exit(4);
+    }
+    kshared[5] = open_kshared();
+    if (kshared[5] == NULL) {
+        _exit(4);
+    }
     bool ok = fuzz(THREADS + i * CHILD_THREADS, CHILD_THREADS, seed * 31 + (uint64_t)i + 7);
     if (!ok) {
         _exit(1); /* a thread is stuck in a call: freeing now would race it */
@@ -2080,6 +3091,14 @@ static void child_main(int i) {
         mpt_status st = mpt_throttle_free(shared[k]);
         if (st != MPT_STATUS_OK) {
             say("FAIL: child %d: mpt_throttle_free(shared %s) returned %s\n", i, shared_what[k],
+                status_name(st));
+            ok = false;
+        }
+    }
+    for (int k = KSHARED - 1; k >= 0; k--) {
+        mpt_status st = mpt_keyed_free(kshared[k]);
+        if (st != MPT_STATUS_OK) {
+            say("FAIL: child %d: mpt_keyed_free(shared %s) returned %s\n", i, kshared_what[k],
                 status_name(st));
             ok = false;
         }
@@ -2154,6 +3173,34 @@ static void inherited_free_leaves_child_threads_alone(void) {
     CHECK_OK(mpt_throttle_free(a));
 }
 
+/*
+ * mpt_throttle_open and mpt_throttle_create_named of a keyed throttle's
+ * name: MISMATCH (tests/c/keyed.c checks the status), which each one's
+ * "Returns:" must list, as for every status a call returns. The fuzzing
+ * threads' plain calls never meet a keyed name (keyed throttles have names
+ * of their own), so it is checked here, once.
+ */
+static void plain_calls_on_a_keyed_name(void) {
+    mpt_throttle *t = NULL;
+    mpt_status st = mpt_throttle_open(kshared_name, NULL, &t);
+    CHECK_STATUS(st, MPT_STATUS_MISMATCH);
+    if (!(documented[OP_OPEN] & S(st))) {
+        printf("FAIL fuzz_api: mpt_throttle_open of a keyed throttle's name returned %s, "
+               "which its Returns: in include/mp_throttle.h does not list\n",
+               status_name(st));
+        check_failed++;
+    }
+    st = mpt_throttle_create_named(kshared_name, 5, 1.0, NULL, &t);
+    CHECK_STATUS(st, MPT_STATUS_MISMATCH);
+    if (!(documented[OP_CREATE_NAMED] & S(st))) {
+        printf("FAIL fuzz_api: mpt_throttle_create_named of a keyed throttle's name returned "
+               "%s, which its Returns: in include/mp_throttle.h does not list\n",
+               status_name(st));
+        check_failed++;
+    }
+    CHECK(t == NULL);
+}
+
 static void names(void) {
     for (int k = 0; k < POOL; k++) {
         snprintf(pool[k], sizeof pool[k], "fz%d_%d", root_pid, k);
@@ -2166,6 +3213,10 @@ static void names(void) {
     snprintf(shared_name, sizeof shared_name, "fz%d_shared", root_pid);
     snprintf(damaged_name, sizeof damaged_name, "fz%d_damaged", root_pid);
     snprintf(absent_name, sizeof absent_name, "fz%d_absent", root_pid);
+    for (int k = 0; k < KPOOL; k++) {
+        snprintf(kpool[k], sizeof kpool[k], "fz%d_k%d", root_pid, k);
+    }
+    snprintf(kshared_name, sizeof kshared_name, "fz%d_kshared", root_pid);
     memset(too_long, 'y', 201);
     too_long[201] = '\0';
 }
@@ -2262,10 +3313,27 @@ int main(void) {
     if (shared[6] == NULL || shared[7] == NULL || shared[DAMAGED] == NULL || !find_run_word()) {
         return 2;
     }
+    kshared[0] = make_kshared(5, 0.1, 8, MPT_HARDCAP_LIMIT, 1);
+    kshared[1] = make_kshared(2, 1.0, 64, MPT_HARDCAP_ONE, 1);
+    kshared[2] = make_kshared(10, 1.0, 16, MPT_HARDCAP_WINDOW, 1);
+    kshared[3] = make_kshared(1000, 1.0, 1024, MPT_HARDCAP_NONE, 0);
+    {
+        /* 5 per 1 s, 32 keys, no monitor: one of call_keyed_create_named's
+         * configurations. */
+        mpt_options o;
+        CHECK_OK(mpt_options_init(&o, MPT_OPTIONS_VERSION));
+        o.as_monitor = 0;
+        CHECK_OK(mpt_keyed_create_named(kshared_name, 5, 1.0, 32, &o, &kshared[4]));
+    }
+    kshared[5] = open_kshared();
+    if (kshared[4] == NULL || kshared[5] == NULL) {
+        return 2;
+    }
     /* The header's Returns: lists, and every function they name called. */
     check_failed += load_documented();
     open_checks_options_first();
     inherited_free_leaves_child_threads_alone();
+    plain_calls_on_a_keyed_name();
     /* Fork while monitor threads run (the library's promise). They are
      * given 50 ms to settle first: a thread inside malloc at the fork leaves
      * ASan's allocator (GCC 12's libsanitizer has no fork handler for it)
@@ -2274,6 +3342,9 @@ int main(void) {
     CHECK_OK(mpt_start(shared[0]));
     CHECK_OK(mpt_start(shared[2]));
     CHECK_OK(mpt_start(shared[6]));
+    CHECK_OK(mpt_keyed_start(kshared[0]));
+    CHECK_OK(mpt_keyed_start(kshared[2]));
+    CHECK_OK(mpt_keyed_start(kshared[4]));
     sleep_s(0.05);
     deadline = now() + (int64_t)(seconds * 1e9);
     fflush(stdout);
@@ -2319,8 +3390,18 @@ int main(void) {
         CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_WRONG_STATE);
         CHECK_OK(mpt_throttle_free(shared[k]));
     }
+    for (int k = 0; ok && k < KSHARED; k++) {
+        mpt_status st = mpt_keyed_stop(kshared[k], NULL);
+        CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_WRONG_STATE);
+        CHECK_OK(mpt_keyed_free(kshared[k]));
+    }
     CHECK_OK(mpt_throttle_unlink(shared_name));
     CHECK_OK(mpt_throttle_unlink(damaged_name));
+    CHECK_OK(mpt_throttle_unlink(kshared_name));
+    for (int k = 0; k < KPOOL; k++) {
+        mpt_status st = mpt_throttle_unlink(kpool[k]);
+        CHECK(st == MPT_STATUS_OK || st == MPT_STATUS_NOT_FOUND);
+    }
     munmap(damaged_map, damaged_len);
     for (int k = 0; k < POOL; k++) {
         mpt_status st = mpt_throttle_unlink(pool[k]);
