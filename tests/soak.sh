@@ -3,9 +3,11 @@
 # to find tests that fail only now and then. The suites are the Rust
 # integration tests that fork or spawn processes against one throttle:
 # tests/changes.rs (rate-change storms), chaos.rs (workers SIGKILLed
-# mid-call), fork.rs, named.rs and owners.rs (other users' objects; its
-# tests need root and say SKIPPED otherwise). They are built once, in
-# release mode, then run as they are, one after the other.
+# mid-call), keyed_chaos.rs (the same across the keys of a keyed throttle,
+# and holders of its key table's lock killed), fork.rs, named.rs and
+# owners.rs (other users' objects; its tests need root and say SKIPPED
+# otherwise). They are built once, in release mode, then run as they are,
+# one after the other.
 #
 # Each failing run's output is kept in build/soak/; the last line is the
 # tally, "soak: R rounds of S suites: F failed runs", and the exit status
@@ -14,7 +16,7 @@ set -u
 cd "$(dirname "$0")/.."
 
 rounds=${ROUNDS:-50}
-suites=(changes chaos fork named owners)
+suites=(changes chaos keyed_chaos fork named owners)
 out=build/soak
 mkdir -p "$out"
 rm -f "$out"/*.log
