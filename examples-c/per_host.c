@@ -100,10 +100,12 @@ static void *work(void *arg) {
         if (url == NULL) {
             return NULL;
         }
+        /* README begin */
         /* The host is the key: wait for a unit of its own fuel. */
         host = host_of(url, &len);
         check(mpt_keyed_await_fuel(keyed, host, len, 1, MPT_FOREVER, &grant_ns),
               "mpt_keyed_await_fuel");
+        /* README end */
 
         /* "Fetch" it, and note when. */
         pthread_mutex_lock(&lock);
