@@ -24,7 +24,8 @@ Processes on many hosts share one rate through a Redis server:
 
 :class:`KeyedThrottle` is many throttles in one (library 0.2.0): one
 configuration and a table of keys (hosts, users), each key with a schedule
-of its own: ``keyed.await_fuel(key="example.com")``.
+of its own: ``keyed.await_fuel(key="example.com")``; in shared memory, or
+in a Redis server (``KeyedThrottle.connect(url, name, max_n, per)``).
 """
 
 import _thread
@@ -138,9 +139,10 @@ def _unlink(name):
 def unlink_url(url, name):
     """Removes the throttle ``name`` from the Redis server at ``url``
     (``mpt_throttle_unlink_url``), the counterpart of
-    :meth:`Throttle.connect`: the processes that use it, on every host, find
-    it killed (their waits return False) and do not make it again; a later
-    :meth:`Throttle.connect` makes a new one. Raises :class:`ThrottleError`:
+    :meth:`Throttle.connect` and :meth:`KeyedThrottle.connect` (a plain or
+    a keyed throttle): the processes that use it, on every host, find it
+    killed (their waits return False) and do not make it again; a later
+    ``connect`` makes a new one. Raises :class:`ThrottleError`:
     MPT_STATUS_NOT_FOUND if the server has no such throttle,
     MPT_STATUS_UNREACHABLE if nothing answers at ``url`` (one round trip, at
     most 2 s), MPT_STATUS_UNSUPPORTED with a library without the Redis store
@@ -523,7 +525,8 @@ async def _acquire_with(throttle, function, timeout, take_now, wait):
 
 class KillFlag:
     """The throttle's kill flag, shared by every process that uses it
-    (mp_throttle 0.0.5's ``multiprocessing.Event``).
+    (mp_throttle 0.0.5's ``multiprocessing.Event``): a :class:`Throttle`'s
+    or a :class:`KeyedThrottle`'s (``kill_flag``).
 
     ``set()`` tells every worker to finish: every waiter in every process
     returns at once, and every later ``await_fuel``/``has_fuel`` returns
@@ -537,17 +540,21 @@ class KillFlag:
         self._throttle = throttle
 
     def is_set(self):
-        """Whether the kill flag is set."""
+        """Whether the kill flag is set (``mpt_kill_flag_is_set``;
+        ``mpt_keyed_kill_flag_is_set`` for a KeyedThrottle, which a library
+        from before it lacks: MPT_STATUS_UNSUPPORTED then)."""
+        function = self._throttle._KILL_FLAG_IS_SET
+        _ffi.require(function, "kill_flag.is_set")
         flag = c_bool()
         with self._throttle._use("kill_flag.is_set") as handle:
-            _ffi.call("mpt_kill_flag_is_set", handle, byref(flag))
+            _ffi.call(function, handle, byref(flag))
         return flag.value
 
     def set(self):
-        """Sets the kill flag (``mpt_kill``); the throttle keeps running
-        (its runtime counts) until ``stop()``."""
+        """Sets the kill flag (``mpt_kill``, ``mpt_keyed_kill``); the
+        throttle keeps running (its runtime counts) until ``stop()``."""
         with self._throttle._use("kill_flag.set") as handle:
-            _ffi.call("mpt_kill", handle)
+            _ffi.call(self._throttle._KILL, handle)
 
     def wait(self, timeout=None):
         """Returns True once the flag is set, False if ``timeout`` seconds
@@ -657,6 +664,10 @@ class Throttle:
     message). The handle is released by :meth:`close`, by the end of a
     ``with`` block, by garbage collection or at interpreter exit.
     """
+
+    # The C functions behind KillFlag.
+    _KILL_FLAG_IS_SET = "mpt_kill_flag_is_set"
+    _KILL = "mpt_kill"
 
     def __init__(
         self,
@@ -1315,6 +1326,17 @@ def _reopen_keyed(name, wait):
     return KeyedThrottle.open(name, **wait)
 
 
+def _reconnect_keyed(url, name, config):
+    """Unpickles a KeyedThrottle of a Redis server: connects to it again."""
+    return KeyedThrottle._connect(url, name, config)
+
+
+#: hardcap code -> its name, for what a keyed throttle opened or joined
+#: reports (mpt_keyed_get_config).
+_HARDCAP_NAMES = {code: text for text, code in _HARDCAPS.items()}
+_HARDCAP_NAMES[_ffi.HARDCAP_NONE] = HARDCAP_NONE
+
+
 class KeyedThrottle:
     """Many throttles in one: at most ``max_n`` pieces of work per ``per``
     seconds *for each key* (a host, a user, an API token), shared by every
@@ -1352,13 +1374,30 @@ class KeyedThrottle:
     start method of multiprocessing). :meth:`create_named` makes a named
     one that any process of the same user opens with :meth:`open`; named
     keyed throttles share the namespace of named :class:`Throttle` s, and
-    :meth:`unlink` removes a name.
+    :meth:`unlink` removes a name. :meth:`connect` makes (or joins) one in
+    a Redis server, whose keys processes on many hosts share.
+
+    The configuration is in the attributes ``max_n``, ``per``, ``hardcap``
+    (a string), ``as_monitor``, ``refresh_rate`` and the property
+    ``capacity``: as given to the constructor and :meth:`create_named`;
+    read from the library (``mpt_keyed_get_config``) for one
+    :meth:`open` ed or :meth:`connect` ed, so the creator's. ``created``
+    says whether this handle made the keyed throttle rather than opened or
+    joined one.
 
     Every failure raises :class:`ThrottleError`. The handle is released by
     :meth:`close`, by the end of a ``with`` block (which first stops the
-    keyed throttle if this process made it and it runs), by garbage
-    collection or at interpreter exit.
+    keyed throttle if this handle made it in shared memory and it runs),
+    by garbage collection or at interpreter exit. Nothing removes a name
+    but :meth:`unlink` (:meth:`unlink_url` in Redis): unlike a
+    :class:`Throttle`, whose generated name its creator removes when it
+    closes it, a keyed throttle's name is chosen by its user, and outlives
+    the handle that created it.
     """
+
+    # The C functions behind KillFlag.
+    _KILL_FLAG_IS_SET = "mpt_keyed_kill_flag_is_set"
+    _KILL = "mpt_keyed_kill"
 
     def __init__(
         self,
@@ -1373,7 +1412,7 @@ class KeyedThrottle:
         timer_slack_ns=None,
     ):
         _ffi.require("mpt_keyed_new", "KeyedThrottle")
-        self._init_state(max_n, per, hardcap)
+        self._init_state(max_n, per, hardcap, as_monitor, rf_rate)
         options = _options(True, as_monitor, None, hardcap, rf_rate, timer_slack_ns, spin_s)
         handle = _ffi.KEYED()
         _ffi.call(
@@ -1405,11 +1444,13 @@ class KeyedThrottle:
         '/'), or opens it if it exists with the same configuration (capacity
         included; another raises MPT_STATUS_MISMATCH, and so does a plain
         :class:`Throttle` of that name). Parameters as for the constructor;
-        ``group_shared`` as for :class:`Throttle`. Closing it does not
-        remove the name: :meth:`unlink` does."""
+        ``group_shared`` as for :class:`Throttle`. ``created`` says which
+        it did; only the one that created it stops it at the end of a
+        ``with`` block. Closing it does not remove the name: :meth:`unlink`
+        does."""
         _ffi.require("mpt_keyed_create_named", "KeyedThrottle.create_named")
         self = cls.__new__(cls)
-        self._init_state(max_n, per, hardcap)
+        self._init_state(max_n, per, hardcap, as_monitor, rf_rate)
         options = _options(
             True, as_monitor, None, hardcap, rf_rate, timer_slack_ns, spin_s, group_shared
         )
@@ -1426,28 +1467,149 @@ class KeyedThrottle:
         self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
         if group_shared:
             self._wait_options["group_shared"] = True
-        self._adopt(handle, name, owner=True)
+        # Whether it created the name (a library without
+        # mpt_keyed_get_config cannot tell: taken as created, as before).
+        self._adopt(handle, name, owner=None)
         return self
 
     @classmethod
     def open(cls, name, *, spin_s=None, timer_slack_ns=None, group_shared=False):
         """Opens the named keyed throttle ``name``, made by another process
-        (in any language) of the same user, adopting its configuration
-        (``max_n``, ``per`` and ``hardcap`` are then None: the library does
-        not report them; ``capacity`` does). MPT_STATUS_NOT_FOUND if there
-        is no such name, MPT_STATUS_MISMATCH if it is a plain throttle.
-        ``group_shared`` as for :meth:`Throttle.open`."""
+        (in any language) of the same user, adopting its configuration:
+        ``max_n``, ``per``, ``hardcap``, ``as_monitor``, ``refresh_rate``
+        and ``capacity`` are the creator's (with a library from before
+        ``mpt_keyed_get_config``, all but ``capacity`` are None).
+        MPT_STATUS_NOT_FOUND if there is no such name, MPT_STATUS_MISMATCH
+        if it is a plain throttle. ``group_shared`` as for
+        :meth:`Throttle.open`."""
         _ffi.require("mpt_keyed_open", "KeyedThrottle.open")
         self = cls.__new__(cls)
-        self._init_state(None, None, None)
+        self._init_state(None, None, None, None, None)
         self._wait_options = {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns}
         if group_shared:
             self._wait_options["group_shared"] = True
         options = _options(**self._wait_options)
         handle = _ffi.KEYED()
         _ffi.call("mpt_keyed_open", _name_bytes(name), byref(options), byref(handle))
-        self._adopt(handle, name, owner=False)
+        self._adopt(handle, name, owner=False, adopt_config=True)
         return self
+
+    @classmethod
+    def connect(
+        cls,
+        url,
+        name,
+        max_n,
+        per,
+        *,
+        hardcap="limit",
+        as_monitor=True,
+        rf_rate=0.01,
+        spin_s=None,
+        timer_slack_ns=None,
+    ):
+        """Makes the keyed throttle ``name`` in the Redis server at ``url``,
+        or joins it if it exists there with the same configuration
+        (``mpt_keyed_connect``), as :meth:`Throttle.connect` does a plain
+        throttle: processes on any number of hosts, each with its own
+        KeyedThrottle, share each key's schedule, decided by the server on
+        its own clock. Every method works on it.
+
+        - ``url``, ``name``: as for :meth:`Throttle.connect` (names are
+          shared with plain throttles in the server: a plain throttle of
+          that name raises MPT_STATUS_MISMATCH, and so does
+          :meth:`Throttle.connect` of a keyed one);
+        - ``max_n`` (at most 2**24; 2**16 with hardcap 'window'), ``per``
+          (a whole number of microseconds) and the keyword parameters: as
+          for the constructor. All but ``spin_s`` and ``timer_slack_ns``
+          are the configuration: a join with others raises
+          MPT_STATUS_MISMATCH. The attributes ``max_n``, ``per``,
+          ``hardcap``, ``as_monitor`` and ``refresh_rate`` are read back
+          from the library (``per`` a float, ``hardcap`` 'limit', 'one',
+          'window' or 'none'); ``created`` says whether this connect made
+          it.
+
+        There is no capacity: each key is a Redis key that expires once
+        the key is idle again (its tank full), so ``capacity`` and
+        ``stats().capacity`` are 0 (no bound), :class:`NoRoomError` is
+        never raised, and ``stats().evictions`` counts the keys that went
+        idle. Raises :class:`ThrottleError` as :meth:`Throttle.connect`
+        does (MPT_STATUS_UNREACHABLE, MPT_STATUS_PERMISSION_DENIED,
+        MPT_STATUS_MISMATCH, MPT_STATUS_INVALID_ARGUMENT,
+        MPT_STATUS_UNSUPPORTED for a library without it).
+
+        As with :meth:`Throttle.connect`: closing it (``close()``, ``with``,
+        garbage collection, exit) neither stops it nor removes it from the
+        server, where the other hosts go on using it; :meth:`unlink_url`
+        (:func:`unlink_url`) removes it. Pickling sends the URL, the name
+        and this configuration, and the receiving process connects again;
+        so does a ``fork()``ed child, the first time it uses an inherited
+        KeyedThrottle."""
+        config = {
+            "max_n": max_n,
+            "per": per,
+            "hardcap": hardcap,
+            "as_monitor": as_monitor,
+            "rf_rate": rf_rate,
+            "wait": {"spin_s": spin_s, "timer_slack_ns": timer_slack_ns},
+        }
+        return cls._connect(url, name, config)
+
+    @classmethod
+    def _connect(cls, url, name, config):
+        _ffi.require("mpt_keyed_connect", "KeyedThrottle.connect")
+        _url_bytes(url)  # (a TypeError before anything is made)
+        self = cls.__new__(cls)
+        self._init_state(
+            config["max_n"],
+            config["per"],
+            config["hardcap"],
+            config["as_monitor"],
+            config["rf_rate"],
+        )
+        self._wait_options = dict(config["wait"])
+        # Kept as given: what a pickle sends, and what a fork()ed child
+        # connects with.
+        self._url = url
+        self._name = name
+        self._connect_config = dict(config, wait=dict(config["wait"]))
+        handle = self._connect_handle()
+        self._adopt(handle, name, owner=False, adopt_config=True)
+        return self
+
+    def _connect_handle(self):
+        """A new handle on this KeyedThrottle's Redis keyed throttle
+        (mpt_keyed_connect)."""
+        config = self._connect_config
+        options = _options(
+            True,
+            config["as_monitor"],
+            None,
+            config["hardcap"],
+            config["rf_rate"],
+            config["wait"]["timer_slack_ns"],
+            config["wait"]["spin_s"],
+        )
+        handle = _ffi.KEYED()
+        _ffi.call(
+            "mpt_keyed_connect",
+            _url_bytes(self._url),
+            _name_bytes(self._name),
+            _uint(config["max_n"], "max_n", 2**64, "KeyedThrottle.connect"),
+            float(config["per"]),
+            byref(options),
+            byref(handle),
+        )
+        return handle
+
+    def _reconnect_here(self):
+        # As Throttle._reconnect_here (called by _Use in a fork()ed child,
+        # with self._lock held and no call in flight in this process): the
+        # parent's handle first, then a connection of this process's own.
+        self._free()
+        self._handle = self._connect_handle()
+        self._pid = os.getpid()
+        self._read_config(self._handle, True)
 
     @staticmethod
     def unlink(name):
@@ -1457,25 +1619,72 @@ class KeyedThrottle:
         MPT_STATUS_NOT_FOUND if there is no such name."""
         _ffi.call("mpt_throttle_unlink", _name_bytes(name))
 
-    def _init_state(self, max_n, per, hardcap):
+    @staticmethod
+    def unlink_url(url, name):
+        """Removes the keyed throttle ``name`` from the Redis server at
+        ``url``: :func:`unlink_url` (``mpt_throttle_unlink_url``, which
+        removes a keyed or a plain throttle). The processes that use it, on
+        every host, find it killed (their waits return False); a later
+        :meth:`connect` makes a new one. MPT_STATUS_NOT_FOUND if the server
+        has no such throttle."""
+        unlink_url(url, name)
+
+    def _init_state(self, max_n, per, hardcap, as_monitor, rf_rate):
         self.max_n, self.per, self.hardcap = max_n, per, hardcap
+        self.as_monitor, self.refresh_rate = as_monitor, rf_rate
+        self._capacity = None  # (mpt_keyed_get_config's, when the library has it)
+        self._created = None
         self._handle = None
         self._closing = False
         self._busy = 0
         self._lock = threading.Lock()
         self._owner_pid = None
-        self._pid = None
+        self._pid = None  # the process that made the handle
         self._name = None
-        self._url = None  # (what _Use asks of a Throttle: never a Redis one)
+        self._url = None  # a Redis keyed throttle's (KeyedThrottle.connect)
+        self._connect_config = None
         self._wait_options = {}
 
-    def _adopt(self, handle, name, owner):
+    def _adopt(self, handle, name, owner, adopt_config=False):
+        """Takes ``handle``. ``owner``: whether this process stops it at the
+        end of a ``with`` block (None: if the handle created it);
+        ``adopt_config``: take the configuration from the library."""
         self._handle = handle
         self._name = name
-        self._owner_pid = os.getpid() if owner else None
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
+        self._read_config(handle, adopt_config)
+        if owner is None:
+            owner = self._created is not False
+        self._owner_pid = os.getpid() if owner else None
+
+    def _read_config(self, handle, adopt_config):
+        """What ``mpt_keyed_get_config`` says of ``handle``: its capacity and
+        whether it created the keyed throttle; with ``adopt_config`` also
+        ``max_n``, ``per``, ``hardcap``, ``as_monitor`` and
+        ``refresh_rate``. A library without the function leaves them all
+        as they are (None for one opened by name)."""
+        if "mpt_keyed_get_config" in _ffi.MISSING:
+            return
+        options = _ffi.mpt_options()  # (version 0: the 40 bytes of version 1)
+        max_n, per, capacity, created = c_uint64(), c_double(), c_uint64(), c_bool()
+        _ffi.call(
+            "mpt_keyed_get_config",
+            handle,
+            byref(options),
+            byref(max_n),
+            byref(per),
+            byref(capacity),
+            byref(created),
+        )
+        self._capacity = capacity.value
+        self._created = created.value
+        if adopt_config:
+            self.max_n, self.per = max_n.value, per.value
+            self.hardcap = _HARDCAP_NAMES.get(options.hardcap, HARDCAP_NONE)
+            self.as_monitor = bool(options.as_monitor)
+            self.refresh_rate = options.refresh_s
 
     def _use(self, what):
         # As Throttle._use: close() waits for the calls in flight.
@@ -1485,22 +1694,51 @@ class KeyedThrottle:
 
     @property
     def name(self):
-        """The name other processes open it by; None for an anonymous one."""
+        """The name other processes open it by (or connect to, in Redis);
+        None for an anonymous one."""
         return self._name
 
     @property
+    def url(self):
+        """The URL of the Redis server of one made by :meth:`connect`, as
+        given; None for one in shared memory."""
+        return self._url
+
+    @property
     def capacity(self):
-        """The most keys the table holds (as made)."""
-        return self.stats().capacity
+        """The most keys the table holds (as made); 0 for one in Redis (no
+        bound: idle keys expire)."""
+        if self._capacity is not None:
+            return self._capacity
+        return self.stats().capacity  # (a library without mpt_keyed_get_config)
+
+    @property
+    def created(self):
+        """Whether this handle made the keyed throttle (the constructor; a
+        :meth:`create_named` or :meth:`connect` that made the name) rather
+        than opened or joined one that existed. None with a library from
+        before ``mpt_keyed_get_config``."""
+        return self._created
+
+    @property
+    def kill_flag(self):
+        """The shared kill flag of the whole keyed throttle, as
+        :attr:`Throttle.kill_flag`: ``kill_flag.is_set()``,
+        ``kill_flag.set()`` (as :meth:`kill`), ``kill_flag.wait(timeout)``
+        (see :class:`KillFlag`)."""
+        return KillFlag(self)
 
     @property
     def closed(self):
-        return self._closing or self._handle is None
+        # (A Redis one's handle is None in a fork()ed child whose connect
+        # failed: not closed, the next call connects again.)
+        return self._closing or (self._handle is None and self._url is None)
 
     def close(self):
         """Releases this process's handle (``mpt_keyed_free``). Neither
-        stops the keyed throttle nor removes its name. Safe to call twice;
-        calls in flight in other threads finish first; later calls raise
+        stops the keyed throttle nor removes its name (nor, for one in
+        Redis, the throttle from the server). Safe to call twice; calls in
+        flight in other threads finish first; later calls raise
         :class:`ThrottleError` (MPT_STATUS_BAD_HANDLE)."""
         with self._lock:
             if self.closed:
@@ -1528,8 +1766,10 @@ class KeyedThrottle:
         return self
 
     def __exit__(self, *exc):
-        """Stops the keyed throttle if this process made it (constructor or
-        :meth:`create_named`) and it still runs, then closes it."""
+        """Stops the keyed throttle if this process made it (the
+        constructor, or a :meth:`create_named` that created the name) and
+        it still runs, then closes it. One of :meth:`connect` is only
+        closed, as a :class:`Throttle` of a Redis server is."""
         try:
             if self._owner_pid == os.getpid() and not self.closed and self.is_running():
                 try:
@@ -1543,9 +1783,12 @@ class KeyedThrottle:
 
     def __reduce__(self):
         # A named one is pickled by reference: the receiving process opens
-        # the name. An anonymous one reaches other processes by fork() only.
+        # the name (or connects again, for one in Redis). An anonymous one
+        # reaches other processes by fork() only.
         if self.closed:
             raise ThrottleError(_ffi.STATUS_BAD_HANDLE, "the KeyedThrottle is closed", "pickle")
+        if self._url is not None:
+            return (_reconnect_keyed, (self._url, self._name, self._connect_config))
         if self._name is None:
             raise TypeError(
                 "an anonymous KeyedThrottle cannot be pickled (fork()ed children inherit it): "
@@ -1556,8 +1799,9 @@ class KeyedThrottle:
     def __repr__(self):
         state = "closed" if self.closed else "open"
         label = f" {self._name!r}" if self._name is not None else ""
+        where = f" at {_shown_url(self._url)}" if self._url is not None else ""
         rate = f" max_n={self.max_n} per={self.per}" if self.max_n is not None else ""
-        return f"<mp_throttle.KeyedThrottle{label}{rate} {state}>"
+        return f"<mp_throttle.KeyedThrottle{label}{where}{rate} {state}>"
 
     # ------------------------------------------------------------ run
 

@@ -184,11 +184,27 @@ PROTOTYPES = {
         [c_char_p, c_uint64, c_double, c_uint64, POINTER(mpt_options), POINTER(KEYED)],
     ),
     "mpt_keyed_open": (_status, [c_char_p, POINTER(mpt_options), POINTER(KEYED)]),
+    "mpt_keyed_connect": (
+        _status,
+        [c_char_p, c_char_p, c_uint64, c_double, POINTER(mpt_options), POINTER(KEYED)],
+    ),
     "mpt_keyed_free": (_status, [KEYED]),
     "mpt_keyed_start": (_status, [KEYED]),
     "mpt_keyed_stop": (_status, [KEYED, POINTER(mpt_summary)]),
     "mpt_keyed_kill": (_status, [KEYED]),
     "mpt_keyed_is_running": (_status, [KEYED, POINTER(c_bool)]),
+    "mpt_keyed_kill_flag_is_set": (_status, [KEYED, POINTER(c_bool)]),
+    "mpt_keyed_get_config": (
+        _status,
+        [
+            KEYED,
+            POINTER(mpt_options),
+            POINTER(c_uint64),
+            POINTER(c_double),
+            POINTER(c_uint64),
+            POINTER(c_bool),
+        ],
+    ),
     "mpt_keyed_await_fuel": (
         _status,
         [KEYED, c_void_p, c_size_t, c_uint64, c_double, POINTER(c_int64)],
@@ -254,7 +270,10 @@ PROTOTYPES = {
 NEWER = {
     "mpt_throttle_connect": "0.2.0",
     "mpt_throttle_unlink_url": "0.2.0",
-    # Keyed throttles (0.2.0, later still in its making).
+    # Keyed throttles (0.2.0, later still in its making): every one,
+    # mpt_keyed_connect, mpt_keyed_get_config and mpt_keyed_kill_flag_is_set
+    # (the last added) included, so that a build from before any of them
+    # still loads, without what it lacks.
     **{name: "0.2.0" for name in PROTOTYPES if name.startswith("mpt_keyed_")},
 }
 

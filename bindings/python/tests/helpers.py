@@ -151,3 +151,14 @@ def take_one_and_close(throttle, results):
     grant = throttle.await_fuel_ns(5.0)
     results.put((os.getpid(), grant, throttle._pid))
     throttle.close()
+
+
+def take_key_and_close(keyed, key, results):
+    """take_one_and_close for a KeyedThrottle of a Redis server: one unit of
+    ``key`` through the KeyedThrottle it was handed (inherited, connected
+    again on first use; or unpickled), then the handle closed. Reports
+    (pid, grant time or None, the process whose connection it used,
+    whether that handle created the keyed throttle)."""
+    grant = keyed.await_fuel_ns(key, timeout=5.0)
+    results.put((os.getpid(), grant, keyed._pid, keyed.created))
+    keyed.close()

@@ -4,8 +4,10 @@ struct's fields, every constant. ctypes trusts what it is told, so a wrong
 argtype would corrupt memory silently; this test is what catches it."""
 
 import ctypes
+import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -106,7 +108,7 @@ def test_binding_covers_the_whole_api(functions):
         "mpt_await_fuel_cancellable", "mpt_get_options", "mpt_throttle_created",
         "mpt_version_string", "mpt_throttle_connect", "mpt_throttle_unlink_url",
     } | {name for name in functions if name.startswith("mpt_keyed_")}
-    assert len([name for name in functions if name.startswith("mpt_keyed_")]) == 17
+    assert len([name for name in functions if name.startswith("mpt_keyed_")]) == 20
     assert {name for name, v in since.items() if v == "0.2.0"} == added
     # The Redis store's and the keyed throttles' (0.2.0, late in its
     # making) are those a library may lack (NEWER), each with its version.
@@ -132,11 +134,111 @@ def test_newer_functions_missing_from_the_library_are_refused(monkeypatch):
         lambda: mp_throttle.KeyedThrottle(5, 1, 10),
         lambda: mp_throttle.KeyedThrottle.create_named("x", 5, 1, 10),
         lambda: mp_throttle.KeyedThrottle.open("x"),
+        lambda: mp_throttle.KeyedThrottle.connect("redis://127.0.0.1:1", "x", 5, 1),
     ):
         with pytest.raises(_ffi.ThrottleError) as e:
             call()
         assert e.value.status == _ffi.STATUS_UNSUPPORTED
         assert "0.2.0 or later" in e.value.message
+
+
+#: The keyed functions added last (0.2.0): a build of the library from
+#: before them must still load.
+NEWEST_KEYED = ("mpt_keyed_connect", "mpt_keyed_get_config", "mpt_keyed_kill_flag_is_set")
+
+
+def library_without(tmp_path, left_out):
+    """A real libmp_throttle.so.0 that lacks the functions ``left_out``, as a
+    build from before them would: this build's own archive
+    (libmp_throttle.a, which `make lib` makes beside the .so in
+    MPT_LIB_DIR), linked with a version script that exports every other
+    function the binding knows. Returns its directory."""
+    lib_dir = os.environ.get("MPT_LIB_DIR") or os.path.join(REPO, "target", "release")
+    archive = os.path.join(lib_dir, "libmp_throttle.a")
+    cc = os.environ.get("CC") or "cc"
+    if not os.path.exists(archive) or shutil.which(cc) is None:
+        why = f"no {archive} or no C compiler ({cc}): a library without {left_out} is not made"
+        if os.environ.get("CI"):
+            pytest.fail(why + " (CI is set)")
+        pytest.skip(why)
+    exported = sorted(set(_ffi.PROTOTYPES) - set(left_out))
+    script = tmp_path / "exports.map"
+    script.write_text("{ global: " + " ".join(f"{n};" for n in exported) + " local: *; };\n")
+    out = tmp_path / "lib"
+    out.mkdir()
+    made = subprocess.run(
+        [
+            cc, "-shared", "-o", str(out / "libmp_throttle.so.0"),
+            "-Wl,-soname,libmp_throttle.so.0",
+            "-Wl,--whole-archive", archive, "-Wl,--no-whole-archive",
+            f"-Wl,--version-script={script}",
+            "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    return out
+
+
+def test_a_library_without_the_newest_keyed_functions_still_loads(tmp_path):
+    """A library that lacks mpt_keyed_connect, mpt_keyed_get_config and
+    mpt_keyed_kill_flag_is_set (a real one: see library_without) loads:
+    keyed throttles work, without what needs those three. Its KeyedThrottle
+    knows what it was given, and nothing of one opened by name but its
+    capacity (from the statistics); connect and kill_flag.is_set() raise
+    MPT_STATUS_UNSUPPORTED, naming the version that has them."""
+    lib_dir = library_without(tmp_path, NEWEST_KEYED)
+    name = f"py-ffi-old-{os.getpid()}-{secrets.token_hex(4)}"
+    code = f"""
+import json
+from mp_throttle import KeyedThrottle, Throttle, ThrottleError, _ffi
+out = {{"lib": _ffi.lib_path, "missing": sorted(_ffi.MISSING)}}
+k = KeyedThrottle(2, 60, 4)
+k.start()
+out["anonymous"] = [k.has_fuel("a"), k.has_fuel("a"), k.has_fuel("a"),
+                    k.max_n, k.per, k.capacity, k.created]
+a = KeyedThrottle.create_named({name!r}, 3, 30, 8, hardcap="one")
+try:
+    b = KeyedThrottle.open({name!r})
+    out["opened"] = [b.max_n, b.per, b.hardcap, b.capacity, b.created]
+    out["created_named"] = [a.max_n, a.per, a.hardcap, a.capacity, a.created,
+                            a._owner_pid is not None]
+    failures = {{}}
+    for what, call in (
+        ("connect", lambda: KeyedThrottle.connect("redis://127.0.0.1:1", "x", 2, 1)),
+        ("kill_flag", lambda: b.kill_flag.is_set()),
+    ):
+        try:
+            call()
+            failures[what] = None
+        except ThrottleError as e:
+            failures[what] = [e.status_name, "0.2.0 or later" in e.message]
+    out["failures"] = failures
+    a.start()
+    b.kill()
+    out["killed"] = [a.has_fuel("z"), a.is_running()]
+finally:
+    KeyedThrottle.unlink({name!r})
+print(json.dumps(out))
+"""
+    env = child_env(MPT_LIB_DIR=str(lib_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["lib"] == str(lib_dir / "libmp_throttle.so.0")
+    assert out["missing"] == sorted(NEWEST_KEYED)
+    assert out["anonymous"] == [True, True, False, 2, 60, 4, None]
+    assert out["opened"] == [None, None, None, 8, None]
+    # Taken as created, as before mpt_keyed_get_config: the with block
+    # stops it.
+    assert out["created_named"] == [3, 30, "one", 8, None, True]
+    unsupported = ["MPT_STATUS_UNSUPPORTED", True]
+    assert out["failures"] == {"connect": unsupported, "kill_flag": unsupported}
+    assert out["killed"] == [False, True]
 
 
 @pytest.mark.parametrize(

@@ -334,7 +334,9 @@ def test_named_keyed_throttle_shared_by_name(names):
         a.start()
         b = KeyedThrottle.open(name)
         assert b.is_running() and b.capacity == 8
-        assert (b.max_n, b.per, b.hardcap) == (None, None, None)
+        # The creator's configuration, read from the library.
+        assert (b.max_n, b.per, b.hardcap) == (2, 60.0, "limit")
+        assert (a.created, b.created) == (True, False)
         assert b.has_fuel("k") and b.has_fuel("k")
         assert not a.has_fuel("k")
         assert a.key_stats("k").granted == 2
@@ -387,6 +389,102 @@ print(k.has_fuel("far", n=2), k.has_fuel("far"), k.key_stats("far").granted)
     assert err.value.status == _ffi.STATUS_NOT_FOUND
     assert late.key_stats("k").granted == 2
     late.close()
+
+
+def test_configuration_and_created_read_back(names):
+    """mpt_keyed_get_config: a keyed throttle opened by name knows its
+    creator's configuration, in this process and in an unrelated one; each
+    handle knows whether it created it, and only the creator's with block
+    stops it."""
+    name = unique_name("config")
+    names.append(name)
+    a = KeyedThrottle.create_named(
+        name, 5, 0.25, 16, hardcap="window", as_monitor=False, rf_rate=0.05
+    )
+    try:
+        assert a.created is True and a._owner_pid == os.getpid()
+        assert (a.max_n, a.per, a.hardcap, a.capacity) == (5, 0.25, "window", 16)
+        b = KeyedThrottle.open(name)
+        config = (b.max_n, b.per, b.hardcap, b.as_monitor, b.refresh_rate, b.capacity)
+        assert config == (5, 0.25, "window", False, 0.05, 16)
+        assert type(b.max_n) is int and type(b.per) is float
+        assert b.created is False
+        assert repr(b) == f"<mp_throttle.KeyedThrottle {name!r} max_n=5 per=0.25 open>"
+        b.close()
+        assert b.capacity == 16 and b.max_n == 5  # known once closed too
+        # An unrelated process reads the same.
+        proc = run_python(
+            f"""
+import mp_throttle
+k = mp_throttle.KeyedThrottle.open({name!r})
+print(k.max_n, k.per, k.hardcap, k.as_monitor, k.refresh_rate, k.capacity, k.created)
+"""
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["5", "0.25", "window", "False", "0.05", "16", "False"]
+        # A create_named that found it opened it: not created, so its with
+        # block closes it without stopping it.
+        a.start()
+        with KeyedThrottle.create_named(
+            name, 5, 0.25, 16, hardcap="window", as_monitor=False, rf_rate=0.05
+        ) as c:
+            assert c.created is False and c._owner_pid is None
+        assert c.closed and a.is_running()
+    finally:
+        a.__exit__(None, None, None)
+    assert not KeyedThrottle.open(name).is_running()  # the creator's with block stopped it
+    # Any hardcap but the three is unbounded: reported as 'none'.
+    other = unique_name("none")
+    names.append(other)
+    with KeyedThrottle.create_named(other, 2, 1, 4, hardcap="unbounded") as d:
+        assert d.hardcap == "unbounded"  # as given
+        assert KeyedThrottle.open(other).hardcap == "none"
+    anonymous = KeyedThrottle(3, 2, 4, hardcap="one")
+    assert (anonymous.created, anonymous.capacity, anonymous.hardcap) == (True, 4, "one")
+    anonymous.close()
+
+
+def test_kill_flag(make):
+    """kill_flag (mpt_keyed_kill_flag_is_set): set by kill(), kill_flag.set()
+    and stop() through any handle, in any process; cleared by start()."""
+    k = make(2, 60, 4)
+    flag = k.kill_flag
+    assert flag.is_set() is False
+    k.kill()
+    assert flag.is_set() is True and k.kill_flag.wait(0) is True
+    assert not k.has_fuel("a")  # killed: no fuel
+    k.stop()
+    assert flag.is_set() is True  # still set once stopped
+    k.start()
+    assert flag.is_set() is False and k.has_fuel("a")
+    assert k.kill_flag.wait(0.05) is False
+    # A fork()ed child sets it; this process sees it.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            k.kill_flag.set()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert flag.is_set() is True
+    k.stop()
+    k.close()
+    with pytest.raises(ThrottleError) as e:
+        flag.is_set()
+    assert e.value.status == _ffi.STATUS_BAD_HANDLE
+
+
+def test_kill_through_another_handle_of_a_named_one(names):
+    name = unique_name("kill")
+    names.append(name)
+    with KeyedThrottle.create_named(name, 1, 60, 4) as a:
+        a.start()
+        b = KeyedThrottle.open(name)
+        assert not a.kill_flag.is_set() and not b.kill_flag.is_set()
+        b.kill_flag.set()
+        assert a.kill_flag.is_set() and b.kill_flag.is_set()
+        b.close()
 
 
 def test_plain_and_keyed_names_do_not_mix(names):

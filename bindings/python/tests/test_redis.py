@@ -1,5 +1,5 @@
-"""The Redis store (library 0.2.0): Throttle.connect and unlink_url against
-a real redis-server, started for this module on a free loopback port (no
+"""The Redis store (library 0.2.0): Throttle.connect, KeyedThrottle.connect
+and unlink_url against a real redis-server, started for this module on a free loopback port (no
 persistence) and stopped after it, whether the tests pass or fail. Without
 redis-server on the PATH the module is skipped, unless CI is set (then it
 fails)."""
@@ -11,13 +11,14 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
 import mp_throttle
-from helpers import take_one_and_close
-from mp_throttle import ThrottleError, _ffi
+from helpers import take_key_and_close, take_one_and_close
+from mp_throttle import KeyedThrottle, ThrottleError, _ffi
 
 
 def raises(status_name, fn, *args, **kwargs):
@@ -244,4 +245,213 @@ def test_children_connect_again(redis_url, method):
             copy.close()
         assert wait_for_total(t, 1) == 1
         assert t.stop()[1] == 1
+    mp_throttle.unlink_url(redis_url, name)
+
+
+# ---------------------------------------------------------------- keyed
+
+
+def wait_until(predicate, timeout=10.0):
+    """Polls predicate() every 5 ms; True once it holds, False after timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_keyed_two_handles_share_each_key(redis_url):
+    """Two KeyedThrottle.connect of one name: one configuration, read back by
+    both; each key's full tank is taken once between them; a key at its
+    limit does not slow another; a kill through one reaches the other's
+    waiter."""
+    name = new_name()
+    # 3 per 60 s on each key: a tank of 3, then one unit every 20 s.
+    a = KeyedThrottle.connect(redis_url, name, 3, 60)
+    b = KeyedThrottle.connect(redis_url, name, 3, 60)
+    waiter = None
+    try:
+        # The configuration, read back from the library (mpt_keyed_get_config).
+        for k in (a, b):
+            assert (k.url, k.name, k.max_n, k.per, k.hardcap) == (redis_url, name, 3, 60.0, "limit")
+            assert (k.as_monitor, k.refresh_rate, k.capacity) == (True, 0.01, 0)
+        assert type(a.per) is float and type(b.per) is float  # (60 was given)
+        assert (a.created, b.created) == (True, False)
+        assert redis_url in repr(b) and name in repr(b) and "max_n=3" in repr(b)
+        assert not b.is_running() and not b.has_fuel("h")  # not started: no fuel
+        a.start()
+        assert b.is_running()  # started through the other handle
+        # Key "h": its tank of 3, taken in turn through both, once.
+        for i in range(3):
+            assert (a, b)[i % 2].await_fuel("h", timeout=2.0), f"unit {i + 1} not granted"
+        assert not a.has_fuel("h") and not b.has_fuel("h")
+        t0 = time.monotonic()
+        assert b.await_fuel("h", timeout=0.05) is False
+        assert 0.04 <= time.monotonic() - t0 < 1.0
+        level, wait = a.peek("h")
+        assert level == 0 and 15 < wait <= 20
+        # Key "other" is not slowed by "h" at its limit: its own full tank,
+        # at once, through either handle.
+        t0 = time.monotonic()
+        assert b.await_fuel("other", n=2, timeout=5.0)
+        assert a.await_fuel("other", timeout=5.0)
+        assert time.monotonic() - t0 < 2.0
+        assert not a.has_fuel("other")
+        assert a.key_stats("h")[:2] == (True, 3) and b.key_stats("other")[:2] == (True, 3)
+        stats = b.stats()
+        assert (stats.live_keys, stats.capacity, stats.added) == (2, 0, 2)
+        # A waiter on "h" (20 s away) through b; a kill through a ends it.
+        results = []
+        waiter = threading.Thread(target=lambda: results.append(b.await_fuel("h", timeout=30)))
+        waiter.start()
+        assert wait_until(lambda: a.peek("h")[1] > 25), "the waiter did not queue on 'h'"
+        assert not b.kill_flag.is_set()
+        t0 = time.monotonic()
+        a.kill_flag.set()
+        waiter.join(timeout=10)
+        assert not waiter.is_alive() and results == [False]
+        assert time.monotonic() - t0 < 5.0
+        assert a.kill_flag.is_set()
+        assert b.kill_flag.wait(5.0), "b never saw the kill flag set through a"
+        assert not b.has_fuel("new") and b.is_running()  # killed, not stopped
+        a.stop()
+        assert not b.is_running() and b.kill_flag.is_set()
+    finally:
+        if waiter is not None:
+            waiter.join(timeout=30)
+        a.close()
+        b.close()
+    # Closing the handles left it on the server; unlink_url removes it, once.
+    KeyedThrottle.unlink_url(redis_url, name)
+    err = raises("MPT_STATUS_NOT_FOUND", mp_throttle.unlink_url, redis_url, name)
+    assert name in err.message
+    # A later connect makes a new one, of any configuration.
+    with KeyedThrottle.connect(redis_url, name, 7, 2, hardcap="one") as c:
+        assert c.created is True and (c.max_n, c.per, c.hardcap) == (7, 2.0, "one")
+        assert not c.is_running()
+    mp_throttle.unlink_url(redis_url, name)
+
+
+def test_keyed_and_plain_names_mismatch(redis_url):
+    """A plain connect to a keyed name, a keyed connect to a plain name, and
+    a keyed connect of another configuration: MPT_STATUS_MISMATCH, and
+    nothing changes on the server."""
+    keyed, plain = new_name(), new_name()
+    with KeyedThrottle.connect(redis_url, keyed, 3, 1, hardcap="window") as k:
+        err = raises("MPT_STATUS_MISMATCH", mp_throttle.Throttle.connect, redis_url, keyed, 3, 1,
+                     hardcap="window")
+        assert err.function == "mpt_throttle_connect" and keyed in err.message
+        connect = KeyedThrottle.connect
+        for args, options in (
+            ((4, 1), {"hardcap": "window"}),
+            ((3, 2), {"hardcap": "window"}),
+            ((3, 1), {}),
+            ((3, 1), {"hardcap": "window", "as_monitor": False}),
+        ):
+            err = raises("MPT_STATUS_MISMATCH", connect, redis_url, keyed, *args, **options)
+            assert err.function == "mpt_keyed_connect"
+        # The waiting preferences are not the configuration.
+        with connect(redis_url, keyed, 3, 1, hardcap="window", spin_s=0.001) as same:
+            assert same.created is False
+        with mp_throttle.Throttle.connect(redis_url, plain, 3, 1):
+            err = raises("MPT_STATUS_MISMATCH", connect, redis_url, plain, 3, 1)
+            assert err.function == "mpt_keyed_connect" and plain in err.message
+        k.start()
+        assert k.has_fuel("x", n=3)  # still as made: 3 per 1 s, 'window'
+        assert not k.has_fuel("x")
+    mp_throttle.unlink_url(redis_url, keyed)
+    mp_throttle.unlink_url(redis_url, plain)
+
+
+def test_keyed_configuration_read_back(redis_url):
+    """A connect reports the configuration in force, read from the library
+    (mpt_keyed_get_config): the creator's, for the one that joins it too."""
+    name = new_name()
+    options = {"hardcap": "unbounded", "as_monitor": False, "rf_rate": 0.05}
+    with KeyedThrottle.connect(redis_url, name, 4, 1, **options) as a:
+        with KeyedThrottle.connect(redis_url, name, 4, 1, **options, spin_s=0.0005) as b:
+            for k in (a, b):
+                config = (k.max_n, k.per, k.hardcap, k.as_monitor, k.refresh_rate, k.capacity)
+                assert config == (4, 1.0, "none", False, 0.05, 0)
+            assert (a.created, b.created) == (True, False)
+            # Pickled, it connects with the configuration it was made with.
+            c = pickle.loads(pickle.dumps(b))
+            try:
+                assert (c.hardcap, c.as_monitor, c.created) == ("none", False, False)
+            finally:
+                c.close()
+    mp_throttle.unlink_url(redis_url, name)
+
+
+def test_keyed_bad_arguments_and_nothing_listening(redis_url):
+    name = new_name()
+    connect = KeyedThrottle.connect
+    err = raises("MPT_STATUS_INVALID_ARGUMENT", connect, redis_url, name, 3, 1.5e-6)
+    assert "per" in err.message
+    raises("MPT_STATUS_INVALID_ARGUMENT", connect, redis_url, name, 2**24 + 1, 1)
+    raises("MPT_STATUS_INVALID_ARGUMENT", connect, redis_url, name, 2**16 + 1, 1, hardcap="window")
+    raises("MPT_STATUS_INVALID_ARGUMENT", connect, redis_url, name, 0, 1)
+    raises("MPT_STATUS_INVALID_ARGUMENT", connect, redis_url, "a{b}", 5, 1)
+    with pytest.raises(TypeError):
+        connect(redis_url.encode(), name, 5, 1)
+    with pytest.raises(TypeError):
+        connect(redis_url, name, 5, 1, group_shared=True)
+    with pytest.raises(TypeError):
+        connect(redis_url, name, 5, 1, capacity=10)  # no capacity in Redis
+    raises("MPT_STATUS_NOT_FOUND", mp_throttle.unlink_url, redis_url, name)  # nothing made
+    url = f"redis://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    err = raises("MPT_STATUS_UNREACHABLE", connect, url, name, 5, 1)
+    assert time.monotonic() - t0 < 1.0, "a refused connection should fail at once"
+    assert err.function == "mpt_keyed_connect"
+
+
+def test_keyed_unlink_url_kills_its_users(redis_url):
+    name = new_name()
+    with KeyedThrottle.connect(redis_url, name, 1, 60) as k:
+        k.start()
+        assert k.has_fuel("a")
+        KeyedThrottle.unlink_url(redis_url, name)
+        t0 = time.monotonic()
+        assert k.await_fuel("b", timeout=2.0) is False  # gone: killed, not made again
+        assert time.monotonic() - t0 < 1.5
+        assert k.kill_flag.wait(5.0)
+        raises("MPT_STATUS_NOT_FOUND", mp_throttle.unlink_url, redis_url, name)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_keyed_children_connect_again(redis_url, method):
+    """As test_children_connect_again, for a KeyedThrottle: a fork()ed child
+    connects again on first use, a spawned one gets it pickled; either way
+    the child's unit of a key is that key's only one for 10 s, here too,
+    and other keys keep their full tanks."""
+    name = new_name()
+    ctx = multiprocessing.get_context(method)
+    results = ctx.Queue()
+    with KeyedThrottle.connect(redis_url, name, 1, 10, as_monitor=False) as k:
+        k.start()
+        child = ctx.Process(target=take_key_and_close, args=(k, "shared", results))
+        child.start()
+        try:
+            pid, grant, connected_in, created = results.get(timeout=30)
+        finally:
+            child.join(timeout=30)
+        assert child.exitcode == 0
+        assert pid == child.pid != os.getpid()
+        assert grant is not None, "the child got no unit"
+        assert connected_in == pid and created is False  # joined, with its own connection
+        assert k._pid == os.getpid() and k.created is True
+        assert not k.has_fuel("shared")  # the child took the key's only unit
+        assert k.has_fuel("mine")
+        copy = pickle.loads(pickle.dumps(k))
+        try:
+            assert (copy.url, copy.name, copy.max_n, copy.per) == (redis_url, name, 1, 10.0)
+            assert copy.as_monitor is False and copy is not k
+            level, wait = copy.peek("shared")
+            assert level == 0 and 5 < wait <= 10
+            assert not copy.has_fuel("mine")
+        finally:
+            copy.close()
+        assert k.key_stats("shared").granted == 1
     mp_throttle.unlink_url(redis_url, name)

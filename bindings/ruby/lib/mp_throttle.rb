@@ -191,11 +191,14 @@ module MpThrottle
       mpt_keyed_new: [%i[uint64 double uint64 pointer pointer], :int32, [0, 2, 0]],
       mpt_keyed_create_named: [%i[string uint64 double uint64 pointer pointer], :int32, [0, 2, 0]],
       mpt_keyed_open: [%i[string pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_connect: [%i[string string uint64 double pointer pointer], :int32, [0, 2, 0]],
       mpt_keyed_free: [%i[pointer], :int32, [0, 2, 0]],
       mpt_keyed_start: [%i[pointer], :int32, [0, 2, 0]],
       mpt_keyed_stop: [%i[pointer pointer], :int32, [0, 2, 0]],
       mpt_keyed_kill: [%i[pointer], :int32, [0, 2, 0]],
       mpt_keyed_is_running: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_kill_flag_is_set: [%i[pointer pointer], :int32, [0, 2, 0]],
+      mpt_keyed_get_config: [%i[pointer pointer pointer pointer pointer pointer], :int32, [0, 2, 0]],
       mpt_keyed_await_fuel: [%i[pointer pointer size_t uint64 double pointer], :int32, [0, 2, 0]],
       mpt_keyed_await_fuel_cancellable: [%i[pointer pointer size_t uint64 double pointer pointer],
                                          :int32, [0, 2, 0]],
@@ -231,7 +234,7 @@ module MpThrottle
       mpt_await_fuel mpt_await_fuel_n mpt_await_fuel_cancellable mpt_stop mpt_throttle_free
       mpt_throttle_create_named mpt_throttle_open mpt_throttle_connect mpt_throttle_unlink_url
       mpt_keyed_await_fuel mpt_keyed_await_fuel_cancellable mpt_keyed_stop mpt_keyed_free
-      mpt_keyed_create_named mpt_keyed_open
+      mpt_keyed_create_named mpt_keyed_open mpt_keyed_connect
     ].freeze
 
     # Functions of a newer library than the one loaded (see FUNCTIONS), which
@@ -468,6 +471,11 @@ module MpThrottle
         raise ArgumentError, "hardcap must be one of #{HARDCAPS.keys.map(&:inspect).join(', ')}, " \
                              "not #{value.inspect}"
       end
+    end
+
+    # A hardcap as its Symbol (:limit for "limit"; raises as hardcap_code).
+    def hardcap_name(value)
+      HARDCAPS.key(hardcap_code(value))
     end
 
     # A non-negative Integer that fits a uint64_t (the library checks the
@@ -1138,6 +1146,13 @@ module MpThrottle
   # there is no room (every key in the table still holds back fuel) raises
   # MpThrottle::NoRoom, having taken nothing.
   #
+  # KeyedThrottle.connect makes (or joins) one in a Redis server instead,
+  # whose keys processes on many hosts share.
+  #
+  # Its configuration: #max_n, #per, #hardcap and #capacity, read from the
+  # library (mpt_keyed_get_config: for one opened by name or joined in
+  # Redis, its creator's); #created? says whether this handle made it.
+  #
   # Thread-safe as Throttle is: any method from any thread, #close included.
   class KeyedThrottle
     # KeyedThrottle.new(max_n, per, capacity, **options): an anonymous keyed
@@ -1167,7 +1182,7 @@ module MpThrottle
                              Args.count(capacity, "capacity"), options, out),
         :mpt_keyed_new
       )
-      adopt(out.read_pointer, nil)
+      adopt(out.read_pointer, nil, given: [max_n, per.to_f, Args.hardcap_name(hardcap), capacity])
     end
 
     # The named keyed throttle `name` (1 to 200 bytes, no '/'), which any
@@ -1175,7 +1190,8 @@ module MpThrottle
     # exists with the same configuration, capacity included
     # (MpThrottle::Mismatch otherwise, and for a plain Throttle of that
     # name). The options are those of KeyedThrottle.new, and group_shared
-    # as for Throttle.create_named. Closing it does not remove the name:
+    # as for Throttle.create_named; #created? says whether it created the
+    # name. Closing it does not remove the name (as for a Throttle):
     # KeyedThrottle.unlink does. With a block: yields the keyed throttle,
     # closes it afterwards and returns the block's value.
     def self.create_named(name, max_n, per, capacity, hardcap: :limit, as_monitor: true,
@@ -1192,13 +1208,16 @@ module MpThrottle
                                       options, out),
         :mpt_keyed_create_named
       )
-      from_handle(out.read_pointer, name, &block)
+      from_handle(out.read_pointer, name,
+                  given: [max_n, per.to_f, Args.hardcap_name(hardcap), capacity], &block)
     end
 
-    # Opens the named keyed throttle `name`, adopting its configuration;
-    # the options as for Throttle.open. MpThrottle::NotFound if there is no
-    # such name, MpThrottle::Mismatch if it is a plain throttle. With a
-    # block: as create_named.
+    # Opens the named keyed throttle `name`, adopting its configuration
+    # (#max_n, #per, #hardcap, #capacity: its creator's; nil but #capacity
+    # with a library from before mpt_keyed_get_config); the options as for
+    # Throttle.open. MpThrottle::NotFound if there is no such name,
+    # MpThrottle::Mismatch if it is a plain throttle. With a block: as
+    # create_named.
     def self.open(name, timer_slack_ns: nil, spin_s: nil, group_shared: false, &block)
       Args.require_function(:mpt_keyed_open)
       options = Args.build_options(timer_slack_ns: timer_slack_ns, spin_s: spin_s,
@@ -1215,8 +1234,92 @@ module MpThrottle
       Throttle.unlink(name)
     end
 
-    # The name of a named keyed throttle, nil for an anonymous one.
+    # The keyed throttle `name` in the Redis server at `url`, as
+    # Throttle.connect makes a plain one (mpt_keyed_connect): makes it, or
+    # joins it if it exists there with the same configuration
+    # (MpThrottle::Mismatch otherwise, and for a plain throttle of that
+    # name: plain and keyed throttles share the server's names). Processes
+    # on any number of hosts, each with its own KeyedThrottle, share each
+    # key's schedule, decided by the server on its own clock; every method
+    # works as on any other keyed throttle. Library 0.2.0 or later.
+    #
+    # - url, name: as for Throttle.connect.
+    # - max_n (at most KEYED_MAX_N; KEYED_MAX_WINDOW with hardcap:
+    #   :window), per (a whole number of microseconds) and the options: as
+    #   for KeyedThrottle.new. All but timer_slack_ns and spin_s are the
+    #   configuration. There is no group_shared (ArgumentError) and no
+    #   capacity: each key is a Redis key that expires once the key is idle
+    #   again, so #capacity and stats.capacity are 0 (no bound),
+    #   MpThrottle::NoRoom is never raised, and stats.evictions counts the
+    #   keys that went idle.
+    #
+    # Raises as Throttle.connect does (MpThrottle::Unreachable,
+    # PermissionDenied, Mismatch, InvalidArgument, Unsupported). With a
+    # block: as create_named. As with Throttle.connect, closing it leaves
+    # the keyed throttle on the server for the other hosts
+    # (KeyedThrottle.unlink_url removes it), and a forked child connects
+    # again, the first time it uses the KeyedThrottle it inherited.
+    def self.connect(url, name, max_n, per, hardcap: :limit, as_monitor: true, rf_rate: nil,
+                     timer_slack_ns: nil, spin_s: nil, &block)
+      Args.require_function(:mpt_keyed_connect)
+      options = { hardcap: hardcap, as_monitor: as_monitor, rf_rate: rf_rate,
+                  timer_slack_ns: timer_slack_ns, spin_s: spin_s }.freeze
+      args = [Args.url_arg(url).dup.freeze, Args.name_arg(name).dup.freeze,
+              Args.count(max_n, "max_n"), Args.seconds(per, "per"), options].freeze
+      from_handle(connect_handle(args), name, connect: args,
+                  given: [max_n, per.to_f, Args.hardcap_name(hardcap), 0], &block)
+    end
+
+    # Removes the keyed throttle `name` from the Redis server at `url`
+    # (Throttle.unlink_url: mpt_throttle_unlink_url removes a plain or a
+    # keyed throttle). The processes that use it, on every host, find it
+    # killed (their waits return nil); a later KeyedThrottle.connect makes
+    # a new one. MpThrottle::NotFound if the server has no such throttle.
+    def self.unlink_url(url, name)
+      Throttle.unlink_url(url, name)
+    end
+
+    # A new handle on the Redis keyed throttle of KeyedThrottle.connect's
+    # arguments.
+    def self.connect_handle(args)
+      url, name, max_n, per, options = args
+      out = FFI::MemoryPointer.new(:pointer)
+      MpThrottle.check(
+        Native.mpt_keyed_connect(url, name, max_n, per, Args.build_options(**options), out),
+        :mpt_keyed_connect
+      )
+      out.read_pointer
+    end
+    private_class_method :connect_handle
+
+    # The name of a named keyed throttle (or of one in Redis), nil for an
+    # anonymous one.
     attr_reader :name
+
+    # The configuration: units per key per `per` seconds (Integer, Float),
+    # the hardcap (:limit, :one, :none or :window) and the most keys the
+    # table holds (0 in Redis: no bound). Read from the library when the
+    # keyed throttle is made or opened (mpt_keyed_get_config), so one
+    # opened by name or joined in Redis reports its creator's; with a
+    # library from before that function, #max_n, #per and #hardcap are
+    # what was given (nil for one opened by name) and #capacity asks
+    # #stats.
+    attr_reader :max_n, :per, :hardcap
+
+    # The Redis server's URL of a keyed throttle made by
+    # KeyedThrottle.connect (as given), nil for one in shared memory.
+    def url
+      @connect&.first
+    end
+
+    # Whether this handle made the keyed throttle (KeyedThrottle.new; a
+    # create_named or connect that made the name) rather than opened or
+    # joined one that existed; nil with a library from before
+    # mpt_keyed_get_config. Nothing is removed when it is closed, whichever
+    # it is (a name goes with KeyedThrottle.unlink or unlink_url).
+    def created?
+      @created
+    end
 
     # Starts (or resumes) the keyed throttle: clears the kill flag and, with
     # as_monitor, starts the monitor thread in this process. Keys keep their
@@ -1247,9 +1350,16 @@ module MpThrottle
 
     # Whether the keyed throttle is running (started and not stopped).
     def running?
-      out = FFI::MemoryPointer.new(:uint8)
-      call(:mpt_keyed_is_running) { |h| Native.mpt_keyed_is_running(h, out) }
-      out.read(:uint8) != 0
+      flag(:mpt_keyed_is_running)
+    end
+
+    # Whether the kill flag of the whole keyed throttle is set (by #kill or
+    # #stop, through any handle, in any process), as Throttle#kill_flag?.
+    # MpThrottle::Unsupported with a library from before
+    # mpt_keyed_kill_flag_is_set.
+    def kill_flag?
+      Args.require_function(:mpt_keyed_kill_flag_is_set)
+      flag(:mpt_keyed_kill_flag_is_set)
     end
 
     # Blocks until `n` units of the fuel of `key` are granted, all at once
@@ -1330,9 +1440,9 @@ module MpThrottle
                      Args.summary_of(out[:summary]))
     end
 
-    # The most keys the table holds (as made).
+    # The most keys the table holds (as made; 0 in Redis: no bound).
     def capacity
-      stats.capacity
+      @capacity.nil? ? stats.capacity : @capacity
     end
 
     # Statistics over every key, each a pair [seconds between emissions,
@@ -1369,6 +1479,7 @@ module MpThrottle
 
     def inspect
       label = @name ? " #{@name.inspect}" : ""
+      label += " at #{Args.shown_url(url)}" if url
       "#<#{self.class}#{label} #{@closed ? 'closed' : 'open'}>"
     end
 
@@ -1379,9 +1490,9 @@ module MpThrottle
     RELEASE = Native.respond_to?(:mpt_keyed_free) ? Native.method(:mpt_keyed_free) : nil
     private_constant :RELEASE
 
-    def self.from_handle(pointer, name)
+    def self.from_handle(pointer, name, connect: nil, given: nil)
       keyed = allocate
-      keyed.send(:adopt, pointer, name)
+      keyed.send(:adopt, pointer, name, connect: connect, given: given)
       return keyed unless block_given?
 
       begin
@@ -1394,13 +1505,56 @@ module MpThrottle
 
     private
 
-    def adopt(pointer, name)
+    # `connect`: KeyedThrottle.connect's arguments, for one in Redis;
+    # `given`: [max_n, per, hardcap, capacity] as made, what a library
+    # without mpt_keyed_get_config leaves them.
+    def adopt(pointer, name, connect: nil, given: nil)
       @handle = FFI::AutoPointer.new(pointer, RELEASE)
       @name = name&.dup&.freeze
+      @connect = connect
       @lock = Mutex.new
       @closed = false
       @in_flight = 0
       @pid = Process.pid
+      @max_n, @per, @hardcap, @capacity = given # (all nil for one opened by name)
+      @created = nil
+      read_config(@handle)
+    end
+
+    # What mpt_keyed_get_config says of `handle`: the configuration and
+    # whether the handle made the keyed throttle. Nothing with a library
+    # without it.
+    def read_config(handle)
+      return if Native::MISSING.include?(:mpt_keyed_get_config)
+
+      options = Native::Options.new # (version 0: the 40 bytes of version 1)
+      max_n = FFI::MemoryPointer.new(:uint64)
+      per = FFI::MemoryPointer.new(:double)
+      capacity = FFI::MemoryPointer.new(:uint64)
+      created = FFI::MemoryPointer.new(:uint8)
+      MpThrottle.check(Native.mpt_keyed_get_config(handle, options, max_n, per, capacity, created),
+                       :mpt_keyed_get_config)
+      @max_n = max_n.read(:uint64)
+      @per = per.read(:double)
+      @hardcap = HARDCAPS.key(options[:hardcap])
+      @capacity = capacity.read(:uint64)
+      @created = created.read(:uint8) != 0
+    end
+
+    # A Redis keyed throttle's handle in a forked child, as
+    # Throttle#reconnect_here: the parent's handle released first, then a
+    # connection of this process's own (with @lock held, the first time the
+    # child makes a call; if it fails, the next call tries again).
+    def reconnect_here
+      @in_flight = 0
+      if @handle
+        @handle.autorelease = false
+        Native.mpt_keyed_free(@handle)
+        @handle = nil
+      end
+      @handle = FFI::AutoPointer.new(KeyedThrottle.send(:connect_handle, @connect), RELEASE)
+      @pid = Process.pid
+      read_config(@handle)
     end
 
     # A copy would share the handle and free it twice.
@@ -1416,6 +1570,7 @@ module MpThrottle
         handle = @lock.synchronize do
           raise ClosedError if @closed
 
+          reconnect_here if @connect && @pid != Process.pid
           @in_flight += 1
           @handle
         end
@@ -1431,8 +1586,16 @@ module MpThrottle
     end
 
     def release
+      return if @handle.nil? # a forked child's Redis keyed throttle whose connect failed
+
       @handle.autorelease = false
       MpThrottle.check(Native.mpt_keyed_free(@handle), :mpt_keyed_free)
+    end
+
+    def flag(function)
+      out = FFI::MemoryPointer.new(:uint8)
+      call(function) { |h| Native.public_send(function, h, out) }
+      out.read(:uint8) != 0
     end
 
     def wait_for_fuel(key, n, timeout, grant)

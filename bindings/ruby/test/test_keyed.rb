@@ -253,6 +253,9 @@ class TestKeyed < Minitest::Test
     b = track(Keyed.open(name))
     assert b.running?
     assert_equal 8, b.capacity
+    # The creator's configuration, read from the library.
+    assert_equal [2, 60.0, :limit], [b.max_n, b.per, b.hardcap]
+    assert_equal [true, false], [a.created?, b.created?]
     assert b.has_fuel?("k")
     assert b.has_fuel?("k")
     refute a.has_fuel?("k")
@@ -287,6 +290,66 @@ class TestKeyed < Minitest::Test
     b.close
     assert_raises(MpThrottle::ClosedError) { b.has_fuel?("k") }
     assert_raises(MpThrottle::ClosedError) { b.await_fuel("k") }
+  end
+
+  def test_configuration_and_created_read_back
+    # mpt_keyed_get_config: what it was made with, whoever asks; whether
+    # this handle made it.
+    name = unique_name("config")
+    a = track(Keyed.create_named(name, 5, 0.25, 16, hardcap: :window, as_monitor: false))
+    assert_equal [5, 0.25, :window, 16, true], [a.max_n, a.per, a.hardcap, a.capacity, a.created?]
+    b = track(Keyed.open(name))
+    assert_equal [5, 0.25, :window, 16, false], [b.max_n, b.per, b.hardcap, b.capacity, b.created?]
+    assert_kind_of Integer, b.max_n
+    assert_kind_of Float, b.per
+    b.close
+    assert_equal [5, 16], [b.max_n, b.capacity] # known once closed too
+    # Created again with the same configuration: opened, not created.
+    again = Keyed.create_named(name, 5, 0.25, 16, hardcap: "window", as_monitor: false, &:created?)
+    assert_equal false, again
+    # An unrelated process reads the same.
+    out, err, status = run_ruby(["-e", <<~RUBY])
+      require "mp_throttle"
+      MpThrottle::KeyedThrottle.open(#{name.inspect}) do |k|
+        puts [k.max_n, k.per, k.hardcap, k.capacity, k.created?].join(" ")
+      end
+    RUBY
+    assert status.success?, err
+    assert_equal "5 0.25 window 16 false\n", out
+    # Unbounded per key: :none.
+    none = make(2, 1, 4, hardcap: :none, start: false)
+    assert_equal [:none, true, 4], [none.hardcap, none.created?, none.capacity]
+    anonymous = make(3, 2, 4, hardcap: "one", start: false)
+    assert_equal [3, 2.0, :one, 4, true],
+                 [anonymous.max_n, anonymous.per, anonymous.hardcap, anonymous.capacity,
+                  anonymous.created?]
+  end
+
+  def test_kill_flag
+    # mpt_keyed_kill_flag_is_set: set by kill and stop, through any handle
+    # in any process; cleared by start.
+    k = make(2, 60, 4)
+    assert_equal false, k.kill_flag?
+    k.kill
+    assert_equal true, k.kill_flag?
+    refute k.has_fuel?("a") # killed: no fuel
+    k.stop
+    assert_equal true, k.kill_flag? # still set once stopped
+    k.start
+    assert_equal false, k.kill_flag?
+    assert k.has_fuel?("a")
+    pid = fork_child { k.kill }
+    assert_equal 0, reap(pid).exitstatus
+    assert_equal true, k.kill_flag?, "the child's kill is seen here"
+    # Named: through another handle.
+    name = unique_name("kill")
+    a = track(Keyed.create_named(name, 1, 60, 4)).start
+    b = track(Keyed.open(name))
+    refute b.kill_flag?
+    b.kill
+    assert a.kill_flag?
+    b.close
+    assert_raises(MpThrottle::ClosedError) { b.kill_flag? }
   end
 
   def test_plain_and_keyed_names_do_not_mix

@@ -210,4 +210,78 @@ class TestNative < Minitest::Test
       assert_includes message, File.join(dir, "libmp_throttle.so.0")
     end
   end
+
+  # The keyed functions added last (0.2.0): a build from before them must
+  # still load.
+  NEWEST_KEYED = %i[mpt_keyed_connect mpt_keyed_get_config mpt_keyed_kill_flag_is_set].freeze
+
+  # Makes, in `dir`, a real libmp_throttle.so.0 that lacks the functions
+  # `left_out`, as a build from before them would: this build's own archive
+  # (libmp_throttle.a, which `make lib` makes beside the .so in
+  # MPT_LIB_DIR), linked with a version script that exports every other
+  # function the binding knows.
+  def library_without(dir, left_out)
+    archive = File.join(ENV.fetch("MPT_LIB_DIR"), "libmp_throttle.a")
+    cc = ENV.fetch("CC", "cc")
+    unless File.file?(archive)
+      flunk "#{archive} not found (CI is set)" if ENV["CI"]
+      skip "#{archive} not found: a library without #{left_out.join(', ')} is not made"
+    end
+    exported = MpThrottle::Native::FUNCTIONS.keys - left_out
+    script = File.join(dir, "exports.map")
+    File.write(script, "{ global: #{exported.map { |f| "#{f};" }.join(' ')} local: *; };\n")
+    ok = system(cc, "-shared", "-o", File.join(dir, "libmp_throttle.so.0"),
+                "-Wl,-soname,libmp_throttle.so.0", "-Wl,--whole-archive", archive,
+                "-Wl,--no-whole-archive", "-Wl,--version-script=#{script}",
+                "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc")
+    assert ok, "#{cc} could not link #{archive} into a library"
+  end
+
+  def test_a_library_without_the_newest_keyed_functions_still_loads
+    # A real library that lacks mpt_keyed_connect, mpt_keyed_get_config and
+    # mpt_keyed_kill_flag_is_set loads; keyed throttles work without what
+    # needs them: given values are kept (nil for one opened by name, but
+    # its capacity), KeyedThrottle.connect and kill_flag? raise
+    # MpThrottle::Unsupported naming the version that has them.
+    name = unique_name("old-lib")
+    Dir.mktmpdir do |dir|
+      library_without(dir, NEWEST_KEYED)
+      code = <<~RUBY
+        require "mp_throttle"
+        K = MpThrottle::KeyedThrottle
+        out = [MpThrottle::Native.ffi_libraries.first.name, MpThrottle::Native::MISSING.sort]
+        k = K.new(2, 60, 4).start
+        out << [k.has_fuel?("a"), k.has_fuel?("a"), k.has_fuel?("a"), k.max_n, k.per, k.hardcap,
+                k.capacity, k.created?]
+        a = K.create_named(#{name.inspect}, 3, 30, 8, hardcap: :one)
+        b = K.open(#{name.inspect})
+        out << [b.max_n, b.per, b.hardcap, b.capacity, b.created?]
+        out << [a.max_n, a.per, a.hardcap, a.capacity, a.created?]
+        [-> { K.connect("redis://127.0.0.1:1", "x", 2, 1) }, -> { b.kill_flag? }].each do |call|
+          call.call
+          out << nil
+        rescue MpThrottle::Unsupported => e
+          out << [e.status_name, e.function, e.message.include?("0.2.0 or later")]
+        end
+        a.start
+        b.kill
+        out << [a.has_fuel?("z"), a.running?]
+        print Marshal.dump(out)
+      RUBY
+      pid = Process.spawn({ "MPT_LIB_DIR" => dir }, RbConfig.ruby, "-I", File.join(RUBY_DIR, "lib"),
+                          "-e", code, out: File.join(dir, "out"), err: File.join(dir, "err"))
+      status = reap(pid, limit: 60)
+      assert status.success?, File.read(File.join(dir, "err"))
+      out = Marshal.load(File.binread(File.join(dir, "out"))) # rubocop:disable Security/MarshalLoad
+      assert_equal [File.join(dir, "libmp_throttle.so.0"), NEWEST_KEYED.sort], out[0, 2]
+      assert_equal [true, true, false, 2, 60.0, :limit, 4, nil], out[2]
+      assert_equal [nil, nil, nil, 8, nil], out[3]
+      assert_equal [3, 30.0, :one, 8, nil], out[4]
+      assert_equal [:unsupported, :mpt_keyed_connect, true], out[5]
+      assert_equal [:unsupported, :mpt_keyed_kill_flag_is_set, true], out[6]
+      assert_equal [false, true], out[7]
+    end
+  ensure
+    unlink_names
+  end
 end
