@@ -42,7 +42,7 @@
 //
 // Keyed throttles: mpt::Keyed (below) gives each key of a table (a host, a
 // user) a schedule of its own under one configuration; keys are
-// std::string_view, any bytes.
+// std::string_view, any bytes. Keyed::connect puts one in Redis.
 //
 // Ownership: mpt::Throttle owns one handle (mpt_throttle_free in the
 // destructor), and mpt::Keyed likewise (mpt_keyed_free). Each is movable,
@@ -50,8 +50,8 @@
 // destroying it, close() and valid() are safe, and every call that reaches
 // the library throws mpt::Error with MPT_STATUS_NULL_POINTER. After
 // fork(), the child owns its own copy of the object: call close() in the
-// child before _exit(), or just _exit(). A Throttle from connect() (Redis)
-// must not be used in a child at all: connect again there.
+// child before _exit(), or just _exit(). A Throttle or Keyed from connect()
+// (Redis) must not be used in a child at all: connect again there.
 //
 // Threads: every const member function may be called concurrently from any
 // number of threads, as the C functions it wraps (their `const mpt_throttle *`
@@ -274,6 +274,8 @@ enum class Hardcap : std::uint32_t {
 class Options {
 public:
     Options() { detail::check(mpt_options_init(&raw_, MPT_OPTIONS_VERSION), "mpt_options_init"); }
+    // These options, as the C struct holds them (e.g. Keyed::options()'s).
+    explicit Options(const mpt_options &raw) noexcept : raw_(raw) {}
 
     Options &as_throttle(bool on) noexcept {
         raw_.as_throttle = on ? 1u : 0u;
@@ -714,6 +716,10 @@ struct KeyedStats {
 // nothing: a value, as no_fuel is, since a busy table is normal operation.
 // mp_throttle.h gives the whole rule at mpt_keyed_new.
 //
+// connect() puts a keyed throttle in a Redis server instead, shared by
+// processes on any number of hosts: each key is a Redis key that expires
+// once idle, so there is no table, capacity() is 0 and no_room never comes.
+//
 // Everything else is as mpt::Throttle: errors are mpt::Error, waits end
 // with Outcome::killed after kill() / stop(), a Cancel ends one wait;
 // ownership (movable, not copyable; a moved-from Keyed owns nothing and
@@ -766,6 +772,37 @@ public:
     // handles stay usable. False if nothing has that name.
     static bool unlink(std::string_view name) { return Throttle::unlink(name); }
 
+    // Creates the keyed throttle `name` in the Redis server at `url`, or
+    // joins it if it exists there with the same configuration
+    // (mpt_keyed_connect): processes on any number of hosts share each
+    // key's schedule, as Throttle::connect shares a plain throttle's rate,
+    // and every call works as on any other Keyed. Each key is a Redis key
+    // that expires once idle: no capacity (capacity() is 0), never
+    // Outcome::no_room. `url`, `name`, `per` (a whole number of
+    // microseconds) and the errors as for Throttle::connect; max_n at most
+    // MPT_KEYED_MAX_N. Throws MPT_STATUS_MISMATCH also for a plain
+    // throttle of that name. created() tells whether this call made it.
+    // Not for use in a fork()ed child.
+    template <class Rep, class Period>
+    static Keyed connect(std::string_view url, std::string_view name, std::uint64_t max_n,
+                         const std::chrono::duration<Rep, Period> &per, const Options &options = Options()) {
+        const char *call = "mpt_keyed_connect";
+        const std::string u = detail::c_text(url, "url", call);
+        const std::string c = detail::c_name(name, call);
+        Keyed k;
+        detail::check(mpt_keyed_connect(u.c_str(), c.c_str(), max_n, detail::seconds(per), &options.raw(),
+                                        &k.handle_),
+                      call);
+        return k;
+    }
+
+    // Removes the keyed throttle `name` from the Redis server at `url`
+    // (mpt_throttle_unlink_url, which removes either kind); the processes
+    // that use it find it killed. False if nothing has that name there.
+    static bool unlink_url(std::string_view url, std::string_view name) {
+        return Throttle::unlink_url(url, name);
+    }
+
     Keyed(const Keyed &) = delete;
     Keyed &operator=(const Keyed &) = delete;
 
@@ -810,6 +847,48 @@ public:
         bool running = false;
         detail::check(mpt_keyed_is_running(handle_, &running), "mpt_keyed_is_running");
         return running;
+    }
+    // Whether the kill flag is set (kill() or stop(), from any handle or
+    // process; for one in Redis, any host, or unlink_url), until the next
+    // start() (mpt_keyed_kill_flag_is_set).
+    bool kill_flag_is_set() const {
+        bool set = false;
+        detail::check(mpt_keyed_kill_flag_is_set(handle_, &set), "mpt_keyed_kill_flag_is_set");
+        return set;
+    }
+
+    // The configuration (mpt_keyed_get_config): what the keyed throttle was
+    // made with, by its creator for one opened by name or joined in Redis.
+    // The rate of each key: (max_n, per).
+    std::pair<std::uint64_t, std::chrono::duration<double>> rate() const {
+        std::uint64_t max_n = 0;
+        double per_s = 0.0;
+        config(nullptr, &max_n, &per_s, nullptr, nullptr);
+        return {max_n, std::chrono::duration<double>(per_s)};
+    }
+    // The most keys the table holds; 0 in Redis (no bound).
+    std::uint64_t capacity() const {
+        std::uint64_t keys = 0;
+        config(nullptr, nullptr, nullptr, &keys, nullptr);
+        return keys;
+    }
+    // Its options, as mpt_get_options gives a plain throttle's: auto_emit
+    // resolved (0 or 1), timer_slack and spin this handle's own. An
+    // mpt::Options, so that another throttle can be made with them.
+    Options options() const {
+        mpt_options raw{};
+        raw.version = MPT_OPTIONS_VERSION;  // every field
+        config(&raw, nullptr, nullptr, nullptr, nullptr);
+        return Options(raw);
+    }
+    Hardcap hardcap() const { return static_cast<Hardcap>(options().raw().hardcap); }
+    // Whether this handle made the keyed throttle (the constructor; a
+    // create_named or connect that found nothing there) rather than found
+    // it made (open; a create_named or connect that joined it).
+    bool created() const {
+        bool made = false;
+        config(nullptr, nullptr, nullptr, nullptr, &made);
+        return made;
     }
 
     // Blocks until a unit of `key`'s fuel is granted, or the kill flag is
@@ -903,6 +982,12 @@ private:
             (void)mpt_keyed_free(handle_);
             handle_ = nullptr;
         }
+    }
+
+    void config(mpt_options *options, std::uint64_t *max_n, double *per_s, std::uint64_t *capacity,
+                bool *created) const {
+        detail::check(mpt_keyed_get_config(handle_, options, max_n, per_s, capacity, created),
+                      "mpt_keyed_get_config");
     }
 
     Fuel await(std::string_view key, std::uint64_t n, double timeout_s, const mpt_cancel *cancel) const {

@@ -18,6 +18,14 @@
 // - Sharing: a Keyed made before fork() is shared with the child; a named
 //   one is opened by name in this process and in a fork()ed child; plain
 //   and keyed names do not mix (MISMATCH both ways); unlink removes it.
+// - The configuration read back (rate, capacity, hardcap, options,
+//   created): every option given to the constructor, the defaults, and
+//   another Keyed made with options(); a named one's creator and openers
+//   (a create_named that opens, open) see the creator's configuration with
+//   their own timer slack and spin, and only the creator is created().
+// - The kill flag: clear before and after start, set by kill() through one
+//   handle for the other and for a fork()ed child, and by stop(); the next
+//   start clears it for every handle.
 // - Ownership and errors: as mpt::Throttle (moved-from throws
 //   NULL_POINTER; bad arguments throw INVALID_ARGUMENT, wrong states
 //   WRONG_STATE, no monitor MONITOR_OFF).
@@ -25,6 +33,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -113,6 +122,9 @@ bool reap(pid_t pid) {
             std::perror("waitpid");
             return false;
         }
+    }
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        std::printf("     child %d: status %d\n", static_cast<int>(pid), status);
     }
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
@@ -424,11 +436,149 @@ void named() {
     CHECK(owner.stop().total == 3);
 }
 
+bool near(double got, double want) { return std::fabs(got - want) <= 1e-9 * std::fabs(want) + 1e-12; }
+
+// Whether two option sets hold the same values (version included).
+bool same_options(const mpt_options &x, const mpt_options &y) {
+    return x.version == y.version && x.as_throttle == y.as_throttle && x.as_monitor == y.as_monitor &&
+           x.auto_emit == y.auto_emit && x.hardcap == y.hardcap && x.timer_slack_ns == y.timer_slack_ns &&
+           near(x.refresh_s, y.refresh_s) && near(x.spin_s, y.spin_s) && x.group_shared == y.group_shared;
+}
+
+void config() {
+    const mpt::Options given = mpt::Options()
+                                   .hardcap(mpt::Hardcap::window)
+                                   .as_monitor(false)
+                                   .auto_emit(false)
+                                   .refresh(30ms)
+                                   .timer_slack(3us)
+                                   .spin(50us);
+    mpt::Keyed k(5, 2s, 16, given);
+    CHECK(k.rate().first == 5 && k.rate().second == 2s);
+    CHECK(k.capacity() == 16);
+    CHECK(k.hardcap() == mpt::Hardcap::window);
+    CHECK(k.created());
+    const mpt_options o = k.options().raw();
+    CHECK(o.version == MPT_OPTIONS_VERSION && o.as_throttle == 1 && o.as_monitor == 0 && o.auto_emit == 0);
+    CHECK(o.hardcap == MPT_HARDCAP_WINDOW && o.timer_slack_ns == 3000 && o.group_shared == 0);
+    CHECK(near(o.refresh_s, 0.03) && near(o.spin_s, 50e-6));
+    CHECK(same_options(o, given.raw()));
+    // Another keyed throttle made with what this one reports: the same.
+    const mpt::Keyed copy(k.rate().first, k.rate().second, k.capacity(), k.options());
+    CHECK(copy.created() && copy.rate() == k.rate() && copy.capacity() == 16);
+    CHECK(same_options(copy.options().raw(), o));
+    // The configuration does not change with the state.
+    k.start();
+    CHECK(static_cast<bool>(k.has_fuel_n("k", 5)));
+    (void)k.stop();
+    CHECK(k.rate().first == 5 && k.capacity() == 16 && k.created() && same_options(k.options().raw(), o));
+
+    // The defaults: auto_emit resolved to 1 (as_throttle is on).
+    const mpt::Keyed d(1, 250ms, 1);
+    const mpt_options od = d.options().raw();
+    CHECK(d.rate().first == 1 && d.rate().second == 250ms && d.capacity() == 1 && d.created());
+    CHECK(d.hardcap() == mpt::Hardcap::limit);
+    CHECK(od.as_throttle == 1 && od.as_monitor == 1 && od.auto_emit == 1 && od.timer_slack_ns == 1);
+    CHECK(near(od.refresh_s, 0.01) && od.spin_s == 0.0 && od.group_shared == 0);
+
+    // Named: the creator's configuration for every handle, each handle's
+    // own timer slack and spin; only the creator made it.
+    Name name("config");
+    const mpt::Options made = mpt::Options().hardcap(mpt::Hardcap::one).group_shared(true).timer_slack(2us);
+    const mpt::Keyed owner = mpt::Keyed::create_named(name.value, 4, 500ms, 8, made);
+    CHECK(owner.created() && owner.capacity() == 8 && owner.hardcap() == mpt::Hardcap::one);
+    CHECK(owner.options().raw().group_shared == 1 && owner.options().raw().timer_slack_ns == 2000);
+    const mpt::Keyed same = mpt::Keyed::create_named(name.value, 4, 500ms, 8, made);
+    CHECK(!same.created());
+    const mpt::Keyed opened =
+        mpt::Keyed::open(name.value, mpt::Options().group_shared(true).timer_slack(4us).spin(10us));
+    CHECK(!opened.created());
+    CHECK(opened.rate().first == 4 && opened.rate().second == 500ms && opened.capacity() == 8);
+    CHECK(opened.hardcap() == mpt::Hardcap::one);
+    const mpt_options oo = opened.options().raw();
+    CHECK(oo.group_shared == 1 && oo.as_monitor == 1 && oo.auto_emit == 1 && oo.timer_slack_ns == 4000);
+    CHECK(near(oo.spin_s, 10e-6));
+    CHECK(owner.options().raw().timer_slack_ns == 2000 && owner.options().raw().spin_s == 0.0);
+}
+
+void kill_flag() {
+    Name name("flag");
+    const mpt::Keyed owner = mpt::Keyed::create_named(name.value, 1, 1h, 4);
+    const mpt::Keyed other = mpt::Keyed::open(name.value);
+    CHECK(!owner.kill_flag_is_set() && !other.kill_flag_is_set());
+    owner.start();
+    CHECK(!owner.kill_flag_is_set() && !other.kill_flag_is_set());
+    CHECK(static_cast<bool>(other.has_fuel("k")));
+    other.kill();
+    CHECK(owner.kill_flag_is_set() && other.kill_flag_is_set());
+    CHECK(owner.has_fuel("new").outcome == mpt::Outcome::killed);
+    (void)owner.stop();
+    CHECK(owner.kill_flag_is_set() && other.kill_flag_is_set());  // stopped: set
+    owner.start();
+    CHECK(!owner.kill_flag_is_set() && !other.kill_flag_is_set());
+
+    // A child of fork() sees the flag set here, and sets it for this
+    // process: exit status 0 if it saw it clear, then set, then clear
+    // after its own stop and start, and set it again.
+    mpt::Keyed k(1, 1h, 4);
+    k.start();
+    int to_child[2];
+    int to_parent[2];
+    CHECK(pipe(to_child) == 0 && pipe(to_parent) == 0);
+    std::fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        close(to_child[1]);
+        close(to_parent[0]);
+        int rc = 0;
+        try {
+            char go = 0;
+            if (k.kill_flag_is_set()) {
+                rc = 3;
+            } else if (write(to_parent[1], "c", 1) != 1 || read(to_child[0], &go, 1) != 1) {
+                rc = 4;  // the parent kills it in between
+            } else if (!k.kill_flag_is_set()) {
+                rc = 5;
+            } else {
+                (void)k.stop();
+                k.start();
+                if (k.kill_flag_is_set()) {
+                    rc = 6;
+                }
+                k.kill();
+            }
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "kill flag child: %s\n", e.what());
+            rc = 2;
+        }
+        k.close();
+        _exit(rc);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    char seen = 0;
+    CHECK(read(to_parent[0], &seen, 1) == 1);  // it saw the flag clear
+    k.kill();
+    CHECK(write(to_child[1], "k", 1) == 1);
+    close(to_child[1]);
+    close(to_parent[0]);
+    CHECK(pid > 0 && reap(pid));
+    CHECK(k.kill_flag_is_set());  // the child's stop, start and kill
+    CHECK(k.is_running());        // the child's start
+    (void)k.stop();
+}
+
 void ownership_and_errors() {
     mpt::Keyed empty;
     CHECK(!empty.valid() && !empty && empty.native_handle() == nullptr);
     CHECK_THROWS(empty.is_running(), MPT_STATUS_NULL_POINTER);
     CHECK_THROWS(empty.has_fuel("k"), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.kill_flag_is_set(), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.rate(), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.capacity(), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.hardcap(), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.options(), MPT_STATUS_NULL_POINTER);
+    CHECK_THROWS(empty.created(), MPT_STATUS_NULL_POINTER);
     empty.close();  // a no-op
 
     mpt::Keyed a(4, 1s, 4);
@@ -489,6 +639,8 @@ int main() {
         cancel_and_kill();
         fork_shared();
         named();
+        config();
+        kill_flag();
         ownership_and_errors();
     } catch (const std::exception &e) {
         failed++;

@@ -299,6 +299,15 @@ static gompt_res gompt_keyed_open(const char *name, mpt_options o) {
 	return r;
 }
 
+static gompt_res gompt_keyed_connect(const char *url, const char *name, uint64_t max_n,
+                                     double per_s, mpt_options o) {
+	gompt_res r = {0};
+	mpt_keyed *k = NULL;
+	gompt_set(&r, mpt_keyed_connect(url, name, max_n, per_s, &o, &k));
+	r.throttle = (uintptr_t)k;
+	return r;
+}
+
 static gompt_res gompt_keyed_free(uintptr_t k) {
 	gompt_res r = {0};
 	gompt_set(&r, mpt_keyed_free((mpt_keyed *)k));
@@ -326,6 +335,31 @@ static gompt_res gompt_keyed_kill(uintptr_t k) {
 static gompt_res gompt_keyed_is_running(uintptr_t k) {
 	gompt_res r = {0};
 	gompt_set(&r, mpt_keyed_is_running(KH(k), &r.flag));
+	return r;
+}
+
+static gompt_res gompt_keyed_kill_flag_is_set(uintptr_t k) {
+	gompt_res r = {0};
+	gompt_set(&r, mpt_keyed_kill_flag_is_set(KH(k), &r.flag));
+	return r;
+}
+
+// What mpt_keyed_get_config reports, in one struct without pointers that
+// Go passes by address (Go memory, written on success).
+typedef struct gompt_keyed_config {
+	mpt_options options;
+	uint64_t max_n;
+	double per_s;
+	uint64_t capacity;
+	bool created;
+} gompt_keyed_config;
+
+static gompt_res gompt_keyed_get_config(uintptr_t k, gompt_keyed_config *out) {
+	gompt_res r = {0};
+	// The version says how much mpt_get_options writes: every field.
+	out->options.version = MPT_OPTIONS_VERSION;
+	gompt_set(&r, mpt_keyed_get_config(KH(k), &out->options, &out->max_n, &out->per_s,
+	                                   &out->capacity, &out->created));
 	return r;
 }
 
@@ -558,12 +592,36 @@ func cKeyedCreateNamed(name *C.char, maxN uint64, perS float64, capacity uint64,
 	return convert(C.gompt_keyed_create_named(name, C.uint64_t(maxN), C.double(perS), C.uint64_t(capacity), o))
 }
 
+func cKeyedConnect(url, name *C.char, maxN uint64, perS float64, o C.mpt_options) result {
+	return convert(C.gompt_keyed_connect(url, name, C.uint64_t(maxN), C.double(perS), o))
+}
+
 func cKeyedOpen(name *C.char, o C.mpt_options) result { return convert(C.gompt_keyed_open(name, o)) }
 func cKeyedFree(h handle) result                      { return convert(C.gompt_keyed_free(h)) }
 func cKeyedStart(h handle) result                     { return convert(C.gompt_keyed_start(h)) }
 func cKeyedStop(h handle) result                      { return convert(C.gompt_keyed_stop(h)) }
 func cKeyedKill(h handle) result                      { return convert(C.gompt_keyed_kill(h)) }
 func cKeyedIsRunning(h handle) result                 { return convert(C.gompt_keyed_is_running(h)) }
+func cKeyedKillFlagIsSet(h handle) result             { return convert(C.gompt_keyed_kill_flag_is_set(h)) }
+
+func cKeyedGetConfig(h handle) (result, KeyedConfig) {
+	var c C.gompt_keyed_config
+	res := convert(C.gompt_keyed_get_config(h, &c))
+	o := c.options
+	return res, KeyedConfig{
+		MaxN:        uint64(c.max_n),
+		Per:         seconds(float64(c.per_s)),
+		Capacity:    uint64(c.capacity),
+		Created:     bool(c.created),
+		Hardcap:     Hardcap(o.hardcap),
+		AsMonitor:   o.as_monitor != 0,
+		AutoEmit:    o.auto_emit != 0,
+		Refresh:     seconds(float64(o.refresh_s)),
+		TimerSlack:  time.Duration(o.timer_slack_ns),
+		Spin:        seconds(float64(o.spin_s)),
+		GroupShared: o.group_shared != 0,
+	}
+}
 
 func cKeyedAwaitFuel(h handle, key keyArg, n uint64, timeoutS float64, cancel token) result {
 	return convert(C.gompt_keyed_await_fuel(h, key, C.uint64_t(n), C.double(timeoutS), cancel))

@@ -34,7 +34,9 @@
 // A Keyed (NewKeyed, CreateNamedKeyed, OpenKeyed) gives each key of a table
 // (a host, a user) a schedule of its own under one configuration: its
 // methods take the key, a string of up to KeyMax bytes, and a new key with
-// no room in the table gets ErrNoRoom, nothing taken.
+// no room in the table gets ErrNoRoom, nothing taken. ConnectKeyed puts a
+// keyed throttle in Redis, for processes on any number of hosts; there each
+// key expires once idle, and no table bounds the keys.
 //
 // # Building
 //

@@ -20,7 +20,9 @@ import (
 // API token... A key at its limit never slows another. Like a Throttle, a
 // Keyed made by NewKeyed is shared by the goroutines of this process (and
 // the children it forks), one made by CreateNamedKeyed by every process
-// that opens the name with OpenKeyed, in any language.
+// that opens the name with OpenKeyed, in any language, and one made by
+// ConnectKeyed lives in a Redis server and is shared by every process
+// connected to it, on any host.
 //
 // Keys are strings of 0 to KeyMax bytes, any bytes (a Go string may hold
 // NUL bytes, and they are part of the key); a []byte key b is string(b). A
@@ -36,7 +38,8 @@ import (
 // changes nothing. A key that still holds back fuel is never dropped: if
 // none may be, the call for the new key returns an error matching
 // ErrNoRoom and takes nothing. The header mp_throttle.h gives the whole
-// rule at mpt_keyed_new.
+// rule at mpt_keyed_new. A Keyed in Redis (ConnectKeyed) has no table: each
+// key is a Redis key that expires once idle, and ErrNoRoom never comes.
 //
 // All methods are safe for concurrent use. Close and the finalizer work as
 // for a Throttle.
@@ -128,14 +131,61 @@ func OpenKeyed(name string, opts ...Option) (*Keyed, error) {
 	return wrapKeyed(res.r.throttle, name), nil
 }
 
+// ConnectKeyed creates the keyed throttle name in the Redis server at url,
+// or joins it if it exists there with the same configuration
+// (mpt_keyed_connect): processes on any number of hosts, each with its own
+// Keyed, share each key's schedule, as Connect shares a plain throttle's
+// rate. The Keyed is like any other: every method works on it; Close
+// releases this process's connection and leaves the keyed throttle in
+// Redis until UnlinkURL, which removes either kind.
+//
+// Each key is a Redis key of the throttle, with an expiry at the instant
+// the key is idle again (its tank full, its window empty), so Redis forgets
+// idle keys by itself: there is no table, no capacity (Config and Stats
+// report a Capacity of 0) and never ErrNoRoom; Stats' Evictions counts the
+// keys that went idle. Every reservation is one round trip to the server.
+// Units given back (a waiter cancelled or killed) go back only if nothing
+// was reserved on the key after them, and never with HardcapWindow.
+//
+// url, name, per, the options and the errors as for Connect (per a whole
+// number of microseconds; a URL or name with a NUL byte, ErrInvalidArgument;
+// nothing answering, ErrUnreachable; another configuration, ErrMismatch);
+// maxN as for NewKeyed, at most KeyedMaxN. A plain throttle of that name
+// (Connect) is ErrMismatch too, and a plain Connect to a keyed name. As for
+// Connect, the Keyed must not be used in a child of fork(): connect again
+// there.
+func ConnectKeyed(url, name string, maxN uint64, per time.Duration, opts ...Option) (*Keyed, error) {
+	const op = "ConnectKeyed"
+	o, err := collect(opts).toC(op)
+	if err != nil {
+		return nil, err
+	}
+	curl, err := cText(op, "URL", url)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(curl))
+	cname, err := cString(op, name)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(cname))
+	res := cKeyedConnect(curl, cname, maxN, per.Seconds(), o)
+	if err := res.err(op); err != nil {
+		return nil, err
+	}
+	return wrapKeyed(res.r.throttle, name), nil
+}
+
 func wrapKeyed(h handle, name string) *Keyed {
 	k := &Keyed{h: h, name: name, closing: make(chan struct{})}
 	runtime.SetFinalizer(k, (*Keyed).finalize)
 	return k
 }
 
-// Name is the name of a named keyed throttle (CreateNamedKeyed, OpenKeyed),
-// "" for one made by NewKeyed.
+// Name is the name of a named keyed throttle (CreateNamedKeyed, OpenKeyed)
+// or of a keyed throttle in Redis (ConnectKeyed), "" for one made by
+// NewKeyed.
 func (k *Keyed) Name() string { return k.name }
 
 // acquire registers a call in progress; it fails once Close was called.
@@ -245,6 +295,83 @@ func (k *Keyed) IsRunning() (bool, error) {
 	defer k.release()
 	res := cKeyedIsRunning(h)
 	return bool(res.r.flag), res.err(op)
+}
+
+// KillFlagIsSet reports whether the kill flag of the keyed throttle is set
+// (mpt_keyed_kill_flag_is_set): by Kill or Stop, in any process (for a
+// Keyed in Redis, on any host, or by UnlinkURL), until the next Start.
+func (k *Keyed) KillFlagIsSet() (bool, error) {
+	const op = "KillFlagIsSet"
+	h, err := k.acquire(op)
+	if err != nil {
+		return false, err
+	}
+	defer k.release()
+	res := cKeyedKillFlagIsSet(h)
+	return bool(res.r.flag), res.err(op)
+}
+
+// KeyedConfig is a keyed throttle's configuration, as Config reports it
+// (mpt_keyed_get_config).
+type KeyedConfig struct {
+	// MaxN units of fuel per Per: the rate of each key.
+	MaxN uint64
+	Per  time.Duration
+	// Capacity is the most keys the table holds; 0 for a Keyed in Redis
+	// (no bound).
+	Capacity uint64
+	// Created: this handle made the keyed throttle (NewKeyed, or a
+	// CreateNamedKeyed or ConnectKeyed that found nothing there) rather
+	// than opened or joined one; the creator usually starts it and owns
+	// its removal.
+	Created bool
+	// The options it was made with (by its creator, for one opened by
+	// name or joined in Redis): the values of WithHardcap, AsMonitor,
+	// AutoEmit (resolved: its default is true for a keyed throttle),
+	// Refresh and GroupShared (false for one not made by name).
+	Hardcap     Hardcap
+	AsMonitor   bool
+	AutoEmit    bool
+	Refresh     time.Duration
+	GroupShared bool
+	// TimerSlack and Spin are this handle's own (how this process waits),
+	// as given to the call that made the handle, or their defaults.
+	TimerSlack time.Duration
+	Spin       time.Duration
+}
+
+// Config reports the configuration of the keyed throttle and whether this
+// handle made it (mpt_keyed_get_config). It never blocks, and needs no
+// round trip for a Keyed in Redis.
+func (k *Keyed) Config() (KeyedConfig, error) {
+	const op = "Config"
+	h, err := k.acquire(op)
+	if err != nil {
+		return KeyedConfig{}, err
+	}
+	defer k.release()
+	res, c := cKeyedGetConfig(h)
+	if err := res.err(op); err != nil {
+		return KeyedConfig{}, err
+	}
+	return c, nil
+}
+
+// Rate is the rate of each key, maxN units of fuel per per, as Throttle's
+// Rate reports a plain throttle's: Config's MaxN and Per (a keyed
+// throttle's rate does not change).
+func (k *Keyed) Rate() (maxN uint64, per time.Duration, err error) {
+	const op = "Rate"
+	h, err := k.acquire(op)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer k.release()
+	res, c := cKeyedGetConfig(h)
+	if err := res.err(op); err != nil {
+		return 0, 0, err
+	}
+	return c.MaxN, c.Per, nil
 }
 
 // AwaitFuel blocks until a unit of the fuel of key is granted (nil), the
@@ -416,9 +543,11 @@ type KeyStats struct {
 type KeyedStats struct {
 	// LiveKeys counts the keys in the table now.
 	LiveKeys uint64
-	// Capacity is the most keys the table holds (as made).
+	// Capacity is the most keys the table holds (as made); 0 for a Keyed
+	// in Redis (no bound).
 	Capacity uint64
-	// Evictions counts the idle keys dropped to make room for new ones, ever.
+	// Evictions counts the idle keys dropped to make room for new ones,
+	// ever (in Redis: the keys that expired once idle).
 	Evictions uint64
 	// Added counts the keys added to the table, ever (a key dropped and
 	// used again counts twice).

@@ -489,6 +489,15 @@ func TestKeyedCloseDuringWait(t *testing.T) {
 		"Stats":      func() error { _, err := k.Stats(); return err },
 		"Latest":     func() error { _, err := k.Latest(); return err },
 		"Mean":       func() error { _, err := k.Mean(); return err },
+		"Config":     func() error { _, err := k.Config(); return err },
+		"Rate":       func() error { _, _, err := k.Rate(); return err },
+		"KillFlagIsSet": func() error {
+			set, err := k.KillFlagIsSet()
+			if set {
+				t.Errorf("KillFlagIsSet() after Close = true")
+			}
+			return err
+		},
 	}
 	for op, call := range calls {
 		err := call()
@@ -655,4 +664,100 @@ func TestKeyedNoAllocations(t *testing.T) {
 	if s := keyStats(t, k, key); s.Granted < 5*1001 {
 		t.Errorf("KeyStats = %+v: the calls were not granted", s)
 	}
+}
+
+// TestKeyedConfig: Config reports every option NewKeyed was given, the rate,
+// the capacity and Created, before and after a run; the defaults (AutoEmit
+// resolved to true); Rate says the same as Config. A named keyed
+// throttle's creator, a CreateNamedKeyed that opens it and an OpenKeyed all
+// report the creator's configuration with their own TimerSlack and Spin,
+// and only the creator is Created.
+func TestKeyedConfig(t *testing.T) {
+	k := mustNewKeyed(t, 5, 2*time.Second, 16, WithHardcap(HardcapWindow), AsMonitor(false), AutoEmit(false),
+		Refresh(30*time.Millisecond), TimerSlack(3*time.Microsecond), Spin(50*time.Microsecond))
+	want := KeyedConfig{MaxN: 5, Per: 2 * time.Second, Capacity: 16, Created: true, Hardcap: HardcapWindow,
+		AsMonitor: false, AutoEmit: false, Refresh: 30 * time.Millisecond, TimerSlack: 3 * time.Microsecond,
+		Spin: 50 * time.Microsecond}
+	wantConfig(t, "NewKeyed with every option", k, want)
+	if maxN, per, err := k.Rate(); maxN != 5 || per != 2*time.Second || err != nil {
+		t.Errorf("Rate() = %d, %v, %v; want 5, 2s, nil", maxN, per, err)
+	}
+	must(t, k.Start())
+	if ok, err := k.HasFuelN("k", 5); !ok || err != nil {
+		t.Fatalf("HasFuelN(k, 5) = %v, %v", ok, err)
+	}
+	_, err := k.Stop()
+	must(t, err)
+	wantConfig(t, "after a run", k, want)
+
+	d := mustNewKeyed(t, 1, 250*time.Millisecond, 1)
+	wantConfig(t, "NewKeyed with the defaults", d, KeyedConfig{MaxN: 1, Per: 250 * time.Millisecond,
+		Capacity: 1, Created: true, Hardcap: HardcapLimit, AsMonitor: true, AutoEmit: true,
+		Refresh: 10 * time.Millisecond, TimerSlack: 1})
+
+	name := uniqueName(t)
+	made := []Option{WithHardcap(HardcapOne), GroupShared(true), TimerSlack(2 * time.Microsecond)}
+	owner, err := CreateNamedKeyed(name, 4, 500*time.Millisecond, 8, made...)
+	must(t, err)
+	defer owner.Close()
+	want = KeyedConfig{MaxN: 4, Per: 500 * time.Millisecond, Capacity: 8, Created: true, Hardcap: HardcapOne,
+		AsMonitor: true, AutoEmit: true, Refresh: 10 * time.Millisecond, GroupShared: true,
+		TimerSlack: 2 * time.Microsecond}
+	wantConfig(t, "the creator", owner, want)
+	same, err := CreateNamedKeyed(name, 4, 500*time.Millisecond, 8, append(made, Spin(20*time.Microsecond))...)
+	must(t, err)
+	defer same.Close()
+	want.Created, want.Spin = false, 20*time.Microsecond
+	wantConfig(t, "a CreateNamedKeyed that opened it", same, want)
+	opened, err := OpenKeyed(name, GroupShared(true), TimerSlack(4*time.Microsecond), Spin(10*time.Microsecond))
+	must(t, err)
+	defer opened.Close()
+	want.TimerSlack, want.Spin = 4*time.Microsecond, 10*time.Microsecond
+	wantConfig(t, "OpenKeyed", opened, want)
+	if maxN, per, err := opened.Rate(); maxN != 4 || per != 500*time.Millisecond || err != nil {
+		t.Errorf("OpenKeyed's Rate() = %d, %v, %v; want 4, 500ms, nil", maxN, per, err)
+	}
+}
+
+func wantConfig(t *testing.T, what string, k *Keyed, want KeyedConfig) {
+	t.Helper()
+	if c, err := k.Config(); c != want || err != nil {
+		t.Errorf("%s: Config() =\n  %+v, %v; want\n  %+v", what, c, err, want)
+	}
+}
+
+// TestKeyedKillFlag: the kill flag is clear before and after Start, set by
+// Kill through one handle for both handles of a named keyed throttle (each
+// with its own mapping), still set after Stop, and cleared for both by the
+// next Start. (TestRedisKeyed checks the flag across processes.)
+func TestKeyedKillFlag(t *testing.T) {
+	name := uniqueName(t)
+	owner, err := CreateNamedKeyed(name, 1, time.Hour, 4)
+	must(t, err)
+	defer owner.Close()
+	other, err := OpenKeyed(name)
+	must(t, err)
+	defer other.Close()
+	wantKillFlag := func(when string, want bool) {
+		t.Helper()
+		for i, k := range []*Keyed{owner, other} {
+			if set, err := k.KillFlagIsSet(); set != want || err != nil {
+				t.Errorf("%s: handle %d: KillFlagIsSet() = %v, %v; want %v, nil", when, i, set, err, want)
+			}
+		}
+	}
+	wantKillFlag("before Start", false)
+	must(t, owner.Start())
+	wantKillFlag("after Start", false)
+	wantHas(t, other, "k", true)
+	must(t, other.Kill())
+	wantKillFlag("after Kill", true)
+	_, err = owner.HasFuel("new")
+	wantErr(t, err, ErrKilled, "HasFuel")
+	_, err = owner.Stop()
+	must(t, err)
+	wantKillFlag("after Stop", true)
+	must(t, owner.Start())
+	wantKillFlag("after the next Start", false)
+	wantHas(t, owner, "new", true)
 }

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(keyedWorkerEnv); name != "" {
 		os.Exit(runKeyedWorker(name))
 	}
+	if where := os.Getenv(redisKeyedWorkerEnv); where != "" {
+		os.Exit(runRedisKeyedWorker(where))
+	}
 	os.Exit(m.Run())
 }
 
