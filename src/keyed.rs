@@ -207,7 +207,15 @@ impl<S: KeyedStore> Keyed<S> {
         }
         let run_id = store.run_id();
         let now = self.throttle.clock().now_ns();
-        let held = self.reserve(key, n, now, now)?.ok_or(Error::NoFuel)?;
+        let Some(held) = self.reserve(key, n, now, now)? else {
+            // The store may have learnt of a kill meanwhile (a remote
+            // store: with its reply).
+            return Err(if store.kill_flag() {
+                Error::Killed
+            } else {
+                Error::NoFuel
+            });
+        };
         self.granted(key, &held, n, run_id, now)
     }
 

@@ -723,7 +723,15 @@ impl<S: Store> Throttle<S> {
         }
         let run_id = self.store.run_id();
         let now = self.clock.now_ns();
-        let ticket = self.reserve(n, now, now)?.ok_or(Error::NoFuel)?;
+        let Some(ticket) = self.reserve(n, now, now)? else {
+            // The store may have learnt of a kill meanwhile (a remote
+            // store: with its reply).
+            return Err(if self.store.kill_flag() {
+                Error::Killed
+            } else {
+                Error::NoFuel
+            });
+        };
         self.granted(ticket, run_id, now)
     }
 

@@ -205,3 +205,45 @@ impl Drop for NoCancel {
         set_cancel_state(self.previous);
     }
 }
+
+/// The asynchronous signals of this thread, held back (pending) while this
+/// lives, then let through again. Synchronous ones (a fault in the calling
+/// thread) are never held: held, they would kill the process.
+pub struct SignalsHeld {
+    old: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    /// Holds them back until the value is dropped.
+    pub fn hold() -> Self {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigfillset below make
+        // both valid sets before any use.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `all` is a sigset_t owned here; sigfillset writes it.
+        unsafe { libc::sigfillset(&mut all) };
+        for sync in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ] {
+            // SAFETY: `all` is a valid set; sigdelset writes it.
+            unsafe { libc::sigdelset(&mut all, sync) };
+        }
+        // SAFETY: valid sets; pthread_sigmask writes `old` and this
+        // thread's mask only.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) };
+        Self { old }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: `old` is the mask pthread_sigmask gave back in `hold`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}

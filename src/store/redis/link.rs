@@ -90,6 +90,12 @@ impl Link {
                     .into(),
             ));
         }
+        // A signal handled while a read waits on its socket would end the
+        // read with EINTR (a socket with a timeout is never restarted,
+        // SA_RESTART or not), and the reply would be lost: the signals wait
+        // until the call is over. Go's runtime, for one, signals its threads
+        // all the time.
+        let _signals = crate::wait::SignalsHeld::hold();
         let now = monotonic_ns();
         let timeout = deadline
             .map_or(CALL_TIMEOUT_NS, |d| d.saturating_sub(now))
