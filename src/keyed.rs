@@ -56,15 +56,7 @@ impl Keyed<ShmStore> {
         let _no_cancel = NoCancel::hold();
         config::check_waiting(waiting)?;
         let (store, config) = ShmStore::open(name, waiting)?;
-        if config.keys == 0 {
-            return Err(Error::Mismatch(format!(
-                "{name:?} is a plain throttle, not a keyed one: open it with mpt_throttle_open"
-            )));
-        }
-        let clock = std::sync::Arc::new(crate::clock::Monotonic);
-        Ok(Self {
-            throttle: Throttle::with_store(store, config, clock, false),
-        })
+        Self::adopt(name, store, config, "mpt_throttle_open")
     }
 
     /// With a clock of the caller's (tests drive the non-blocking calls on
@@ -113,9 +105,18 @@ impl Keyed<RedisStore> {
     pub fn open_url(url: &str, name: &str, waiting: &Options) -> Result<Self> {
         let _no_cancel = NoCancel::hold();
         let (store, config) = RedisStore::open(url, name, waiting)?;
+        Self::adopt(name, store, config, "mpt_throttle_connect")
+    }
+}
+
+impl<S: KeyedStore> Keyed<S> {
+    /// This process's handle on the opened `store` of throttle `name`;
+    /// `Mismatch` (naming the call `plain` that opens it) if it is a plain
+    /// throttle.
+    fn adopt(name: &str, store: S, config: Config, plain: &str) -> Result<Self> {
         if config.keys == 0 {
             return Err(Error::Mismatch(format!(
-                "{name:?} is a plain throttle, not a keyed one: open it with mpt_throttle_open_url"
+                "{name:?} is a plain throttle, not a keyed one: open it with {plain}"
             )));
         }
         let clock = std::sync::Arc::new(crate::clock::Monotonic);
@@ -123,9 +124,7 @@ impl Keyed<RedisStore> {
             throttle: Throttle::with_store(store, config, clock, false),
         })
     }
-}
 
-impl<S: KeyedStore> Keyed<S> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         self.throttle.config()

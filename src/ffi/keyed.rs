@@ -404,12 +404,33 @@ pub unsafe extern "C" fn mpt_keyed_is_running(
     keyed: *const MptKeyed,
     out_is_running: *mut bool,
 ) -> MptStatus {
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        read_flag(
+            keyed,
+            out_is_running,
+            "out_is_running",
+            AnyKeyed::is_running,
+        )
+    }
+}
+
+/// The body of the calls that read one flag.
+///
+/// # Safety
+/// `keyed` NULL or live, `out` NULL or valid.
+unsafe fn read_flag(
+    keyed: *const MptKeyed,
+    out: *mut bool,
+    what: &'static str,
+    flag: fn(&AnyKeyed) -> bool,
+) -> MptStatus {
     guard(|| {
-        non_null(out_is_running, "out_is_running")?;
-        // SAFETY: NULL or live, per the contract.
-        let running = unsafe { self::keyed(keyed)? }.is_running();
-        // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_is_running, running) };
+        non_null(out, what)?;
+        // SAFETY: NULL or live, per the caller's contract.
+        let set = flag(unsafe { self::keyed(keyed)? });
+        // SAFETY: checked non-NULL; valid per the caller's contract.
+        unsafe { write(out, set) };
         Ok(())
     })
 }
@@ -429,14 +450,8 @@ pub unsafe extern "C" fn mpt_keyed_kill_flag_is_set(
     keyed: *const MptKeyed,
     out_is_set: *mut bool,
 ) -> MptStatus {
-    guard(|| {
-        non_null(out_is_set, "out_is_set")?;
-        // SAFETY: NULL or live, per the contract.
-        let set = unsafe { self::keyed(keyed)? }.kill_flag_is_set();
-        // SAFETY: checked non-NULL; valid per the contract.
-        unsafe { write(out_is_set, set) };
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe { read_flag(keyed, out_is_set, "out_is_set", AnyKeyed::kill_flag_is_set) }
 }
 
 /// The configuration of a keyed throttle: what it was made with (for one
