@@ -2,7 +2,7 @@
 //! each key with a schedule of its own, shared by every process as a plain
 //! throttle is.
 //!
-//! A [`Keyed`] is a plain throttle (run state, kill flag, emissions, the
+//! A [`Keyed`](crate::keyed::Keyed) is a plain throttle (run state, kill flag, emissions, the
 //! monitor and its statistics, for the whole keyed throttle) whose
 //! shared-memory store holds a table of keys ([`crate::store::shm::keys`]);
 //! each key's fuel is that key's schedule ([`crate::schedule::key`]). The

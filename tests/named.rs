@@ -1146,11 +1146,12 @@ const H_MAX_N: usize = HEADER + offset_of!(Header, max_n);
 const H_PER: usize = HEADER + offset_of!(Header, per_ns);
 const H_REFRESH: usize = HEADER + offset_of!(Header, refresh_ns);
 const H_FLAGS: usize = HEADER + offset_of!(Header, flags);
+const H_KEYS: usize = HEADER + offset_of!(Header, keys);
 const H_RING_LEN: usize = HEADER + offset_of!(Header, ring_len);
 const C_RUN: usize = CONTROL + offset_of!(Control, run);
 
 /// The header fields `open` validates: (offset, length).
-const HEADER_FIELDS: [(usize, usize); 10] = [
+const HEADER_FIELDS: [(usize, usize); 11] = [
     (H_MAGIC, 8),
     (H_VERSION, 4),
     (H_HARDCAP, 4),
@@ -1159,6 +1160,7 @@ const HEADER_FIELDS: [(usize, usize); 10] = [
     (H_PER, 8),
     (H_REFRESH, 8),
     (H_FLAGS, 4),
+    (H_KEYS, 4),
     (H_RING_LEN, 8),
     (C_RUN, 8),
 ];

@@ -11,7 +11,7 @@
 //!
 //! - `LIMIT`, `ONE`, `NONE`: the theoretical arrival time (TAT) of the
 //!   key's next unit, in units of `1/max_n` ns as in `schedule/gcra.rs`
-//!   (so that `T = per/max_n` is the integer `per_ns`), plus [`BIAS`];
+//!   (so that `T = per/max_n` is the integer `per_ns`), plus `BIAS`;
 //!   0 means "never used".
 //! - `WINDOW`: the sequence number of the key's next grant (32 bits) and
 //!   the time of its last grant (64 bits).
@@ -59,7 +59,7 @@ pub struct KeyState<'a> {
     pub word: &'a AtomicU128,
     /// `WINDOW`: [`Schedule::key_ring_len`] entries `(tag, grant time)`,
     /// where a tag is the incarnation and the sequence number of the grant
-    /// (see [`tag`]); empty for the other hardcaps.
+    /// (see `tag`); empty for the other hardcaps.
     pub ring: &'a [AtomicU128],
 }
 

@@ -7,7 +7,7 @@
 //!
 //! - the table's header ([`HEADER_WORDS`] words): the hash key, the count
 //!   of live keys with the slot an insertion or eviction is working on (one
-//!   word, see [`Work`]), counters, and the holder of the table lock;
+//!   word, see `Work`), counters, and the holder of the table lock;
 //! - then each slot: [`SLOT_WORDS`] words (its state, the key's schedule
 //!   word, its counters, the key's bytes), then its `WINDOW` ring.
 //!
@@ -22,7 +22,7 @@
 //! Adding and dropping keys take the table lock (a holder word naming a
 //! pid and its start time, taken over from a dead holder, as the change
 //! lock: [`super::lock::hold`]), so two processes never add one key twice.
-//! Each step a holder takes is recorded first in the [`Work`] word, so the
+//! Each step a holder takes is recorded first in the `Work` word, so the
 //! next holder finishes or undoes the work of one killed halfway.
 //!
 //! The eviction rule (see `docs/design.md`, "Keyed throttles"): a key is
