@@ -4,8 +4,10 @@
 #
 #   benches/run.sh OUT.md [BENCH...]
 #
-# BENCH defaults to all of: fast_path aggregate kill_wakeup start_cost accuracy precise
-# sleep_floor mpt_acquire seed_python redis. `redis` (about 1.5 minutes) starts
+# BENCH defaults to all of: fast_path aggregate keyed kill_wakeup start_cost accuracy
+# precise sleep_floor mpt_acquire seed_python redis. `keyed` (about 1.5 minutes, 0.5 GB
+# of memory) measures keyed throttles beside the unkeyed fast path and governor's
+# keyed limiter. `redis` (about 1.5 minutes) starts
 # its own redis-server (packages redis-server, redis-tools). `mpt_acquire` runs benches/mpt_acquire.sh
 # (hyperfine: the command-line tool from a shell loop). `accuracy` runs benches/accuracy.sh if that
 # exists, else `cargo bench --bench accuracy`. `precise` runs the accuracy
@@ -17,7 +19,7 @@
 # markdown report (criterion's own progress output is left out of it);
 # OUT.log (next to it) gets everything every bench printed, stderr included.
 # Knobs passed through the environment: MPT_BENCH_SECONDS, MPT_BENCH_SAMPLES
-# (fast_path), MPT_BENCH_REPS (kill_wakeup). Takes about 1.5 minutes plus
+# (fast_path, keyed), MPT_BENCH_REPS (kill_wakeup). Takes about 3 minutes plus
 # the accuracy bench. Exits non-zero if any bench failed (the others still
 # run). Nothing else should run on the machine meanwhile: the figures are
 # only as quiet as the machine.
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 OUT.md [fast_path|aggregate|kill_wakeup|start_cost|accuracy|precise|sleep_floor|mpt_acquire|seed_python|redis ...]" >&2
+    echo "usage: $0 OUT.md [fast_path|aggregate|keyed|kill_wakeup|start_cost|accuracy|precise|sleep_floor|mpt_acquire|seed_python|redis ...]" >&2
     exit 2
 fi
 out=$1
@@ -38,7 +40,7 @@ esac
 log="${out%.md}.log"
 [ "$log" = "$out" ] && log="$out.log"
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate kill_wakeup start_cost accuracy precise sleep_floor mpt_acquire seed_python redis)
+[ ${#benches[@]} -eq 0 ] && benches=(fast_path aggregate keyed kill_wakeup start_cost accuracy precise sleep_floor mpt_acquire seed_python redis)
 
 declares() { grep -Eq "^name = \"$1\"" Cargo.toml && [ -f "benches/$1.rs" ]; }
 
@@ -115,8 +117,8 @@ for b in "${benches[@]}"; do
                     for i in 1 2 3 4; do target/sleep_floor $arg & done; wait; echo; done')
             filter=(cat)
             ;;
-        fast_path)
-            cmd=(cargo bench --bench fast_path)
+        fast_path | keyed)
+            cmd=(cargo bench --bench "$b")
             # Only the report that ends the output, not criterion's progress.
             filter=(sed -n '/^## /,$p')
             ;;
