@@ -162,6 +162,7 @@ impl Schedule {
     /// Reserves `n` units (1 to [`key_capacity`](Self::key_capacity)) of
     /// the key of incarnation `inc`, at `now`, if they are granted no later
     /// than `latest`.
+    #[inline(always)]
     pub fn key_reserve(
         &self,
         st: &KeyState<'_>,
@@ -252,6 +253,7 @@ impl Schedule {
         })
     }
 
+    #[inline(always)]
     fn key_reserve_gcra(
         &self,
         st: &KeyState<'_>,
@@ -272,7 +274,12 @@ impl Schedule {
                 return KeyReservation::Corrupt;
             };
             let due = tat + (i128::from(n) - 1) * t;
-            let grant = to_ns(div_ceil(due, max_n)).max(now);
+            // In the tank now (the common case): no division.
+            let grant = if due <= now_s {
+                now
+            } else {
+                to_ns(div_ceil(due, max_n)).max(now)
+            };
             if grant > latest {
                 return KeyReservation::Later(grant);
             }

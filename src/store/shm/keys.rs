@@ -204,6 +204,7 @@ impl<'a> Table<'a> {
 
     /// `key` hashed under this table's hash key, ready to look up; `None`
     /// if longer than [`KEY_MAX`].
+    #[inline(always)]
     pub fn key(&self, key: &[u8]) -> Option<Key> {
         if key.len() > KEY_MAX {
             return None;
@@ -256,6 +257,7 @@ impl<'a> Table<'a> {
     }
 
     /// Whether slot `i` in state `m` holds `key`.
+    #[inline(always)]
     fn holds(&self, i: usize, m: u128, key: &Key) -> bool {
         if m & 3 != LIVE || m != meta(LIVE, key.len, meta_inc(m), key.hash) {
             return false;
@@ -266,6 +268,7 @@ impl<'a> Table<'a> {
     }
 
     /// The slot and incarnation of `key`, if live; takes no lock.
+    #[inline(always)]
     pub fn find(&self, key: &Key) -> Option<(usize, u32)> {
         for i in self.window(key) {
             let m = self.slot(i)[META].load(Acquire);
@@ -287,6 +290,7 @@ impl<'a> Table<'a> {
     /// key added meanwhile is full only as of when it was added, so the
     /// caller's time is taken on to that; and a call for fuel there now
     /// (`latest == now`) that finds none looks at `clock` once more.
+    #[inline(always)]
     pub fn reserve(
         &self,
         key: &Key,

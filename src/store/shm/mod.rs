@@ -576,7 +576,7 @@ fn corrupt() -> Error {
 }
 
 impl super::KeyedStore for ShmStore {
-    #[inline]
+    #[inline(always)]
     fn key_reserve(
         &self,
         key: &[u8],
@@ -630,7 +630,7 @@ impl super::KeyedStore for ShmStore {
 
 impl ShmStore {
     /// The key table and `key` hashed for it.
-    #[inline]
+    #[inline(always)]
     fn key(&self, key: &[u8]) -> Result<(keys::Table<'_>, keys::Key)> {
         let table = self.table().ok_or_else(not_keyed)?;
         let key = table.key(key).ok_or_else(|| {
