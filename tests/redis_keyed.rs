@@ -60,6 +60,14 @@ fn pttl(server: &RedisServer, key: &[u8]) -> i64 {
         .unwrap_or(-3)
 }
 
+/// Whether a key's PTTL `ttl` (ms), read after a reservation made at
+/// `t0`, says it expires `idle_ms` after that reservation: never later
+/// (rounded up by 2 ms), and no earlier than the time since `t0` allows.
+fn expires_as(ttl: i64, idle_ms: i64, t0: i64) -> bool {
+    let since = (now() - t0) / MS;
+    ttl <= idle_ms + 2 && ttl + since + 2 >= idle_ms
+}
+
 /// A new key's tank is full; a key at its limit never slows another; keys
 /// of every length, NUL bytes; peek and forget.
 fn keys_of_their_own() -> TestResult {
@@ -245,10 +253,11 @@ fn idle_keys_expire() -> TestResult {
     let server = RedisServer::start();
     let k = connect(&server.url(), "exp", 2, 0.4, Hardcap::Limit)?; // 5/s, tank 2
     k.start().map_err(e)?;
+    let t0 = now();
     k.has_fuel(b"h", 2).map_err(e)?;
     let ttl = pttl(&server, b"mpt:{exp}:k:h");
     check!(
-        (300..=405).contains(&ttl),
+        expires_as(ttl, 400, t0),
         "the key expires when its tank is full again, in 400 ms (PTTL {ttl})"
     );
     note!("a key emptied at 5/s with a tank of 2: PTTL {ttl} ms (full again in 400)");
@@ -257,10 +266,11 @@ fn idle_keys_expire() -> TestResult {
         (t.live, t.capacity, t.added) == (1, 0, 1),
         "one live key, no capacity: {t:?}"
     );
+    let t0 = now();
     k.has_fuel(b"g", 1).map_err(e)?;
     let ttl = pttl(&server, b"mpt:{exp}:k:g");
     check!(
-        (100..=205).contains(&ttl),
+        expires_as(ttl, 200, t0),
         "one unit taken: full again in 200 ms (PTTL {ttl})"
     );
     check!(
@@ -277,10 +287,11 @@ fn idle_keys_expire() -> TestResult {
     // WINDOW: gone once its window is empty.
     let w = connect(&server.url(), "expw", 2, 0.3, Hardcap::Window)?;
     w.start().map_err(e)?;
+    let t0 = now();
     w.has_fuel(b"q", 2).map_err(e)?;
     let ttl = pttl(&server, b"mpt:{expw}:kw:q");
     check!(
-        (200..=305).contains(&ttl),
+        expires_as(ttl, 300, t0),
         "WINDOW's grant times expire with the window, in 300 ms (PTTL {ttl})"
     );
     check!(
