@@ -87,14 +87,26 @@ impl Cancel {
         self.fired.store(false, SeqCst);
     }
 
-    /// Registers a waiter sleeping on `state` until the guard drops.
-    /// Register before checking [`is_fired`](Self::is_fired): a `fire` after
-    /// the check then wakes the sleep.
-    pub(crate) fn register<W: Wakeable + 'static>(&self, state: &Arc<W>) -> Registered<'_> {
+    /// Registers a waiter of this process sleeping on `state` until the
+    /// guard drops; `WrongState` for a token made by another process
+    /// (before a fork). Register before checking
+    /// [`is_fired`](Self::is_fired): a `fire` after the check then wakes
+    /// the sleep.
+    pub(crate) fn register<W: Wakeable + 'static>(
+        &self,
+        state: &Arc<W>,
+    ) -> crate::error::Result<Registered<'_>> {
+        if !self.is_usable_here() {
+            return Err(crate::error::Error::WrongState(
+                "this mpt_cancel was made by another process (before a fork): make one in this \
+                 process"
+                    .into(),
+            ));
+        }
         let id = self.next_id.fetch_add(1, SeqCst);
         let state: Weak<dyn Wakeable> = Arc::downgrade(state) as Weak<W>;
         self.sleepers.lock().push((id, state));
-        Registered { cancel: self, id }
+        Ok(Registered { cancel: self, id })
     }
 }
 

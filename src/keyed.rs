@@ -23,6 +23,7 @@ use crate::throttle::{Pacing, Summary, Throttle};
 use crate::wait::{NoCancel, Wake};
 
 pub use crate::store::shm::keys::KEY_MAX;
+use crate::store::shm::keys::too_long;
 
 /// One process's handle on a keyed throttle whose state is in store `S`
 /// (by default shared memory).
@@ -145,11 +146,7 @@ impl<S: KeyedStore> Keyed<S> {
 
     /// `InvalidArgument` unless `n` units could ever be granted at once.
     fn check_units(&self, n: u64) -> Result<()> {
-        if n == 0 {
-            return Err(Error::InvalidArgument(
-                "n is 0: take at least one unit of fuel".into(),
-            ));
-        }
+        crate::throttle::check_some(n)?;
         match self.config().schedule.key_capacity() {
             Some(cap) if n > cap => Err(Error::InvalidArgument(format!(
                 "{n} units can never be granted at once: a key's tank holds at most {cap} \
@@ -207,13 +204,7 @@ impl<S: KeyedStore> Keyed<S> {
         let run_id = store.run_id();
         let now = self.throttle.clock().now_ns();
         let Some(held) = self.reserve(key, n, now, now)? else {
-            // The store may have learnt of a kill meanwhile (a remote
-            // store: with its reply).
-            return Err(if store.kill_flag() {
-                Error::Killed
-            } else {
-                Error::NoFuel
-            });
+            return Err(self.throttle.none_now());
         };
         self.granted(key, &held, n, run_id, now)
     }
@@ -247,17 +238,7 @@ impl<S: KeyedStore> Keyed<S> {
             }
         }
         let _no_cancel = NoCancel::hold();
-        let _registered = match cancel {
-            Some(token) if !token.is_usable_here() => {
-                return Err(Error::WrongState(
-                    "this mpt_cancel was made by another process (before a fork): make one \
-                     in this process"
-                        .into(),
-                ));
-            }
-            Some(token) => Some(token.register(store)),
-            None => None,
-        };
+        let _registered = cancel.map(|t| t.register(store)).transpose()?;
         let cancelled = || cancel.is_some_and(Cancel::is_fired);
         let deadline = timeout_ns.map(|t| arrived.saturating_add(t.max(0)));
         let mut now = arrived;
@@ -412,10 +393,6 @@ fn check_keyed(config: &Config) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn too_long(len: usize) -> Error {
-    Error::InvalidArgument(format!("a key is at most {KEY_MAX} bytes (got {len})"))
 }
 
 /// A keyed throttle of either store, for the C boundary (`mpt_keyed` is one

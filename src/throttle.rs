@@ -395,17 +395,7 @@ impl<S: Store> Throttle<S> {
         // Naps, /proc reads and the change lock's waits below are
         // cancellation points: none may unwind the caller's thread.
         let _no_cancel = NoCancel::hold();
-        let _registered = match cancel {
-            Some(token) if !token.is_usable_here() => {
-                return Err(Error::WrongState(
-                    "this mpt_cancel was made by another process (before a fork): make one \
-                     in this process"
-                        .into(),
-                ));
-            }
-            Some(token) => Some(token.register(&self.store)),
-            None => None,
-        };
+        let _registered = cancel.map(|t| t.register(&self.store)).transpose()?;
         let cancelled = || cancel.is_some_and(Cancel::is_fired);
         let arrived = now;
         let deadline = timeout_ns.map(|t| now.saturating_add(t.max(0)));
@@ -473,11 +463,7 @@ impl<S: Store> Throttle<S> {
     /// `InvalidArgument` unless `n` units could ever be granted at once.
     #[inline(always)]
     fn check_units(&self, n: u64) -> Result<()> {
-        if n == 0 {
-            return Err(Error::InvalidArgument(
-                "n is 0: take at least one unit of fuel".into(),
-            ));
-        }
+        check_some(n)?;
         if n == 1 || !self.config.as_throttle {
             return Ok(()); // every tank holds one unit
         }
@@ -724,15 +710,19 @@ impl<S: Store> Throttle<S> {
         let run_id = self.store.run_id();
         let now = self.clock.now_ns();
         let Some(ticket) = self.reserve(n, now, now)? else {
-            // The store may have learnt of a kill meanwhile (a remote
-            // store: with its reply).
-            return Err(if self.store.kill_flag() {
-                Error::Killed
-            } else {
-                Error::NoFuel
-            });
+            return Err(self.none_now());
         };
         self.granted(ticket, run_id, now)
+    }
+
+    /// Why a reservation of fuel there now found none: the empty tank, or a
+    /// kill the store learnt of meanwhile (a remote store: with its reply).
+    pub(crate) fn none_now(&self) -> Error {
+        if self.store.kill_flag() {
+            Error::Killed
+        } else {
+            Error::NoFuel
+        }
     }
 
     /// Counts one emission at `at` (`CLOCK_MONOTONIC` ns; `None` = now).
@@ -861,6 +851,16 @@ enum Slept {
     /// A change moved them past the deadline, and they were given back:
     /// wait on as a new arrival, in case a later change lets one through.
     GaveBack,
+}
+
+/// `InvalidArgument` for 0 units: every call takes at least one.
+pub(crate) fn check_some(n: u64) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidArgument(
+            "n is 0: take at least one unit of fuel".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_atomics() -> Result<()> {

@@ -105,10 +105,9 @@ unsafe fn key_bytes<'a>(
         return Ok(&[]);
     }
     non_null(key, "key")?;
+    // Before the slice is made: no slice may span more than isize::MAX.
     if key_len > MPT_KEY_MAX {
-        return Err(Failure::invalid(format!(
-            "a key is at most {MPT_KEY_MAX} bytes (got {key_len})"
-        )));
+        return Err(crate::store::shm::keys::too_long(key_len).into());
     }
     // SAFETY: non-NULL and valid for key_len bytes per the contract.
     Ok(unsafe { std::slice::from_raw_parts(key.cast::<u8>(), key_len) })

@@ -44,6 +44,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 /// The longest key, in bytes.
 pub const KEY_MAX: usize = 128;
+/// The refusal of a key longer than [`KEY_MAX`] bytes.
+pub fn too_long(len: usize) -> crate::error::Error {
+    crate::error::Error::InvalidArgument(format!("a key is at most {KEY_MAX} bytes (got {len})"))
+}
+
 /// Slots a key may be in, from the one its hash points at.
 pub const PROBE: u64 = 32;
 /// Most keys a keyed throttle holds (its table has up to twice as many

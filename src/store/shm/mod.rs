@@ -633,13 +633,7 @@ impl ShmStore {
     #[inline(always)]
     fn key(&self, key: &[u8]) -> Result<(keys::Table<'_>, keys::Key)> {
         let table = self.table().ok_or_else(not_keyed)?;
-        let key = table.key(key).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "a key is at most {} bytes (got {})",
-                keys::KEY_MAX,
-                key.len()
-            ))
-        })?;
+        let key = table.key(key).ok_or_else(|| keys::too_long(key.len()))?;
         Ok((table, key))
     }
 }
