@@ -96,6 +96,9 @@ impl Link {
         // until the call is over. Go's runtime, for one, signals its threads
         // all the time.
         let _signals = crate::wait::SignalsHeld::hold();
+        // And a round trip is no cancellation point (connect, send, recv
+        // are): whichever call makes it, pthread_cancel never unwinds it.
+        let _no_cancel = crate::wait::NoCancel::hold();
         let now = monotonic_ns();
         let timeout = deadline
             .map_or(CALL_TIMEOUT_NS, |d| d.saturating_sub(now))

@@ -61,6 +61,10 @@ pub struct HeldByLive {
 /// Takes the lock whose holder word is `word` (the change lock's, or the
 /// key table's of a keyed throttle), as [`ChangeLock::hold`] says.
 pub fn hold(word: &AtomicU128, patience_ns: i64) -> Result<Held<'_>, HeldByLive> {
+    // Its naps and /proc reads are cancellation points; whoever waits here
+    // (a change of rate, a give-back, a keyed throttle adding a key) must
+    // not be unwound by pthread_cancel.
+    let _no_cancel = crate::wait::NoCancel::hold();
     let me = holder_word(process::id(), process::start_time());
     let give_up = monotonic_ns().saturating_add(patience_ns);
     loop {
