@@ -28,7 +28,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::store::shm::layout::{GiveBacks, Records, pack_entry as pack};
+use crate::store::shm::layout::{GiveBacks, Records, Seeds, pack_entry as pack};
 
 mod gcra;
 pub mod key;
@@ -142,6 +142,8 @@ pub struct State<'a> {
     /// WINDOW: the highest sequence number whose waiter went ahead with its
     /// unit (see [`Schedule::confirm`]).
     pub confirmed: &'a AtomicU64,
+    /// WINDOW: what the run's start says of the entries before it.
+    pub seeds: &'a Seeds,
 }
 
 /// Which units a reservation holds: a sleeping waiter follows changes with
@@ -258,6 +260,7 @@ impl Schedule {
         let n = st.ring.len() as u64;
         st.head.store(pack(n, i64::MIN), Ordering::Relaxed);
         st.confirmed.store(n.wrapping_sub(1), Ordering::Relaxed);
+        st.seeds.max_n.store(0, Ordering::Relaxed); // no run yet: no seeds
         for (j, e) in st.ring.iter().enumerate() {
             e.store(pack(j as u64, i64::MIN), Ordering::Relaxed);
         }

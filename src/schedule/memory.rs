@@ -1,7 +1,7 @@
 //! The schedule's state in this process's memory, for the schedule's unit
 //! tests: the words a throttle's shared mapping holds, without a mapping.
 
-use super::{GiveBacks, Records, Schedule, State};
+use super::{GiveBacks, Records, Schedule, Seeds, State};
 use portable_atomic::AtomicU128;
 use std::sync::atomic::AtomicU64;
 
@@ -13,6 +13,7 @@ pub(super) struct Memory {
     pub head: AtomicU128,
     pub ring: Vec<AtomicU128>,
     pub confirmed: AtomicU64,
+    pub seeds: Seeds,
 }
 
 impl Memory {
@@ -26,6 +27,7 @@ impl Memory {
             head: AtomicU128::new(0),
             ring: (0..sched.ring_len()).map(|_| AtomicU128::new(0)).collect(),
             confirmed: AtomicU64::new(0),
+            seeds: Seeds::default(),
         };
         sched.init(&memory.st());
         memory
@@ -40,6 +42,7 @@ impl Memory {
             head: &self.head,
             ring: &self.ring,
             confirmed: &self.confirmed,
+            seeds: &self.seeds,
         }
     }
 }

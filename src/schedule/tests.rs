@@ -1512,6 +1512,7 @@ mod window {
         let confirmed = AtomicU64::new(0);
         let records = Records::default();
         let give_backs = GiveBacks::default();
+        let seeds = Seeds::default();
         let st = State {
             tat: &tat,
             records: &records,
@@ -1519,6 +1520,7 @@ mod window {
             head: &head,
             ring: &[],
             confirmed: &confirmed,
+            seeds: &seeds,
         };
         sched.init(&st);
         sched.start(&st, T0, None);
@@ -1571,6 +1573,117 @@ mod window {
                 units.extend(std::iter::repeat_n(want, m as usize));
             }
             check_windows(&units, max_n, per, "window batches");
+        }
+    }
+
+    /// A count of confirmed units ahead of the head (scribbled) makes a
+    /// restart count every reservation as granted, but none later than the
+    /// stop: the window then holds at most what it would after real grants
+    /// at the stop.
+    #[test]
+    fn scribbled_confirmations_count_no_later_than_the_stop() {
+        let fx = Fx::started(3, SEC, Hardcap::Window, T0);
+        for k in 0..3 {
+            assert_eq!(fx.wait(T0), T0 + fx.slot(k));
+        }
+        let (k, _) = unpack(fx.head.load(Ordering::SeqCst));
+        fx.confirmed.store(k + 5, Ordering::SeqCst);
+        // Stopped at T0: units 1 and 2 (due later) were cut short, but count.
+        fx.start(T0 + 1, Some(T0));
+        let per = SEC as i64;
+        for _ in 0..3 {
+            assert_eq!(fx.wait(T0 + 1), T0 + per, "each counts as granted at T0");
+        }
+    }
+
+    /// A stop and a start at once, after the run granted fewer units than
+    /// the window holds at full speed, change nothing: the next units come
+    /// when they would have without the pause (the old run's empty tank
+    /// still counts, though the new start's does not reach that far back).
+    #[test]
+    fn restart_at_once_keeps_the_pace() {
+        for (max_n, per_ns, before) in [(3, SEC, 2), (5, 17, 3), (4100, 1_000_000, 1000)] {
+            let paused = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+            let steady = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+            for k in 0..before {
+                let due = T0 + slot(max_n, per_ns, k);
+                assert_eq!(paused.wait(T0), due);
+                assert_eq!(steady.wait(T0), due);
+            }
+            let stop = T0 + slot(max_n, per_ns, before - 1);
+            paused.start(stop, Some(stop));
+            for k in before..2 * max_n {
+                assert_eq!(
+                    paused.wait(stop),
+                    steady.wait(stop),
+                    "{max_n}/{per_ns}: unit {k}"
+                );
+            }
+        }
+    }
+
+    /// A start writes no entry of the ring: readers take an entry from
+    /// before the run at the later of its seed and its own time. Over runs
+    /// of every length (none, a few units, more than the ring holds),
+    /// restarts at once or after a pause, and stops that cut reservations
+    /// short, every call gets exactly what it gets from a twin whose seeds
+    /// are written into its ring after each start; and no window over the
+    /// real grants of all runs holds more than max_n.
+    #[test]
+    fn seeds_read_as_if_written() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for (max_n, per_ns) in [(3, SEC), (7, 3), (64, 1000), (1, 10), (4100, 1_000_000)] {
+            let per = per_ns as i64;
+            let lazy = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+            let eager = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+            super::super::window::write_seeds(&eager.st());
+            let len = eager.ring.len() as u64;
+            let (mut now, mut t_start) = (T0, T0);
+            let mut real = Vec::new();
+            for run in 0..12 {
+                let what = format!("{max_n}/{per_ns} run {run}");
+                let calls = match rng.below(4) {
+                    0 => 0,
+                    1 => rng.below(2 * max_n + 2),
+                    2 => rng.below(300),
+                    _ => len + rng.below(len),
+                };
+                let mut granted = Vec::new();
+                for i in 0..calls {
+                    now += gap(&mut rng, per);
+                    let (c, latest) = call(&mut rng, now, per);
+                    let got = lazy.reserve(now, latest);
+                    assert_eq!(got, eager.reserve(now, latest), "{what}: call {i} {c:?}");
+                    if let Reservation::Granted(g) = got {
+                        if granted.len() < max_n as usize {
+                            let j = granted.len() as u64;
+                            assert!(
+                                g >= t_start + slot(max_n, per_ns, j),
+                                "{what}: tank not empty"
+                            );
+                        }
+                        granted.push(g);
+                    }
+                }
+                // Stop after every grant, or now (cutting short those due
+                // later); start again at once, within T, or later.
+                let last = granted.iter().copied().max().unwrap_or(now);
+                let stop = if rng.pct(50) { last.max(now) } else { now };
+                real.extend(granted.iter().copied().filter(|&g| g <= stop));
+                now = stop
+                    + match rng.below(3) {
+                        0 => 0,
+                        1 => rng.below(per as u64) as i64,
+                        _ => rng.below(3 * per as u64) as i64,
+                    };
+                t_start = now;
+                lazy.start(now, Some(stop));
+                eager.start(now, Some(stop));
+                super::super::window::write_seeds(&eager.st());
+            }
+            let what = format!("{max_n}/{per_ns}");
+            check_windows(&real, max_n, per, &what);
+            assert!(real.windows(2).all(|w| w[0] <= w[1]), "{what}: backwards");
         }
     }
 

@@ -192,6 +192,8 @@ struct Snapshot {
     head: u128,
     ring: Vec<u128>,
     confirmed: u64,
+    /// `Seeds`: head, t_start, cap, max_n, per_ns.
+    seeds: (u64, i64, i64, u64, u64),
 }
 
 /// A schedule and its own state (its words read as `fx.tat`, `fx.head`...).
@@ -262,6 +264,12 @@ impl Fx {
             e.store(*v, Ordering::SeqCst);
         }
         copy.confirmed.store(s.confirmed, Ordering::SeqCst);
+        let (head, t_start, cap, max_n, per_ns) = s.seeds;
+        copy.seeds.head.store(head, Ordering::SeqCst);
+        copy.seeds.t_start.store(t_start, Ordering::SeqCst);
+        copy.seeds.cap.store(cap, Ordering::SeqCst);
+        copy.seeds.max_n.store(max_n, Ordering::SeqCst);
+        copy.seeds.per_ns.store(per_ns, Ordering::SeqCst);
         assert_eq!(copy.snapshot(), s);
         copy
     }
@@ -307,6 +315,13 @@ impl Fx {
             head: self.head.load(Ordering::SeqCst),
             ring: self.ring.iter().map(|e| e.load(Ordering::SeqCst)).collect(),
             confirmed: self.confirmed.load(Ordering::SeqCst),
+            seeds: (
+                self.seeds.head.load(Ordering::SeqCst),
+                self.seeds.t_start.load(Ordering::SeqCst),
+                self.seeds.cap.load(Ordering::SeqCst),
+                self.seeds.max_n.load(Ordering::SeqCst),
+                self.seeds.per_ns.load(Ordering::SeqCst),
+            ),
         }
     }
 

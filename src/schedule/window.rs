@@ -31,6 +31,13 @@
 //! waiting units than the ring has entries) count as granted at `t_c` at
 //! the latest: the safe side again, paid for with a late first grant.
 //!
+//! A start writes no entry: as if one unit had been granted every T before
+//! it (the empty tank), an entry from before the run counts as granted at
+//! the later of that seed and its own time, which every reader of a time in
+//! the ring computes from the start's record (`Seeds`, through `time_at`).
+//! A change of rate or a give-back rewrites every entry, seeds included,
+//! and ends the record.
+//!
 //! Units given back (a cancelled waiter) are a cut of the same kind, at the
 //! first of them rather than at a time: the ring keeps every unit before
 //! them, waiting ones included, and the waiters after them reserve again,
@@ -165,13 +172,14 @@ impl Schedule {
             // The last unit of the batch, k + m - 1, may not come before
             // unit k + m - 1 - n plus per (grants never go backwards).
             let back = k.wrapping_add(m - 1).wrapping_sub(n);
-            let (tag, window_start) = unpack(st.ring[(back % len) as usize].load(SeqCst));
+            let (tag, t) = unpack(st.ring[(back % len) as usize].load(SeqCst));
             if tag != back {
                 if st.head.load(SeqCst) == raw {
                     return (Reservation::Corrupt, Ticket::default());
                 }
                 continue;
             }
+            let window_start = time_at(st, back, t);
             let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
             let grant = now.max(window_start.saturating_add(per)).max(last);
             if grant > latest {
@@ -298,7 +306,10 @@ impl Schedule {
                 return None;
             }
             let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
-            let time_of = |seq: u64| unpack(st.ring[(seq % len) as usize].load(SeqCst)).1;
+            let time_of = |seq: u64| {
+                let (_, t) = unpack(st.ring[(seq % len) as usize].load(SeqCst));
+                time_at(st, seq, t)
+            };
             let due = |j: u64| {
                 time_of(k.wrapping_add(j - 1).wrapping_sub(cap))
                     .saturating_add(per)
@@ -365,7 +376,7 @@ impl Schedule {
         // The first unit reserved for after t_c (at most k: none).
         let time_of = |seq: u64| {
             let (tag, t) = unpack(st.ring[(seq % len) as usize].load(SeqCst));
-            (tag == seq).then_some(t)
+            (tag == seq).then(|| time_at(st, seq, t))
         };
         let (mut lo, mut hi) = (k.wrapping_sub(len), k);
         while lo != hi {
@@ -437,6 +448,7 @@ impl Schedule {
         let t = now();
         let a = ticket.first;
         let (tag, due) = unpack(st.ring[(a % len) as usize].load(SeqCst));
+        let due = time_at(st, a, due);
         let units = ticket.seq.wrapping_sub(a).wrapping_add(1);
         // Still in the ring, and not due: no unit from a on has gone ahead.
         if !(1..=len).contains(&k.wrapping_sub(a)) || tag != a || due <= t || units > len {
@@ -518,7 +530,7 @@ impl Schedule {
                 if tag != k.wrapping_sub(1) {
                     return false;
                 }
-                self.thaw(st, k, t);
+                self.thaw(st, k, time_at(st, tag, t));
                 true
             }
         }
@@ -558,8 +570,10 @@ impl Schedule {
             let entry = &st.ring[(r % len) as usize];
             let (tag, t) = unpack(entry.load(SeqCst));
             let laps = tag.wrapping_sub(r);
-            cap = if tag == r.wrapping_add(d) || tag == r {
-                cap.min(t) // rewritten already, or granted and still here
+            cap = if tag == r.wrapping_add(d) {
+                cap.min(t) // rewritten already
+            } else if tag == r {
+                cap.min(time_at(st, r, t)) // granted and still here
             } else if laps % len == 0 && tag.wrapping_sub(rho) < pending {
                 // Overwritten by unit `tag`, `laps / len` laps later.
                 let laps = i64::try_from(laps / len).unwrap_or(i64::MAX);
@@ -576,6 +590,8 @@ impl Schedule {
         if unpack(raw).0 != k || frozen_for(unpack(raw).1).is_none() {
             return false;
         }
+        // Every entry now holds the time it counts at: no seeds any more.
+        st.seeds.max_n.store(0, SeqCst);
         // A restart counts every unit kept as granted (after a new rate they
         // were; after a give-back some may be waiting: the safe side).
         st.confirmed
@@ -596,28 +612,38 @@ impl Schedule {
         if !self.recover_window(st) {
             return; // corrupt: reserve() reports it
         }
-        self.rewrite_for_start(st, t_start, last_stop);
+        self.start_ring(st, t_start, last_stop);
     }
 
-    /// Rewrites the ring for a run starting at `t_start`, with the head
+    /// Puts the ring in order for a run starting at `t_start`, with the head
     /// frozen meanwhile, as a change of rate freezes it: a late process of
-    /// the old run that tries to reserve waits (`Busy`) instead of
-    /// claiming entries under the rewrite. A process that dies here leaves
-    /// the head frozen with no change committed, which `recover_window`
-    /// thaws, as it does for a change. Returns at once if the ring is
-    /// corrupt (reserve() reports it).
+    /// the old run that tries to reserve waits (`Busy`). A process that
+    /// dies here leaves the head frozen with no change committed, which
+    /// `recover_window` thaws, as it does for a change. Returns at once if
+    /// the ring is corrupt (reserve() reports it).
     ///
-    /// After the rewrite the ring holds the last `len` real grants, oldest
-    /// first, under the sequence numbers `k - len .. k - 1` (`k` = head). A
-    /// grant is real if its waiter confirmed it (which it does only before
-    /// `last_stop`). Reservations cut short by the stop overwrote older real
-    /// grants; each such grant is bounded by the time of the reservation
-    /// `m*len` later in its slot, less `m*per` (a unit is never granted
-    /// before the one `max_n` earlier plus per), which only ever errs late,
-    /// the safe side. Then the empty tank of docs/design.md: as if the time before
-    /// `t_start` held one grant every T, so unit j of the new run is due at
-    /// t_start + j*T.
-    fn rewrite_for_start(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+    /// The run then finds the empty tank of docs/design.md: as if the time
+    /// before `t_start` held one grant every T, so unit j of the new run is
+    /// due at t_start + j*T. Those grants are not written: the start
+    /// records itself ([`Seeding`]), and every reader of an entry from
+    /// before the run takes the later of its seed and the entry's own time
+    /// (a real grant of the last run, which stopped at `last_stop`). So a
+    /// start costs the same at any `max_n`, with two exceptions, which
+    /// write entries:
+    /// - a restart less than `ran * T` after the last start (whose run
+    ///   granted `ran < len` units, at full speed): the entries from
+    ///   before the last run get the times its seeds gave them, which the
+    ///   new run keeps (see [`keep_old_seeds`](Self::keep_old_seeds));
+    /// - reservations cut short by the stop (their waiters were told
+    ///   "killed") are given back: the ring is rewritten to hold the last
+    ///   `len` real grants, oldest first, under the sequence numbers
+    ///   `k - len .. k - 1` (`k` = head). A grant is real if its waiter
+    ///   confirmed it (which it does only before `last_stop`). Reservations
+    ///   cut short overwrote older real grants; each such grant is bounded
+    ///   by the time of the reservation `m*len` later in its slot, less
+    ///   `m*per` (a unit is never granted before the one `max_n` earlier
+    ///   plus per), which only ever errs late, the safe side.
+    fn start_ring(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
         let len = st.ring.len() as u64;
         let Some((generation, rate)) = self.window_rate(st) else {
             return;
@@ -625,95 +651,167 @@ impl Schedule {
         if len == 0 || rate.max_n > len {
             return;
         }
-        let per = i64::try_from(rate.per_ns).unwrap_or(i64::MAX);
         // Fills what claims before it left pending, then freezes.
         let Some((k, last)) = self.freeze(st, next_generation(generation)) else {
             return;
         };
-        let first = k.wrapping_sub(len);
-        // One read pass: the ring holds the entries k - len .. k - 1.
-        if st
-            .ring
-            .iter()
-            .any(|e| unpack(e.load(Acquire)).0.wrapping_sub(first) >= len)
-        {
-            self.thaw(st, k, last); // not the entries k - len .. k - 1
-            return;
-        }
-
         // The last real grant: the highest confirmed one (a waiter confirms
         // only before the stop), never past the head even if scribbled.
         let confirmed = st.confirmed.load(SeqCst);
-        let last_real = match last_stop {
-            None => first.wrapping_sub(1),
-            Some(_) if k.wrapping_sub(1).wrapping_sub(confirmed) > u64::MAX / 2 => {
-                k.wrapping_sub(1)
-            }
-            Some(_) => confirmed,
+        let newest = k.wrapping_sub(1);
+        let (last_real, cap) = match last_stop {
+            None => (k.wrapping_sub(len).wrapping_sub(1), i64::MIN),
+            Some(stop) if newest.wrapping_sub(confirmed) > u64::MAX / 2 => (newest, stop),
+            Some(stop) => (confirmed, stop),
         };
-        // What bounds each real grant, from the newest down: its entry, or
-        // the entry that overwrote it `m` laps later, less `m*per`; and
-        // every grant after it (grant times never go backwards). Only a
-        // restart has real grants to bound.
-        let mut known = Vec::new();
-        if let Some(stop) = last_stop {
-            known = vec![i64::MIN; len as usize];
-            let mut cap = stop;
-            // The slot of the newest real grant, then one down a step (no
-            // division a step).
-            let mut idx = (last_real % len) as usize;
-            for j in (0..len).rev() {
-                let real = last_real.wrapping_sub(len - 1).wrapping_add(j);
-                let (tag, t) = unpack(st.ring[idx].load(Acquire));
-                idx = idx.checked_sub(1).unwrap_or(len as usize - 1);
-                // Laps are 0 or 1 but after a scribble: no division then.
-                let laps = match tag.wrapping_sub(real) {
-                    d if d < len => 0,
-                    d if d - len < len => 1,
-                    d => d / len,
-                };
-                let bound = i64::try_from(laps)
-                    .map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
-                cap = cap.min(bound);
-                known[j as usize] = cap;
+        let seeding = Seeding {
+            head: k,
+            t_start,
+            cap,
+            rate,
+        };
+        let done = match last_stop {
+            Some(stop) if last_real != newest => self.renumber(st, k, last_real, stop, &seeding),
+            _ if self.keep_old_seeds(st, &seeding) => {
+                seeding.write(st);
+                true
             }
+            _ => false,
+        };
+        if !done {
+            self.thaw(st, k, last); // corrupt: left as found
+            return;
         }
-        // One grant every T before t_start: the i-th before it at
-        // t_start - floor(i*T) = t_start - floor(i*per/max_n), for i = len
-        // down to 1, kept as quotient and remainder (no division a step).
-        let (max_n, step) = (u128::from(rate.max_n), u128::from(rate.per_ns));
-        let (step_q, step_r) = (step / max_n, step % max_n);
-        let top = u128::from(len) * step;
-        let (mut back_q, mut back_r) = (top / max_n, top % max_n);
+        // Every unit before the head counts as granted, then the head
+        // thaws at the newest entry's time, as the run counts it.
+        let (tag, t) = unpack(st.ring[(newest % len) as usize].load(SeqCst));
+        if tag != newest {
+            self.thaw(st, k, last);
+            return;
+        }
+        st.confirmed.store(newest, SeqCst);
+        let t = match Seeding::read(st) {
+            Some(s) if s.head == k => s.time(newest, t),
+            _ => t,
+        };
+        self.thaw(st, k, t);
+    }
+
+    /// A start with no reservation to give back, before `new` is recorded:
+    /// the entries from before the last run that it did not overwrite (it
+    /// granted `ran < len` units) keep the times its seeds gave them. Their
+    /// new seeds are as late or later unless the run restarts less than
+    /// `ran * T` after the last start: only then are those times written
+    /// (`len - ran` entries). False if corrupt.
+    fn keep_old_seeds(&self, st: &State<'_>, new: &Seeding) -> bool {
+        let len = st.ring.len() as u64;
+        let Some(old) = Seeding::read(st) else {
+            return true;
+        };
+        let ran = new.head.wrapping_sub(old.head);
+        if ran >= len || old.outrun_by(new, ran) {
+            return true; // overwritten by the last run, or as late anyway
+        }
+        for back in 1..=len - ran {
+            let seq = old.head.wrapping_sub(back);
+            let entry = &st.ring[(seq % len) as usize];
+            let (tag, t) = unpack(entry.load(SeqCst));
+            if tag != seq {
+                return false;
+            }
+            entry.store(pack(seq, old.time(seq, t)), Release);
+        }
+        true
+    }
+
+    /// A start after a stop that cut reservations short: rewrites the whole
+    /// ring to hold the last `len` real grants up to `last_real` under
+    /// the sequence numbers `k - len .. k - 1`, each no earlier than its
+    /// seed in the new run (the later of the two, so the new run needs no
+    /// seeds). False if corrupt (nothing written).
+    fn renumber(
+        &self,
+        st: &State<'_>,
+        k: u64,
+        last_real: u64,
+        stop: i64,
+        seeding: &Seeding,
+    ) -> bool {
+        let len = st.ring.len() as u64;
+        let per = i64::try_from(seeding.rate.per_ns).unwrap_or(i64::MAX);
+        let first = k.wrapping_sub(len);
+        // What bounds each real grant, from the newest down: its entry (as
+        // the last run counted it), or the entry that overwrote it `m` laps
+        // later, less `m*per`; and every grant after it (grant times never
+        // go backwards).
+        // The last run's seeds, unless the new ones are as late (the real
+        // grants are renumbered as if that run had granted only them).
+        let old = Seeding::read(st).filter(|old| {
+            !old.outrun_by(seeding, last_real.wrapping_add(1).wrapping_sub(old.head))
+        });
+        // How far before the old start the real grant is, if it is one of
+        // the entries before it (stepped, set at the first).
+        let mut old_ago: Option<Ago> = None;
+        let mut known = vec![i64::MIN; len as usize];
+        let mut cap = stop;
+        // The slot of the newest real grant, then one down a step (no
+        // division a step).
+        let mut idx = (last_real % len) as usize;
+        for j in (0..len).rev() {
+            let real = last_real.wrapping_sub(len - 1).wrapping_add(j);
+            let (tag, t) = unpack(st.ring[idx].load(Acquire));
+            idx = idx.checked_sub(1).unwrap_or(len as usize - 1);
+            // Every slot is read once: the ring holds the entries
+            // k - len .. k - 1, or it is corrupt (nothing written yet).
+            if tag.wrapping_sub(first) >= len {
+                return false;
+            }
+            // Laps are 0 or 1 but after a scribble: no division then.
+            let laps = match tag.wrapping_sub(real) {
+                d if d < len => 0,
+                d if d - len < len => 1,
+                d => d / len,
+            };
+            let seed = match old {
+                Some(old) if old.covers(real, len) => {
+                    let ago = old_ago
+                        .get_or_insert_with(|| Ago::new(old.rate, old.head.wrapping_sub(real)));
+                    let seed = old.t_start.saturating_sub(ago.ns());
+                    ago.up();
+                    Some((seed, old.cap))
+                }
+                _ => None,
+            };
+            // As the last run counted it (see `Seeding::time`).
+            let t = match seed {
+                Some((seed, old_cap)) if laps == 0 => seed.max(t.min(old_cap)),
+                _ => t,
+            };
+            let bound =
+                i64::try_from(laps).map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
+            cap = cap.min(bound);
+            known[j as usize] = cap;
+        }
+        // The seeds go in with them: the i-th grant before t_start at
+        // t_start - floor(i*T), for i = len down to 1.
+        let mut ago = Ago::new(seeding.rate, len);
         let mut floor = i64::MIN;
         // Plain stores: nobody claims an entry while the head is frozen, and
         // a claim made before finds its entries filled (by the freeze) and
         // leaves them.
         let mut idx = (first % len) as usize;
-        for j in 0..len {
-            let seed = t_start.saturating_sub(i64::try_from(back_q).unwrap_or(i64::MAX));
-            floor = floor.max(seed);
-            if let Some(&bound) = known.get(j as usize) {
-                floor = floor.max(bound);
-            }
-            st.ring[idx].store(pack(first.wrapping_add(j), floor), Relaxed);
+        for (j, &bound) in known.iter().enumerate() {
+            let seed = seeding.t_start.saturating_sub(ago.ns());
+            floor = floor.max(seed).max(bound);
+            st.ring[idx].store(pack(first.wrapping_add(j as u64), floor), Relaxed);
             idx += 1;
             if idx == len as usize {
                 idx = 0;
             }
-            // The next seed is one step later: back -= per/max_n.
-            if back_r >= step_r {
-                back_r -= step_r;
-                back_q = back_q.wrapping_sub(step_q);
-            } else {
-                back_r = back_r + max_n - step_r;
-                back_q = back_q.wrapping_sub(step_q + 1);
-            }
+            ago.down();
         }
-        // Every unit before the head counts as granted, then the head
-        // thaws at the newest entry's time, as rewritten.
-        st.confirmed.store(k.wrapping_sub(1), SeqCst);
-        self.thaw(st, k, floor);
+        st.seeds.max_n.store(0, SeqCst);
+        true
     }
 }
 
@@ -751,4 +849,158 @@ pub(super) fn fill_pending(st: &State<'_>, raw: u128) -> Option<bool> {
         j = j.wrapping_add(1);
     }
     Some(true)
+}
+
+/// The start of a run as its [`Seeds`](crate::store::shm::layout::Seeds)
+/// record it: the time an entry before the run counts as granted at.
+#[derive(Clone, Copy)]
+struct Seeding {
+    head: u64,
+    t_start: i64,
+    cap: i64,
+    rate: Rate,
+}
+
+impl Seeding {
+    /// The record, if a start left one.
+    fn read(st: &State<'_>) -> Option<Self> {
+        let s = st.seeds;
+        let max_n = s.max_n.load(SeqCst);
+        let seeding = Self {
+            head: s.head.load(SeqCst),
+            t_start: s.t_start.load(SeqCst),
+            cap: s.cap.load(SeqCst),
+            rate: Rate::new(max_n, s.per_ns.load(SeqCst))?,
+        };
+        Some(seeding)
+    }
+
+    /// Records a run from `head` at `t_start`, at `rate`, whose entries
+    /// before it count their own times up to `cap`. Disabled while written:
+    /// a process that dies halfway leaves no record, not half of one.
+    fn write(&self, st: &State<'_>) {
+        let s = st.seeds;
+        s.max_n.store(0, SeqCst);
+        s.head.store(self.head, SeqCst);
+        s.t_start.store(self.t_start, SeqCst);
+        s.cap.store(self.cap, SeqCst);
+        s.per_ns.store(self.rate.per_ns, SeqCst);
+        s.max_n.store(self.rate.max_n, SeqCst);
+    }
+
+    /// Whether the seeds of `new`, a start after a run that granted `ran`
+    /// units from this one's, are as late as these for every entry before
+    /// this run, so that these need not be kept. Unit `a` before this start
+    /// is `floor((a + ran)*T)` before the new one, at most `ceil(ran*T)`
+    /// further back than before this one (same rate: a change of rate ends
+    /// seeds).
+    fn outrun_by(&self, new: &Seeding, ran: u64) -> bool {
+        let rate = self.rate;
+        let further = (u128::from(ran) * u128::from(rate.per_ns)).div_ceil(u128::from(rate.max_n));
+        let between = u128::try_from(new.t_start.saturating_sub(self.t_start)).unwrap_or(0);
+        rate == new.rate && between >= further
+    }
+
+    /// Whether entry `seq` is one of the `len` before the run.
+    fn covers(&self, seq: u64, len: u64) -> bool {
+        (1..=len).contains(&self.head.wrapping_sub(seq))
+    }
+
+    /// When entry `seq`, holding time `t`, counts as granted: as if one unit
+    /// had been granted every T before the start (the empty tank of
+    /// docs/design.md), and never before its own time up to `cap`.
+    fn time(&self, seq: u64, t: i64) -> i64 {
+        let back = u128::from(self.head.wrapping_sub(seq)) * u128::from(self.rate.per_ns);
+        let ago = i64::try_from(back / u128::from(self.rate.max_n)).unwrap_or(i64::MAX);
+        self.t_start.saturating_sub(ago).max(t.min(self.cap))
+    }
+}
+
+/// Writes the run's seeds into the entries they cover and ends them, as a
+/// start that wrote every entry would have left the ring: tests compare a
+/// ring read through seeds with one written.
+#[cfg(test)]
+pub(super) fn write_seeds(st: &State<'_>) {
+    let len = st.ring.len() as u64;
+    if let Some(seeding) = Seeding::read(st) {
+        for back in 1..=len {
+            let seq = seeding.head.wrapping_sub(back);
+            let entry = &st.ring[(seq % len) as usize];
+            let (tag, t) = unpack(entry.load(SeqCst));
+            if tag == seq {
+                entry.store(pack(seq, seeding.time(seq, t)), SeqCst);
+            }
+        }
+        st.seeds.max_n.store(0, SeqCst);
+    }
+}
+
+/// `floor(a * T)` in whole nanoseconds for `a` = a0, then one more or one
+/// less a step, kept as quotient and remainder: no division a step.
+struct Ago {
+    q: u128,
+    r: u128,
+    step_q: u128,
+    step_r: u128,
+    max_n: u128,
+}
+
+impl Ago {
+    fn new(rate: Rate, a0: u64) -> Self {
+        let (max_n, per) = (u128::from(rate.max_n), u128::from(rate.per_ns));
+        let x = u128::from(a0) * per;
+        Self {
+            q: x / max_n,
+            r: x % max_n,
+            step_q: per / max_n,
+            step_r: per % max_n,
+            max_n,
+        }
+    }
+
+    /// `floor(a * T)`, saturated.
+    fn ns(&self) -> i64 {
+        i64::try_from(self.q).unwrap_or(i64::MAX)
+    }
+
+    /// `a + 1`.
+    fn up(&mut self) {
+        self.r += self.step_r;
+        self.q = self.q.saturating_add(self.step_q);
+        if self.r >= self.max_n {
+            self.r -= self.max_n;
+            self.q = self.q.saturating_add(1);
+        }
+    }
+
+    /// `a - 1`; `a` must be at least 1.
+    fn down(&mut self) {
+        if self.r >= self.step_r {
+            self.r -= self.step_r;
+            self.q = self.q.wrapping_sub(self.step_q);
+        } else {
+            self.r = self.r + self.max_n - self.step_r;
+            self.q = self.q.wrapping_sub(self.step_q + 1);
+        }
+    }
+}
+
+/// When the unit of entry `seq`, holding time `t`, counts as granted: its
+/// time, or for an entry from before the run, what the run's seeds say.
+/// Every reader of a time in the ring reads it through here.
+#[inline(always)]
+fn time_at(st: &State<'_>, seq: u64, t: i64) -> i64 {
+    let back = st.seeds.head.load(SeqCst).wrapping_sub(seq);
+    if back == 0 || back > st.ring.len() as u64 {
+        return t; // a unit of this run (the common case)
+    }
+    seeded_time(st, seq, t)
+}
+
+#[inline(never)]
+fn seeded_time(st: &State<'_>, seq: u64, t: i64) -> i64 {
+    match Seeding::read(st) {
+        Some(seeding) if seeding.covers(seq, st.ring.len() as u64) => seeding.time(seq, t),
+        _ => t,
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 /// First word of every mapping: "MPTHRTL\0" read little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"MPTHRTL\0");
 /// Version of this layout.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Emission lanes; a thread emits into one lane, so emitters rarely share one.
 pub const LANES: usize = 16;
 /// Emission timestamps one lane holds until the monitor reads them.
@@ -278,6 +278,27 @@ pub struct GiveBacks {
     pub units: [AtomicU64; GIVE_BACKS],
 }
 
+/// `WINDOW`: what the last start of a run says of the ring entries before
+/// its first unit, so that a start writes no entry (see
+/// `schedule/window.rs`, "A start"). Entry `s` with `1 <= head - s <= len`
+/// counts as granted at `max(t_start - floor((head - s) * per_ns / max_n),
+/// min(cap, its time))`. `max_n` 0: no seeds (every entry as written).
+#[repr(C)]
+#[derive(Default)]
+pub struct Seeds {
+    /// The head when the run started: its first unit's sequence number.
+    pub head: AtomicU64,
+    /// When the run started.
+    pub t_start: AtomicI64,
+    /// Entries' own times count up to this (the stop before the run; no
+    /// time at a first start).
+    pub cap: AtomicI64,
+    /// The rate at the start: units, 0 for none (written last).
+    pub max_n: AtomicU64,
+    /// The rate at the start: the period in nanoseconds.
+    pub per_ns: AtomicU64,
+}
+
 /// The whole shared state. The `WINDOW` ring, if any, follows it.
 #[repr(C)]
 pub struct Shared {
@@ -302,6 +323,8 @@ pub struct Shared {
     pub head: Line<AtomicU128>,
     /// `WINDOW` highest sequence number confirmed (see `Schedule::confirm`).
     pub confirmed: Line<AtomicU64>,
+    /// `WINDOW` seeds of the run (see [`Seeds`]).
+    pub seeds: Line<Seeds>,
     /// Emission lanes.
     pub lanes: [Lane; LANES],
 }

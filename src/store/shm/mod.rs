@@ -157,6 +157,7 @@ impl ShmStore {
                 self.map.ring()
             },
             confirmed: &sh.confirmed,
+            seeds: &sh.seeds,
         }
     }
 
