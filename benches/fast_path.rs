@@ -12,6 +12,10 @@
 //! - `floor_clock_cas`: the physical floor of a lock-free grant: one clock
 //!   read + load + one `compare_exchange` on an `AtomicU64` TAT in a
 //!   `MAP_SHARED` mapping (GCRA with T = 1 ns, burst 1e9).
+//! - `floor128_clock_cas`: the same on a 128-bit word
+//!   (`portable_atomic::AtomicU128`: a 16-byte load and `cmpxchg16b`), as
+//!   the schedule keeps its generation and scaled TAT: the floor of this
+//!   design, before any of its work.
 //! - `robust_mutex_gcra`: the same GCRA arithmetic under a process-shared
 //!   robust pthread mutex in a `MAP_SHARED` mapping (what a lock-based design
 //!   pays uncontended).
@@ -41,6 +45,7 @@ use mp_throttle::ffi::stats::mpt_get_summary;
 use mp_throttle::ffi::throttle::{
     MPT_FOREVER, MptSummary, MptThrottle, mpt_await_fuel, mpt_has_fuel, mpt_set_rate,
 };
+use portable_atomic::AtomicU128;
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -123,6 +128,26 @@ fn robust_mutex_gcra(l: *mut Locked) -> bool {
     // SAFETY: we hold the mutex.
     unsafe { libc::pthread_mutex_unlock(m) };
     ok
+}
+
+/// The same GCRA on a 128-bit word (`portable_atomic`, as the throttle's
+/// schedule word), in scaled units of 1/1e12 ns: what the width of the
+/// word costs before any of the throttle's work.
+#[inline(never)]
+fn floor128_clock_cas(tat: &AtomicU128) -> bool {
+    const SCALE: u128 = 1_000_000_000_000;
+    let now = u128::from(now_ns() as u64) * SCALE;
+    let mut cur = tat.load(Ordering::Acquire);
+    loop {
+        if cur > now + u128::from(TAU_NS) * SCALE {
+            return false;
+        }
+        let next = cur.max(now) + u128::from(T_NS) * SCALE;
+        match tat.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
 }
 
 /// clock + load + CAS: the floor of a lock-free grant.
@@ -250,6 +275,20 @@ fn run(c: &mut Criterion) {
     record(
         "floor_clock_cas",
         "**floor**: clock + load + CAS on a shared `AtomicU64` (GCRA)",
+        String::new(),
+    );
+
+    let tat128 = shared_mem(64).cast::<AtomicU128>();
+    // SAFETY: a zeroed, 64-byte aligned, shared mapping that lives for the
+    // process (zero is a valid AtomicU128).
+    let tat128: &AtomicU128 = unsafe { &*tat128 };
+    g.bench_function("floor128_clock_cas", |b| {
+        b.iter(|| denied += u64::from(!black_box(floor128_clock_cas(tat128))))
+    });
+    assert_eq!(denied, 0);
+    record(
+        "floor128_clock_cas",
+        "the floor on a 128-bit word (`portable_atomic::AtomicU128`, as the schedule's)",
         String::new(),
     );
 

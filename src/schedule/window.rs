@@ -560,7 +560,9 @@ impl Schedule {
             return false;
         }
         // From the newest down, each bounded by those after it (grant times
-        // never go backwards).
+        // never go backwards). The seeds stay as they are meanwhile: only a
+        // start, under the same lock, writes them.
+        let seeds = Seeding::read(st);
         let mut newest = None;
         for i in 1..=len {
             if i > limit {
@@ -573,7 +575,11 @@ impl Schedule {
             cap = if tag == r.wrapping_add(d) {
                 cap.min(t) // rewritten already
             } else if tag == r {
-                cap.min(time_at(st, r, t)) // granted and still here
+                // Granted and still here, as the run counts it.
+                match seeds {
+                    Some(seeds) if seeds.covers(r, len) => cap.min(seeds.time(r, t)),
+                    _ => cap.min(t),
+                }
             } else if laps % len == 0 && tag.wrapping_sub(rho) < pending {
                 // Overwritten by unit `tag`, `laps / len` laps later.
                 let laps = i64::try_from(laps / len).unwrap_or(i64::MAX);
