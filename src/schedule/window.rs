@@ -559,10 +559,11 @@ impl Schedule {
         if pending > len {
             return false;
         }
+        // The times the run counts, seeds included, first (the first change
+        // after a start; again, with the same result, after a maker died).
+        write_seeds(st);
         // From the newest down, each bounded by those after it (grant times
-        // never go backwards). The seeds stay as they are meanwhile: only a
-        // start, under the same lock, writes them.
-        let seeds = Seeding::read(st);
+        // never go backwards).
         let mut newest = None;
         for i in 1..=len {
             if i > limit {
@@ -572,14 +573,8 @@ impl Schedule {
             let entry = &st.ring[(r % len) as usize];
             let (tag, t) = unpack(entry.load(SeqCst));
             let laps = tag.wrapping_sub(r);
-            cap = if tag == r.wrapping_add(d) {
-                cap.min(t) // rewritten already
-            } else if tag == r {
-                // Granted and still here, as the run counts it.
-                match seeds {
-                    Some(seeds) if seeds.covers(r, len) => cap.min(seeds.time(r, t)),
-                    _ => cap.min(t),
-                }
+            cap = if tag == r.wrapping_add(d) || tag == r {
+                cap.min(t) // rewritten already, or granted and still here
             } else if laps % len == 0 && tag.wrapping_sub(rho) < pending {
                 // Overwritten by unit `tag`, `laps / len` laps later.
                 let laps = i64::try_from(laps / len).unwrap_or(i64::MAX);
@@ -596,8 +591,6 @@ impl Schedule {
         if unpack(raw).0 != k || frozen_for(unpack(raw).1).is_none() {
             return false;
         }
-        // Every entry now holds the time it counts at: no seeds any more.
-        st.seeds.max_n.store(0, SeqCst);
         // A restart counts every unit kept as granted (after a new rate they
         // were; after a give-back some may be waiting: the safe side).
         st.confirmed
@@ -778,19 +771,15 @@ impl Schedule {
                 d if d - len < len => 1,
                 d => d / len,
             };
-            let seed = match old {
+            // As the last run counted it (see `Seeding::time`).
+            let t = match old {
                 Some(old) if old.covers(real, len) => {
                     let ago = old_ago
                         .get_or_insert_with(|| Ago::new(old.rate, old.head.wrapping_sub(real)));
-                    let seed = old.t_start.saturating_sub(ago.ns());
+                    let counted = if laps == 0 { old.at(ago.ns(), t) } else { t };
                     ago.up();
-                    Some((seed, old.cap))
+                    counted
                 }
-                _ => None,
-            };
-            // As the last run counted it (see `Seeding::time`).
-            let t = match seed {
-                Some((seed, old_cap)) if laps == 0 => seed.max(t.min(old_cap)),
                 _ => t,
             };
             let bound =
@@ -918,27 +907,37 @@ impl Seeding {
     fn time(&self, seq: u64, t: i64) -> i64 {
         let back = u128::from(self.head.wrapping_sub(seq)) * u128::from(self.rate.per_ns);
         let ago = i64::try_from(back / u128::from(self.rate.max_n)).unwrap_or(i64::MAX);
+        self.at(ago, t)
+    }
+
+    /// The time of an entry holding `t` whose seed is `ago` ns before the
+    /// start.
+    fn at(&self, ago: i64, t: i64) -> i64 {
         self.t_start.saturating_sub(ago).max(t.min(self.cap))
     }
 }
 
 /// Writes the run's seeds into the entries they cover and ends them, as a
-/// start that wrote every entry would have left the ring: tests compare a
-/// ring read through seeds with one written.
-#[cfg(test)]
+/// start that wrote every entry would have left the ring. Writing an entry
+/// twice gives the same time. A change rewrites the ring from these times
+/// (the head is frozen, under the change lock); tests compare a ring read
+/// through seeds with one written.
 pub(super) fn write_seeds(st: &State<'_>) {
     let len = st.ring.len() as u64;
-    if let Some(seeding) = Seeding::read(st) {
-        for back in 1..=len {
-            let seq = seeding.head.wrapping_sub(back);
-            let entry = &st.ring[(seq % len) as usize];
-            let (tag, t) = unpack(entry.load(SeqCst));
-            if tag == seq {
-                entry.store(pack(seq, seeding.time(seq, t)), SeqCst);
-            }
+    let Some(seeding) = Seeding::read(st) else {
+        return;
+    };
+    let mut ago = Ago::new(seeding.rate, 1);
+    for back in 1..=len {
+        let seq = seeding.head.wrapping_sub(back);
+        let entry = &st.ring[(seq % len) as usize];
+        let (tag, t) = unpack(entry.load(Acquire));
+        if tag == seq {
+            entry.store(pack(seq, seeding.at(ago.ns(), t)), Release);
         }
-        st.seeds.max_n.store(0, SeqCst);
+        ago.up();
     }
+    st.seeds.max_n.store(0, SeqCst);
 }
 
 /// `floor(a * T)` in whole nanoseconds for `a` = a0, then one more or one
