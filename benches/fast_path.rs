@@ -254,6 +254,23 @@ fn bench_mpt(
     }
 }
 
+/// Benches `grant`, a row whose every call must grant (asserted), and
+/// records it.
+fn granting(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &'static str,
+    what: &'static str,
+    note: &str,
+    mut grant: impl FnMut() -> bool,
+) {
+    let mut denied = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| denied += u64::from(!black_box(grant())))
+    });
+    assert_eq!(denied, 0, "{name}: denied");
+    record(name, what, note.into());
+}
+
 fn run(c: &mut Criterion) {
     let mut g = c.benchmark_group(GROUP);
 
@@ -267,62 +284,51 @@ fn run(c: &mut Criterion) {
     let tat = shared_mem(64).cast::<AtomicU64>();
     // SAFETY: a zeroed, aligned, shared mapping that lives for the process.
     let tat: &AtomicU64 = unsafe { &*tat };
-    let mut denied = 0u64;
-    g.bench_function("floor_clock_cas", |b| {
-        b.iter(|| denied += u64::from(!black_box(floor_clock_cas(tat))))
-    });
-    assert_eq!(denied, 0);
-    record(
+    granting(
+        &mut g,
         "floor_clock_cas",
         "**floor**: clock + load + CAS on a shared `AtomicU64` (GCRA)",
-        String::new(),
+        "",
+        || floor_clock_cas(tat),
     );
 
     let tat128 = shared_mem(64).cast::<AtomicU128>();
     // SAFETY: a zeroed, 64-byte aligned, shared mapping that lives for the
     // process (zero is a valid AtomicU128).
     let tat128: &AtomicU128 = unsafe { &*tat128 };
-    g.bench_function("floor128_clock_cas", |b| {
-        b.iter(|| denied += u64::from(!black_box(floor128_clock_cas(tat128))))
-    });
-    assert_eq!(denied, 0);
-    record(
+    granting(
+        &mut g,
         "floor128_clock_cas",
         "the floor on a 128-bit word (`portable_atomic::AtomicU128`, as the schedule's)",
-        String::new(),
+        "",
+        || floor128_clock_cas(tat128),
     );
 
     let l = robust_mutex();
-    g.bench_function("robust_mutex_gcra", |b| {
-        b.iter(|| denied += u64::from(!black_box(robust_mutex_gcra(l))))
-    });
-    assert_eq!(denied, 0);
-    record(
+    granting(
+        &mut g,
         "robust_mutex_gcra",
         "clock + robust PROCESS_SHARED mutex lock + GCRA on a u64 + unlock",
-        String::new(),
+        "",
+        || robust_mutex_gcra(l),
     );
 
     let quota = Quota::per_second(NonZeroU32::new(1_000_000_000).unwrap());
     let gov = RateLimiter::direct(quota);
-    g.bench_function("governor_check_quanta", |b| {
-        b.iter(|| denied += u64::from(black_box(gov.check()).is_err()))
-    });
-    assert_eq!(denied, 0);
-    record(
+    granting(
+        &mut g,
         "governor_check_quanta",
         "governor `direct(q).check()`, default clock (quanta/TSC)",
-        "in-process only".into(),
+        "in-process only",
+        || gov.check().is_ok(),
     );
     let gov = RateLimiter::direct_with_clock(quota, MonotonicClock);
-    g.bench_function("governor_check_monotonic", |b| {
-        b.iter(|| denied += u64::from(black_box(gov.check()).is_err()))
-    });
-    assert_eq!(denied, 0);
-    record(
+    granting(
+        &mut g,
         "governor_check_monotonic",
         "governor `check()` with `MonotonicClock` (`Instant`: same vDSO clock)",
-        "in-process only".into(),
+        "in-process only",
+        || gov.check().is_ok(),
     );
 
     bench_mpt(&mut g, false);
