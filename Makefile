@@ -11,8 +11,9 @@
 #                        then check-cxx
 #                        (about 80 s together on 2 cores). The exported
 #                        symbols and the SONAME are checked by tests/abi.rs.
-#   make check-c-redis   tests/c/lifecycle.c against the Redis store, on a
-#                        redis-server of its own (tests/with_redis.sh)
+#   make check-c-redis   tests/c/lifecycle.c and tests/c/cancel.c against
+#                        the Redis store, on a redis-server of their own
+#                        (tests/with_redis.sh)
 #   make check-cxx       the C++ wrapper include/mp_throttle.hpp: build and run
 #                        tests/cxx/*.cpp (dynamic, with extra warnings; then
 #                        static under ASan+UBSan), and compile them as C++20
@@ -295,8 +296,9 @@ valgrind: $(TESTS)
 	done; exit $$fail
 
 # The C tests that take the store as a parameter, against a redis-server
-# of their own (tests/with_redis.sh), dynamic then static.
-REDIS_TESTS := build/tests/lifecycle build/tests/lifecycle-static
+# of their own (tests/with_redis.sh): lifecycle dynamic then static, and
+# cancellation inside Redis round trips.
+REDIS_TESTS := build/tests/lifecycle build/tests/lifecycle-static build/tests/cancel
 check-c-redis: $(REDIS_TESTS)
 	@fail=0; for t in $^; do \
 	    echo "== $$t (Redis store)"; \

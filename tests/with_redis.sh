@@ -3,7 +3,7 @@
 # pointing at a redis-server of its own, started on a free loopback port
 # (no persistence) and stopped afterwards, whatever COMMAND does. Exits
 # with COMMAND's status. `make check-c-redis` runs the C tests that take a
-# store as a parameter (tests/c/lifecycle.c) so.
+# store as a parameter (tests/c/lifecycle.c, tests/c/cancel.c) so.
 set -u
 command -v redis-server >/dev/null 2>&1 || {
     echo "with_redis: redis-server is missing (Debian package redis-server; make deps installs it)" >&2

@@ -20,6 +20,12 @@
  * - mpt_await_fuel, mpt_await_fuel_n and mpt_await_fuel_cancellable
  *   blocked towards a grant after their timeout.
  *
+ * With MPT_TEST_REDIS_URL set (make check-c-redis runs it so, against a
+ * redis-server of its own), the same is checked of calls that make Redis
+ * round trips (a connect, a send and a receive are cancellation points):
+ * mpt_has_fuel and mpt_keyed_has_fuel, mpt_set_rate, mpt_await_fuel
+ * towards its timeout, and mpt_stop, each try on throttles of its own.
+ *
  * MPT_CANCEL_TRIES overrides the tries per call (default 200; 10 under
  * valgrind). Children leave with _exit.
  */
@@ -344,6 +350,83 @@ static bool make_unfinished(char *shm, size_t size) {
     return true;
 }
 
+/* ---------------------------------------------------- the Redis store */
+
+static const char *redis_url;
+/* The child's keyed throttle, beside its plain one (see redis_prepare). */
+static mpt_keyed *redis_keyed;
+
+/* A plain and a keyed throttle of their own names on the server, started,
+ * at a rate no call exhausts. */
+static mpt_throttle *redis_prepare(void) {
+    char name[64];
+    snprintf(name, sizeof name, "cancel-%d", (int)getpid());
+    mpt_throttle *t = NULL;
+    if (mpt_throttle_connect(redis_url, name, 1000000, 1.0, NULL, &t) != MPT_STATUS_OK ||
+        mpt_start(t) != MPT_STATUS_OK) {
+        return NULL;
+    }
+    snprintf(name, sizeof name, "cancel-keyed-%d", (int)getpid());
+    if (mpt_keyed_connect(redis_url, name, 1000000, 1.0, NULL, &redis_keyed) != MPT_STATUS_OK ||
+        mpt_keyed_start(redis_keyed) != MPT_STATUS_OK) {
+        return NULL;
+    }
+    return t;
+}
+
+/* As redis_prepare, with the plain throttle's one unit per 1000 s taken:
+ * a wait there ends at its timeout. */
+static mpt_throttle *redis_prepare_empty(void) {
+    char name[64];
+    snprintf(name, sizeof name, "cancel-empty-%d", (int)getpid());
+    mpt_throttle *t = NULL;
+    if (mpt_throttle_connect(redis_url, name, 1, 1000.0, NULL, &t) != MPT_STATUS_OK ||
+        mpt_start(t) != MPT_STATUS_OK || mpt_has_fuel(t, NULL) != MPT_STATUS_OK) {
+        return NULL;
+    }
+    return t;
+}
+
+/* A unit of the plain throttle, then one of a key of the keyed one (a key
+ * of its own each time: every keyed call is a round trip). */
+static mpt_status call_redis_fuel(mpt_throttle *t, int i) {
+    if (i % 2 == 0) {
+        return mpt_has_fuel(t, NULL);
+    }
+    char key[32];
+    int len = snprintf(key, sizeof key, "host-%d", i);
+    return mpt_keyed_has_fuel(redis_keyed, key, (size_t)len, 1, NULL);
+}
+
+static mpt_status call_redis_set_rate(mpt_throttle *t, int i) {
+    return mpt_set_rate(t, i % 2 == 0 ? 500000 : 1000000, 1.0);
+}
+
+static void run_redis(int tries, unsigned *seed) {
+    int batch = 10;
+    const struct scenario fuel = {"mpt_has_fuel, mpt_keyed_has_fuel (Redis)",
+                                  call_redis_fuel,
+                                  {MPT_STATUS_OK, -1},
+                                  200,
+                                  redis_prepare,
+                                  20000,
+                                  batch};
+    const struct scenario set_rate = {"mpt_set_rate (Redis)", call_redis_set_rate,
+                                      {MPT_STATUS_OK, -1},   50,
+                                      redis_prepare,         20000,
+                                      batch};
+    const struct scenario await = {"mpt_await_fuel (Redis)", call_await_short,
+                                   {MPT_STATUS_TIMEOUT, -1}, 1,
+                                   redis_prepare_empty,      20000,
+                                   batch};
+    const struct scenario stop = {
+        "mpt_stop (Redis)", call_stop, {MPT_STATUS_OK, -1}, 1, redis_prepare, 5000, batch};
+    run(&fuel, tries, seed);
+    run(&set_rate, tries, seed);
+    run(&await, tries, seed);
+    run(&stop, tries, seed);
+}
+
 int main(void) {
     int tries = 200;
     const char *env = getenv("LD_PRELOAD");
@@ -356,6 +439,12 @@ int main(void) {
     }
     unsigned seed = (unsigned)now_ns() ^ (unsigned)getpid();
     printf("cancel: %d tries per call, seed %u\n", tries, seed);
+    redis_url = getenv("MPT_TEST_REDIS_URL");
+    if (redis_url != NULL && redis_url[0] != '\0') {
+        printf("cancel: calls to the Redis store at %s\n", redis_url);
+        run_redis(tries, &seed);
+        return check_report("cancel (Redis)");
+    }
 
     /* A call restores the caller's state, whatever it was: disabled stays
      * disabled, enabled stays enabled (the tries below show that). */
