@@ -68,8 +68,8 @@
 mod common;
 
 use common::{
-    H, KILLED, Kids, MS, NO_FUEL, OK, Overrun, Owned, SEC, Shm, TIMEOUT, Test, TestResult, check,
-    kill_live, max_in_window, note, now, wait_for,
+    H, KILLED, Kids, MS, NO_FUEL, OK, Overrun, Owned, Rng, SEC, Shm, TIMEOUT, Test, TestResult,
+    check, getpid, kill_live, max_in_window, ms, note, now, seed, sleep_ns, sleep_until, wait_for,
 };
 use mp_throttle::ffi::MptStatus;
 use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
@@ -82,7 +82,6 @@ use std::ffi::{CStr, CString};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
 
 /// The throttle of every test: MAX_N per PER (T = 5 ms).
 const MAX_N: i64 = 200;
@@ -101,59 +100,8 @@ const KILLED_BOUND: i64 = 200 * MS;
 
 // ---------------------------------------------------------------- time, randomness
 
-fn sleep_ns(ns: i64) {
-    if ns > 0 {
-        std::thread::sleep(Duration::from_nanos(ns as u64));
-    }
-}
-
 fn sleep_ms(ms: i64) {
     sleep_ns(ms * MS);
-}
-
-fn sleep_until(t: i64) {
-    sleep_ns(t - now());
-}
-
-fn ms(ns: i64) -> f64 {
-    ns as f64 / 1e6
-}
-
-fn getpid() -> i64 {
-    // SAFETY: getpid has no preconditions.
-    i64::from(unsafe { libc::getpid() })
-}
-
-/// xorshift64*: small, allocation-free, fine for picking victims.
-#[derive(Clone, Copy)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The seed of a test: `MPT_CHAOS_SEED`, or the clock.
-fn seed() -> u64 {
-    std::env::var("MPT_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| now() as u64 ^ ((getpid() as u64) << 32))
 }
 
 // ---------------------------------------------------------------- the C API

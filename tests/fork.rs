@@ -42,7 +42,7 @@ mod common;
 
 use common::{
     H, Kids, MS, Overrun, Owned, SEC, Shm, Test, TestResult, check, kill_live, max_in_window, note,
-    now, sleep_ms, wait_for,
+    now, sleep_ms, sleep_until, wait_for,
 };
 use mp_throttle::ffi::MptStatus;
 use mp_throttle::ffi::options::{MPT_OPTIONS_VERSION, MptHardcap, MptOptions, mpt_options_init};
@@ -55,19 +55,11 @@ use mp_throttle::ffi::throttle::{
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicI64};
-use std::time::Duration;
 
 /// `auto_emit` as `as_throttle` (the default).
 const AUTO: i32 = -1;
 
 // ---------------------------------------------------------------- time
-
-fn sleep_until(t: i64) {
-    let d = t - now();
-    if d > 0 {
-        std::thread::sleep(Duration::from_nanos(d as u64));
-    }
-}
 
 fn us(ns: i64) -> f64 {
     ns as f64 / 1e3

@@ -72,8 +72,8 @@
 mod common;
 
 use common::{
-    Kids, MS, Overrun, SEC, Shm, Test, TestResult, check, kill_and_reap, kill_live, max_in_window,
-    note, now, wait_for,
+    Kids, MS, Overrun, Rng, SEC, Shm, Test, TestResult, check, kill_and_reap, kill_live,
+    max_in_window, ms, note, now, seed, sleep_ns, sleep_until, wait_for,
 };
 use mp_throttle::config::{Config, Options};
 use mp_throttle::error::Error;
@@ -89,60 +89,8 @@ use mp_throttle::keyed::Keyed;
 use mp_throttle::schedule::Hardcap;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
 
 // ---------------------------------------------------------------- time, randomness
-
-fn sleep_ns(ns: i64) {
-    if ns > 0 {
-        std::thread::sleep(Duration::from_nanos(ns as u64));
-    }
-}
-
-fn sleep_until(t: i64) {
-    sleep_ns(t - now());
-}
-
-fn ms(ns: i64) -> f64 {
-    ns as f64 / 1e6
-}
-
-fn getpid() -> i64 {
-    // SAFETY: getpid has no preconditions.
-    i64::from(unsafe { libc::getpid() })
-}
-
-/// xorshift64*: small, allocation-free, fine for picking keys and victims.
-#[derive(Clone, Copy)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The seed of a test: `MPT_CHAOS_SEED`, or the clock.
-fn seed() -> u64 {
-    std::env::var("MPT_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| now() as u64 ^ ((getpid() as u64) << 32))
-}
 
 /// Sends `sig` to our own child `pid`.
 fn signal(pid: libc::pid_t, sig: libc::c_int) {

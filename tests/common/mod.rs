@@ -98,6 +98,59 @@ pub fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+pub fn sleep_ns(ns: i64) {
+    if ns > 0 {
+        std::thread::sleep(Duration::from_nanos(ns as u64));
+    }
+}
+
+/// Sleeps until CLOCK_MONOTONIC reads `t` (at once if it is past).
+pub fn sleep_until(t: i64) {
+    sleep_ns(t - now());
+}
+
+/// Nanoseconds in milliseconds, for messages.
+pub fn ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
+pub fn getpid() -> i64 {
+    // SAFETY: getpid has no preconditions.
+    i64::from(unsafe { libc::getpid() })
+}
+
+/// xorshift64*: small, allocation-free, fine for picking keys and victims.
+#[derive(Clone, Copy)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed of a randomised test: `MPT_CHAOS_SEED`, or the clock.
+pub fn seed() -> u64 {
+    std::env::var("MPT_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now() as u64 ^ ((getpid() as u64) << 32))
+}
+
 // ---------------------------------------------------------------- the C API
 
 /// A throttle handle. Every call but `free` is safe from any thread and any
