@@ -153,7 +153,7 @@ TEST_DEPS    := tests/c/check.h include/mp_throttle.h
 CXX_SRCS     := $(sort $(wildcard tests/cxx/*.cpp))
 CXX_TESTS    := $(patsubst tests/cxx/%.cpp,build/cxx/%,$(CXX_SRCS))
 CXX_ASAN     := $(patsubst tests/cxx/%.cpp,build/cxx-asan/%,$(CXX_SRCS))
-CXX_DEPS     := include/mp_throttle.hpp include/mp_throttle.h
+CXX_DEPS     := include/mp_throttle.hpp include/mp_throttle.h tests/cxx/check.hpp
 BINDING_TESTS := $(sort $(wildcard bindings/*/test.sh))
 
 .PHONY: all lib cli header examples check-c check-c-redis check-examples check-examples-static asan \

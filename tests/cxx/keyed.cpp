@@ -31,6 +31,8 @@
 //   WRONG_STATE, no monitor MONITOR_OFF).
 #include "mp_throttle.hpp"
 
+#include "check.hpp"
+
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -56,47 +58,6 @@ static_assert(std::is_nothrow_destructible_v<mpt::Keyed>, "Keyed destroys withou
 static_assert(mpt::key_max == 128, "mpt::key_max is MPT_KEY_MAX");
 
 namespace {
-
-int passed = 0;
-int failed = 0;
-
-void check_true(bool ok, const char *what, int line) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        std::printf("FAIL keyed.cpp:%d: %s\n", line, what);
-        std::fflush(stdout);
-    }
-}
-#define CHECK(cond) check_true((cond), #cond, __LINE__)
-
-// CHECK_THROWS(expr, status): expr throws mpt::Error with that status, a
-// non-empty library message, and a what() that names it.
-#define CHECK_THROWS(expr, status) check_throws([&] { (void)(expr); }, (status), #expr, __LINE__)
-
-template <class F>
-void check_throws(F f, mpt_status want, const char *what, int line) {
-    try {
-        f();
-    } catch (const mpt::Error &e) {
-        const bool ok = e.code() == want && !e.detail().empty() &&
-                        std::string(e.what()).find(e.detail()) != std::string::npos &&
-                        std::string(e.what()).find(mpt_strerror(want)) != std::string::npos;
-        check_true(ok, what, line);
-        if (!ok) {
-            std::printf("     threw %d (%s), expected %d (%s)\n", static_cast<int>(e.code()), e.what(),
-                        static_cast<int>(want), mpt_strerror(want));
-        }
-        return;
-    } catch (const std::exception &e) {
-        check_true(false, what, line);
-        std::printf("     threw something else: %s\n", e.what());
-        return;
-    }
-    check_true(false, what, line);
-    std::printf("     did not throw\n");
-}
 
 // A name for this process; unlinked on scope exit.
 struct Name {
@@ -643,9 +604,8 @@ int main() {
         kill_flag();
         ownership_and_errors();
     } catch (const std::exception &e) {
-        failed++;
+        check::failed++;
         std::printf("FAIL: unexpected exception: %s\n", e.what());
     }
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check::report();
 }

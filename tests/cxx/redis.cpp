@@ -29,6 +29,8 @@
 //   users find it killed; a new connect makes it anew).
 #include "mp_throttle.hpp"
 
+#include "check.hpp"
+
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -54,47 +56,6 @@ extern char **environ;
 using namespace std::chrono_literals;
 
 namespace {
-
-int passed = 0;
-int failed = 0;
-
-void check_true(bool ok, const char *what, int line) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        std::printf("FAIL redis.cpp:%d: %s\n", line, what);
-        std::fflush(stdout);
-    }
-}
-#define CHECK(cond) check_true((cond), #cond, __LINE__)
-
-// CHECK_THROWS(expr, status): expr throws mpt::Error with that status and a
-// non-empty library message; evaluates to that message ("" otherwise).
-#define CHECK_THROWS(expr, status) check_throws([&] { (void)(expr); }, (status), #expr, __LINE__)
-
-template <class F>
-std::string check_throws(F f, mpt_status want, const char *what, int line) {
-    try {
-        f();
-    } catch (const mpt::Error &e) {
-        const bool ok = e.code() == want && !e.detail().empty() &&
-                        std::string(e.what()).find(mpt_strerror(want)) != std::string::npos;
-        check_true(ok, what, line);
-        if (!ok) {
-            std::printf("     threw %d (%s), expected %d (%s)\n", static_cast<int>(e.code()), e.what(),
-                        static_cast<int>(want), mpt_strerror(want));
-        }
-        return e.detail();
-    } catch (const std::exception &e) {
-        check_true(false, what, line);
-        std::printf("     threw something else: %s\n", e.what());
-        return std::string();
-    }
-    check_true(false, what, line);
-    std::printf("     did not throw\n");
-    return std::string();
-}
 
 bool contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
 
@@ -622,10 +583,9 @@ int main() {
         redis_store(server);
         redis_keyed(server);
     } catch (const std::exception &e) {
-        failed++;
+        check::failed++;
         std::printf("FAIL: unexpected exception: %s\n", e.what());
     }
     server.stop();
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check::report();
 }

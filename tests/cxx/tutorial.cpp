@@ -18,6 +18,8 @@
 //   false), the /dev/shm object gone. Names carry the pid, always unlinked.
 #include "mp_throttle.hpp"
 
+#include "check.hpp"
+
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -47,47 +49,6 @@ static_assert(mpt::Clock::is_steady && std::is_same_v<mpt::Clock::duration, std:
               "mpt::Clock is a steady nanosecond clock");
 
 namespace {
-
-int passed = 0;
-int failed = 0;
-
-void check_true(bool ok, const char *what, int line) {
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        std::printf("FAIL tutorial.cpp:%d: %s\n", line, what);
-        std::fflush(stdout);
-    }
-}
-#define CHECK(cond) check_true((cond), #cond, __LINE__)
-
-// CHECK_THROWS(expr, status): expr throws mpt::Error with that status, a
-// non-empty library message, and a what() that names it.
-#define CHECK_THROWS(expr, status) check_throws([&] { (void)(expr); }, (status), #expr, __LINE__)
-
-template <class F>
-void check_throws(F f, mpt_status want, const char *what, int line) {
-    try {
-        f();
-    } catch (const mpt::Error &e) {
-        const bool ok = e.code() == want && !e.detail().empty() &&
-                        std::string(e.what()).find(e.detail()) != std::string::npos &&
-                        std::string(e.what()).find(mpt_strerror(want)) != std::string::npos;
-        check_true(ok, what, line);
-        if (!ok) {
-            std::printf("     threw %d (%s), expected %d (%s)\n", static_cast<int>(e.code()), e.what(),
-                        static_cast<int>(want), mpt_strerror(want));
-        }
-        return;
-    } catch (const std::exception &e) {
-        check_true(false, what, line);
-        std::printf("     threw something else: %s\n", e.what());
-        return;
-    }
-    check_true(false, what, line);
-    std::printf("     did not throw\n");
-}
 
 // A named throttle's name for this process; unlinked on scope exit.
 struct Name {
@@ -144,7 +105,7 @@ void tutorial() {
     int fds[2];
     if (pipe(fds) != 0) {
         std::perror("pipe");
-        failed++;
+        check::failed++;
         return;
     }
     std::fflush(stdout);
@@ -153,7 +114,7 @@ void tutorial() {
         const pid_t pid = fork();
         if (pid < 0) {
             std::perror("fork");
-            failed++;
+            check::failed++;
             break;
         }
         if (pid == 0) {
@@ -210,7 +171,7 @@ void tutorial() {
         if (read(fds[0], &taken, sizeof taken) == static_cast<ssize_t>(sizeof taken)) {
             sum += taken;
         } else {
-            failed++;
+            check::failed++;
             std::printf("FAIL: worker count %zu not read\n", i);
         }
     }
@@ -480,9 +441,8 @@ int main() {
         weighted_and_rate();
         tutorial();
     } catch (const std::exception &e) {
-        failed++;
+        check::failed++;
         std::printf("FAIL: unexpected exception: %s\n", e.what());
     }
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check::report();
 }
