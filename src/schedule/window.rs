@@ -728,6 +728,13 @@ impl Schedule {
     /// the sequence numbers `k - len .. k - 1`, each no earlier than its
     /// seed in the new run (the later of the two, so the new run needs no
     /// seeds). False if corrupt (nothing written).
+    ///
+    /// Known limit: each grant's time moves to another slot under the same
+    /// tags, so if the starter dies halfway, the next start reads the moved
+    /// times as the old ones. With more units cut short than the ring holds
+    /// it then grants earlier than a start that did not die would. Making
+    /// this redoable (shifted tags, or a record that a redo finishes) is
+    /// still to do.
     fn renumber(
         &self,
         st: &State<'_>,
