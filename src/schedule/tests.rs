@@ -106,13 +106,24 @@ impl Fx {
     }
 
     fn start(&self, t: i64, last_stop: Option<i64>) {
+        self.start_steps(t, last_stop, u64::MAX);
+    }
+
+    /// [`start`](Self::start) by a starter that dies after giving back
+    /// `steps` entries (`WINDOW`).
+    fn start_steps(&self, t: i64, last_stop: Option<i64>, steps: u64) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         for (grant, ticket) in pending {
             if last_stop.is_some_and(|stop| grant <= stop) {
                 self.sched.confirm(&self.st(), ticket);
             }
         }
-        self.sched.start(&self.st(), t, last_stop);
+        if self.hc() == Hardcap::Window {
+            self.sched
+                .start_window_steps(&self.st(), t, last_stop, steps);
+        } else {
+            self.sched.start(&self.st(), t, last_stop);
+        }
     }
 
     /// Reserves; a granted unit is confirmed at the next restart if it is
@@ -1593,6 +1604,46 @@ mod window {
         let per = SEC as i64;
         for _ in 0..3 {
             assert_eq!(fx.wait(T0 + 1), T0 + per, "each counts as granted at T0");
+        }
+    }
+
+    /// A start that dies while it gives reservations cut short back, after
+    /// any number of the entries it writes, is finished by the next one
+    /// (recover_window): never Corrupt, the tank empty at the new start, no
+    /// window over the real grants of both runs above max_n, and exactly the
+    /// grants of a start that did not die.
+    #[test]
+    fn starter_dying_while_giving_back_is_recovered() {
+        let (max_n, per_ns) = (3u64, SEC);
+        let per = per_ns as i64;
+        for cut in [1u64, 2, 5, RING_MIN + 2] {
+            for steps in [0, 1, 2, 4, RING_MIN - 1, RING_MIN] {
+                let what = format!("{cut} cut short, dead after {steps}");
+                let run = |dying: bool| {
+                    let fx = Fx::started(max_n, per_ns, Hardcap::Window, T0);
+                    let mut real: Vec<i64> = (0..max_n).map(|_| fx.wait(T0)).collect();
+                    for _ in 0..cut {
+                        fx.wait(T0); // queued after the stop
+                    }
+                    let stop = *real.last().unwrap();
+                    let t1 = stop + per / 2;
+                    if dying {
+                        fx.start_steps(t1, Some(stop), steps);
+                    }
+                    fx.start(t1, Some(stop));
+                    let again: Vec<i64> = (0..2 * max_n).map(|_| fx.wait(t1)).collect();
+                    for (j, &g) in again.iter().take(max_n as usize).enumerate() {
+                        assert!(
+                            g >= t1 + slot(max_n, per_ns, j as u64),
+                            "{what}: tank not empty"
+                        );
+                    }
+                    real.extend(&again);
+                    check_windows(&real, max_n, per, &what);
+                    again
+                };
+                assert_eq!(run(true), run(false), "{what}");
+            }
         }
     }
 

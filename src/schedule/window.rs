@@ -31,12 +31,15 @@
 //! waiting units than the ring has entries) count as granted at `t_c` at
 //! the latest: the safe side again, paid for with a late first grant.
 //!
-//! A start writes no entry: as if one unit had been granted every T before
+//! A start writes no entry (but one after a stop that cut reservations
+//! short, below): as if one unit had been granted every T before
 //! it (the empty tank), an entry from before the run counts as granted at
 //! the later of that seed and its own time, which every reader of a time in
 //! the ring computes from the start's record (`Seeds`, through `time_at`).
 //! A change of rate or a give-back rewrites every entry, seeds included,
-//! and ends the record.
+//! and ends the record. A start after a stop that cut reservations short
+//! rewrites the ring to give them back, and records itself first, so that
+//! whoever finds its head still frozen finishes it.
 //!
 //! Units given back (a cancelled waiter) are a cut of the same kind, at the
 //! first of them rather than at a time: the ring keeps every unit before
@@ -56,7 +59,7 @@ use super::gcra::{
 };
 use super::{Follow, Rate, Reservation, Schedule, State, Ticket};
 use crate::store::shm::layout::{pack_entry as pack, unpack_entry as unpack};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 
 /// A `MPT_HARDCAP_WINDOW` throttle keeps the times of its last
 /// `max(max_n, MPT_WINDOW_MIN_RING)` grants (`max_n` as made), so
@@ -498,9 +501,16 @@ impl Schedule {
 
     /// Unfreezes a head frozen at `k` whose change was never committed.
     fn thaw(&self, st: &State<'_>, k: u64, last: i64) {
+        self.thaw_at(st, k, k, last);
+    }
+
+    /// Unfreezes a head frozen at `k` to `(to, last)`.
+    fn thaw_at(&self, st: &State<'_>, k: u64, to: u64, last: i64) {
         let raw = st.head.load(SeqCst);
         if unpack(raw).0 == k && frozen_for(unpack(raw).1).is_some() {
-            let _ = st.head.compare_exchange(raw, pack(k, last), SeqCst, SeqCst);
+            let _ = st
+                .head
+                .compare_exchange(raw, pack(to, last), SeqCst, SeqCst);
         }
     }
 
@@ -524,8 +534,15 @@ impl Schedule {
                 self.cut_window(st, k, &rec, u64::MAX)
             }
             _ => {
-                // Frozen, nothing committed: the head as it was (its last
+                // Frozen, nothing committed: a start that was renumbering
+                // the ring is finished; else the head as it was (its last
                 // grant is in the ring, filled before the freeze).
+                if let Some(seeding) = Seeding::read(st)
+                    && seeding.from == k
+                    && seeding.head != k
+                {
+                    return self.finish_start(st, &seeding, u64::MAX) == Some(true);
+                }
                 let (tag, t) = unpack(st.ring[(k.wrapping_sub(1) % len) as usize].load(SeqCst));
                 if tag != k.wrapping_sub(1) {
                     return false;
@@ -608,18 +625,32 @@ impl Schedule {
     /// Opens the tank for a run starting at `t_start`; see
     /// [`Schedule::start`]. The caller holds the change lock.
     pub(super) fn start_window(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+        self.start_window_steps(st, t_start, last_stop, u64::MAX);
+    }
+
+    /// [`start_window`](Self::start_window), rewriting at most `steps`
+    /// entries and leaving the head frozen if there were more, as a starter
+    /// that dies would: tests use it.
+    pub(super) fn start_window_steps(
+        &self,
+        st: &State<'_>,
+        t_start: i64,
+        last_stop: Option<i64>,
+        steps: u64,
+    ) {
         if !self.recover_window(st) {
             return; // corrupt: reserve() reports it
         }
-        self.start_ring(st, t_start, last_stop);
+        self.start_ring(st, t_start, last_stop, steps);
     }
 
     /// Puts the ring in order for a run starting at `t_start`, with the head
     /// frozen meanwhile, as a change of rate freezes it: a late process of
     /// the old run that tries to reserve waits (`Busy`). A process that
     /// dies here leaves the head frozen with no change committed, which
-    /// `recover_window` thaws, as it does for a change. Returns at once if
-    /// the ring is corrupt (reserve() reports it).
+    /// `recover_window` thaws, as it does for a change; or, once the start
+    /// is recorded, finishes (`finish_start`). Returns at once if the ring
+    /// is corrupt (reserve() reports it).
     ///
     /// The run then finds the empty tank of docs/design.md: as if the time
     /// before `t_start` held one grant every T, so unit j of the new run is
@@ -635,14 +666,10 @@ impl Schedule {
     ///   new run keeps (see [`keep_old_seeds`](Self::keep_old_seeds));
     /// - reservations cut short by the stop (their waiters were told
     ///   "killed") are given back: the ring is rewritten to hold the last
-    ///   `len` real grants, oldest first, under the sequence numbers
-    ///   `k - len .. k - 1` (`k` = head). A grant is real if its waiter
-    ///   confirmed it (which it does only before `last_stop`). Reservations
-    ///   cut short overwrote older real grants; each such grant is bounded
-    ///   by the time of the reservation `m*len` later in its slot, less
-    ///   `m*per` (a unit is never granted before the one `max_n` earlier
-    ///   plus per), which only ever errs late, the safe side.
-    fn start_ring(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>) {
+    ///   `len` real grants, and the run goes on from a head `shift(len)`
+    ///   further on ([`renumber`](Self::renumber)). A grant is real if its
+    ///   waiter confirmed it, which it does only before `last_stop`.
+    fn start_ring(&self, st: &State<'_>, t_start: i64, last_stop: Option<i64>, steps: u64) {
         let len = st.ring.len() as u64;
         let Some((generation, rate)) = self.window_rate(st) else {
             return;
@@ -663,51 +690,67 @@ impl Schedule {
             Some(stop) if newest.wrapping_sub(confirmed) > u64::MAX / 2 => (newest, stop),
             Some(stop) => (confirmed, stop),
         };
+        // Reservations cut short: the ring is renumbered, `shift(len)` on.
+        let head = match last_stop {
+            Some(_) if last_real != newest => last_real.wrapping_add(1).wrapping_add(shift(len)),
+            _ => k,
+        };
         let seeding = Seeding {
-            head: k,
+            head,
+            from: k,
             t_start,
             cap,
             rate,
         };
-        let done = match last_stop {
-            Some(stop) if last_real != newest => self.renumber(st, k, last_real, stop, &seeding),
-            _ if self.keep_old_seeds(st, &seeding) => {
-                seeding.write(st);
-                true
-            }
-            _ => false,
-        };
-        if !done {
+        if !self.keep_old_seeds(st, &seeding, last_real.wrapping_add(1), k) {
             self.thaw(st, k, last); // corrupt: left as found
             return;
         }
-        // Every unit before the head counts as granted, then the head
-        // thaws at the newest entry's time, as the run counts it.
-        let (tag, t) = unpack(st.ring[(newest % len) as usize].load(SeqCst));
-        if tag != newest {
-            self.thaw(st, k, last);
-            return;
+        // Recorded before the ring is renumbered: if this process dies
+        // meanwhile, whoever finds the head frozen finishes the start.
+        seeding.write(st);
+        if self.finish_start(st, &seeding, steps) == Some(false) {
+            st.seeds.max_n.store(0, SeqCst);
+            self.thaw(st, k, last); // corrupt
         }
-        st.confirmed.store(newest, SeqCst);
-        let t = match Seeding::read(st) {
-            Some(s) if s.head == k => s.time(newest, t),
-            _ => t,
-        };
-        self.thaw(st, k, t);
     }
 
-    /// A start with no reservation to give back, before `new` is recorded:
-    /// the entries from before the last run that it did not overwrite (it
-    /// granted `ran < len` units) keep the times its seeds gave them. Their
+    /// The rest of a start recorded as `seeding`, its head frozen at
+    /// `seeding.from`: renumbers the ring if reservations were cut short,
+    /// then counts every unit before the head as granted and thaws the head
+    /// at the newest entry's time, as the run counts it. Can be done again
+    /// after a partial run with the same result. `None` if it stopped after
+    /// `steps` entries (a test's dying starter), `Some(false)` if corrupt.
+    fn finish_start(&self, st: &State<'_>, seeding: &Seeding, steps: u64) -> Option<bool> {
+        let len = st.ring.len() as u64;
+        let (k, head) = (seeding.from, seeding.head);
+        if head != k && !self.renumber(st, seeding, steps)? {
+            return Some(false);
+        }
+        let newest = head.wrapping_sub(1);
+        let (tag, t) = unpack(st.ring[(newest % len) as usize].load(SeqCst));
+        if tag != newest {
+            return Some(false);
+        }
+        st.confirmed.store(newest, SeqCst);
+        self.thaw_at(st, k, head, seeding.time(newest, t));
+        st.seeds.from.store(head, SeqCst); // nothing left to finish
+        Some(true)
+    }
+
+    /// A start, before `new` is recorded: the entries from before the last
+    /// run that it did not overwrite (it granted `ran < len` units, up to
+    /// `ran_to`; a reservation cut short may have taken some of their
+    /// places, the head frozen at `k`) keep the times its seeds gave them. Their
     /// new seeds are as late or later unless the run restarts less than
     /// `ran * T` after the last start: only then are those times written
     /// (`len - ran` entries). False if corrupt.
-    fn keep_old_seeds(&self, st: &State<'_>, new: &Seeding) -> bool {
+    fn keep_old_seeds(&self, st: &State<'_>, new: &Seeding, ran_to: u64, k: u64) -> bool {
         let len = st.ring.len() as u64;
         let Some(old) = Seeding::read(st) else {
             return true;
         };
-        let ran = new.head.wrapping_sub(old.head);
+        let ran = ran_to.wrapping_sub(old.head);
         if ran >= len || old.outrun_by(new, ran) {
             return true; // overwritten by the last run, or as late anyway
         }
@@ -715,51 +758,37 @@ impl Schedule {
             let seq = old.head.wrapping_sub(back);
             let entry = &st.ring[(seq % len) as usize];
             let (tag, t) = unpack(entry.load(SeqCst));
-            if tag != seq {
-                return false;
+            match tag.wrapping_sub(seq) {
+                0 => entry.store(pack(seq, old.time(seq, t)), Release),
+                // A reservation cut short took its place (renumber bounds it).
+                laps if laps % len == 0 && k.wrapping_sub(tag).wrapping_sub(1) < len => {}
+                _ => return false,
             }
-            entry.store(pack(seq, old.time(seq, t)), Release);
         }
         true
     }
 
-    /// A start after a stop that cut reservations short: rewrites the whole
-    /// ring to hold the last `len` real grants up to `last_real` under
-    /// the sequence numbers `k - len .. k - 1`, each no earlier than its
-    /// seed in the new run (the later of the two, so the new run needs no
-    /// seeds). False if corrupt (nothing written).
-    ///
-    /// Known limit: each grant's time moves to another slot under the same
-    /// tags, so if the starter dies halfway, the next start reads the moved
-    /// times as the old ones. With more units cut short than the ring holds
-    /// it then grants earlier than a start that did not die would. Making
-    /// this redoable (shifted tags, or a record that a redo finishes) is
-    /// still to do.
-    fn renumber(
-        &self,
-        st: &State<'_>,
-        k: u64,
-        last_real: u64,
-        stop: i64,
-        seeding: &Seeding,
-    ) -> bool {
+    /// A start after a stop that cut reservations short (the head frozen at
+    /// `new.from`): rewrites the whole ring to hold the last `len` real
+    /// grants, up to `new.head - 1 - shift(len)`, each in its own slot under
+    /// its sequence number plus `shift(len)` (so the new run goes on from
+    /// `new.head`), each no earlier than its seed in the new run. Reservations
+    /// cut short overwrote older real grants; each such grant is bounded by
+    /// the time of the reservation `m*len` later in its slot, less `m*per`
+    /// (a unit is never granted before the one `max_n` earlier plus per), by
+    /// the stop, and by every grant after it (grant times never go
+    /// backwards): bounds that only ever err late, the safe side. An entry
+    /// found rewritten already (a redo, after a starter died) is taken as it
+    /// is, so a redo gives the same ring. Stops after `steps` entries (a
+    /// test's dying starter: `None`). False if corrupt.
+    fn renumber(&self, st: &State<'_>, new: &Seeding, steps: u64) -> Option<bool> {
         let len = st.ring.len() as u64;
-        let per = i64::try_from(seeding.rate.per_ns).unwrap_or(i64::MAX);
-        let first = k.wrapping_sub(len);
-        // What bounds each real grant, from the newest down: its entry (as
-        // the last run counted it), or the entry that overwrote it `m` laps
-        // later, less `m*per`; and every grant after it (grant times never
-        // go backwards).
-        // The last run's seeds, unless the new ones are as late (the real
-        // grants are renumbered as if that run had granted only them).
-        let old = Seeding::read(st).filter(|old| {
-            !old.outrun_by(seeding, last_real.wrapping_add(1).wrapping_sub(old.head))
-        });
-        // How far before the old start the real grant is, if it is one of
-        // the entries before it (stepped, set at the first).
-        let mut old_ago: Option<Ago> = None;
+        let d = shift(len);
+        let per = i64::try_from(new.rate.per_ns).unwrap_or(i64::MAX);
+        let first = new.from.wrapping_sub(len);
+        let last_real = new.head.wrapping_sub(1).wrapping_sub(d);
         let mut known = vec![i64::MIN; len as usize];
-        let mut cap = stop;
+        let mut cap = new.cap;
         // The slot of the newest real grant, then one down a step (no
         // division a step).
         let mut idx = (last_real % len) as usize;
@@ -767,10 +796,15 @@ impl Schedule {
             let real = last_real.wrapping_sub(len - 1).wrapping_add(j);
             let (tag, t) = unpack(st.ring[idx].load(Acquire));
             idx = idx.checked_sub(1).unwrap_or(len as usize - 1);
+            if tag == real.wrapping_add(d) {
+                cap = cap.min(t); // rewritten already
+                known[j as usize] = cap;
+                continue;
+            }
             // Every slot is read once: the ring holds the entries
             // k - len .. k - 1, or it is corrupt (nothing written yet).
             if tag.wrapping_sub(first) >= len {
-                return false;
+                return Some(false);
             }
             // Laps are 0 or 1 but after a scribble: no division then.
             let laps = match tag.wrapping_sub(real) {
@@ -778,42 +812,33 @@ impl Schedule {
                 d if d - len < len => 1,
                 d => d / len,
             };
-            // As the last run counted it (see `Seeding::time`).
-            let t = match old {
-                Some(old) if old.covers(real, len) => {
-                    let ago = old_ago
-                        .get_or_insert_with(|| Ago::new(old.rate, old.head.wrapping_sub(real)));
-                    let counted = if laps == 0 { old.at(ago.ns(), t) } else { t };
-                    ago.up();
-                    counted
-                }
-                _ => t,
-            };
             let bound =
                 i64::try_from(laps).map_or(i64::MIN, |m| t.saturating_sub(per.saturating_mul(m)));
             cap = cap.min(bound);
             known[j as usize] = cap;
         }
         // The seeds go in with them: the i-th grant before t_start at
-        // t_start - floor(i*T), for i = len down to 1.
-        let mut ago = Ago::new(seeding.rate, len);
+        // t_start - floor(i*T), for i = len down to 1. Plain stores: nobody
+        // claims an entry while the head is frozen, and a claim made before
+        // finds its entries filled (by the freeze) and leaves them.
+        let mut ago = Ago::new(new.rate, len);
         let mut floor = i64::MIN;
-        // Plain stores: nobody claims an entry while the head is frozen, and
-        // a claim made before finds its entries filled (by the freeze) and
-        // leaves them.
-        let mut idx = (first % len) as usize;
+        let mut idx = (last_real.wrapping_add(1) % len) as usize;
         for (j, &bound) in known.iter().enumerate() {
-            let seed = seeding.t_start.saturating_sub(ago.ns());
+            if j as u64 >= steps {
+                return None;
+            }
+            let seed = new.t_start.saturating_sub(ago.ns());
             floor = floor.max(seed).max(bound);
-            st.ring[idx].store(pack(first.wrapping_add(j as u64), floor), Relaxed);
+            let real = last_real.wrapping_sub(len - 1).wrapping_add(j as u64);
+            st.ring[idx].store(pack(real.wrapping_add(d), floor), Release);
             idx += 1;
             if idx == len as usize {
                 idx = 0;
             }
             ago.down();
         }
-        st.seeds.max_n.store(0, SeqCst);
-        true
+        Some(true)
     }
 }
 
@@ -858,6 +883,7 @@ pub(super) fn fill_pending(st: &State<'_>, raw: u128) -> Option<bool> {
 #[derive(Clone, Copy)]
 struct Seeding {
     head: u64,
+    from: u64,
     t_start: i64,
     cap: i64,
     rate: Rate,
@@ -870,6 +896,7 @@ impl Seeding {
         let max_n = s.max_n.load(SeqCst);
         let seeding = Self {
             head: s.head.load(SeqCst),
+            from: s.from.load(SeqCst),
             t_start: s.t_start.load(SeqCst),
             cap: s.cap.load(SeqCst),
             rate: Rate::new(max_n, s.per_ns.load(SeqCst))?,
@@ -884,6 +911,7 @@ impl Seeding {
         let s = st.seeds;
         s.max_n.store(0, SeqCst);
         s.head.store(self.head, SeqCst);
+        s.from.store(self.from, SeqCst);
         s.t_start.store(self.t_start, SeqCst);
         s.cap.store(self.cap, SeqCst);
         s.per_ns.store(self.rate.per_ns, SeqCst);

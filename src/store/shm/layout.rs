@@ -288,6 +288,10 @@ pub struct GiveBacks {
 pub struct Seeds {
     /// The head when the run started: its first unit's sequence number.
     pub head: AtomicU64,
+    /// The head the start froze: `head`, or another while the start gives
+    /// reservations cut short back (it renumbers the ring; whoever finds
+    /// the head still frozen there finishes the start).
+    pub from: AtomicU64,
     /// When the run started.
     pub t_start: AtomicI64,
     /// Entries' own times count up to this (the stop before the run; no
