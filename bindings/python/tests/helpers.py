@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BINDING = os.path.dirname(HERE)  # bindings/python
@@ -162,3 +163,13 @@ def take_key_and_close(keyed, key, results):
     grant = keyed.await_fuel_ns(key, timeout=5.0)
     results.put((os.getpid(), grant, keyed._pid, keyed.created))
     keyed.close()
+
+
+def wait_until(predicate, timeout=10.0):
+    """Polls predicate() every 5 ms; True once it holds, False after timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -11,20 +11,10 @@ import threading
 import time
 
 import mp_throttle
-from helpers import HERE, child_env, run_python, shm_path
+from helpers import HERE, child_env, run_python, shm_path, wait_until
 from mp_throttle import clock_ns
 
 S = 1_000_000_000
-
-
-def wait_until(predicate, timeout=10.0):
-    """Polls predicate() every 5 ms; True once it holds, False after timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_sigint_ends_a_wait_and_the_next_waiter_moves_up():

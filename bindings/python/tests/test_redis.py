@@ -17,7 +17,7 @@ import time
 import pytest
 
 import mp_throttle
-from helpers import take_key_and_close, take_one_and_close
+from helpers import take_key_and_close, take_one_and_close, wait_until
 from mp_throttle import KeyedThrottle, ThrottleError, _ffi
 
 
@@ -249,16 +249,6 @@ def test_children_connect_again(redis_url, method):
 
 
 # ---------------------------------------------------------------- keyed
-
-
-def wait_until(predicate, timeout=10.0):
-    """Polls predicate() every 5 ms; True once it holds, False after timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_keyed_two_handles_share_each_key(redis_url):

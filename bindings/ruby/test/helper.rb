@@ -35,6 +35,17 @@ module TestHelper
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
+  # Polls the block every 5 ms; true once it holds, false after `limit` s.
+  def wait_until(limit = 10)
+    deadline = now + limit
+    until yield
+      return false if now > deadline
+
+      sleep 0.005
+    end
+    true
+  end
+
   # Forks a child that runs the block and leaves with exit! (the parent's
   # at_exit handlers, Minitest's among them, must not run in it): status 0
   # if the block returned, 1 if it raised (the error goes to stderr).

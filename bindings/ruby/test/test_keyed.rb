@@ -41,17 +41,6 @@ class TestKeyed < Minitest::Test
     keyed
   end
 
-  # Polls the block every 5 ms; true once it holds, false after `limit` s.
-  def wait_until(limit = 10)
-    deadline = now + limit
-    until yield
-      return false if now > deadline
-
-      sleep 0.005
-    end
-    true
-  end
-
   # True once a newcomer on `key` would wait more than `beyond` seconds: a
   # waiter is queued on it.
   def queued?(keyed, key, beyond)

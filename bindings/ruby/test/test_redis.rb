@@ -162,17 +162,6 @@ class TestRedis < Minitest::Test
     k
   end
 
-  # Polls the block every 5 ms; true once it holds, false after `limit` s.
-  def wait_until(limit = 10)
-    deadline = now + limit
-    until yield
-      return false if now > deadline
-
-      sleep 0.005
-    end
-    true
-  end
-
   # Polls summary until its total reaches `total` (each process sends its
   # emissions to the server every 50 ms); returns the last total.
   def wait_for_total(throttle, total, limit: 5.0)
