@@ -34,7 +34,8 @@
 mod common;
 
 use common::{
-    context, env_f64, env_usize, now_ns, options, secs, shared_mem, stop_and_free, throttle,
+    context, env_f64, env_usize, estimate, mark_started, now_ns, options, secs, shared_mem,
+    stop_and_free, throttle,
 };
 use criterion::Criterion;
 use governor::clock::MonotonicClock;
@@ -396,35 +397,8 @@ fn bench_window_and_changes(
     stop_and_free(t);
 }
 
-/// When this process started: estimates written before it are stale (from
-/// an earlier run, e.g. when `cargo test --benches` only smoke-runs them).
-static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
-
-/// (point, lower, upper) of `stat` ("slope", "mean", "median") in ns, as
-/// this run wrote it.
-fn estimate(dir: &Path, name: &str, stat: &str) -> Option<(f64, f64, f64)> {
-    let path = dir
-        .join(GROUP)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if written < *STARTED.get()? {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    let e = v.get(stat)?;
-    let p = e.get("point_estimate")?.as_f64()?;
-    let ci = e.get("confidence_interval")?;
-    Some((
-        p,
-        ci.get("lower_bound")?.as_f64()?,
-        ci.get("upper_bound")?.as_f64()?,
-    ))
-}
-
 fn main() {
-    STARTED.get_or_init(std::time::SystemTime::now);
+    mark_started();
     let measure = env_f64("MPT_BENCH_SECONDS", 2.0);
     let out: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
     let samples = env_usize("MPT_BENCH_SAMPLES", 50).max(10);
@@ -446,8 +420,8 @@ fn main() {
     c.final_summary();
 
     let rows = ROWS.with(|r| r.take());
-    let floor = estimate(&out, "floor_clock_cas", "slope")
-        .or_else(|| estimate(&out, "floor_clock_cas", "mean"))
+    let floor = estimate(&out, GROUP, "floor_clock_cas", "slope")
+        .or_else(|| estimate(&out, GROUP, "floor_clock_cas", "mean"))
         .map(|e| e.0);
     print!("{heading}");
     println!(
@@ -457,8 +431,10 @@ fn main() {
     println!("| row | what | ns/call | 95% CI | median ns | x floor | notes |");
     println!("|---|---|---:|---|---:|---:|---|");
     for r in &rows {
-        let e = estimate(&out, r.name, "slope").or_else(|| estimate(&out, r.name, "mean"));
-        let med = estimate(&out, r.name, "median").map_or("?".into(), |m| format!("{:.1}", m.0));
+        let e = estimate(&out, GROUP, r.name, "slope")
+            .or_else(|| estimate(&out, GROUP, r.name, "mean"));
+        let med =
+            estimate(&out, GROUP, r.name, "median").map_or("?".into(), |m| format!("{:.1}", m.0));
         let (p, ci) = e.map_or(("?".into(), "?".into()), |(p, lo, hi)| {
             (format!("{p:.1}"), format!("{lo:.1}..{hi:.1}"))
         });

@@ -73,8 +73,8 @@
 mod common;
 
 use common::{
-    child_exit, context, env_f64, env_usize, fork, now_ns, options, reap, secs, shared_mem,
-    stop_and_free, throttle,
+    child_exit, context, env_f64, env_usize, estimate, fork, mark_started, now_ns, options, reap,
+    secs, shared_mem, stop_and_free, throttle,
 };
 use criterion::Criterion;
 use governor::clock::MonotonicClock;
@@ -812,34 +812,8 @@ fn drive(board: &Board, workers: usize, seconds: f64) -> (i64, i64) {
 // ---------------------------------------------------------------------
 // The report.
 
-/// When this process started: estimates written before it are stale.
-static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
-
-/// (point, lower, upper) of `stat` ("slope", "mean", "median") in ns, as
-/// this run wrote it.
-fn estimate(dir: &Path, name: &str, stat: &str) -> Option<(f64, f64, f64)> {
-    let path = dir
-        .join(GROUP)
-        .join(name)
-        .join("new")
-        .join("estimates.json");
-    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if written < *STARTED.get()? {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    let e = v.get(stat)?;
-    let p = e.get("point_estimate")?.as_f64()?;
-    let ci = e.get("confidence_interval")?;
-    Some((
-        p,
-        ci.get("lower_bound")?.as_f64()?,
-        ci.get("upper_bound")?.as_f64()?,
-    ))
-}
-
 fn ns(dir: &Path, name: &str) -> Option<(f64, f64, f64)> {
-    estimate(dir, name, "slope").or_else(|| estimate(dir, name, "mean"))
+    estimate(dir, GROUP, name, "slope").or_else(|| estimate(dir, GROUP, name, "mean"))
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -850,7 +824,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn main() {
-    STARTED.get_or_init(std::time::SystemTime::now);
+    mark_started();
     let measure = env_f64("MPT_BENCH_SECONDS", 2.0);
     let phase = env_f64("MPT_BENCH_SECONDS", 1.0);
     let samples = env_usize("MPT_BENCH_SAMPLES", 50).max(10);
@@ -1034,8 +1008,8 @@ fn main() {
         println!("|---|---|---:|---|---:|---:|---:|---|");
         for r in &rows {
             let e = ns(&out, &r.name);
-            let med =
-                estimate(&out, &r.name, "median").map_or("?".into(), |m| format!("{:.1}", m.0));
+            let med = estimate(&out, GROUP, &r.name, "median")
+                .map_or("?".into(), |m| format!("{:.1}", m.0));
             let (pt, ci) = e.map_or(("?".into(), "?".into()), |(p, lo, hi)| {
                 (format!("{p:.1}"), format!("{lo:.1}..{hi:.1}"))
             });

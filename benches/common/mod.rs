@@ -1,7 +1,8 @@
 //! Helpers shared by the benchmarks (`benches/*.rs` include this file with
 //! `#[path = "common/mod.rs"] mod common;`): the machine-noise context every
 //! report starts with, a clock, shared anonymous mappings for forked
-//! children, making a throttle through the C ABI, and percentiles.
+//! children, making a throttle through the C ABI, percentiles, and
+//! criterion's estimates read back for a report.
 
 #![allow(dead_code, missing_docs)]
 
@@ -200,4 +201,41 @@ pub fn fork() -> libc::pid_t {
 pub fn child_exit(code: i32) -> ! {
     // SAFETY: _exit is always safe to call.
     unsafe { libc::_exit(code) }
+}
+
+/// When this process started: criterion estimates written before it are
+/// stale (from an earlier run, e.g. when `cargo test --benches` only
+/// smoke-runs them). Set by [`mark_started`], first thing in `main`.
+static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+pub fn mark_started() {
+    STARTED.get_or_init(std::time::SystemTime::now);
+}
+
+/// (point, lower, upper) of `stat` ("slope", "mean", "median") in ns of
+/// criterion's row `group/name` under `dir`, as this run wrote it.
+pub fn estimate(
+    dir: &std::path::Path,
+    group: &str,
+    name: &str,
+    stat: &str,
+) -> Option<(f64, f64, f64)> {
+    let path = dir
+        .join(group)
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if written < *STARTED.get()? {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let e = v.get(stat)?;
+    let p = e.get("point_estimate")?.as_f64()?;
+    let ci = e.get("confidence_interval")?;
+    Some((
+        p,
+        ci.get("lower_bound")?.as_f64()?,
+        ci.get("upper_bound")?.as_f64()?,
+    ))
 }
